@@ -1,0 +1,98 @@
+//! The thermostat's decision logic, and nothing else.
+//!
+//! This crate is sans-IO: it takes readings, setpoints and the current time as arguments and returns
+//! decisions. It never reads a clock, opens a socket, spawns a thread or depends on an async runtime, so the
+//! very same source runs in the native controller and, compiled to `wasm32-unknown-unknown`, in the browser
+//! dashboard (for the what-if preview and the live cross-check). The rule is the reference thermostat's —
+//! above `desired + up_delta` turn Off, below `desired - down_delta` turn On, emit only on change, per sensor —
+//! plus opt-in extensions (minimum dwell, out-of-order rejection, a stale-sensor failsafe) whose defaults keep
+//! the reference behaviour.
+
+mod controller;
+mod sensor;
+mod setpoint;
+
+pub use controller::{replay, Controller, ControllerSnapshot, Stats};
+pub use sensor::{ReadingOutcome, SensorState, VersionedSetpoint};
+pub use setpoint::{Limits, Setpoint, SetpointError, SetpointField};
+
+use serde::{Deserialize, Serialize};
+
+/// Sensor ids are `int32` on the reference wire format, so they are here too: every id the reference can
+/// send (0, negatives, `i32::MAX`) is a valid id.
+pub type SensorId = i32;
+
+/// Event time in milliseconds since the Unix epoch. Passed in, never read: the crate has no clock.
+pub type TimeMs = i64;
+
+/// What the controller tells a heater to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Command {
+    On,
+    Off,
+}
+
+impl Command {
+    /// Lower-case name as used on the WebSocket protocol and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::On => "on",
+            Command::Off => "off",
+        }
+    }
+}
+
+/// One temperature reading. The sensor id travels beside it (as the Kafka key or in the message) so a
+/// replay over one sensor's history need not repeat it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub t_ms: TimeMs,
+    pub temperature: f64,
+}
+
+/// Why a decision was made: the band rule, or the stale-sensor failsafe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionCause {
+    Band,
+    Failsafe,
+}
+
+/// A command for one heater, with the evidence it was made from: the reading's event time and temperature
+/// and the version of the setpoint in force. That evidence is what lets the dashboard cross-check the server
+/// and lets latency be measured from the reading's event time.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub sensor: SensorId,
+    pub command: Command,
+    pub t_ms: TimeMs,
+    pub temperature: f64,
+    pub setpoint_version: u64,
+    pub cause: DecisionCause,
+}
+
+/// Why a reading was refused. A refused reading changes no state.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum ReadingError {
+    #[error("sensor {sensor}: temperature must be a finite number (got {value})")]
+    NonFiniteTemperature { sensor: SensorId, value: f64 },
+}
+
+/// Controller behaviour. The defaults are exactly the reference thermostat's behaviour.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// Which setpoints are accepted.
+    pub limits: Limits,
+    /// Minimum time a command stays in force before the opposite one may be emitted (anti short-cycling of
+    /// compressors and relays). 0 disables it.
+    pub min_dwell_ms: i64,
+    /// A sensor under control that is silent for longer than this gets one failsafe Off. `None` disables it.
+    pub stale_after_ms: Option<i64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { limits: Limits::default(), min_dwell_ms: 0, stale_after_ms: None }
+    }
+}

@@ -1,0 +1,138 @@
+//! Setpoints and the one place where their validity is decided.
+//!
+//! The bridge validates a browser's write with [`Limits::validate`] before it reaches the setpoint stream, and
+//! the controller validates again when it applies one (the stream may carry writes from other producers, such as
+//! the reference thermostat's tools). Both call this function, so the rule cannot drift between them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A per-sensor comfort band: the heater turns On below `desired - down_delta` and Off above
+/// `desired + up_delta`. Between the two edges (inclusive) nothing is decided, which is what gives the
+/// thermostat its hysteresis.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Setpoint {
+    /// The temperature people want, in °C.
+    pub desired: f64,
+    /// How far above `desired` the room may drift before the heater is turned Off, in °C.
+    pub up_delta: f64,
+    /// How far below `desired` the room may drift before the heater is turned On, in °C.
+    pub down_delta: f64,
+}
+
+impl Setpoint {
+    /// Builds a setpoint without validating it; validation happens where it is applied, against the
+    /// [`Limits`] in force there.
+    pub const fn new(desired: f64, up_delta: f64, down_delta: f64) -> Self {
+        Self { desired, up_delta, down_delta }
+    }
+
+    /// Upper edge of the band: a reading strictly above it turns the heater Off.
+    pub fn upper(&self) -> f64 {
+        self.desired + self.up_delta
+    }
+
+    /// Lower edge of the band: a reading strictly below it turns the heater On.
+    pub fn lower(&self) -> f64 {
+        self.desired - self.down_delta
+    }
+}
+
+/// Names a setpoint field in errors, so a user sees which of the three numbers was wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetpointField {
+    Desired,
+    UpDelta,
+    DownDelta,
+}
+
+impl SetpointField {
+    /// The field's name as it appears on the WebSocket protocol, so error texts match what the client sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetpointField::Desired => "desired",
+            SetpointField::UpDelta => "up_delta",
+            SetpointField::DownDelta => "down_delta",
+        }
+    }
+}
+
+impl fmt::Display for SetpointField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a setpoint was refused. Every variant names the field, so the message can be shown to a user as is.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum SetpointError {
+    #[error("{field} must be a finite number")]
+    NotFinite { field: SetpointField },
+    #[error("{field} must be ≥ 0 (got {value})")]
+    Negative { field: SetpointField, value: f64 },
+    #[error("{field} must be between {min} and {max} (got {value})")]
+    OutOfRange { field: SetpointField, value: f64, min: f64, max: f64 },
+}
+
+impl SetpointError {
+    /// The field the error is about, for clients that highlight the offending input.
+    pub fn field(&self) -> SetpointField {
+        match *self {
+            SetpointError::NotFinite { field }
+            | SetpointError::Negative { field, .. }
+            | SetpointError::OutOfRange { field, .. } => field,
+        }
+    }
+}
+
+/// The range of setpoints an installation accepts. Configurable because a sauna and a cold store need
+/// different bounds; the defaults cover rooms, water tanks and process heaters.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub desired_min: f64,
+    pub desired_max: f64,
+    /// Largest accepted `up_delta` or `down_delta`.
+    pub max_delta: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { desired_min: -50.0, desired_max: 150.0, max_delta: 50.0 }
+    }
+}
+
+impl Limits {
+    /// Checks a setpoint against these limits. Non-finite values are reported before range errors because
+    /// NaN compares false with everything and would otherwise slip through a range check.
+    pub fn validate(&self, sp: &Setpoint) -> Result<(), SetpointError> {
+        let fields = [
+            (SetpointField::Desired, sp.desired),
+            (SetpointField::UpDelta, sp.up_delta),
+            (SetpointField::DownDelta, sp.down_delta),
+        ];
+        for (field, value) in fields {
+            if !value.is_finite() {
+                return Err(SetpointError::NotFinite { field });
+            }
+        }
+        if !(self.desired_min..=self.desired_max).contains(&sp.desired) {
+            return Err(SetpointError::OutOfRange {
+                field: SetpointField::Desired,
+                value: sp.desired,
+                min: self.desired_min,
+                max: self.desired_max,
+            });
+        }
+        for (field, value) in [(SetpointField::UpDelta, sp.up_delta), (SetpointField::DownDelta, sp.down_delta)] {
+            // `-0.0 < 0.0` is false, so a negative zero is accepted as the zero it equals.
+            if value < 0.0 {
+                return Err(SetpointError::Negative { field, value });
+            }
+            if value > self.max_delta {
+                return Err(SetpointError::OutOfRange { field, value, min: 0.0, max: self.max_delta });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,9 @@
+//! Every message setpoint puts on a wire, defined once and compiled into both the server and the browser.
+//!
+//! [`proto`] holds the Kafka record values, byte-compatible with the reference thermostat's proto3 schema so
+//! reference heaters and controllers interoperate with ours. [`ws`] holds the browser ↔ bridge WebSocket
+//! protocol (JSON). Decoders of outside input return typed errors and never panic; the numbers they carry are
+//! validated by the control crate, which is the single source of truth for what a valid setpoint is.
+
+pub mod proto;
+pub mod ws;

@@ -1,0 +1,314 @@
+//! The browser ↔ bridge WebSocket protocol, version 1.
+//!
+//! JSON text frames, one object per frame, tagged by `"type"`. These types are compiled into both the bridge
+//! and the dashboard, so the two halves cannot disagree about a field name. Unknown extra fields are ignored
+//! (so the protocol can grow); an unknown `type` or a wrong field type is a typed [`ProtocolError`].
+
+use serde::{Deserialize, Serialize};
+use setpoint_control::{Command, Config, Decision, DecisionCause, Reading, SensorId, Setpoint, TimeMs};
+
+/// Protocol version announced in `hello`; bumped only for incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest `request_id` the bridge accepts; ids are echoed back, so they must not be a way to amplify traffic.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Messages a browser sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Restricts the live stream to some sensors; `null` or omitted means all.
+    Subscribe {
+        #[serde(default)]
+        sensors: Option<Vec<SensorId>>,
+    },
+    /// Asks for a new setpoint. Needs write access.
+    SetSetpoint(SetSetpoint),
+}
+
+/// A setpoint write. `base_version`, when given, must equal the version currently in force, so two people
+/// editing the same sensor cannot silently overwrite each other.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetSetpoint {
+    pub request_id: String,
+    pub sensor: SensorId,
+    pub desired: f64,
+    pub up_delta: f64,
+    pub down_delta: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_version: Option<u64>,
+}
+
+impl SetSetpoint {
+    /// The requested setpoint, to be validated by the control crate's `Limits`.
+    pub fn setpoint(&self) -> Setpoint {
+        Setpoint::new(self.desired, self.up_delta, self.down_delta)
+    }
+}
+
+/// Messages the bridge sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Hello(Hello),
+    Readings(ReadingsBatch),
+    Decision(DecisionMsg),
+    Setpoint(SetpointMsg),
+    Ack { request_id: String },
+    Error(ErrorMsg),
+    Status(StatusMsg),
+}
+
+/// First frame on every connection: what the client may do and the state it should start from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub can_write: bool,
+    /// Every sensor the bridge has heard of, sorted.
+    pub sensors: Vec<SensorId>,
+    /// Setpoints in force, sorted by sensor.
+    pub setpoints: Vec<SetpointMsg>,
+    /// The last command per sensor, sorted by sensor.
+    #[serde(default)]
+    pub commands: Vec<DecisionMsg>,
+    /// The controller configuration, so the browser's copy of the control core decides exactly as the
+    /// server's does.
+    pub config: Config,
+    /// Server clock at the time of `hello`, so the browser can show "seconds since last reading" against
+    /// the server's notion of time.
+    pub server_time_ms: TimeMs,
+}
+
+/// One reading on the WebSocket.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadingItem {
+    pub sensor: SensorId,
+    pub t_ms: TimeMs,
+    pub temperature: f64,
+}
+
+impl ReadingItem {
+    /// The reading without its sensor id, as the control crate takes it.
+    pub fn reading(&self) -> Reading {
+        Reading { t_ms: self.t_ms, temperature: self.temperature }
+    }
+}
+
+/// A batch of readings. `missed` counts readings dropped for this client because it read too slowly (only
+/// the latest reading per sensor is kept for a slow client); `backfill` marks history sent after `hello`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadingsBatch {
+    pub items: Vec<ReadingItem>,
+    #[serde(default)]
+    pub missed: u64,
+    #[serde(default)]
+    pub backfill: bool,
+}
+
+/// A heater command as the browser sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionMsg {
+    pub sensor: SensorId,
+    pub t_ms: TimeMs,
+    pub temperature: f64,
+    pub command: Command,
+    #[serde(default)]
+    pub setpoint_version: u64,
+    #[serde(default = "band")]
+    pub cause: DecisionCause,
+}
+
+fn band() -> DecisionCause {
+    DecisionCause::Band
+}
+
+impl From<&Decision> for DecisionMsg {
+    fn from(d: &Decision) -> Self {
+        Self {
+            sensor: d.sensor,
+            t_ms: d.t_ms,
+            temperature: d.temperature,
+            command: d.command,
+            setpoint_version: d.setpoint_version,
+            cause: d.cause,
+        }
+    }
+}
+
+impl From<&DecisionMsg> for Decision {
+    fn from(d: &DecisionMsg) -> Self {
+        Self {
+            sensor: d.sensor,
+            command: d.command,
+            t_ms: d.t_ms,
+            temperature: d.temperature,
+            setpoint_version: d.setpoint_version,
+            cause: d.cause,
+        }
+    }
+}
+
+/// A setpoint in force, broadcast to every client when it changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetpointMsg {
+    pub sensor: SensorId,
+    pub desired: f64,
+    pub up_delta: f64,
+    pub down_delta: f64,
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t_ms: Option<TimeMs>,
+}
+
+impl SetpointMsg {
+    /// Builds the message for a setpoint in force.
+    pub fn new(sensor: SensorId, sp: &Setpoint, version: u64, t_ms: Option<TimeMs>) -> Self {
+        Self { sensor, desired: sp.desired, up_delta: sp.up_delta, down_delta: sp.down_delta, version, t_ms }
+    }
+
+    /// The setpoint as the control crate takes it.
+    pub fn setpoint(&self) -> Setpoint {
+        Setpoint::new(self.desired, self.up_delta, self.down_delta)
+    }
+}
+
+/// The closed set of error codes. Clients switch on the code; `message` is for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not JSON (this includes `NaN`/`Infinity`, which JSON's grammar does not have).
+    MalformedFrame,
+    /// The JSON object has no `type`, or one this server does not know.
+    UnknownType,
+    /// The type is known but a field is missing or has the wrong type.
+    InvalidMessage,
+    /// The setpoint breaks a rule of the control crate's `Limits`; `message` names the field.
+    InvalidSetpoint,
+    /// Writing needs a valid token.
+    Unauthorized,
+    /// `base_version` is not the version in force; `current` carries the value in force.
+    Conflict,
+    /// Too many writes on this connection; try again shortly.
+    RateLimited,
+    /// The frame exceeded the size limit.
+    FrameTooLarge,
+    /// Binary frames are not part of the protocol.
+    BinaryFrame,
+    /// The message broker cannot be reached; writes are refused, not queued.
+    BrokerUnavailable,
+    /// Something failed inside the server; the request may be retried.
+    Internal,
+}
+
+/// An error, tied to a request when `request_id` is set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorMsg {
+    pub request_id: Option<String>,
+    pub code: ErrorCode,
+    pub message: String,
+    /// For `conflict`: the setpoint in force, so the client can show it next to the user's draft.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<SetpointMsg>,
+}
+
+/// Where the data the bridge relays comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusStatus {
+    /// The in-process bus of `setpoint run`.
+    Embedded,
+    /// Kafka, reachable.
+    Connected,
+    /// Kafka, unreachable: data is stale and writes are refused.
+    Unavailable,
+}
+
+/// Periodic server status, for the dashboard header.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusMsg {
+    pub clients: u64,
+    pub bus: BusStatus,
+    pub readings_total: u64,
+    pub decisions_total: u64,
+    pub server_time_ms: TimeMs,
+}
+
+/// Why a client frame was refused. Maps one-to-one onto an [`ErrorCode`].
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ProtocolError {
+    #[error("frame is not valid JSON: {0}")]
+    Malformed(String),
+    #[error("frame has no \"type\" field")]
+    MissingType,
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    #[error("invalid {kind} message: {detail}")]
+    Invalid { kind: &'static str, detail: String },
+}
+
+impl ProtocolError {
+    /// The error code sent to the client.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ProtocolError::Malformed(_) => ErrorCode::MalformedFrame,
+            ProtocolError::MissingType | ProtocolError::UnknownType(_) => ErrorCode::UnknownType,
+            ProtocolError::Invalid { .. } => ErrorCode::InvalidMessage,
+        }
+    }
+}
+
+/// Only the tag, to tell a malformed frame from an unknown type before decoding the body.
+#[derive(Deserialize)]
+struct TypeProbe {
+    #[serde(rename = "type")]
+    kind: Option<serde_json::Value>,
+}
+
+const CLIENT_TYPES: [&str; 2] = ["subscribe", "set_setpoint"];
+
+impl ClientMessage {
+    /// Decodes a client text frame. Distinguishes not-JSON, unknown type and bad fields, so the client gets
+    /// an error that says which it was.
+    pub fn from_json(text: &str) -> Result<Self, ProtocolError> {
+        let probe: TypeProbe = serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        let kind = match probe.kind {
+            None => return Err(ProtocolError::MissingType),
+            Some(serde_json::Value::String(s)) => s,
+            Some(other) => return Err(ProtocolError::UnknownType(truncate(&other.to_string()))),
+        };
+        let Some(known) = CLIENT_TYPES.iter().find(|t| **t == kind) else {
+            return Err(ProtocolError::UnknownType(truncate(&kind)));
+        };
+        let msg: ClientMessage = serde_json::from_str(text)
+            .map_err(|e| ProtocolError::Invalid { kind: known, detail: e.to_string() })?;
+        if let ClientMessage::SetSetpoint(s) = &msg {
+            if s.request_id.len() > MAX_REQUEST_ID_LEN {
+                return Err(ProtocolError::Invalid {
+                    kind: known,
+                    detail: format!("request_id longer than {MAX_REQUEST_ID_LEN} bytes"),
+                });
+            }
+        }
+        Ok(msg)
+    }
+}
+
+/// Keeps echoed client input short in error messages.
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+impl ServerMessage {
+    /// Encodes a server frame. Serialization of these types cannot fail (no maps with non-string keys);
+    /// the fallback keeps that a typed error rather than a panic if a type ever changes.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","request_id":null,"code":"internal","message":"encode failed"}"#.to_owned()
+        })
+    }
+
+    /// Decodes a server frame (used by the dashboard and by test clients).
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
