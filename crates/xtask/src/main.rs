@@ -1,1 +1,161 @@
-fn main() {}
+//! Project automation, in Rust instead of shell scripts (the rust-analyzer convention).
+//!
+//! `cargo xtask run` and `cargo xtask test` are the README's two commands. Both first run `setup`, which
+//! installs every tool the project needs — the wasm32 target, trunk, wasm-bindgen-cli pinned to the version in
+//! Cargo.lock, Debian's chromium/chromedriver/binaryen, and the Tansu test broker — skipping what is present,
+//! so they work on a fresh machine and cost nothing on the second run.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const TRUNK_VERSION: &str = "~0.21";
+const TRUNK_PREFIX: &str = "trunk 0.21";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const APT_PACKAGES: [(&str, &str); 3] =
+    [("chromium", "chromium"), ("chromedriver", "chromium-driver"), ("wasm-opt", "binaryen")];
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    let result = match cmd {
+        "setup" => setup(),
+        "dist" => setup().and_then(|_| build_dashboard()),
+        "run" => setup().and_then(|_| build_dashboard()).and_then(|_| run_setpoint(rest)),
+        "test" => setup().and_then(|_| build_dashboard()).and_then(|_| test()),
+        "ci" => setup().and_then(|_| build_dashboard()).and_then(|_| ci()),
+        _ => {
+            eprintln!(
+                "cargo xtask <command>\n\n  \
+                 run [ARGS]  install what is missing, build the dashboard, start `setpoint run` (ARGS go to it)\n  \
+                 test        install what is missing, build the dashboard, run every test (native, WASM, browser)\n  \
+                 ci          fmt --check, clippy -D warnings, then test\n  \
+                 setup       only install what is missing\n  \
+                 dist        only build the dashboard into dist/"
+            );
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).map(Path::to_path_buf).unwrap_or_else(|| ".".into())
+}
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Runs a command in the repository root, failing with its name if it fails.
+fn run(cmd: &mut Command) -> Result {
+    cmd.current_dir(root());
+    eprintln!("xtask: $ {}", describe(cmd));
+    let status = cmd.status().map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed ({status})", describe(cmd)))
+    }
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" ")
+}
+
+/// Stdout of a command, or None if it cannot run or fails.
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn on_path(program: &str) -> bool {
+    output("sh", &["-c", &format!("command -v {program}")]).is_some()
+}
+
+/// The wasm-bindgen version Cargo.lock pins; wasm-bindgen-cli must match it exactly.
+fn locked_wasm_bindgen() -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(v.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    Err("wasm-bindgen is not in Cargo.lock".into())
+}
+
+/// Installs each missing tool; idempotent.
+fn setup() -> Result {
+    let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
+        run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+    }
+    if !output("trunk", &["--version"]).is_some_and(|v| v.starts_with(TRUNK_PREFIX)) {
+        run(Command::new(cargo()).args(["install", "trunk", "--version", TRUNK_VERSION, "--locked"]))?;
+    }
+    let wbg = locked_wasm_bindgen()?;
+    if !output("wasm-bindgen", &["--version"]).is_some_and(|v| v.trim() == format!("wasm-bindgen {wbg}")) {
+        // `--locked` fails against this registry's index for this crate; a plain install works.
+        run(Command::new(cargo()).args(["install", "wasm-bindgen-cli", "--version", &format!("={wbg}"), "--force"]))?;
+    }
+    let missing: Vec<&str> =
+        APT_PACKAGES.iter().filter(|(bin, _)| !on_path(bin)).map(|(_, package)| *package).collect();
+    if !missing.is_empty() {
+        let sudo: &[&str] = if output("id", &["-u"]).is_some_and(|u| u.trim() == "0") { &[] } else { &["sudo"] };
+        let apt = |args: &[&str]| {
+            let mut full: Vec<&str> = sudo.to_vec();
+            full.push("apt-get");
+            full.extend_from_slice(args);
+            let mut cmd = Command::new(full[0]);
+            cmd.args(&full[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+            run(&mut cmd)
+        };
+        apt(&["update", "-q"])?;
+        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        args.extend(missing);
+        apt(&args)?;
+    }
+    Ok(())
+}
+
+/// Builds the dashboard into `dist/` with Trunk, offline, in release mode (wasm-opt runs when present).
+fn build_dashboard() -> Result {
+    if !root().join("crates/dashboard").exists() {
+        return Ok(());
+    }
+    run(Command::new("trunk").args(["build", "--release"]))
+}
+
+fn run_setpoint(args: &[String]) -> Result {
+    run(Command::new(cargo()).args(["run", "--release", "-p", "setpoint", "--", "run"]).args(args))
+}
+
+/// Every test: the workspace natively (unit, integration, browser end-to-end), then the control and wire
+/// crates compiled to wasm32 and run under Node by wasm-bindgen-test-runner.
+fn test() -> Result {
+    run(Command::new(cargo()).args(["test", "--workspace"]).env("SETPOINT_DIST", root().join("dist")))?;
+    run(Command::new(cargo())
+        .args(["test", "--target", WASM_TARGET, "-p", "setpoint-control"])
+        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", "wasm-bindgen-test-runner"))?;
+    Ok(())
+}
+
+fn ci() -> Result {
+    run(Command::new(cargo()).args(["fmt", "--all", "--check"]))?;
+    run(Command::new(cargo()).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    test()
+}
