@@ -1,0 +1,337 @@
+//! One sensor's setpoint draft and the life of a write: draft → pending → saved, or an error in words.
+//!
+//! Kept apart from the DOM so the rules a user relies on are testable: a draft survives a conflict so it can be
+//! retried, a commit is validated by the control crate's `Limits` before it is sent (the same function the server
+//! runs), and a write in flight when the connection drops is reported as lost rather than left "pending" forever.
+
+use setpoint_control::{Limits, SensorId, Setpoint};
+use setpoint_wire::ws::{ErrorCode, ErrorMsg, SetSetpoint, SetpointMsg};
+
+/// How long after a slider release or Enter the write goes out; repeated commits within it collapse into one.
+pub const COMMIT_DEBOUNCE_MS: f64 = 250.0;
+
+/// How long a write may wait for `ack`/`error` before the user is told it got no answer.
+pub const PENDING_TIMEOUT_MS: f64 = 10_000.0;
+
+/// Where the draft starts when a sensor has no setpoint yet.
+pub const DEFAULT_SETPOINT: Setpoint = Setpoint::new(20.0, 0.5, 0.5);
+
+/// Which of the three numbers an input edits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Desired,
+    Up,
+    Down,
+}
+
+/// The outcome of the latest write, as shown in the card's `.save-status`.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum SaveStatus {
+    #[default]
+    Idle,
+    /// Refused in the browser by `Limits::validate`; nothing was sent.
+    Invalid(String),
+    /// Sent; waiting for `ack` or `error`.
+    Pending { request_id: String, sent_at: f64 },
+    /// Acknowledged by the server.
+    Saved,
+    /// Refused by the server or lost; the text says why.
+    Failed(String),
+    /// Someone else changed the setpoint first; `current` is what is in force now. The draft is kept.
+    Conflict { current: SetpointMsg },
+}
+
+impl SaveStatus {
+    /// Text for the status element. Contains "pending", "saved" or the error, as the end-to-end test expects.
+    pub fn text(&self) -> String {
+        match self {
+            SaveStatus::Idle => String::new(),
+            SaveStatus::Invalid(m) => format!("not sent: {m}"),
+            SaveStatus::Pending { .. } => "pending…".to_owned(),
+            SaveStatus::Saved => "saved".to_owned(),
+            SaveStatus::Failed(m) => format!("error: {m}"),
+            SaveStatus::Conflict { current } => format!(
+                "conflict: someone else set {} (+{}/−{}) — your draft is kept; save again to overwrite",
+                crate::model::format::temp(current.desired),
+                crate::model::format::num(current.up_delta),
+                crate::model::format::num(current.down_delta)
+            ),
+        }
+    }
+
+    /// Whether the status reports a problem (styled as an error).
+    pub fn is_error(&self) -> bool {
+        matches!(self, SaveStatus::Invalid(_) | SaveStatus::Failed(_) | SaveStatus::Conflict { .. })
+    }
+}
+
+/// One sensor's editing state.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Editor {
+    /// The user's proposed setpoint; `None` while the card simply follows the setpoint in force.
+    pub draft: Option<Setpoint>,
+    /// The version the user started editing from, sent as `base_version` so concurrent edits are detected.
+    pub base_version: Option<u64>,
+    pub status: SaveStatus,
+    /// When a debounced commit is due (local clock), if one is scheduled.
+    pub commit_due: Option<f64>,
+}
+
+/// Rounds to 0.01 so slider arithmetic never shows 20.100000000000001.
+fn tidy(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+impl Editor {
+    /// The setpoint the card shows: the draft if any, else the one in force.
+    pub fn shown(&self, committed: Option<&SetpointMsg>) -> Option<Setpoint> {
+        self.draft.or_else(|| committed.map(SetpointMsg::setpoint))
+    }
+
+    /// Whether the draft differs from the setpoint in force (the what-if preview is shown only then).
+    pub fn is_dirty(&self, committed: Option<&SetpointMsg>) -> bool {
+        match (self.draft, committed) {
+            (None, _) => false,
+            (Some(d), Some(c)) => d != c.setpoint(),
+            (Some(_), None) => true,
+        }
+    }
+
+    /// Changes one field of the draft (starting one from the setpoint in force if needed). Non-finite input —
+    /// a half-typed number — is ignored so the field keeps what the user is typing.
+    pub fn edit(&mut self, committed: Option<&SetpointMsg>, field: Field, value: f64) {
+        if !value.is_finite() {
+            return;
+        }
+        let mut d = match self.draft {
+            Some(d) => d,
+            None => {
+                self.base_version = committed.map(|c| c.version);
+                committed.map_or(DEFAULT_SETPOINT, SetpointMsg::setpoint)
+            }
+        };
+        match field {
+            Field::Desired => d.desired = tidy(value),
+            Field::Up => d.up_delta = tidy(value),
+            Field::Down => d.down_delta = tidy(value),
+        }
+        self.draft = Some(d);
+        if !matches!(self.status, SaveStatus::Pending { .. } | SaveStatus::Conflict { .. }) {
+            self.status = SaveStatus::Idle;
+        }
+    }
+
+    /// Schedules a commit (slider released, Enter pressed); repeated requests collapse into the last.
+    pub fn request_commit(&mut self, now: f64) {
+        self.commit_due = Some(now + COMMIT_DEBOUNCE_MS);
+    }
+
+    /// Abandons the draft and follows the setpoint in force again.
+    pub fn discard(&mut self) {
+        self.draft = None;
+        self.base_version = None;
+        self.commit_due = None;
+        if !matches!(self.status, SaveStatus::Pending { .. }) {
+            self.status = SaveStatus::Idle;
+        }
+    }
+
+    /// Turns the draft into a write if it is valid. Validation is the control crate's — one source of truth —
+    /// and an invalid draft is reported without being sent.
+    pub fn commit(
+        &mut self,
+        sensor: SensorId,
+        committed: Option<&SetpointMsg>,
+        limits: &Limits,
+        request_id: String,
+        now: f64,
+    ) -> Option<SetSetpoint> {
+        self.commit_due = None;
+        let draft = self.draft?;
+        if !self.is_dirty(committed) {
+            self.draft = None;
+            return None;
+        }
+        if let Err(e) = limits.validate(&draft) {
+            self.status = SaveStatus::Invalid(e.to_string());
+            return None;
+        }
+        self.status = SaveStatus::Pending { request_id: request_id.clone(), sent_at: now };
+        Some(SetSetpoint {
+            request_id,
+            sensor,
+            desired: draft.desired,
+            up_delta: draft.up_delta,
+            down_delta: draft.down_delta,
+            base_version: self.base_version,
+        })
+    }
+
+    fn owns(&self, request_id: &str) -> bool {
+        matches!(&self.status, SaveStatus::Pending { request_id: r, .. } if r == request_id)
+    }
+
+    /// Handles an `ack`; returns whether it was for this editor. The draft is kept until the server's
+    /// `setpoint` broadcast brings the new value in force, so the slider never jumps back meanwhile.
+    pub fn on_ack(&mut self, request_id: &str) -> bool {
+        if !self.owns(request_id) {
+            return false;
+        }
+        self.status = SaveStatus::Saved;
+        true
+    }
+
+    /// Handles an `error`; returns whether it was for this editor.
+    pub fn on_error(&mut self, err: &ErrorMsg) -> bool {
+        let Some(id) = err.request_id.as_deref() else { return false };
+        if !self.owns(id) {
+            return false;
+        }
+        self.status = match (err.code, &err.current) {
+            (ErrorCode::Conflict, Some(current)) => {
+                // The user has now seen the value in force; a retry deliberately overwrites it.
+                self.base_version = Some(current.version);
+                SaveStatus::Conflict { current: current.clone() }
+            }
+            (code, _) => SaveStatus::Failed(explain(code, &err.message)),
+        };
+        true
+    }
+
+    /// A new setpoint is in force. Once it matches the draft (our write landed), the draft is dropped; an
+    /// unrelated change leaves a draft alone — saving it will then report the conflict.
+    pub fn on_setpoint(&mut self, msg: &SetpointMsg) {
+        if self.draft == Some(msg.setpoint()) {
+            self.draft = None;
+            self.base_version = None;
+        }
+    }
+
+    /// The connection dropped: a write in flight has no answer coming.
+    pub fn on_disconnect(&mut self) {
+        if matches!(self.status, SaveStatus::Pending { .. }) {
+            self.status = SaveStatus::Failed("connection lost before the server answered; save again".to_owned());
+        }
+    }
+
+    /// Reports a write that got no answer in time. Returns whether the status changed.
+    pub fn check_timeout(&mut self, now: f64) -> bool {
+        if let SaveStatus::Pending { sent_at, .. } = self.status {
+            if now - sent_at > PENDING_TIMEOUT_MS {
+                self.status = SaveStatus::Failed("no answer from the server; save again".to_owned());
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Words for an error code, so the user learns what to do rather than a code name.
+pub fn explain(code: ErrorCode, message: &str) -> String {
+    let why = match code {
+        ErrorCode::Unauthorized => "not authorised — this page has no valid write token",
+        ErrorCode::InvalidSetpoint => return format!("invalid setpoint: {message}"),
+        ErrorCode::Conflict => "changed elsewhere in the meantime",
+        ErrorCode::RateLimited => "too many changes at once; wait a moment and save again",
+        ErrorCode::BrokerUnavailable => "the message bus is unavailable; the change was not saved",
+        ErrorCode::Internal => "server error; save again",
+        ErrorCode::MalformedFrame
+        | ErrorCode::UnknownType
+        | ErrorCode::InvalidMessage
+        | ErrorCode::FrameTooLarge
+        | ErrorCode::BinaryFrame => "the server did not understand the request",
+    };
+    if message.is_empty() {
+        why.to_owned()
+    } else {
+        format!("{why} ({message})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(desired: f64, version: u64) -> SetpointMsg {
+        SetpointMsg { sensor: 1, desired, up_delta: 0.5, down_delta: 0.5, version, t_ms: None }
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn draft_commit_ack_and_echo() {
+        let c = committed(20.0, 4);
+        let mut e = Editor::default();
+        assert!(!e.is_dirty(Some(&c)));
+        e.edit(Some(&c), Field::Desired, 21.2);
+        assert!(e.is_dirty(Some(&c)));
+        assert_eq!(e.shown(Some(&c)).map(|s| s.desired), Some(21.2));
+        let req = e.commit(1, Some(&c), &Limits::default(), "r1".into(), 0.0).expect("sent");
+        assert_eq!((req.desired, req.base_version), (21.2, Some(4)));
+        assert!(e.status.text().contains("pending"));
+        assert!(!e.on_ack("other"));
+        assert!(e.on_ack("r1"));
+        assert_eq!(e.status.text(), "saved");
+        assert!(e.draft.is_some(), "kept until the new value is in force");
+        e.on_setpoint(&committed(21.2, 5));
+        assert_eq!(e.draft, None);
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn invalid_draft_is_not_sent_and_says_why() {
+        let c = committed(20.0, 1);
+        let mut e = Editor::default();
+        e.edit(Some(&c), Field::Up, 80.0);
+        assert!(e.commit(1, Some(&c), &Limits::default(), "r".into(), 0.0).is_none());
+        assert!(e.status.text().contains("up_delta"), "{}", e.status.text());
+        e.edit(Some(&c), Field::Desired, f64::NAN);
+        assert_eq!(e.draft.map(|d| d.desired), Some(20.0), "half-typed input is ignored");
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn conflict_keeps_draft_and_retries_from_the_current_version() {
+        let c = committed(20.0, 1);
+        let mut e = Editor::default();
+        e.edit(Some(&c), Field::Desired, 23.0);
+        e.commit(1, Some(&c), &Limits::default(), "r1".into(), 0.0);
+        let current = committed(19.0, 2);
+        let err = ErrorMsg {
+            request_id: Some("r1".into()),
+            code: ErrorCode::Conflict,
+            message: "base_version 1 is not 2".into(),
+            current: Some(current.clone()),
+        };
+        e.on_setpoint(&current);
+        assert!(e.on_error(&err));
+        assert_eq!(e.draft.map(|d| d.desired), Some(23.0));
+        assert!(e.status.text().contains("19.0"), "{}", e.status.text());
+        let retry = e.commit(1, Some(&current), &Limits::default(), "r2".into(), 1.0).expect("retry");
+        assert_eq!(retry.base_version, Some(2));
+        assert_eq!(retry.desired, 23.0);
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn errors_disconnects_and_timeouts_are_reported() {
+        let c = committed(20.0, 1);
+        let mut e = Editor::default();
+        e.edit(Some(&c), Field::Down, 1.0);
+        e.commit(1, Some(&c), &Limits::default(), "r1".into(), 0.0);
+        let err = ErrorMsg {
+            request_id: Some("r1".into()),
+            code: ErrorCode::RateLimited,
+            message: String::new(),
+            current: None,
+        };
+        assert!(e.on_error(&err));
+        assert!(e.status.text().contains("too many changes"));
+        e.commit(1, Some(&c), &Limits::default(), "r2".into(), 0.0);
+        e.on_disconnect();
+        assert!(e.status.text().contains("connection lost"));
+        e.commit(1, Some(&c), &Limits::default(), "r3".into(), 0.0);
+        assert!(!e.check_timeout(PENDING_TIMEOUT_MS - 1.0));
+        assert!(e.check_timeout(PENDING_TIMEOUT_MS + 1.0));
+        assert!(e.status.is_error());
+    }
+}

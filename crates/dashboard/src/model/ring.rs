@@ -1,0 +1,189 @@
+//! A bounded, time-ordered history with duplicate-free merging.
+//!
+//! Why not a plain ring: after a reconnect the server re-sends history (`backfill`) that overlaps what the tab
+//! already holds, and live batches may interleave with it. Charts need each `(sensor, t_ms)` point exactly once
+//! and in time order, so every insert is a sorted insert that ignores a timestamp already present. The common
+//! case — a newer point — is an O(1) append; overlap costs one binary search.
+
+use std::collections::VecDeque;
+
+use setpoint_control::{Reading, TimeMs};
+use setpoint_wire::ws::DecisionMsg;
+
+/// Anything with an event time; the ring orders and deduplicates by it.
+pub trait Timed {
+    fn t_ms(&self) -> TimeMs;
+}
+
+impl Timed for Reading {
+    fn t_ms(&self) -> TimeMs {
+        self.t_ms
+    }
+}
+
+impl Timed for DecisionMsg {
+    fn t_ms(&self) -> TimeMs {
+        self.t_ms
+    }
+}
+
+/// Time-ordered, deduplicated, bounded by both a point count and a time span behind the newest point.
+#[derive(Clone, Debug)]
+pub struct Ring<T> {
+    items: VecDeque<T>,
+    capacity: usize,
+    span_ms: TimeMs,
+}
+
+impl<T: Timed + Copy> Ring<T> {
+    /// A ring keeping at most `capacity` points, none older than `span_ms` behind the newest.
+    pub fn new(capacity: usize, span_ms: TimeMs) -> Self {
+        Self { items: VecDeque::new(), capacity: capacity.max(1), span_ms }
+    }
+
+    /// Inserts one point at its place in time. Returns `false` when the timestamp is already present (the
+    /// first copy wins) or the point is too old to be kept, so callers feed only genuinely new points onward.
+    pub fn insert(&mut self, item: T) -> bool {
+        let t = item.t_ms();
+        let inserted = match self.items.back() {
+            None => {
+                self.items.push_back(item);
+                true
+            }
+            Some(last) if t > last.t_ms() => {
+                self.items.push_back(item);
+                true
+            }
+            Some(_) => match self.items.binary_search_by_key(&t, Timed::t_ms) {
+                Ok(_) => false,
+                Err(idx) => {
+                    if idx == 0 && (self.items.len() >= self.capacity || self.too_old(t)) {
+                        // Older than everything kept and there is no room (or it is beyond the span): it would be
+                        // evicted at once.
+                        false
+                    } else {
+                        self.items.insert(idx, item);
+                        true
+                    }
+                }
+            },
+        };
+        if inserted {
+            self.evict();
+        }
+        inserted
+    }
+
+    /// Merges many points (in any order); returns how many were new.
+    pub fn merge<I: IntoIterator<Item = T>>(&mut self, items: I) -> usize {
+        items.into_iter().map(|i| usize::from(self.insert(i))).sum()
+    }
+
+    fn too_old(&self, t: TimeMs) -> bool {
+        self.items.back().is_some_and(|last| last.t_ms().saturating_sub(t) > self.span_ms)
+    }
+
+    fn evict(&mut self) {
+        while self.items.len() > self.capacity {
+            self.items.pop_front();
+        }
+        if let Some(newest) = self.items.back().map(Timed::t_ms) {
+            while self.items.front().is_some_and(|f| newest.saturating_sub(f.t_ms()) > self.span_ms) {
+                self.items.pop_front();
+            }
+        }
+    }
+
+    /// Number of points held.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether no point is held.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The newest point.
+    pub fn last(&self) -> Option<&T> {
+        self.items.back()
+    }
+
+    /// All points, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + ExactSizeIterator {
+        self.items.iter()
+    }
+
+    /// Points with `from <= t <= to`, oldest first.
+    pub fn range(&self, from: TimeMs, to: TimeMs) -> impl DoubleEndedIterator<Item = &T> {
+        let start = self.items.partition_point(|i| i.t_ms() < from);
+        let end = self.items.partition_point(|i| i.t_ms() <= to);
+        self.items.range(start..end.max(start))
+    }
+
+    /// The newest point strictly before `t` (what was in force when a window starts).
+    pub fn before(&self, t: TimeMs) -> Option<&T> {
+        let idx = self.items.partition_point(|i| i.t_ms() < t);
+        idx.checked_sub(1).and_then(|i| self.items.get(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(t: TimeMs, temp: f64) -> Reading {
+        Reading { t_ms: t, temperature: temp }
+    }
+
+    fn times(ring: &Ring<Reading>) -> Vec<TimeMs> {
+        ring.iter().map(|x| x.t_ms).collect()
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn appends_in_order_and_drops_duplicates() {
+        let mut ring = Ring::new(100, 60_000);
+        assert!(ring.insert(r(1, 20.0)));
+        assert!(ring.insert(r(2, 20.1)));
+        assert!(!ring.insert(r(2, 99.0)), "same timestamp is a duplicate");
+        assert_eq!(times(&ring), vec![1, 2]);
+        assert_eq!(ring.last().map(|x| x.temperature), Some(20.1), "first copy wins");
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn overlapping_backfill_merges_without_duplicates_or_gaps() {
+        let mut ring = Ring::new(100, 60_000);
+        // Live points the tab already had, with a gap (6..=8 were lost while disconnected).
+        ring.merge([1, 2, 3, 4, 5, 9, 10].map(|t| r(t, t as f64)));
+        // Backfill re-sends 3..=10, out of order for good measure.
+        let new = ring.merge([10, 3, 4, 5, 6, 7, 8, 9].map(|t| r(t, t as f64)));
+        assert_eq!(new, 3, "only the gap is new");
+        assert_eq!(times(&ring), (1..=10).collect::<Vec<_>>());
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn bounded_by_capacity_and_span() {
+        let mut ring = Ring::new(5, 1_000);
+        ring.merge((0..10).map(|t| r(t, 0.0)));
+        assert_eq!(times(&ring), vec![5, 6, 7, 8, 9]);
+        assert!(!ring.insert(r(1, 0.0)), "older than everything in a full ring");
+        ring.insert(r(2_000, 0.0));
+        assert_eq!(times(&ring), vec![2_000], "points more than span behind the newest go");
+        assert!(!ring.insert(r(500, 0.0)), "beyond the span is refused");
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn range_and_before() {
+        let mut ring = Ring::new(100, 60_000);
+        ring.merge([10, 20, 30, 40].map(|t| r(t, 0.0)));
+        let got: Vec<_> = ring.range(15, 30).map(|x| x.t_ms).collect();
+        assert_eq!(got, vec![20, 30]);
+        assert_eq!(ring.range(41, 50).count(), 0);
+        assert_eq!(ring.before(20).map(|x| x.t_ms), Some(10));
+        assert_eq!(ring.before(10), None);
+    }
+}

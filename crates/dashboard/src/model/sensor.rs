@@ -1,0 +1,86 @@
+//! Everything the dashboard holds about one sensor, and how urgently it needs a look.
+
+use setpoint_control::{Command, Reading, SensorId, TimeMs};
+use setpoint_wire::ws::{DecisionMsg, SetpointMsg};
+
+use crate::model::editor::Editor;
+use crate::model::ring::Ring;
+
+/// The longest chart window offered (15 min); history beyond it is not kept.
+pub const HISTORY_SPAN_MS: TimeMs = 15 * 60_000;
+
+/// Decisions kept per sensor for the heater strip; a heater switching more often than this in 15 minutes is
+/// short-cycling and the strip is saturated anyway.
+pub const DECISIONS_PER_SENSOR: usize = 2_000;
+
+/// A reading older than this (server time) marks the sensor stale.
+pub const STALE_AFTER_MS: f64 = 5_000.0;
+
+/// Chart history, decisions, the setpoint in force and the editor of one sensor.
+#[derive(Clone, Debug)]
+pub struct SensorView {
+    pub id: SensorId,
+    pub readings: Ring<Reading>,
+    pub decisions: Ring<DecisionMsg>,
+    pub setpoint: Option<SetpointMsg>,
+    pub editor: Editor,
+    /// Bumped whenever anything the card shows changes, so unchanged cards skip rendering and drawing.
+    pub rev: u64,
+}
+
+impl SensorView {
+    /// An empty view keeping at most `capacity` readings.
+    pub fn new(id: SensorId, capacity: usize) -> Self {
+        Self {
+            id,
+            readings: Ring::new(capacity, HISTORY_SPAN_MS),
+            decisions: Ring::new(DECISIONS_PER_SENSOR, HISTORY_SPAN_MS),
+            setpoint: None,
+            editor: Editor::default(),
+            rev: 0,
+        }
+    }
+
+    /// The heater command in force: the newest decision known.
+    pub fn heater(&self) -> Option<Command> {
+        self.decisions.last().map(|d| d.command)
+    }
+
+    /// The newest reading.
+    pub fn current(&self) -> Option<&Reading> {
+        self.readings.last()
+    }
+
+    /// Milliseconds since the newest reading, against the (estimated) server clock.
+    pub fn age_ms(&self, server_now: f64) -> Option<f64> {
+        self.current().map(|r| server_now - r.t_ms as f64)
+    }
+
+    /// What makes this sensor worth a look now.
+    pub fn attention(&self, server_now: f64, divergent: bool) -> Attention {
+        let stale = self.age_ms(server_now).is_none_or(|a| a > STALE_AFTER_MS);
+        let out_of_band = match (self.current(), &self.setpoint) {
+            (Some(r), Some(sp)) => {
+                let s = sp.setpoint();
+                r.temperature > s.upper() || r.temperature < s.lower()
+            }
+            _ => false,
+        };
+        Attention { divergent, stale, out_of_band }
+    }
+}
+
+/// Reasons a sensor needs attention, most serious first; the derived ordering sorts by seriousness.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Attention {
+    pub divergent: bool,
+    pub stale: bool,
+    pub out_of_band: bool,
+}
+
+impl Attention {
+    /// Whether anything is wrong.
+    pub fn any(&self) -> bool {
+        self.divergent || self.stale || self.out_of_band
+    }
+}

@@ -1,0 +1,101 @@
+//! The what-if preview: what the heater would have done over the visible history under a proposed setpoint.
+//!
+//! It calls [`setpoint_control::replay`] — the same step function the server's controller runs — so the preview
+//! is not an approximation but exactly what would have happened (given the same readings). The replay starts
+//! from the heater command that was actually in force at the window's start, so the first marker is a real
+//! switch, not an artefact of starting from "unknown".
+
+use setpoint_control::{replay, Config, Decision, Reading, SensorId, SensorState, Setpoint, SetpointError, TimeMs};
+use setpoint_control::VersionedSetpoint;
+
+use crate::model::sensor::SensorView;
+
+/// A preview result: the would-have decisions (for drawing) and the two switch counts shown side by side.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WhatIf {
+    pub decisions: Vec<Decision>,
+    /// Switches the proposed setpoint would have caused in the window.
+    pub would_switch: usize,
+    /// Switches the server actually made in the same window.
+    pub actual_switch: usize,
+}
+
+/// Replays `view`'s readings in `[from, to]` under `proposed`. Fails only if `proposed` is invalid under the
+/// configured limits, in which case the caller shows the validation error instead of a preview.
+pub fn what_if(
+    config: &Config,
+    sensor: SensorId,
+    view: &SensorView,
+    proposed: Setpoint,
+    from: TimeMs,
+    to: TimeMs,
+) -> Result<WhatIf, SetpointError> {
+    let mut initial = SensorState::default();
+    if let Some(prev) = view.decisions.before(from) {
+        initial.last_command = Some(prev.command);
+        initial.last_change_ms = Some(prev.t_ms);
+    }
+    let readings: Vec<Reading> = view.readings.range(from, to).copied().collect();
+    let version = view.setpoint.as_ref().map_or(0, |s| s.version + 1);
+    let decisions = replay(config, sensor, &initial, VersionedSetpoint { setpoint: proposed, version }, &readings)?;
+    let actual_switch = view.decisions.range(from, to).count();
+    Ok(WhatIf { would_switch: decisions.len(), actual_switch, decisions })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use setpoint_control::{Command, DecisionCause};
+    use setpoint_wire::ws::DecisionMsg;
+
+    fn view_with_wave() -> SensorView {
+        let mut v = SensorView::new(9, 10_000);
+        // 20 ± 1 °C sine, 100 points, 100 ms apart.
+        v.readings.merge((0..100).map(|i| Reading {
+            t_ms: 10_000 + i * 100,
+            temperature: 20.0 + ((i as f64) / 5.0).sin(),
+        }));
+        v
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn narrow_band_switches_wide_band_does_not() {
+        let v = view_with_wave();
+        let cfg = Config::default();
+        let narrow = what_if(&cfg, 9, &v, Setpoint::new(20.0, 0.2, 0.2), 0, 30_000).expect("valid");
+        let wide = what_if(&cfg, 9, &v, Setpoint::new(20.0, 5.0, 5.0), 0, 30_000).expect("valid");
+        assert!(narrow.would_switch >= 4, "{narrow:?}");
+        assert_eq!(wide.would_switch, 0);
+        // Decisions alternate, as emit-on-change requires.
+        for pair in narrow.decisions.windows(2) {
+            assert_ne!(pair[0].command, pair[1].command);
+        }
+        assert!(what_if(&cfg, 9, &v, Setpoint::new(20.0, -1.0, 0.2), 0, 30_000).is_err());
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn starts_from_the_command_in_force_and_counts_actual_switches() {
+        let mut v = view_with_wave();
+        let d = |t, command| DecisionMsg {
+            sensor: 9,
+            t_ms: t,
+            temperature: 0.0,
+            command,
+            setpoint_version: 1,
+            cause: DecisionCause::Band,
+        };
+        v.decisions.insert(d(5_000, Command::Off));
+        v.decisions.insert(d(12_000, Command::On));
+        v.decisions.insert(d(15_000, Command::Off));
+        // Window from 11 s: the heater was Off then. A band whose first verdict is "Off" emits nothing at first.
+        let all_hot = what_if(&Config::default(), 9, &v, Setpoint::new(0.0, 0.0, 0.0), 11_000, 20_000).expect("ok");
+        assert_eq!(all_hot.would_switch, 0, "already Off, stays Off");
+        assert_eq!(all_hot.actual_switch, 2);
+        let all_cold = what_if(&Config::default(), 9, &v, Setpoint::new(100.0, 0.0, 0.0), 11_000, 20_000).expect("ok");
+        assert_eq!(all_cold.would_switch, 1);
+        assert_eq!(all_cold.decisions[0].command, Command::On);
+        assert_eq!(all_cold.decisions[0].t_ms, 11_000);
+    }
+}

@@ -1,0 +1,119 @@
+//! `setpoint run`: every role in one process on the embedded bus, with an orderly shutdown.
+
+use std::sync::Arc;
+
+use setpoint_sim::SimConfig;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::bridge::{self, BridgeOptions};
+use crate::bus::embedded::EmbeddedBus;
+use crate::bus::Bus;
+use crate::metrics::Metrics;
+use crate::roles::controller::{self, ControllerOptions};
+use crate::roles::simulator;
+
+/// Everything `setpoint run` needs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// `None` runs without the bridge (no HTTP port).
+    pub bridge: Option<BridgeOptions>,
+    /// Controller behaviour; also sent to browsers so their copy of the control core decides alike.
+    pub controller: ControllerOptions,
+    /// Whether this process runs the controller role.
+    pub run_controller: bool,
+    /// `None` runs without simulated rooms (real heaters publish readings).
+    pub simulator: Option<SimConfig>,
+    pub seed_setpoints: bool,
+}
+
+/// A running instance. Dropping it does not stop it; call [`Running::shutdown`].
+pub struct Running<B> {
+    /// Where the bridge listens, when it runs.
+    pub addr: Option<std::net::SocketAddr>,
+    pub bus: B,
+    pub metrics: Arc<Metrics>,
+    pub hub: Option<Arc<bridge::hub::Hub>>,
+    stop: CancellationToken,
+    done: JoinHandle<()>,
+}
+
+impl<B> Running<B> {
+    /// The token that stops the instance; cancel it to begin a graceful shutdown.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Stops in order — simulator, then controller (after it has decided on every reading already
+    /// published), then the bridge (after clients got every queued frame and a close frame) — and waits.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until the instance has stopped (after its stop token was cancelled).
+    pub async fn wait(self) {
+        if let Err(e) = self.done.await {
+            tracing::error!("shutdown task failed: {e}");
+        }
+    }
+}
+
+/// Starts every role on the embedded bus.
+pub async fn start_embedded(options: RunOptions) -> std::io::Result<Running<EmbeddedBus>> {
+    start(EmbeddedBus::default(), options).await
+}
+
+/// Starts every role on `bus`.
+pub async fn start<B: Bus>(bus: B, options: RunOptions) -> std::io::Result<Running<B>> {
+    let metrics = Arc::new(Metrics::default());
+    let stop = CancellationToken::new();
+    let (sim_stop, controller_stop, bridge_stop) = (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
+
+    let running_bridge = match options.bridge.clone() {
+        Some(b) => Some(bridge::start(bus.clone(), b, options.controller.config, Arc::clone(&metrics), bridge_stop.clone()).await?),
+        None => None,
+    };
+    let controller_task = options
+        .run_controller
+        .then(|| tokio::spawn(controller::run(bus.clone(), options.controller, Arc::clone(&metrics), controller_stop.clone())));
+    let sim_task = options
+        .simulator
+        .map(|cfg| tokio::spawn(simulator::run(bus.clone(), cfg, options.seed_setpoints, sim_stop.clone())));
+
+    let stop_watch = stop.clone();
+    let (addr, hub) = match &running_bridge {
+        Some(b) => (Some(b.addr), Some(Arc::clone(&b.hub))),
+        None => (None, None),
+    };
+    let bridge_task = running_bridge.map(|b| b.task);
+    let done = tokio::spawn(async move {
+        stop_watch.cancelled().await;
+        tracing::info!("shutting down");
+        sim_stop.cancel();
+        if let Some(task) = sim_task {
+            report("simulator", task.await);
+        }
+        controller_stop.cancel();
+        if let Some(task) = controller_task {
+            report("controller", task.await);
+        }
+        bridge_stop.cancel();
+        if let Some(Err(e)) = match bridge_task {
+            Some(task) => Some(task.await),
+            None => None,
+        } {
+            tracing::error!("bridge task failed: {e}");
+        }
+        tracing::info!("stopped");
+    });
+    Ok(Running { addr, bus, metrics, hub, stop, done })
+}
+
+fn report(role: &str, result: Result<Result<(), crate::bus::BusError>, tokio::task::JoinError>) {
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("{role} stopped: {e}"),
+        Err(e) => tracing::error!("{role} failed: {e}"),
+    }
+}

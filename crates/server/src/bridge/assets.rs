@@ -1,0 +1,91 @@
+//! Serving the built dashboard, with the security headers every response carries.
+//!
+//! The Content-Security-Policy allows the page's own scripts and WebAssembly and nothing from elsewhere.
+//! Trunk's loader is an inline module script; rather than allowing inline scripts wholesale, the policy
+//! lists the SHA-256 of each inline script found in `dist/index.html` at start.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+/// Where the dashboard lives and the policy that protects it.
+#[derive(Clone, Debug)]
+pub struct Dashboard {
+    /// `Some` when `dist/index.html` exists.
+    pub dir: Option<PathBuf>,
+    pub csp: String,
+}
+
+impl Dashboard {
+    /// Looks for a Trunk build in `dir`.
+    pub fn load(dir: &Path) -> Self {
+        let index = dir.join("index.html");
+        match std::fs::read_to_string(&index) {
+            Ok(html) => Self { dir: Some(dir.to_path_buf()), csp: csp(&inline_script_hashes(&html)) },
+            Err(_) => Self { dir: None, csp: csp(&[]) },
+        }
+    }
+}
+
+/// The policy: same-origin everything, WebAssembly compilation allowed, inline scripts only by hash,
+/// inline styles allowed (the charts' layout sets element styles; styles cannot run code), no framing.
+fn csp(script_hashes: &[String]) -> String {
+    let hashes: String = script_hashes.iter().map(|h| format!(" 'sha256-{h}'")).collect();
+    format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{hashes}; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'none'; frame-ancestors 'none'"
+    )
+}
+
+/// Base64 SHA-256 of the body of every `<script>` element without a `src`.
+pub fn inline_script_hashes(html: &str) -> Vec<String> {
+    let mut hashes = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<script") {
+        let after = &rest[start..];
+        let Some(tag_end) = after.find('>') else { break };
+        let tag = &after[..tag_end];
+        let body_and_rest = &after[tag_end + 1..];
+        let Some(close) = body_and_rest.find("</script>") else { break };
+        let body = &body_and_rest[..close];
+        if !tag.contains(" src=") && !body.trim().is_empty() {
+            hashes.push(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body.as_bytes())));
+        }
+        rest = &body_and_rest[close..];
+    }
+    hashes
+}
+
+/// The page shown when the dashboard has not been built: says what to do instead of a bare 404.
+pub fn not_built_page(dir: &Path) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>setpoint</title></head><body \
+         style=\"font-family:sans-serif;max-width:40em;margin:3em auto\"><h1>setpoint is running</h1>\
+         <p>The dashboard has not been built, so there is no page to show at <code>{}</code>.</p>\
+         <p>Build it with <code>cargo xtask dist</code> (or start everything with <code>cargo xtask run</code>, \
+         which builds it first), then reload this page.</p><p>The data is live already: the WebSocket at \
+         <code>/ws</code>, metrics at <code>/metrics</code>.</p></body></html>",
+        html_escape(&dir.display().to_string())
+    )
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_only_inline_scripts() {
+        let html = r#"<html><script src="/a.js"></script><script type="module">alert(1)</script></html>"#;
+        let hashes = inline_script_hashes(html);
+        assert_eq!(hashes.len(), 1);
+        assert_eq!(hashes[0], base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"alert(1)")));
+        assert!(csp(&hashes).contains(&format!("'sha256-{}'", hashes[0])));
+        assert!(csp(&[]).contains("frame-ancestors 'none'"));
+    }
+}

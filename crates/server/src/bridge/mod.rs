@@ -1,0 +1,191 @@
+//! The bridge: HTTP and WebSocket front of setpoint.
+//!
+//! It serves the dashboard, speaks protocol v1 on `/ws`, exposes `/metrics`, `/healthz` and `/readyz`, and
+//! relays between browsers and the bus: one set of subscriptions fanned out to every client ([`hub`]),
+//! each client behind a bounded [`outbox`], and setpoint writes validated by the control crate and
+//! acknowledged only once the bus has them.
+
+pub mod assets;
+pub mod auth;
+pub mod hub;
+pub mod outbox;
+pub mod session;
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use setpoint_control::Config;
+use setpoint_wire::ws::BusStatus;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::bus::Bus;
+use crate::metrics::Metrics;
+use assets::Dashboard;
+use auth::{OriginPolicy, Token, SUBPROTOCOL};
+use hub::{Hub, HubOptions};
+
+/// Largest WebSocket message the transport accepts at all; bigger ones close the connection. Frames
+/// between `max_frame_bytes` and this get a `frame_too_large` error and the connection stays open.
+const TRANSPORT_MAX_MESSAGE: usize = 1 << 20;
+
+/// How the bridge runs.
+#[derive(Clone, Debug)]
+pub struct BridgeOptions {
+    pub listen: SocketAddr,
+    /// Trunk's output directory.
+    pub dist: PathBuf,
+    pub token: Token,
+    /// Origins allowed to open a WebSocket besides the server's own (e.g. behind a reverse proxy).
+    pub allow_origins: Vec<String>,
+    pub hub: HubOptions,
+    /// Client frames above this size are refused with `frame_too_large`.
+    pub max_frame_bytes: usize,
+    pub writes_per_second: f64,
+    pub write_burst: f64,
+}
+
+impl BridgeOptions {
+    /// Defaults for a bridge on `listen` with `token`.
+    pub fn new(listen: SocketAddr, token: Token) -> Self {
+        Self {
+            listen,
+            dist: PathBuf::from("dist"),
+            token,
+            allow_origins: Vec::new(),
+            hub: HubOptions::default(),
+            max_frame_bytes: 64 * 1024,
+            writes_per_second: 5.0,
+            write_burst: 10.0,
+        }
+    }
+}
+
+/// Everything a request handler needs.
+pub struct Bridge<B> {
+    pub bus: B,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub options: BridgeOptions,
+    pub origins: OriginPolicy,
+    pub shutdown: CancellationToken,
+    pub dashboard: Dashboard,
+}
+
+/// A running bridge.
+pub struct RunningBridge {
+    pub addr: SocketAddr,
+    pub hub: Arc<Hub>,
+    pub task: JoinHandle<()>,
+}
+
+/// Binds the listener and starts serving; returns once the port is bound.
+pub async fn start<B: Bus>(
+    bus: B,
+    options: BridgeOptions,
+    config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> std::io::Result<RunningBridge> {
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    let addr = listener.local_addr()?;
+    let hub = Arc::new(Hub::new(config, options.hub, Arc::clone(&metrics)));
+    let dashboard = Dashboard::load(&options.dist);
+    if dashboard.dir.is_none() {
+        tracing::warn!(dist = %options.dist.display(), "dashboard not built; `/` explains how to build it");
+    }
+    // Shutdown order: stop reading the bus (the pump drains what is there), then close the sessions,
+    // which send what is queued before their close frame, then stop the HTTP server.
+    let sessions = CancellationToken::new();
+    let pump_stop = CancellationToken::new();
+    let bridge = Arc::new(Bridge {
+        bus: bus.clone(),
+        hub: Arc::clone(&hub),
+        metrics,
+        origins: OriginPolicy::new(addr, &options.allow_origins),
+        options,
+        shutdown: sessions.clone(),
+        dashboard,
+    });
+    let pump = tokio::spawn(hub::pump(bus, Arc::clone(&hub), pump_stop.clone()));
+    let app = router(bridge);
+    let server = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(sessions.clone().cancelled_owned()).into_future());
+    let task = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        pump_stop.cancel();
+        match pump.await {
+            Ok(Err(e)) => tracing::error!("bridge stopped reading the bus: {e}"),
+            Err(e) => tracing::error!("bridge pump panicked: {e}"),
+            Ok(Ok(())) => {}
+        }
+        sessions.cancel();
+        match server.await {
+            Ok(Err(e)) => tracing::error!("http server failed: {e}"),
+            Err(e) => tracing::error!("http server panicked: {e}"),
+            Ok(Ok(())) => {}
+        }
+    });
+    Ok(RunningBridge { addr, hub, task })
+}
+
+fn router<B: Bus>(bridge: Arc<Bridge<B>>) -> Router {
+    let csp = HeaderValue::from_str(&bridge.dashboard.csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
+    let app = Router::new()
+        .route("/ws", get(websocket::<B>))
+        .route("/metrics", get(metrics::<B>))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready::<B>));
+    let app = match &bridge.dashboard.dir {
+        Some(dir) => app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")))),
+        None => {
+            let page = assets::not_built_page(&bridge.options.dist);
+            app.fallback(move || async move { Html(page) })
+        }
+    };
+    app.layer(axum::middleware::map_response(move |mut response: Response| {
+        let csp = csp.clone();
+        async move {
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            response
+        }
+    }))
+    .with_state(bridge)
+}
+
+async fn websocket<B: Bus>(State(bridge): State<Arc<Bridge<B>>>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
+    let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("<invalid>"));
+    if !bridge.origins.allows(origin) {
+        tracing::warn!(origin = origin.unwrap_or_default(), "cross-origin WebSocket refused");
+        return (StatusCode::FORBIDDEN, "WebSocket connections from this origin are not allowed (see --allow-origin)\n").into_response();
+    }
+    let offered = auth::parse_subprotocols(headers.get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()));
+    let can_write = offered.token.is_some_and(|t| bridge.options.token.matches(t));
+    upgrade
+        .protocols([SUBPROTOCOL])
+        .max_message_size(TRANSPORT_MAX_MESSAGE)
+        .max_frame_size(TRANSPORT_MAX_MESSAGE)
+        .on_upgrade(move |socket| session::run(socket, bridge, can_write))
+}
+
+async fn metrics<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], bridge.metrics.render())
+}
+
+async fn ready<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
+    match bridge.bus.status() {
+        BusStatus::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "bus unavailable\n").into_response(),
+        BusStatus::Embedded | BusStatus::Connected => "ready\n".into_response(),
+    }
+}

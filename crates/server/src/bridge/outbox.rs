@@ -1,0 +1,201 @@
+//! One client's bounded queue of outgoing frames.
+//!
+//! The hub pushes into every client's outbox and never waits for a socket, so a slow client cannot stall
+//! the hub, other clients or the controller. Control frames (decisions, setpoints, acks, errors) are never
+//! dropped; if a client lets too many of them pile up it is disconnected (it resyncs from `hello` when it
+//! comes back). Readings batches are shared between clients (encoded once); a client that falls behind has
+//! its queued readings coalesced to the latest per sensor, with a count of what it missed.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use setpoint_control::SensorId;
+use setpoint_wire::ws::{ReadingItem, ReadingsBatch, ServerMessage};
+use tokio::sync::Notify;
+
+/// Readings batches queued before coalescing starts: about one second at the 50 ms flush interval.
+pub const MAX_QUEUED_BATCHES: usize = 20;
+
+/// Control frames a client may have unread before it is disconnected as hopelessly slow.
+pub const MAX_QUEUED_CONTROL: usize = 10_000;
+
+/// A readings batch encoded once and shared by every client that wants all sensors.
+pub struct SharedBatch {
+    pub items: Vec<ReadingItem>,
+    pub json: Arc<str>,
+}
+
+/// A frame ready to write.
+pub type Frame = Arc<str>;
+
+/// What the writer task takes out in one go.
+pub struct Drained {
+    pub frames: Vec<Frame>,
+    /// The client let control frames pile up past the limit; close the connection.
+    pub overflowed: bool,
+}
+
+#[derive(Default)]
+struct State {
+    control: VecDeque<Frame>,
+    batches: VecDeque<Arc<SharedBatch>>,
+    /// Latest reading per sensor once the client fell behind.
+    coalesced: HashMap<SensorId, ReadingItem>,
+    missed: u64,
+    /// Sensors the client subscribed to; `None` means all.
+    filter: Option<HashSet<SensorId>>,
+    overflowed: bool,
+}
+
+/// The outbox; shared between the hub (producer) and the connection's writer (consumer).
+#[derive(Default)]
+pub struct Outbox {
+    state: Mutex<State>,
+    ready: Notify,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a frame that must not be lost.
+    pub fn push_control(&self, frame: Frame) {
+        {
+            let mut s = self.lock();
+            if s.control.len() >= MAX_QUEUED_CONTROL {
+                s.overflowed = true;
+            } else {
+                s.control.push_back(frame);
+            }
+        }
+        self.ready.notify_one();
+    }
+
+    /// Queues a readings batch. Returns how many readings were coalesced away by this call, for metrics.
+    pub fn push_readings(&self, batch: &Arc<SharedBatch>) -> u64 {
+        let dropped = {
+            let mut s = self.lock();
+            let s = &mut *s;
+            let wanted: Option<Vec<ReadingItem>> = s
+                .filter
+                .as_ref()
+                .map(|f| batch.items.iter().filter(|i| f.contains(&i.sensor)).copied().collect());
+            if wanted.as_ref().is_some_and(|w| w.is_empty()) {
+                return 0;
+            }
+            let behind = !s.coalesced.is_empty() || s.batches.len() >= MAX_QUEUED_BATCHES;
+            match (wanted, behind) {
+                (None, false) => {
+                    s.batches.push_back(Arc::clone(batch));
+                    0
+                }
+                (Some(items), false) => {
+                    let json = ServerMessage::Readings(ReadingsBatch { items: items.clone(), missed: 0, backfill: false }).to_json();
+                    s.batches.push_back(Arc::new(SharedBatch { items, json: json.into() }));
+                    0
+                }
+                (wanted, true) => {
+                    let mut dropped = 0;
+                    let queued: Vec<Arc<SharedBatch>> = s.batches.drain(..).collect();
+                    let incoming = wanted.unwrap_or_else(|| batch.items.clone());
+                    for item in queued.iter().flat_map(|b| b.items.iter()).chain(incoming.iter()) {
+                        if let Some(old) = s.coalesced.insert(item.sensor, *item) {
+                            dropped += 1;
+                            if old.t_ms > item.t_ms {
+                                s.coalesced.insert(item.sensor, old);
+                            }
+                        }
+                    }
+                    s.missed += dropped;
+                    dropped
+                }
+            }
+        };
+        self.ready.notify_one();
+        dropped
+    }
+
+    /// Restricts future readings to these sensors (`None`: all).
+    pub fn set_filter(&self, sensors: Option<Vec<SensorId>>) {
+        self.lock().filter = sensors.map(|s| s.into_iter().collect());
+    }
+
+    /// Waits until something is queued.
+    pub async fn wait(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Takes everything queued: control frames first (they are small and urgent), then readings.
+    pub fn drain(&self) -> Drained {
+        let mut s = self.lock();
+        let mut frames: Vec<Frame> = s.control.drain(..).collect();
+        frames.extend(s.batches.drain(..).map(|b| Arc::clone(&b.json)));
+        if !s.coalesced.is_empty() {
+            let mut items: Vec<ReadingItem> = s.coalesced.drain().map(|(_, v)| v).collect();
+            items.sort_by_key(|i| (i.t_ms, i.sensor));
+            let missed = std::mem::take(&mut s.missed);
+            frames.push(ServerMessage::Readings(ReadingsBatch { items, missed, backfill: false }).to_json().into());
+        }
+        Drained { frames, overflowed: s.overflowed }
+    }
+
+    /// Readings batches currently queued (for tests and metrics).
+    pub fn queued_batches(&self) -> usize {
+        self.lock().batches.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(t_ms: i64, sensors: &[i32]) -> Arc<SharedBatch> {
+        let items: Vec<ReadingItem> = sensors.iter().map(|&sensor| ReadingItem { sensor, t_ms, temperature: 20.0 }).collect();
+        let json = ServerMessage::Readings(ReadingsBatch { items: items.clone(), missed: 0, backfill: false }).to_json();
+        Arc::new(SharedBatch { items, json: json.into() })
+    }
+
+    #[test]
+    fn a_slow_client_gets_the_latest_reading_per_sensor_and_a_missed_count() {
+        let outbox = Outbox::default();
+        let mut dropped = 0;
+        for t in 0..1000 {
+            dropped += outbox.push_readings(&batch(t, &[1, 2, 3]));
+        }
+        assert!(outbox.queued_batches() <= MAX_QUEUED_BATCHES);
+        let drained = outbox.drain();
+        assert_eq!(drained.frames.len(), 1);
+        let Ok(ServerMessage::Readings(b)) = ServerMessage::from_json(&drained.frames[0]) else { panic!("readings") };
+        assert_eq!(b.items.iter().map(|i| (i.sensor, i.t_ms)).collect::<Vec<_>>(), vec![(1, 999), (2, 999), (3, 999)]);
+        assert_eq!(b.missed, 3000 - 3);
+        assert_eq!(dropped, b.missed);
+    }
+
+    #[test]
+    fn control_frames_are_kept_in_order_and_overflow_is_flagged() {
+        let outbox = Outbox::default();
+        for i in 0..MAX_QUEUED_CONTROL {
+            outbox.push_control(format!("{i}").into());
+        }
+        assert!(!outbox.drain().overflowed);
+        for i in 0..=MAX_QUEUED_CONTROL {
+            outbox.push_control(format!("{i}").into());
+        }
+        let d = outbox.drain();
+        assert!(d.overflowed);
+        assert_eq!(&*d.frames[0], "0");
+    }
+
+    #[test]
+    fn a_filter_keeps_only_subscribed_sensors() {
+        let outbox = Outbox::default();
+        outbox.set_filter(Some(vec![2]));
+        outbox.push_readings(&batch(1, &[1, 3]));
+        assert!(outbox.drain().frames.is_empty());
+        outbox.push_readings(&batch(2, &[1, 2]));
+        let d = outbox.drain();
+        let Ok(ServerMessage::Readings(b)) = ServerMessage::from_json(&d.frames[0]) else { panic!("readings") };
+        assert_eq!(b.items.iter().map(|i| i.sensor).collect::<Vec<_>>(), vec![2]);
+    }
+}

@@ -1,0 +1,127 @@
+//! One WebSocket connection: `hello`, backfill, then the outbox out and client requests in.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use setpoint_wire::ws::{ClientMessage, ErrorCode, ErrorMsg, ServerMessage};
+
+use super::auth::RateLimit;
+use super::Bridge;
+use crate::bus::Bus;
+
+/// Close code for a client that did not read its control messages (RFC 6455 "policy violation").
+const CLOSE_TOO_SLOW: u16 = 1008;
+/// Close code on server shutdown ("going away").
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Serves one connection until the client leaves, falls hopelessly behind, or the server shuts down.
+pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, can_write: bool) {
+    let registration = bridge.hub.register(can_write);
+    let id = registration.id;
+    let outbox = Arc::clone(&registration.outbox);
+    let (mut sink, mut stream) = socket.split();
+
+    let writer = async {
+        for msg in std::iter::once(&registration.hello).chain(&registration.backfill) {
+            sink.send(Message::Text(msg.to_json().into())).await?;
+        }
+        loop {
+            let drained = outbox.drain();
+            for frame in drained.frames {
+                sink.send(Message::Text(frame.to_string().into())).await?;
+            }
+            if drained.overflowed {
+                bridge.metrics.slow_clients_disconnected.fetch_add(1, Relaxed);
+                let close = CloseFrame { code: CLOSE_TOO_SLOW, reason: "too slow: reconnect to resync".into() };
+                sink.send(Message::Close(Some(close))).await?;
+                return Ok(());
+            }
+            tokio::select! {
+                _ = outbox.wait() => {}
+                _ = bridge.shutdown.cancelled() => {
+                    // Whatever is queued goes out before the close frame.
+                    for frame in outbox.drain().frames {
+                        sink.send(Message::Text(frame.to_string().into())).await?;
+                    }
+                    let close = CloseFrame { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() };
+                    sink.send(Message::Close(Some(close))).await?;
+                    return Ok(());
+                }
+            }
+        }
+    };
+
+    let reader = async {
+        let mut limit = RateLimit::new(bridge.options.writes_per_second, bridge.options.write_burst);
+        while let Some(Ok(message)) = stream.next().await {
+            let reply = match message {
+                Message::Text(text) => handle_text(&bridge, &outbox, text.as_str(), can_write, &mut limit).await,
+                Message::Binary(_) => Some(error(None, ErrorCode::BinaryFrame, "binary frames are not part of the protocol; send JSON text frames")),
+                Message::Close(_) => break,
+                Message::Ping(_) | Message::Pong(_) => None,
+            };
+            if let Some(reply) = reply {
+                if matches!(reply, ServerMessage::Error(_)) {
+                    bridge.metrics.ws_errors_sent.fetch_add(1, Relaxed);
+                }
+                outbox.push_control(reply.to_json().into());
+            }
+        }
+    };
+
+    let result: Result<(), axum::Error> = tokio::select! {
+        r = writer => r,
+        () = reader => Ok(()),
+    };
+    if let Err(e) = result {
+        tracing::debug!(client = id, "connection ended: {e}");
+    }
+    bridge.hub.unregister(id);
+}
+
+fn error(request_id: Option<String>, code: ErrorCode, message: &str) -> ServerMessage {
+    ServerMessage::Error(ErrorMsg { request_id, code, message: message.to_owned(), current: None })
+}
+
+async fn handle_text<B: Bus>(
+    bridge: &Bridge<B>,
+    outbox: &super::outbox::Outbox,
+    text: &str,
+    can_write: bool,
+    limit: &mut RateLimit,
+) -> Option<ServerMessage> {
+    if text.len() > bridge.options.max_frame_bytes {
+        bridge.metrics.decode_errors.fetch_add(1, Relaxed);
+        let msg = format!("frame of {} bytes exceeds the limit of {} bytes", text.len(), bridge.options.max_frame_bytes);
+        return Some(error(None, ErrorCode::FrameTooLarge, &msg));
+    }
+    let message = match ClientMessage::from_json(text) {
+        Ok(m) => m,
+        Err(e) => {
+            bridge.metrics.decode_errors.fetch_add(1, Relaxed);
+            return Some(error(None, e.code(), &e.to_string()));
+        }
+    };
+    match message {
+        ClientMessage::Subscribe { sensors } => {
+            outbox.set_filter(sensors);
+            None
+        }
+        ClientMessage::SetSetpoint(req) => {
+            let id = Some(req.request_id.clone());
+            if !can_write {
+                return Some(error(
+                    id,
+                    ErrorCode::Unauthorized,
+                    "this connection is read-only: open the dashboard with the URL printed at start (it carries #token=…)",
+                ));
+            }
+            if !limit.allow() {
+                return Some(error(id, ErrorCode::RateLimited, "too many setpoint writes; wait a moment"));
+            }
+            Some(bridge.hub.write_setpoint(&bridge.bus, &req, "dashboard").await)
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The seam between roles: named streams of keyed records, shaped after Kafka.
+//!
+//! Roles (simulator, controller, bridge) only talk through a [`Bus`]. The embedded bus ([`embedded`]) keeps
+//! each stream as an in-memory log; the Kafka transport implements the same trait over real topics. The
+//! trait therefore promises only what Kafka gives: per-key order, at-least-once delivery (a consumer commits
+//! what it has processed, and may see records again after a restart), and consumers that start at the
+//! beginning of a stream (setpoints: state to rebuild) or at its end (readings: only live data matters).
+
+pub mod embedded;
+
+use std::future::Future;
+
+use setpoint_control::{Decision, Reading, SensorId, Setpoint, TimeMs};
+use setpoint_wire::ws::BusStatus;
+
+/// Position of a record in its stream (per partition, on Kafka).
+pub type Offset = u64;
+
+/// The three streams of the thermostat pattern. Their Kafka topic names are configurable; these are the
+/// roles they play.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StreamKind {
+    /// Temperature readings from heaters (`sensor` topic).
+    Readings,
+    /// Setpoints from people (`tempset` topic, compacted).
+    Setpoints,
+    /// Heater commands from the controller (`heatercontrol` topic).
+    Commands,
+}
+
+/// Where a new consumer starts reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest retained record: for state that must be rebuilt, like setpoints.
+    Beginning,
+    /// Only records published after subscribing: for live data, like readings.
+    End,
+}
+
+/// One record as a consumer sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record<T> {
+    pub partition: i32,
+    pub offset: Offset,
+    pub value: T,
+}
+
+/// Why the bus could not do what was asked. Publishing errors are reported to the caller so a browser's
+/// write is refused rather than silently lost.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum BusError {
+    #[error("the bus is shut down")]
+    Closed,
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A reading on the readings stream, keyed by sensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReadingEvent {
+    pub sensor: SensorId,
+    pub reading: Reading,
+}
+
+/// A setpoint on the setpoints stream, keyed by sensor. `version` is assigned by the bridge that accepted
+/// the write (0 when an outside tool, such as the reference thermostat's, wrote it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetpointChange {
+    pub sensor: SensorId,
+    pub setpoint: Setpoint,
+    pub version: u64,
+    pub author: String,
+    pub t_ms: TimeMs,
+}
+
+/// A value that travels on one of the streams. The `select` hook lets the embedded bus find its log; the
+/// Kafka transport adds its codec alongside.
+pub trait Payload: Clone + Send + Sync + 'static {
+    const STREAM: StreamKind;
+    /// The record key: the sensor id, so all records of one sensor stay in order.
+    fn key(&self) -> SensorId;
+    #[doc(hidden)]
+    fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>>;
+}
+
+impl Payload for ReadingEvent {
+    const STREAM: StreamKind = StreamKind::Readings;
+    fn key(&self) -> SensorId {
+        self.sensor
+    }
+    fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>> {
+        &logs.readings
+    }
+}
+
+impl Payload for SetpointChange {
+    const STREAM: StreamKind = StreamKind::Setpoints;
+    fn key(&self) -> SensorId {
+        self.sensor
+    }
+    fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>> {
+        &logs.setpoints
+    }
+}
+
+impl Payload for Decision {
+    const STREAM: StreamKind = StreamKind::Commands;
+    fn key(&self) -> SensorId {
+        self.sensor
+    }
+    fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>> {
+        &logs.commands
+    }
+}
+
+/// A transport for the three streams.
+pub trait Bus: Clone + Send + Sync + 'static {
+    type Consumer<T: Payload>: Consumer<T>;
+
+    /// Publishes records; resolves once the bus has durably accepted all of them (on Kafka: the broker
+    /// acknowledged them). Records of one key keep their order.
+    fn publish<T: Payload>(&self, values: Vec<T>) -> impl Future<Output = Result<(), BusError>> + Send;
+
+    /// Opens a consumer. `group` names a consumer group whose members share the stream's partitions
+    /// (controllers scaling out); `None` reads every partition (bridges, setpoint state).
+    fn subscribe<T: Payload>(&self, start: StartAt, group: Option<&str>) -> Result<Self::Consumer<T>, BusError>;
+
+    /// Whether the bus can currently be reached, for the dashboard and `/readyz`.
+    fn status(&self) -> BusStatus;
+}
+
+/// Reads one stream in order.
+pub trait Consumer<T>: Send + 'static {
+    /// Waits until at least one record is available and returns up to `max`. Cancel-safe: dropping the
+    /// future loses nothing.
+    fn next_batch(&mut self, max: usize) -> impl Future<Output = Result<Vec<Record<T>>, BusError>> + Send;
+
+    /// Returns the records available right now, without waiting (possibly none).
+    fn try_batch(&mut self, max: usize) -> Result<Vec<Record<T>>, BusError>;
+
+    /// Marks everything returned so far as processed. At-least-once: call it only after the effects of
+    /// those records (e.g. the commands they caused) are durable.
+    fn commit(&mut self) -> Result<(), BusError>;
+
+    /// Records this consumer never saw because retention dropped them before it read them.
+    fn lost(&self) -> u64;
+}

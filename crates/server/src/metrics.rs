@@ -1,0 +1,99 @@
+//! Counters and the latency histogram every role updates, rendered as Prometheus text by the bridge.
+//!
+//! Plain atomics rather than a metrics crate: a handful of values, updated on hot paths, read rarely.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Upper bounds of the reading→decision latency buckets, in microseconds.
+const LATENCY_BUCKETS_US: [u64; 12] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
+/// Process-wide metrics, shared by the roles running in this process.
+#[derive(Default)]
+pub struct Metrics {
+    pub readings: AtomicU64,
+    pub rejected_readings: AtomicU64,
+    pub out_of_order_readings: AtomicU64,
+    pub decisions: AtomicU64,
+    pub setpoint_changes: AtomicU64,
+    pub rejected_setpoints: AtomicU64,
+    pub ws_clients: AtomicU64,
+    pub ws_connections_total: AtomicU64,
+    pub dropped_readings: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub ws_errors_sent: AtomicU64,
+    pub slow_clients_disconnected: AtomicU64,
+    pub bus_lost_records: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    /// Records one reading→decision latency.
+    pub fn observe_latency_us(&self, us: u64) {
+        if let Some(i) = LATENCY_BUCKETS_US.iter().position(|b| us <= *b) {
+            self.latency_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// The Prometheus text exposition. Contains no secrets: the write token is never stored here.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let counters: [(&str, &str, &AtomicU64); 12] = [
+            ("setpoint_readings_total", "Readings processed by the controller.", &self.readings),
+            ("setpoint_rejected_readings_total", "Readings refused (non-finite temperature).", &self.rejected_readings),
+            ("setpoint_out_of_order_readings_total", "Readings ignored as older than one already processed.", &self.out_of_order_readings),
+            ("setpoint_decisions_total", "Heater commands emitted.", &self.decisions),
+            ("setpoint_setpoint_changes_total", "Setpoints applied by the controller.", &self.setpoint_changes),
+            ("setpoint_rejected_setpoints_total", "Setpoints refused (invalid).", &self.rejected_setpoints),
+            ("setpoint_ws_connections_total", "WebSocket connections accepted.", &self.ws_connections_total),
+            ("setpoint_ws_dropped_readings_total", "Readings coalesced away for slow WebSocket clients.", &self.dropped_readings),
+            ("setpoint_decode_errors_total", "Frames or records that failed to decode.", &self.decode_errors),
+            ("setpoint_ws_errors_sent_total", "Error frames sent to WebSocket clients.", &self.ws_errors_sent),
+            ("setpoint_ws_slow_clients_disconnected_total", "Clients disconnected for not reading their control messages.", &self.slow_clients_disconnected),
+            ("setpoint_bus_lost_records_total", "Records a consumer missed because retention dropped them first.", &self.bus_lost_records),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP setpoint_ws_clients WebSocket clients connected now.\n# TYPE setpoint_ws_clients gauge\nsetpoint_ws_clients {}",
+            self.ws_clients.load(Relaxed)
+        );
+        let name = "setpoint_reading_to_decision_seconds";
+        let _ = writeln!(out, "# HELP {name} From a reading's event time to its decision being published.\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in LATENCY_BUCKETS_US.iter().zip(&self.latency_buckets) {
+            cumulative += count.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", *bound as f64 / 1e6);
+        }
+        let total = self.latency_count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(out, "{name}_sum {}", self.latency_sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {total}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        m.observe_latency_us(50);
+        m.observe_latency_us(800);
+        m.observe_latency_us(5_000_000);
+        let text = m.render();
+        assert!(text.contains("setpoint_reading_to_decision_seconds_bucket{le=\"0.0001\"} 1\n"), "{text}");
+        assert!(text.contains("setpoint_reading_to_decision_seconds_bucket{le=\"0.001\"} 2\n"));
+        assert!(text.contains("setpoint_reading_to_decision_seconds_bucket{le=\"1\"} 2\n"));
+        assert!(text.contains("setpoint_reading_to_decision_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("setpoint_reading_to_decision_seconds_count 3\n"));
+    }
+}
