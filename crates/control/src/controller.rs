@@ -68,7 +68,11 @@ pub struct ControllerSnapshot {
 impl Controller {
     /// A controller with no sensors yet; sensors appear with their first setpoint or reading.
     pub fn new(config: Config) -> Self {
-        Self { config, sensors: SensorMap::default(), stats: Stats::default() }
+        Self {
+            config,
+            sensors: SensorMap::default(),
+            stats: Stats::default(),
+        }
     }
 
     /// The configuration in force.
@@ -111,7 +115,11 @@ impl Controller {
 
     /// Runs the rule for one reading. Returns the command to send, if any. A non-finite temperature is
     /// refused without touching state; a reading older than one already processed is ignored and counted.
-    pub fn on_reading(&mut self, sensor: SensorId, reading: Reading) -> Result<Option<Decision>, ReadingError> {
+    pub fn on_reading(
+        &mut self,
+        sensor: SensorId,
+        reading: Reading,
+    ) -> Result<Option<Decision>, ReadingError> {
         let state = self.sensors.entry(sensor).or_default();
         match state.step(&self.config, sensor, &reading) {
             Ok((ReadingOutcome::Accepted, decision)) => {
@@ -154,13 +162,21 @@ impl Controller {
         let mut sensors: Vec<(SensorId, SensorState)> =
             self.sensors.iter().map(|(id, s)| (*id, s.clone())).collect();
         sensors.sort_by_key(|(id, _)| *id);
-        ControllerSnapshot { config: self.config, sensors, stats: self.stats }
+        ControllerSnapshot {
+            config: self.config,
+            sensors,
+            stats: self.stats,
+        }
     }
 
     /// Rebuilds a controller from a snapshot; its future decisions equal those the snapshotted one would
     /// have made.
     pub fn restore(snapshot: ControllerSnapshot) -> Self {
-        Self { config: snapshot.config, sensors: snapshot.sensors.into_iter().collect(), stats: snapshot.stats }
+        Self {
+            config: snapshot.config,
+            sensors: snapshot.sensors.into_iter().collect(),
+            stats: snapshot.stats,
+        }
     }
 }
 

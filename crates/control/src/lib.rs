@@ -93,6 +93,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { limits: Limits::default(), min_dwell_ms: 0, stale_after_ms: None }
+        Self {
+            limits: Limits::default(),
+            min_dwell_ms: 0,
+            stale_after_ms: None,
+        }
     }
 }

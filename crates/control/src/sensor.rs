@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Command, Config, Decision, DecisionCause, Reading, ReadingError, Setpoint, SensorId, TimeMs};
+use crate::{Command, Config, Decision, DecisionCause, Reading, ReadingError, SensorId, Setpoint, TimeMs};
 
 /// Everything the controller remembers about one sensor. Serializable so a snapshot carries it across a
 /// restart, a partition handover or into a browser tab.
@@ -59,7 +59,10 @@ impl SensorState {
         reading: &Reading,
     ) -> Result<(ReadingOutcome, Option<Decision>), ReadingError> {
         if !reading.temperature.is_finite() {
-            return Err(ReadingError::NonFiniteTemperature { sensor, value: reading.temperature });
+            return Err(ReadingError::NonFiniteTemperature {
+                sensor,
+                value: reading.temperature,
+            });
         }
         if let Some(newest) = self.newest_ms {
             if reading.t_ms < newest {

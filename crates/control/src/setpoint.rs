@@ -24,7 +24,11 @@ impl Setpoint {
     /// Builds a setpoint without validating it; validation happens where it is applied, against the
     /// [`Limits`] in force there.
     pub const fn new(desired: f64, up_delta: f64, down_delta: f64) -> Self {
-        Self { desired, up_delta, down_delta }
+        Self {
+            desired,
+            up_delta,
+            down_delta,
+        }
     }
 
     /// Upper edge of the band: a reading strictly above it turns the heater Off.
@@ -72,7 +76,12 @@ pub enum SetpointError {
     #[error("{field} must be ≥ 0 (got {value})")]
     Negative { field: SetpointField, value: f64 },
     #[error("{field} must be between {min} and {max} (got {value})")]
-    OutOfRange { field: SetpointField, value: f64, min: f64, max: f64 },
+    OutOfRange {
+        field: SetpointField,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
 }
 
 impl SetpointError {
@@ -98,7 +107,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { desired_min: -50.0, desired_max: 150.0, max_delta: 50.0 }
+        Self {
+            desired_min: -50.0,
+            desired_max: 150.0,
+            max_delta: 50.0,
+        }
     }
 }
 
@@ -124,13 +137,21 @@ impl Limits {
                 max: self.desired_max,
             });
         }
-        for (field, value) in [(SetpointField::UpDelta, sp.up_delta), (SetpointField::DownDelta, sp.down_delta)] {
+        for (field, value) in [
+            (SetpointField::UpDelta, sp.up_delta),
+            (SetpointField::DownDelta, sp.down_delta),
+        ] {
             // `-0.0 < 0.0` is false, so a negative zero is accepted as the zero it equals.
             if value < 0.0 {
                 return Err(SetpointError::Negative { field, value });
             }
             if value > self.max_delta {
-                return Err(SetpointError::OutOfRange { field, value, min: 0.0, max: self.max_delta });
+                return Err(SetpointError::OutOfRange {
+                    field,
+                    value,
+                    min: 0.0,
+                    max: self.max_delta,
+                });
             }
         }
         Ok(())

@@ -2,7 +2,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use proptest::prelude::*;
-use setpoint_control::{replay, Command, Config, Controller, Decision, Reading, SensorState, Setpoint, VersionedSetpoint};
+use setpoint_control::{
+    replay, Command, Config, Controller, Decision, Reading, SensorState, Setpoint, VersionedSetpoint,
+};
 use std::collections::HashMap;
 
 #[derive(Clone, Debug)]
@@ -27,8 +29,15 @@ fn event() -> impl Strategy<Value = Event> {
 }
 
 fn config() -> impl Strategy<Value = Config> {
-    (prop_oneof![Just(0i64), 1..1000i64], prop_oneof![Just(None), (100..2000i64).prop_map(Some)])
-        .prop_map(|(min_dwell_ms, stale_after_ms)| Config { min_dwell_ms, stale_after_ms, ..Config::default() })
+    (
+        prop_oneof![Just(0i64), 1..1000i64],
+        prop_oneof![Just(None), (100..2000i64).prop_map(Some)],
+    )
+        .prop_map(|(min_dwell_ms, stale_after_ms)| Config {
+            min_dwell_ms,
+            stale_after_ms,
+            ..Config::default()
+        })
 }
 
 /// Feeds events to a controller, returning every decision. `only` restricts the run to one sensor's events.
@@ -37,7 +46,11 @@ fn run(controller: &mut Controller, events: &[Event], only: Option<i32>) -> Vec<
     let mut out = Vec::new();
     for (i, e) in events.iter().enumerate() {
         match *e {
-            Event::Reading { sensor, dt, temperature } => {
+            Event::Reading {
+                sensor,
+                dt,
+                temperature,
+            } => {
                 now += dt.max(0);
                 if only.is_none_or(|s| s == sensor) {
                     // dt < 0 produces out-of-order readings.
@@ -49,12 +62,19 @@ fn run(controller: &mut Controller, events: &[Event], only: Option<i32>) -> Vec<
             }
             Event::Setpoint { sensor, setpoint } => {
                 if only.is_none_or(|s| s == sensor) {
-                    controller.apply_setpoint(sensor, setpoint, i as u64).expect("generated setpoints are valid");
+                    controller
+                        .apply_setpoint(sensor, setpoint, i as u64)
+                        .expect("generated setpoints are valid");
                 }
             }
             Event::Tick { dt } => {
                 now += dt;
-                out.extend(controller.tick(now).into_iter().filter(|d| only.is_none_or(|s| s == d.sensor)));
+                out.extend(
+                    controller
+                        .tick(now)
+                        .into_iter()
+                        .filter(|d| only.is_none_or(|s| s == d.sensor)),
+                );
             }
         }
     }

@@ -26,7 +26,9 @@ fn controller() -> Controller {
 }
 
 fn command(c: &mut Controller, sensor: i32, t_ms: i64, temperature: f64) -> Option<Command> {
-    c.on_reading(sensor, r(t_ms, temperature)).expect("finite").map(|d| d.command)
+    c.on_reading(sensor, r(t_ms, temperature))
+        .expect("finite")
+        .map(|d| d.command)
 }
 
 #[test]
@@ -80,7 +82,8 @@ fn last_command_is_per_sensor_not_shared() {
 #[test]
 fn setpoints_are_per_sensor() {
     let mut c = controller();
-    c.apply_setpoint(2, Setpoint::new(40.0, 1.0, 1.0), 1).expect("valid");
+    c.apply_setpoint(2, Setpoint::new(40.0, 1.0, 1.0), 1)
+        .expect("valid");
     assert_eq!(command(&mut c, 1, 1, 30.0), Some(Command::Off));
     assert_eq!(command(&mut c, 2, 1, 30.0), Some(Command::On));
 }
@@ -102,9 +105,15 @@ fn decision_carries_the_sensor_id_not_the_command_value() {
         let mut c = Controller::new(Config::default());
         c.apply_setpoint(sensor, BAND, 9).expect("valid");
         for (t, temp, cmd) in [(1, 10.0, Command::On), (2, 30.0, Command::Off)] {
-            let d = c.on_reading(sensor, r(t, temp)).expect("finite").expect("decides");
+            let d = c
+                .on_reading(sensor, r(t, temp))
+                .expect("finite")
+                .expect("decides");
             assert_eq!((d.sensor, d.command), (sensor, cmd));
-            assert_eq!((d.t_ms, d.temperature, d.setpoint_version, d.cause), (t, temp, 9, DecisionCause::Band));
+            assert_eq!(
+                (d.t_ms, d.temperature, d.setpoint_version, d.cause),
+                (t, temp, 9, DecisionCause::Band)
+            );
         }
     }
 }
@@ -113,7 +122,8 @@ fn decision_carries_the_sensor_id_not_the_command_value() {
 fn a_new_setpoint_applies_to_the_very_next_reading() {
     let mut c = controller();
     assert_eq!(command(&mut c, 1, 1, 19.0), None);
-    c.apply_setpoint(1, Setpoint::new(25.0, 1.0, 1.0), 2).expect("valid");
+    c.apply_setpoint(1, Setpoint::new(25.0, 1.0, 1.0), 2)
+        .expect("valid");
     let d = c.on_reading(1, r(2, 19.0)).expect("finite").expect("decides");
     assert_eq!((d.command, d.setpoint_version), (Command::On, 2));
 }
@@ -134,7 +144,12 @@ fn an_invalid_setpoint_is_refused_naming_the_field_and_the_old_one_stays() {
         assert_eq!(err.field(), field, "{sp:?}");
         assert!(err.to_string().starts_with(field.as_str()), "{err}");
     }
-    assert_eq!(c.sensor(1).and_then(|s| s.setpoint).map(|v| (v.setpoint, v.version)), Some((BAND, 1)));
+    assert_eq!(
+        c.sensor(1)
+            .and_then(|s| s.setpoint)
+            .map(|v| (v.setpoint, v.version)),
+        Some((BAND, 1))
+    );
     assert_eq!(c.stats().setpoints_rejected, 6);
     assert_eq!(command(&mut c, 1, 1, 17.9), Some(Command::On));
 }
@@ -144,14 +159,24 @@ fn limits_accept_negative_zero_and_are_configurable() {
     let limits = Limits::default();
     assert_eq!(limits.validate(&Setpoint::new(20.0, -0.0, 0.0)), Ok(()));
     assert_eq!(limits.validate(&Setpoint::new(150.0, 50.0, 50.0)), Ok(()));
-    let sauna = Limits { desired_min: 0.0, desired_max: 110.0, max_delta: 5.0 };
+    let sauna = Limits {
+        desired_min: 0.0,
+        desired_max: 110.0,
+        max_delta: 5.0,
+    };
     assert!(matches!(
         sauna.validate(&Setpoint::new(120.0, 1.0, 1.0)),
-        Err(SetpointError::OutOfRange { field: SetpointField::Desired, .. })
+        Err(SetpointError::OutOfRange {
+            field: SetpointField::Desired,
+            ..
+        })
     ));
     assert!(matches!(
         sauna.validate(&Setpoint::new(90.0, 6.0, 1.0)),
-        Err(SetpointError::OutOfRange { field: SetpointField::UpDelta, .. })
+        Err(SetpointError::OutOfRange {
+            field: SetpointField::UpDelta,
+            ..
+        })
     ));
 }
 
@@ -174,13 +199,24 @@ fn a_non_finite_temperature_is_refused_without_changing_state() {
 
 #[test]
 fn dwell_holds_a_command_for_the_minimum_time() {
-    let mut c = controller_with(Config { min_dwell_ms: 1_000, ..Config::default() });
-    assert_eq!(command(&mut c, 1, 0, 10.0), Some(Command::On), "the first command is never held");
+    let mut c = controller_with(Config {
+        min_dwell_ms: 1_000,
+        ..Config::default()
+    });
+    assert_eq!(
+        command(&mut c, 1, 0, 10.0),
+        Some(Command::On),
+        "the first command is never held"
+    );
     assert_eq!(command(&mut c, 1, 500, 30.0), None, "held: On for only 500 ms");
     assert_eq!(command(&mut c, 1, 999, 30.0), None);
     assert_eq!(command(&mut c, 1, 1_000, 30.0), Some(Command::Off));
     assert_eq!(command(&mut c, 1, 1_500, 10.0), None);
-    assert_eq!(command(&mut c, 1, 2_100, 19.0), None, "back in band: nothing to do");
+    assert_eq!(
+        command(&mut c, 1, 2_100, 19.0),
+        None,
+        "back in band: nothing to do"
+    );
     assert_eq!(command(&mut c, 1, 2_200, 10.0), Some(Command::On));
 }
 
@@ -196,10 +232,18 @@ fn zero_dwell_is_the_reference_behaviour() {
 fn an_older_reading_is_ignored_and_counted_and_equal_times_are_fine() {
     let mut c = controller();
     assert_eq!(command(&mut c, 1, 100, 19.0), None);
-    assert_eq!(command(&mut c, 1, 99, 10.0), None, "older than the newest: ignored");
+    assert_eq!(
+        command(&mut c, 1, 99, 10.0),
+        None,
+        "older than the newest: ignored"
+    );
     assert_eq!(c.stats().out_of_order, 1);
     assert_eq!(c.sensor(1).map(|s| (s.out_of_order, s.readings)), Some((1, 1)));
-    assert_eq!(command(&mut c, 1, 100, 10.0), Some(Command::On), "same time is in order");
+    assert_eq!(
+        command(&mut c, 1, 100, 10.0),
+        Some(Command::On),
+        "same time is in order"
+    );
     // Out-of-order is per sensor: another sensor's time does not matter.
     c.apply_setpoint(2, BAND, 1).expect("valid");
     assert_eq!(command(&mut c, 2, 5, 10.0), Some(Command::On));
@@ -207,19 +251,31 @@ fn an_older_reading_is_ignored_and_counted_and_equal_times_are_fine() {
 
 #[test]
 fn a_silent_sensor_gets_one_failsafe_off_and_is_stale_until_it_reports() {
-    let config = Config { stale_after_ms: Some(5_000), ..Config::default() };
+    let config = Config {
+        stale_after_ms: Some(5_000),
+        ..Config::default()
+    };
     let mut c = controller_with(config);
     c.apply_setpoint(2, BAND, 1).expect("valid");
     assert_eq!(command(&mut c, 1, 0, 10.0), Some(Command::On));
     assert_eq!(command(&mut c, 2, 0, 10.0), Some(Command::On));
-    assert!(c.tick(5_000).is_empty(), "exactly at the timeout is not yet stale");
+    assert!(
+        c.tick(5_000).is_empty(),
+        "exactly at the timeout is not yet stale"
+    );
     assert_eq!(command(&mut c, 2, 4_000, 10.0), None, "sensor 2 keeps reporting");
     let fs = c.tick(5_001);
     assert_eq!(fs.len(), 1);
-    assert_eq!((fs[0].sensor, fs[0].command, fs[0].cause, fs[0].t_ms), (1, Command::Off, DecisionCause::Failsafe, 5_001));
+    assert_eq!(
+        (fs[0].sensor, fs[0].command, fs[0].cause, fs[0].t_ms),
+        (1, Command::Off, DecisionCause::Failsafe, 5_001)
+    );
     assert_eq!(fs[0].temperature, 10.0, "reports the last known temperature");
     assert!(c.sensor(1).is_some_and(|s| s.stale));
-    assert!(c.tick(60_000).iter().all(|d| d.sensor != 1), "only one failsafe per silence");
+    assert!(
+        c.tick(60_000).iter().all(|d| d.sensor != 1),
+        "only one failsafe per silence"
+    );
     // Its next reading clears the flag and control resumes.
     assert_eq!(command(&mut c, 1, 61_000, 10.0), Some(Command::On));
     assert!(c.sensor(1).is_some_and(|s| !s.stale));
@@ -228,7 +284,10 @@ fn a_silent_sensor_gets_one_failsafe_off_and_is_stale_until_it_reports() {
 
 #[test]
 fn failsafe_skips_sensors_already_off_or_not_controlled_and_is_off_by_default() {
-    let mut c = controller_with(Config { stale_after_ms: Some(1_000), ..Config::default() });
+    let mut c = controller_with(Config {
+        stale_after_ms: Some(1_000),
+        ..Config::default()
+    });
     assert_eq!(command(&mut c, 1, 0, 30.0), Some(Command::Off));
     assert_eq!(command(&mut c, 9, 0, 30.0), None, "no setpoint");
     assert!(c.tick(10_000).is_empty());
@@ -241,26 +300,48 @@ fn failsafe_skips_sensors_already_off_or_not_controlled_and_is_off_by_default() 
 
 #[test]
 fn failsafe_overrides_dwell() {
-    let mut c = controller_with(Config { stale_after_ms: Some(100), min_dwell_ms: 1_000_000, ..Config::default() });
+    let mut c = controller_with(Config {
+        stale_after_ms: Some(100),
+        min_dwell_ms: 1_000_000,
+        ..Config::default()
+    });
     assert_eq!(command(&mut c, 1, 0, 10.0), Some(Command::On));
     assert_eq!(c.tick(200).len(), 1);
 }
 
 #[test]
 fn replay_matches_live_processing_and_starts_from_the_given_state() {
-    let readings: Vec<Reading> =
-        [19.0, 17.0, 16.0, 19.5, 21.5, 22.0, 18.5, 17.9, f64::NAN, 17.0].iter().enumerate().map(|(i, t)| r(i as i64, *t)).collect();
+    let readings: Vec<Reading> = [19.0, 17.0, 16.0, 19.5, 21.5, 22.0, 18.5, 17.9, f64::NAN, 17.0]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| r(i as i64, *t))
+        .collect();
     let mut live = controller();
-    let live_decisions: Vec<_> = readings.iter().filter_map(|x| live.on_reading(1, *x).ok().flatten()).collect();
-    let vs = VersionedSetpoint { setpoint: BAND, version: 1 };
+    let live_decisions: Vec<_> = readings
+        .iter()
+        .filter_map(|x| live.on_reading(1, *x).ok().flatten())
+        .collect();
+    let vs = VersionedSetpoint {
+        setpoint: BAND,
+        version: 1,
+    };
     let replayed = replay(&Config::default(), 1, &SensorState::default(), vs, &readings).expect("valid");
     assert_eq!(replayed, live_decisions);
-    assert_eq!(replayed.iter().map(|d| d.command).collect::<Vec<_>>(), vec![Command::On, Command::Off, Command::On]);
+    assert_eq!(
+        replayed.iter().map(|d| d.command).collect::<Vec<_>>(),
+        vec![Command::On, Command::Off, Command::On]
+    );
 
-    let on_already = SensorState { last_command: Some(Command::On), ..SensorState::default() };
+    let on_already = SensorState {
+        last_command: Some(Command::On),
+        ..SensorState::default()
+    };
     let from_on = replay(&Config::default(), 1, &on_already, vs, &readings).expect("valid");
     assert_eq!(from_on.len(), 2, "the first On is not repeated");
 
-    let bad = VersionedSetpoint { setpoint: Setpoint::new(20.0, -1.0, 1.0), version: 2 };
+    let bad = VersionedSetpoint {
+        setpoint: Setpoint::new(20.0, -1.0, 1.0),
+        version: 2,
+    };
     assert!(replay(&Config::default(), 1, &SensorState::default(), bad, &readings).is_err());
 }

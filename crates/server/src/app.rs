@@ -68,18 +68,41 @@ pub async fn start_embedded(options: RunOptions) -> std::io::Result<Running<Embe
 pub async fn start<B: Bus>(bus: B, options: RunOptions) -> std::io::Result<Running<B>> {
     let metrics = Arc::new(Metrics::default());
     let stop = CancellationToken::new();
-    let (sim_stop, controller_stop, bridge_stop) = (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
+    let (sim_stop, controller_stop, bridge_stop) = (
+        CancellationToken::new(),
+        CancellationToken::new(),
+        CancellationToken::new(),
+    );
 
     let running_bridge = match options.bridge.clone() {
-        Some(b) => Some(bridge::start(bus.clone(), b, options.controller.config, Arc::clone(&metrics), bridge_stop.clone()).await?),
+        Some(b) => Some(
+            bridge::start(
+                bus.clone(),
+                b,
+                options.controller.config,
+                Arc::clone(&metrics),
+                bridge_stop.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
-    let controller_task = options
-        .run_controller
-        .then(|| tokio::spawn(controller::run(bus.clone(), options.controller, Arc::clone(&metrics), controller_stop.clone())));
-    let sim_task = options
-        .simulator
-        .map(|cfg| tokio::spawn(simulator::run(bus.clone(), cfg, options.seed_setpoints, sim_stop.clone())));
+    let controller_task = options.run_controller.then(|| {
+        tokio::spawn(controller::run(
+            bus.clone(),
+            options.controller,
+            Arc::clone(&metrics),
+            controller_stop.clone(),
+        ))
+    });
+    let sim_task = options.simulator.map(|cfg| {
+        tokio::spawn(simulator::run(
+            bus.clone(),
+            cfg,
+            options.seed_setpoints,
+            sim_stop.clone(),
+        ))
+    });
 
     let stop_watch = stop.clone();
     let (addr, hub) = match &running_bridge {
@@ -107,7 +130,14 @@ pub async fn start<B: Bus>(bus: B, options: RunOptions) -> std::io::Result<Runni
         }
         tracing::info!("stopped");
     });
-    Ok(Running { addr, bus, metrics, hub, stop, done })
+    Ok(Running {
+        addr,
+        bus,
+        metrics,
+        hub,
+        stop,
+        done,
+    })
 }
 
 fn report(role: &str, result: Result<Result<(), crate::bus::BusError>, tokio::task::JoinError>) {

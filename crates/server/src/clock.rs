@@ -10,5 +10,8 @@ pub fn now_ms() -> i64 {
 
 /// Microseconds since the Unix epoch, for latency measurements finer than a millisecond.
 pub fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }

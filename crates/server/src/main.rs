@@ -89,7 +89,12 @@ struct ControlArgs {
     #[arg(long, env = "SETPOINT_DESIRED_MIN", default_value_t = -50.0, allow_negative_numbers = true)]
     desired_min: f64,
     /// Highest accepted desired temperature, °C.
-    #[arg(long, env = "SETPOINT_DESIRED_MAX", default_value_t = 150.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "SETPOINT_DESIRED_MAX",
+        default_value_t = 150.0,
+        allow_negative_numbers = true
+    )]
     desired_max: f64,
     /// Largest accepted up/down delta, °C.
     #[arg(long, env = "SETPOINT_MAX_DELTA", default_value_t = 50.0)]
@@ -116,7 +121,11 @@ impl ControlArgs {
     fn options(&self) -> ControllerOptions {
         ControllerOptions {
             config: Config {
-                limits: Limits { desired_min: self.desired_min, desired_max: self.desired_max, max_delta: self.max_delta },
+                limits: Limits {
+                    desired_min: self.desired_min,
+                    desired_max: self.desired_max,
+                    max_delta: self.max_delta,
+                },
                 min_dwell_ms: self.min_dwell_ms.max(0),
                 stale_after_ms: self.stale_after_ms,
             },
@@ -127,7 +136,12 @@ impl ControlArgs {
 
 impl SimArgs {
     fn config(&self) -> SimConfig {
-        SimConfig { rooms: self.sensors, first_sensor: 1, seed: self.seed, interval_ms: self.interval_ms.max(1) }
+        SimConfig {
+            rooms: self.sensors,
+            first_sensor: 1,
+            seed: self.seed,
+            interval_ms: self.interval_ms.max(1),
+        }
     }
 }
 
@@ -149,7 +163,10 @@ impl BridgeArgs {
         let mut options = BridgeOptions::new(self.listen, token);
         options.dist = self.dist.clone();
         options.allow_origins = self.allow_origin.clone();
-        options.hub = HubOptions { backfill_ms: (self.backfill_secs as i64).saturating_mul(1000), ..HubOptions::default() };
+        options.hub = HubOptions {
+            backfill_ms: (self.backfill_secs as i64).saturating_mul(1000),
+            ..HubOptions::default()
+        };
         Ok(options)
     }
 }
@@ -158,7 +175,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -190,16 +208,24 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
     let options = RunOptions {
         bridge: bridge.as_ref().map(BridgeArgs::options).transpose()?,
-        controller: control.map(|c| c.options()).unwrap_or(ControllerOptions { config: Config::default(), tick: Duration::from_secs(1) }),
+        controller: control.map(|c| c.options()).unwrap_or(ControllerOptions {
+            config: Config::default(),
+            tick: Duration::from_secs(1),
+        }),
         run_controller,
         seed_setpoints: sim.as_ref().is_some_and(|s| !s.no_seed_setpoints),
         simulator: sim.as_ref().map(SimArgs::config),
     };
     let token = options.bridge.as_ref().map(|b| b.token.clone());
-    let running = app::start_embedded(options).await.map_err(|e| format!("cannot start: {e}"))?;
+    let running = app::start_embedded(options)
+        .await
+        .map_err(|e| format!("cannot start: {e}"))?;
     if let (Some(addr), Some(token)) = (running.addr, token) {
         // Printed, not logged: this line is how the operator gets write access, like Jupyter's URL.
-        println!("\n  setpoint is running. Open the dashboard:\n\n    http://{addr}/#token={}\n", token.expose());
+        println!(
+            "\n  setpoint is running. Open the dashboard:\n\n    http://{addr}/#token={}\n",
+            token.expose()
+        );
     }
     let stop = running.stop_token();
     tokio::spawn(async move {

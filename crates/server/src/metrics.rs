@@ -6,7 +6,9 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Upper bounds of the reading→decision latency buckets, in microseconds.
-const LATENCY_BUCKETS_US: [u64; 12] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+const LATENCY_BUCKETS_US: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
 
 /// Process-wide metrics, shared by the roles running in this process.
 #[derive(Default)]
@@ -43,21 +45,73 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let counters: [(&str, &str, &AtomicU64); 12] = [
-            ("setpoint_readings_total", "Readings processed by the controller.", &self.readings),
-            ("setpoint_rejected_readings_total", "Readings refused (non-finite temperature).", &self.rejected_readings),
-            ("setpoint_out_of_order_readings_total", "Readings ignored as older than one already processed.", &self.out_of_order_readings),
-            ("setpoint_decisions_total", "Heater commands emitted.", &self.decisions),
-            ("setpoint_setpoint_changes_total", "Setpoints applied by the controller.", &self.setpoint_changes),
-            ("setpoint_rejected_setpoints_total", "Setpoints refused (invalid).", &self.rejected_setpoints),
-            ("setpoint_ws_connections_total", "WebSocket connections accepted.", &self.ws_connections_total),
-            ("setpoint_ws_dropped_readings_total", "Readings coalesced away for slow WebSocket clients.", &self.dropped_readings),
-            ("setpoint_decode_errors_total", "Frames or records that failed to decode.", &self.decode_errors),
-            ("setpoint_ws_errors_sent_total", "Error frames sent to WebSocket clients.", &self.ws_errors_sent),
-            ("setpoint_ws_slow_clients_disconnected_total", "Clients disconnected for not reading their control messages.", &self.slow_clients_disconnected),
-            ("setpoint_bus_lost_records_total", "Records a consumer missed because retention dropped them first.", &self.bus_lost_records),
+            (
+                "setpoint_readings_total",
+                "Readings processed by the controller.",
+                &self.readings,
+            ),
+            (
+                "setpoint_rejected_readings_total",
+                "Readings refused (non-finite temperature).",
+                &self.rejected_readings,
+            ),
+            (
+                "setpoint_out_of_order_readings_total",
+                "Readings ignored as older than one already processed.",
+                &self.out_of_order_readings,
+            ),
+            (
+                "setpoint_decisions_total",
+                "Heater commands emitted.",
+                &self.decisions,
+            ),
+            (
+                "setpoint_setpoint_changes_total",
+                "Setpoints applied by the controller.",
+                &self.setpoint_changes,
+            ),
+            (
+                "setpoint_rejected_setpoints_total",
+                "Setpoints refused (invalid).",
+                &self.rejected_setpoints,
+            ),
+            (
+                "setpoint_ws_connections_total",
+                "WebSocket connections accepted.",
+                &self.ws_connections_total,
+            ),
+            (
+                "setpoint_ws_dropped_readings_total",
+                "Readings coalesced away for slow WebSocket clients.",
+                &self.dropped_readings,
+            ),
+            (
+                "setpoint_decode_errors_total",
+                "Frames or records that failed to decode.",
+                &self.decode_errors,
+            ),
+            (
+                "setpoint_ws_errors_sent_total",
+                "Error frames sent to WebSocket clients.",
+                &self.ws_errors_sent,
+            ),
+            (
+                "setpoint_ws_slow_clients_disconnected_total",
+                "Clients disconnected for not reading their control messages.",
+                &self.slow_clients_disconnected,
+            ),
+            (
+                "setpoint_bus_lost_records_total",
+                "Records a consumer missed because retention dropped them first.",
+                &self.bus_lost_records,
+            ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Relaxed)
+            );
         }
         let _ = writeln!(
             out,
@@ -69,11 +123,19 @@ impl Metrics {
         let mut cumulative = 0;
         for (bound, count) in LATENCY_BUCKETS_US.iter().zip(&self.latency_buckets) {
             cumulative += count.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", *bound as f64 / 1e6);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1e6
+            );
         }
         let total = self.latency_count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-        let _ = writeln!(out, "{name}_sum {}", self.latency_sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.latency_sum_us.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count {total}");
         out
     }
@@ -90,7 +152,10 @@ mod tests {
         m.observe_latency_us(800);
         m.observe_latency_us(5_000_000);
         let text = m.render();
-        assert!(text.contains("setpoint_reading_to_decision_seconds_bucket{le=\"0.0001\"} 1\n"), "{text}");
+        assert!(
+            text.contains("setpoint_reading_to_decision_seconds_bucket{le=\"0.0001\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("setpoint_reading_to_decision_seconds_bucket{le=\"0.001\"} 2\n"));
         assert!(text.contains("setpoint_reading_to_decision_seconds_bucket{le=\"1\"} 2\n"));
         assert!(text.contains("setpoint_reading_to_decision_seconds_bucket{le=\"+Inf\"} 3\n"));

@@ -23,7 +23,12 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        Self { rooms: 3, first_sensor: 1, seed: 42, interval_ms: 100 }
+        Self {
+            rooms: 3,
+            first_sensor: 1,
+            seed: 42,
+            interval_ms: 100,
+        }
     }
 }
 
@@ -83,7 +88,9 @@ impl Simulator {
                 let desired = (rng.range(19.0, 23.0) * 2.0).round() / 2.0;
                 let delta = (rng.range(0.5, 1.0) * 4.0).round() / 4.0;
                 Room {
-                    sensor: config.first_sensor.saturating_add(i32::try_from(i).unwrap_or(i32::MAX)),
+                    sensor: config
+                        .first_sensor
+                        .saturating_add(i32::try_from(i).unwrap_or(i32::MAX)),
                     params,
                     temperature: ambient + rng.range(0.0, 8.0),
                     heater: Command::Off,
@@ -204,7 +211,10 @@ mod tests {
 
     #[test]
     fn same_seed_same_readings_different_seed_different_rooms() {
-        let cfg = SimConfig { rooms: 4, ..SimConfig::default() };
+        let cfg = SimConfig {
+            rooms: 4,
+            ..SimConfig::default()
+        };
         let mut a = Simulator::new(cfg, 0);
         let mut b = Simulator::new(cfg, 0);
         assert_eq!(a.step(10_000), b.step(10_000));
@@ -214,7 +224,14 @@ mod tests {
 
     #[test]
     fn one_reading_per_room_per_interval() {
-        let mut sim = Simulator::new(SimConfig { rooms: 3, interval_ms: 100, ..SimConfig::default() }, 0);
+        let mut sim = Simulator::new(
+            SimConfig {
+                rooms: 3,
+                interval_ms: 100,
+                ..SimConfig::default()
+            },
+            0,
+        );
         let readings = sim.step(1_000);
         assert_eq!(readings.len(), 30);
         assert_eq!(readings[0].1.t_ms, 100);
@@ -227,7 +244,13 @@ mod tests {
 
     #[test]
     fn heater_on_warms_and_off_cools_toward_ambient() {
-        let mut sim = Simulator::new(SimConfig { rooms: 1, ..SimConfig::default() }, 0);
+        let mut sim = Simulator::new(
+            SimConfig {
+                rooms: 1,
+                ..SimConfig::default()
+            },
+            0,
+        );
         let start = sim.rooms()[0].temperature;
         sim.apply_command(1, Command::On);
         sim.step(20_000);
@@ -249,9 +272,19 @@ mod tests {
 
     #[test]
     fn a_long_pause_does_not_emit_a_flood() {
-        let mut sim = Simulator::new(SimConfig { rooms: 2, ..SimConfig::default() }, 0);
+        let mut sim = Simulator::new(
+            SimConfig {
+                rooms: 2,
+                ..SimConfig::default()
+            },
+            0,
+        );
         let readings = sim.step(3_600_000);
-        assert!(readings.len() <= 2 * (MAX_CATCH_UP_INTERVALS as usize + 1), "{}", readings.len());
+        assert!(
+            readings.len() <= 2 * (MAX_CATCH_UP_INTERVALS as usize + 1),
+            "{}",
+            readings.len()
+        );
         assert_eq!(readings.last().map(|(_, r)| r.t_ms), Some(3_600_000));
     }
 }

@@ -95,23 +95,36 @@ pub fn sensor_key(sensor: SensorId) -> String {
 /// accepted (the value carries the id); a key that disagrees with the value is refused rather than guessed.
 pub fn check_key(key: Option<&[u8]>, value_sensor: SensorId) -> Result<(), DecodeError> {
     let Some(key) = key else { return Ok(()) };
-    let text = std::str::from_utf8(key).map_err(|_| DecodeError::BadKey { key: String::from_utf8_lossy(key).into_owned() })?;
-    let key_sensor: SensorId =
-        text.trim().parse().map_err(|_| DecodeError::BadKey { key: text.chars().take(64).collect() })?;
+    let text = std::str::from_utf8(key).map_err(|_| DecodeError::BadKey {
+        key: String::from_utf8_lossy(key).into_owned(),
+    })?;
+    let key_sensor: SensorId = text.trim().parse().map_err(|_| DecodeError::BadKey {
+        key: text.chars().take(64).collect(),
+    })?;
     if key_sensor != value_sensor {
-        return Err(DecodeError::KeyMismatch { key: key_sensor, value: value_sensor });
+        return Err(DecodeError::KeyMismatch {
+            key: key_sensor,
+            value: value_sensor,
+        });
     }
     Ok(())
 }
 
 fn decode<M: Message + Default>(name: &'static str, bytes: &[u8]) -> Result<M, DecodeError> {
-    M::decode(bytes).map_err(|e| DecodeError::Protobuf { message: name, detail: e.to_string() })
+    M::decode(bytes).map_err(|e| DecodeError::Protobuf {
+        message: name,
+        detail: e.to_string(),
+    })
 }
 
 impl SensorData {
     /// Encodes a reading for the `sensor` topic.
     pub fn from_reading(sensor: SensorId, reading: &Reading) -> Self {
-        Self { sensor_id: sensor, temperature: reading.temperature, event_time_ms: reading.t_ms }
+        Self {
+            sensor_id: sensor,
+            temperature: reading.temperature,
+            event_time_ms: reading.t_ms,
+        }
     }
 
     /// Decodes a `sensor` record value.
@@ -122,8 +135,15 @@ impl SensorData {
     /// The reading this message carries. A reference heater sends no event time; `fallback_ms` (the record's
     /// timestamp, or the arrival time) stands in for it.
     pub fn reading(&self, fallback_ms: TimeMs) -> Reading {
-        let t_ms = if self.event_time_ms != 0 { self.event_time_ms } else { fallback_ms };
-        Reading { t_ms, temperature: self.temperature }
+        let t_ms = if self.event_time_ms != 0 {
+            self.event_time_ms
+        } else {
+            fallback_ms
+        };
+        Reading {
+            t_ms,
+            temperature: self.temperature,
+        }
     }
 }
 
@@ -190,10 +210,18 @@ impl HeaterControl {
         Ok(Decision {
             sensor: self.sensor_id,
             command: self.heater_command()?,
-            t_ms: if self.event_time_ms != 0 { self.event_time_ms } else { fallback_ms },
+            t_ms: if self.event_time_ms != 0 {
+                self.event_time_ms
+            } else {
+                fallback_ms
+            },
             temperature: self.temperature,
             setpoint_version: self.setpoint_version,
-            cause: if self.failsafe { DecisionCause::Failsafe } else { DecisionCause::Band },
+            cause: if self.failsafe {
+                DecisionCause::Failsafe
+            } else {
+                DecisionCause::Band
+            },
         })
     }
 }

@@ -90,7 +90,10 @@ pub struct ReadingItem {
 impl ReadingItem {
     /// The reading without its sensor id, as the control crate takes it.
     pub fn reading(&self) -> Reading {
-        Reading { t_ms: self.t_ms, temperature: self.temperature }
+        Reading {
+            t_ms: self.t_ms,
+            temperature: self.temperature,
+        }
     }
 }
 
@@ -163,7 +166,14 @@ pub struct SetpointMsg {
 impl SetpointMsg {
     /// Builds the message for a setpoint in force.
     pub fn new(sensor: SensorId, sp: &Setpoint, version: u64, t_ms: Option<TimeMs>) -> Self {
-        Self { sensor, desired: sp.desired, up_delta: sp.up_delta, down_delta: sp.down_delta, version, t_ms }
+        Self {
+            sensor,
+            desired: sp.desired,
+            up_delta: sp.up_delta,
+            down_delta: sp.down_delta,
+            version,
+            t_ms,
+        }
     }
 
     /// The setpoint as the control crate takes it.
@@ -270,7 +280,8 @@ impl ClientMessage {
     /// Decodes a client text frame. Distinguishes not-JSON, unknown type and bad fields, so the client gets
     /// an error that says which it was.
     pub fn from_json(text: &str) -> Result<Self, ProtocolError> {
-        let probe: TypeProbe = serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        let probe: TypeProbe =
+            serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
         let kind = match probe.kind {
             None => return Err(ProtocolError::MissingType),
             Some(serde_json::Value::String(s)) => s,
@@ -279,8 +290,10 @@ impl ClientMessage {
         let Some(known) = CLIENT_TYPES.iter().find(|t| **t == kind) else {
             return Err(ProtocolError::UnknownType(truncate(&kind)));
         };
-        let msg: ClientMessage = serde_json::from_str(text)
-            .map_err(|e| ProtocolError::Invalid { kind: known, detail: e.to_string() })?;
+        let msg: ClientMessage = serde_json::from_str(text).map_err(|e| ProtocolError::Invalid {
+            kind: known,
+            detail: e.to_string(),
+        })?;
         if let ClientMessage::SetSetpoint(s) = &msg {
             if s.request_id.len() > MAX_REQUEST_ID_LEN {
                 return Err(ProtocolError::Invalid {

@@ -18,7 +18,11 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
 }
 
 fn reference_sensor_data(sensor: i32, temperature: f64) -> SensorData {
-    SensorData { sensor_id: sensor, temperature, event_time_ms: 0 }
+    SensorData {
+        sensor_id: sensor,
+        temperature,
+        event_time_ms: 0,
+    }
 }
 
 #[test]
@@ -26,11 +30,17 @@ fn sensor_data_golden_bytes() {
     let bytes = reference_sensor_data(1, 21.5).encode_to_vec();
     assert_eq!(bytes, cat(&[&[0x08, 0x01, 0x11], &D21_5]));
     // sensorID 0 is the default and is not written.
-    assert_eq!(reference_sensor_data(0, 21.5).encode_to_vec(), cat(&[&[0x11], &D21_5]));
+    assert_eq!(
+        reference_sensor_data(0, 21.5).encode_to_vec(),
+        cat(&[&[0x11], &D21_5])
+    );
     // A negative int32 is sign-extended to 64 bits: ten varint bytes.
     assert_eq!(
         reference_sensor_data(-5, 21.5).encode_to_vec(),
-        cat(&[&[0x08, 0xfb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x11], &D21_5])
+        cat(&[
+            &[0x08, 0xfb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x11],
+            &D21_5
+        ])
     );
     // i32::MAX = 0x7fffffff: five varint bytes.
     assert_eq!(
@@ -43,7 +53,14 @@ fn sensor_data_golden_bytes() {
 
 #[test]
 fn sensor_data_extension_is_field_10_and_skipped_by_reference_readers() {
-    let ours = SensorData::from_reading(1, &Reading { t_ms: 300, temperature: 21.5 }).encode_to_vec();
+    let ours = SensorData::from_reading(
+        1,
+        &Reading {
+            t_ms: 300,
+            temperature: 21.5,
+        },
+    )
+    .encode_to_vec();
     // field 10, varint: tag 0x50; 300 = 0b10_0101100 -> 0xac 0x02.
     assert_eq!(ours, cat(&[&[0x08, 0x01, 0x11], &D21_5, &[0x50, 0xac, 0x02]]));
     // A reader that knows only fields 1-2 (the reference schema) decodes the same reading.
@@ -58,7 +75,13 @@ fn sensor_data_extension_is_field_10_and_skipped_by_reference_readers() {
     assert_eq!((reference.sensor_id, reference.temperature), (1, 21.5));
     // And a reference message reads with the record time standing in for the missing event time.
     let decoded = SensorData::decode_value(&cat(&[&[0x08, 0x01, 0x11], &D21_5])).expect("decodes");
-    assert_eq!(decoded.reading(777), Reading { t_ms: 777, temperature: 21.5 });
+    assert_eq!(
+        decoded.reading(777),
+        Reading {
+            t_ms: 777,
+            temperature: 21.5
+        }
+    );
 }
 
 #[test]
@@ -70,22 +93,46 @@ fn temperature_control_golden_bytes() {
         down_delta: 1.0,
         ..TemperatureControl::default()
     };
-    assert_eq!(msg.encode_to_vec(), cat(&[&[0x08, 0x02, 0x11], &D45, &[0x19], &D1, &[0x21], &D1]));
+    assert_eq!(
+        msg.encode_to_vec(),
+        cat(&[&[0x08, 0x02, 0x11], &D45, &[0x19], &D1, &[0x21], &D1])
+    );
     // Zero deltas are not written.
-    let zero = TemperatureControl { sensor_id: 0, desired: 45.0, ..TemperatureControl::default() };
+    let zero = TemperatureControl {
+        sensor_id: 0,
+        desired: 45.0,
+        ..TemperatureControl::default()
+    };
     assert_eq!(zero.encode_to_vec(), cat(&[&[0x11], &D45]));
     let decoded = TemperatureControl::decode_value(&cat(&[&[0x11], &D45])).expect("decodes");
-    assert_eq!((decoded.sensor_id, decoded.setpoint()), (0, Setpoint::new(45.0, 0.0, 0.0)));
+    assert_eq!(
+        (decoded.sensor_id, decoded.setpoint()),
+        (0, Setpoint::new(45.0, 0.0, 0.0))
+    );
 }
 
 #[test]
 fn heater_control_golden_bytes() {
-    let on = HeaterControl { sensor_id: 1, command: 0, ..HeaterControl::default() };
+    let on = HeaterControl {
+        sensor_id: 1,
+        command: 0,
+        ..HeaterControl::default()
+    };
     assert_eq!(on.encode_to_vec(), vec![0x08, 0x01], "On = 0 is not written");
-    let off = HeaterControl { sensor_id: 0, command: 1, ..HeaterControl::default() };
+    let off = HeaterControl {
+        sensor_id: 0,
+        command: 1,
+        ..HeaterControl::default()
+    };
     assert_eq!(off.encode_to_vec(), vec![0x10, 0x01], "sensor 0 is not written");
-    assert_eq!(HeaterControl::decode_value(&[]).and_then(|m| m.heater_command()), Ok(Command::On));
-    assert_eq!(HeaterControl::decode_value(&[0x10, 0x01]).map(|m| (m.sensor_id, m.heater_command())), Ok((0, Ok(Command::Off))));
+    assert_eq!(
+        HeaterControl::decode_value(&[]).and_then(|m| m.heater_command()),
+        Ok(Command::On)
+    );
+    assert_eq!(
+        HeaterControl::decode_value(&[0x10, 0x01]).map(|m| (m.sensor_id, m.heater_command())),
+        Ok((0, Ok(Command::Off)))
+    );
 }
 
 #[test]
@@ -95,9 +142,19 @@ fn heater_control_round_trips_a_decision() {
         (-5, Command::Off, DecisionCause::Failsafe),
         (i32::MAX, Command::On, DecisionCause::Band),
     ] {
-        let d = Decision { sensor, command, t_ms: 1_700_000_000_123, temperature: -3.25, setpoint_version: 4, cause };
+        let d = Decision {
+            sensor,
+            command,
+            t_ms: 1_700_000_000_123,
+            temperature: -3.25,
+            setpoint_version: 4,
+            cause,
+        };
         let bytes = HeaterControl::from_decision(&d).encode_to_vec();
-        assert_eq!(HeaterControl::decode_value(&bytes).and_then(|m| m.decision(0)), Ok(d));
+        assert_eq!(
+            HeaterControl::decode_value(&bytes).and_then(|m| m.decision(0)),
+            Ok(d)
+        );
     }
 }
 
@@ -106,9 +163,22 @@ fn setpoint_and_reading_round_trip() {
     let sp = Setpoint::new(21.375, 0.5, 0.0);
     let bytes = TemperatureControl::from_setpoint(-5, &sp, 12, "alice", 99).encode_to_vec();
     let back = TemperatureControl::decode_value(&bytes).expect("decodes");
-    assert_eq!((back.sensor_id, back.setpoint(), back.version, back.author.as_str(), back.event_time_ms), (-5, sp, 12, "alice", 99));
-    let r = Reading { t_ms: 5, temperature: -0.0 };
-    let back = SensorData::decode_value(&SensorData::from_reading(i32::MIN, &r).encode_to_vec()).expect("decodes");
+    assert_eq!(
+        (
+            back.sensor_id,
+            back.setpoint(),
+            back.version,
+            back.author.as_str(),
+            back.event_time_ms
+        ),
+        (-5, sp, 12, "alice", 99)
+    );
+    let r = Reading {
+        t_ms: 5,
+        temperature: -0.0,
+    };
+    let back =
+        SensorData::decode_value(&SensorData::from_reading(i32::MIN, &r).encode_to_vec()).expect("decodes");
     // prost treats -0.0 as the default value and omits it, so it reads back as +0.0 — numerically equal,
     // and the control rule compares numbers, so no decision can differ.
     assert_eq!((back.sensor_id, back.reading(0).temperature), (i32::MIN, 0.0));
@@ -117,13 +187,28 @@ fn setpoint_and_reading_round_trip() {
 #[test]
 fn bad_bytes_are_typed_errors() {
     for garbage in [&[0xff_u8][..], &[0x08], &[0x11, 0x00, 0x01], &[0x0a, 0x05, 0x01]] {
-        assert!(matches!(SensorData::decode_value(garbage), Err(DecodeError::Protobuf { .. })), "{garbage:?}");
-        assert!(matches!(TemperatureControl::decode_value(garbage), Err(DecodeError::Protobuf { .. })));
+        assert!(
+            matches!(
+                SensorData::decode_value(garbage),
+                Err(DecodeError::Protobuf { .. })
+            ),
+            "{garbage:?}"
+        );
+        assert!(matches!(
+            TemperatureControl::decode_value(garbage),
+            Err(DecodeError::Protobuf { .. })
+        ));
     }
-    assert_eq!(HeaterControl::decode_value(&[0x10, 0x07]), Err(DecodeError::UnknownCommand(7)));
+    assert_eq!(
+        HeaterControl::decode_value(&[0x10, 0x07]),
+        Err(DecodeError::UnknownCommand(7))
+    );
     // Unknown fields are skipped.
     let with_unknown = cat(&[&[0x08, 0x01, 0x11], &D21_5, &[0xf8, 0x01, 0x05]]);
-    assert_eq!(SensorData::decode_value(&with_unknown).map(|m| m.sensor_id), Ok(1));
+    assert_eq!(
+        SensorData::decode_value(&with_unknown).map(|m| m.sensor_id),
+        Ok(1)
+    );
 }
 
 #[test]
@@ -131,9 +216,21 @@ fn keys_are_decimal_sensor_ids_and_optional() {
     assert_eq!(check_key(None, 3), Ok(()));
     assert_eq!(check_key(Some(b"3"), 3), Ok(()));
     assert_eq!(check_key(Some(b"-2147483648"), i32::MIN), Ok(()));
-    assert_eq!(check_key(Some(b"4"), 3), Err(DecodeError::KeyMismatch { key: 4, value: 3 }));
-    assert!(matches!(check_key(Some(b"abc"), 3), Err(DecodeError::BadKey { .. })));
-    assert!(matches!(check_key(Some(b"2147483648"), 3), Err(DecodeError::BadKey { .. })));
-    assert!(matches!(check_key(Some(&[0xff, 0xfe]), 3), Err(DecodeError::BadKey { .. })));
+    assert_eq!(
+        check_key(Some(b"4"), 3),
+        Err(DecodeError::KeyMismatch { key: 4, value: 3 })
+    );
+    assert!(matches!(
+        check_key(Some(b"abc"), 3),
+        Err(DecodeError::BadKey { .. })
+    ));
+    assert!(matches!(
+        check_key(Some(b"2147483648"), 3),
+        Err(DecodeError::BadKey { .. })
+    ));
+    assert!(matches!(
+        check_key(Some(&[0xff, 0xfe]), 3),
+        Err(DecodeError::BadKey { .. })
+    ));
     assert_eq!(setpoint_wire::proto::sensor_key(-7), "-7");
 }

@@ -12,7 +12,14 @@ fn round_trip(msg: ServerMessage) {
 #[test]
 fn every_server_message_round_trips() {
     let sp = SetpointMsg::new(1, &Setpoint::new(45.0, 1.0, 1.0), 3, Some(10));
-    let d = DecisionMsg { sensor: 1, t_ms: 0, temperature: 46.1, command: Command::Off, setpoint_version: 3, cause: DecisionCause::Band };
+    let d = DecisionMsg {
+        sensor: 1,
+        t_ms: 0,
+        temperature: 46.1,
+        command: Command::Off,
+        setpoint_version: 3,
+        cause: DecisionCause::Band,
+    };
     round_trip(ServerMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
         can_write: true,
@@ -23,44 +30,118 @@ fn every_server_message_round_trips() {
         server_time_ms: 5,
     }));
     round_trip(ServerMessage::Readings(ReadingsBatch {
-        items: vec![ReadingItem { sensor: 1, t_ms: 0, temperature: 44.2 }],
+        items: vec![ReadingItem {
+            sensor: 1,
+            t_ms: 0,
+            temperature: 44.2,
+        }],
         missed: 3,
         backfill: true,
     }));
     round_trip(ServerMessage::Decision(d));
     round_trip(ServerMessage::Setpoint(sp.clone()));
-    round_trip(ServerMessage::Ack { request_id: "r1".into() });
-    round_trip(ServerMessage::Error(ErrorMsg { request_id: None, code: ErrorCode::Conflict, message: "x".into(), current: Some(sp) }));
-    round_trip(ServerMessage::Status(StatusMsg { clients: 2, bus: BusStatus::Embedded, readings_total: 9, decisions_total: 1, server_time_ms: 3 }));
+    round_trip(ServerMessage::Ack {
+        request_id: "r1".into(),
+    });
+    round_trip(ServerMessage::Error(ErrorMsg {
+        request_id: None,
+        code: ErrorCode::Conflict,
+        message: "x".into(),
+        current: Some(sp),
+    }));
+    round_trip(ServerMessage::Status(StatusMsg {
+        clients: 2,
+        bus: BusStatus::Embedded,
+        readings_total: 9,
+        decisions_total: 1,
+        server_time_ms: 3,
+    }));
 }
 
 #[test]
 fn server_messages_have_the_documented_shape() {
-    let d = DecisionMsg { sensor: 1, t_ms: 0, temperature: 46.1, command: Command::Off, setpoint_version: 0, cause: DecisionCause::Band };
+    let d = DecisionMsg {
+        sensor: 1,
+        t_ms: 0,
+        temperature: 46.1,
+        command: Command::Off,
+        setpoint_version: 0,
+        cause: DecisionCause::Band,
+    };
     let v: serde_json::Value = serde_json::from_str(&ServerMessage::Decision(d).to_json()).expect("json");
     assert_eq!(v["type"], "decision");
     assert_eq!(v["command"], "off");
     assert_eq!(v["sensor"], 1);
-    let v: serde_json::Value = serde_json::from_str(&ServerMessage::Ack { request_id: "r1".into() }.to_json()).expect("json");
+    let v: serde_json::Value = serde_json::from_str(
+        &ServerMessage::Ack {
+            request_id: "r1".into(),
+        }
+        .to_json(),
+    )
+    .expect("json");
     assert_eq!(v, serde_json::json!({"type": "ack", "request_id": "r1"}));
-    let e = ServerMessage::Error(ErrorMsg { request_id: Some("r1".into()), code: ErrorCode::InvalidSetpoint, message: "up_delta must be ≥ 0".into(), current: None });
+    let e = ServerMessage::Error(ErrorMsg {
+        request_id: Some("r1".into()),
+        code: ErrorCode::InvalidSetpoint,
+        message: "up_delta must be ≥ 0".into(),
+        current: None,
+    });
     let v: serde_json::Value = serde_json::from_str(&e.to_json()).expect("json");
-    assert_eq!(v, serde_json::json!({"type":"error","request_id":"r1","code":"invalid_setpoint","message":"up_delta must be ≥ 0"}));
+    assert_eq!(
+        v,
+        serde_json::json!({"type":"error","request_id":"r1","code":"invalid_setpoint","message":"up_delta must be ≥ 0"})
+    );
     // Documented minimal forms decode (extra fields allowed, optional fields defaulted).
-    let m = ServerMessage::from_json(r#"{"type":"decision","sensor":1,"t_ms":0,"temperature":46.1,"command":"on","extra":1}"#).expect("decodes");
-    assert!(matches!(m, ServerMessage::Decision(DecisionMsg { command: Command::On, .. })));
-    let m = ServerMessage::from_json(r#"{"type":"readings","items":[{"sensor":1,"t_ms":0,"temperature":44.2}]}"#).expect("decodes");
-    assert!(matches!(m, ServerMessage::Readings(ReadingsBatch { missed: 0, backfill: false, .. })));
+    let m = ServerMessage::from_json(
+        r#"{"type":"decision","sensor":1,"t_ms":0,"temperature":46.1,"command":"on","extra":1}"#,
+    )
+    .expect("decodes");
+    assert!(matches!(
+        m,
+        ServerMessage::Decision(DecisionMsg {
+            command: Command::On,
+            ..
+        })
+    ));
+    let m =
+        ServerMessage::from_json(r#"{"type":"readings","items":[{"sensor":1,"t_ms":0,"temperature":44.2}]}"#)
+            .expect("decodes");
+    assert!(matches!(
+        m,
+        ServerMessage::Readings(ReadingsBatch {
+            missed: 0,
+            backfill: false,
+            ..
+        })
+    ));
 }
 
 #[test]
 fn client_messages_decode_from_the_documented_json() {
-    assert_eq!(ClientMessage::from_json(r#"{"type":"subscribe","sensors":[1,2]}"#), Ok(ClientMessage::Subscribe { sensors: Some(vec![1, 2]) }));
-    assert_eq!(ClientMessage::from_json(r#"{"type":"subscribe"}"#), Ok(ClientMessage::Subscribe { sensors: None }));
-    assert_eq!(ClientMessage::from_json(r#"{"type":"subscribe","sensors":null}"#), Ok(ClientMessage::Subscribe { sensors: None }));
-    let m = ClientMessage::from_json(r#"{"type":"set_setpoint","request_id":"r1","sensor":1,"desired":45.0,"up_delta":1.0,"down_delta":1.0,"base_version":3,"extra":"ok"}"#);
-    let Ok(ClientMessage::SetSetpoint(s)) = m else { panic!("{m:?}") };
-    assert_eq!((s.request_id.as_str(), s.sensor, s.setpoint(), s.base_version), ("r1", 1, Setpoint::new(45.0, 1.0, 1.0), Some(3)));
+    assert_eq!(
+        ClientMessage::from_json(r#"{"type":"subscribe","sensors":[1,2]}"#),
+        Ok(ClientMessage::Subscribe {
+            sensors: Some(vec![1, 2])
+        })
+    );
+    assert_eq!(
+        ClientMessage::from_json(r#"{"type":"subscribe"}"#),
+        Ok(ClientMessage::Subscribe { sensors: None })
+    );
+    assert_eq!(
+        ClientMessage::from_json(r#"{"type":"subscribe","sensors":null}"#),
+        Ok(ClientMessage::Subscribe { sensors: None })
+    );
+    let m = ClientMessage::from_json(
+        r#"{"type":"set_setpoint","request_id":"r1","sensor":1,"desired":45.0,"up_delta":1.0,"down_delta":1.0,"base_version":3,"extra":"ok"}"#,
+    );
+    let Ok(ClientMessage::SetSetpoint(s)) = m else {
+        panic!("{m:?}")
+    };
+    assert_eq!(
+        (s.request_id.as_str(), s.sensor, s.setpoint(), s.base_version),
+        ("r1", 1, Setpoint::new(45.0, 1.0, 1.0), Some(3))
+    );
     let json = serde_json::to_string(&ClientMessage::SetSetpoint(s.clone())).expect("json");
     assert_eq!(ClientMessage::from_json(&json), Ok(ClientMessage::SetSetpoint(s)));
 }
@@ -71,19 +152,40 @@ fn bad_client_frames_are_typed_errors() {
         ("not json", ErrorCode::MalformedFrame),
         ("", ErrorCode::MalformedFrame),
         ("[1,2]", ErrorCode::MalformedFrame),
-        (r#"{"type":"set_setpoint","request_id":"r","sensor":1,"desired":NaN,"up_delta":1,"down_delta":1}"#, ErrorCode::MalformedFrame),
+        (
+            r#"{"type":"set_setpoint","request_id":"r","sensor":1,"desired":NaN,"up_delta":1,"down_delta":1}"#,
+            ErrorCode::MalformedFrame,
+        ),
         (r#"{"sensor":1}"#, ErrorCode::UnknownType),
         (r#"{"type":"launch_missiles"}"#, ErrorCode::UnknownType),
         (r#"{"type":7}"#, ErrorCode::UnknownType),
-        (r#"{"type":"set_setpoint","request_id":"r","sensor":"one","desired":1,"up_delta":1,"down_delta":1}"#, ErrorCode::InvalidMessage),
-        (r#"{"type":"set_setpoint","request_id":"r","sensor":1,"desired":1,"up_delta":1}"#, ErrorCode::InvalidMessage),
-        (r#"{"type":"set_setpoint","request_id":"r","sensor":2147483648,"desired":1,"up_delta":1,"down_delta":1}"#, ErrorCode::InvalidMessage),
-        (r#"{"type":"subscribe","sensors":"all"}"#, ErrorCode::InvalidMessage),
+        (
+            r#"{"type":"set_setpoint","request_id":"r","sensor":"one","desired":1,"up_delta":1,"down_delta":1}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"type":"set_setpoint","request_id":"r","sensor":1,"desired":1,"up_delta":1}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"type":"set_setpoint","request_id":"r","sensor":2147483648,"desired":1,"up_delta":1,"down_delta":1}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"type":"subscribe","sensors":"all"}"#,
+            ErrorCode::InvalidMessage,
+        ),
     ];
     for (frame, code) in cases {
         let err = ClientMessage::from_json(frame).expect_err(frame);
         assert_eq!(err.code(), *code, "{frame}: {err}");
     }
-    let long_id = format!(r#"{{"type":"set_setpoint","request_id":"{}","sensor":1,"desired":1,"up_delta":1,"down_delta":1}}"#, "x".repeat(MAX_REQUEST_ID_LEN + 1));
-    assert_eq!(ClientMessage::from_json(&long_id).map_err(|e| e.code()), Err(ErrorCode::InvalidMessage));
+    let long_id = format!(
+        r#"{{"type":"set_setpoint","request_id":"{}","sensor":1,"desired":1,"up_delta":1,"down_delta":1}}"#,
+        "x".repeat(MAX_REQUEST_ID_LEN + 1)
+    );
+    assert_eq!(
+        ClientMessage::from_json(&long_id).map_err(|e| e.code()),
+        Err(ErrorCode::InvalidMessage)
+    );
 }

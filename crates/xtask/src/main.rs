@@ -12,8 +12,11 @@ use std::process::{Command, ExitCode};
 const TRUNK_VERSION: &str = "~0.21";
 const TRUNK_PREFIX: &str = "trunk 0.21";
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
-const APT_PACKAGES: [(&str, &str); 3] =
-    [("chromium", "chromium"), ("chromedriver", "chromium-driver"), ("wasm-opt", "binaryen")];
+const APT_PACKAGES: [(&str, &str); 3] = [
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
+    ("wasm-opt", "binaryen"),
+];
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -26,7 +29,9 @@ fn main() -> ExitCode {
     let result = match cmd {
         "setup" => setup(),
         "dist" => setup().and_then(|_| build_dashboard()),
-        "run" => setup().and_then(|_| build_dashboard()).and_then(|_| run_setpoint(rest)),
+        "run" => setup()
+            .and_then(|_| build_dashboard())
+            .and_then(|_| run_setpoint(rest)),
         "test" => setup().and_then(|_| build_dashboard()).and_then(|_| test()),
         "ci" => setup().and_then(|_| build_dashboard()).and_then(|_| ci()),
         _ => {
@@ -51,7 +56,11 @@ fn main() -> ExitCode {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).map(Path::to_path_buf).unwrap_or_else(|| ".".into())
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ".".into())
 }
 
 fn cargo() -> String {
@@ -62,7 +71,9 @@ fn cargo() -> String {
 fn run(cmd: &mut Command) -> Result {
     cmd.current_dir(root());
     eprintln!("xtask: $ {}", describe(cmd));
-    let status = cmd.status().map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {}: {e}", describe(cmd)))?;
     if status.success() {
         Ok(())
     } else {
@@ -71,13 +82,19 @@ fn run(cmd: &mut Command) -> Result {
 }
 
 fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|s| s.to_string_lossy()).collect::<Vec<_>>().join(" ")
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Stdout of a command, or None if it cannot run or fails.
 fn output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn on_path(program: &str) -> bool {
@@ -110,12 +127,25 @@ fn setup() -> Result {
     let wbg = locked_wasm_bindgen()?;
     if !output("wasm-bindgen", &["--version"]).is_some_and(|v| v.trim() == format!("wasm-bindgen {wbg}")) {
         // `--locked` fails against this registry's index for this crate; a plain install works.
-        run(Command::new(cargo()).args(["install", "wasm-bindgen-cli", "--version", &format!("={wbg}"), "--force"]))?;
+        run(Command::new(cargo()).args([
+            "install",
+            "wasm-bindgen-cli",
+            "--version",
+            &format!("={wbg}"),
+            "--force",
+        ]))?;
     }
-    let missing: Vec<&str> =
-        APT_PACKAGES.iter().filter(|(bin, _)| !on_path(bin)).map(|(_, package)| *package).collect();
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .filter(|(bin, _)| !on_path(bin))
+        .map(|(_, package)| *package)
+        .collect();
     if !missing.is_empty() {
-        let sudo: &[&str] = if output("id", &["-u"]).is_some_and(|u| u.trim() == "0") { &[] } else { &["sudo"] };
+        let sudo: &[&str] = if output("id", &["-u"]).is_some_and(|u| u.trim() == "0") {
+            &[]
+        } else {
+            &["sudo"]
+        };
         let apt = |args: &[&str]| {
             let mut full: Vec<&str> = sudo.to_vec();
             full.push("apt-get");
@@ -141,16 +171,23 @@ fn build_dashboard() -> Result {
 }
 
 fn run_setpoint(args: &[String]) -> Result {
-    run(Command::new(cargo()).args(["run", "--release", "-p", "setpoint", "--", "run"]).args(args))
+    run(Command::new(cargo())
+        .args(["run", "--release", "-p", "setpoint", "--", "run"])
+        .args(args))
 }
 
 /// Every test: the workspace natively (unit, integration, browser end-to-end), then the control and wire
 /// crates compiled to wasm32 and run under Node by wasm-bindgen-test-runner.
 fn test() -> Result {
-    run(Command::new(cargo()).args(["test", "--workspace"]).env("SETPOINT_DIST", root().join("dist")))?;
+    run(Command::new(cargo())
+        .args(["test", "--workspace"])
+        .env("SETPOINT_DIST", root().join("dist")))?;
     run(Command::new(cargo())
         .args(["test", "--target", WASM_TARGET, "-p", "setpoint-control"])
-        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", "wasm-bindgen-test-runner"))?;
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        ))?;
     Ok(())
 }
 

@@ -6,8 +6,15 @@ use setpoint_control::{Command, Controller, Reading, SensorId, Setpoint, TimeMs}
 /// One event of the reference trace, in processing order.
 #[derive(Clone, Copy, Debug)]
 pub enum TraceEvent {
-    Setpoint { t_ms: TimeMs, sensor: SensorId, setpoint: Setpoint },
-    Reading { sensor: SensorId, reading: Reading },
+    Setpoint {
+        t_ms: TimeMs,
+        sensor: SensorId,
+        setpoint: Setpoint,
+    },
+    Reading {
+        sensor: SensorId,
+        reading: Reading,
+    },
 }
 
 /// One row of the reference decisions.
@@ -23,7 +30,9 @@ pub const TRACE: &str = include_str!("../traces/reference-trace.csv");
 pub const DECISIONS: &str = include_str!("../traces/reference-decisions.csv");
 
 fn num<T: std::str::FromStr>(field: &str, line: &str) -> T {
-    field.parse().unwrap_or_else(|_| panic!("bad number {field:?} in {line:?}"))
+    field
+        .parse()
+        .unwrap_or_else(|_| panic!("bad number {field:?} in {line:?}"))
 }
 
 pub fn parse_trace() -> Vec<TraceEvent> {
@@ -40,7 +49,13 @@ pub fn parse_trace() -> Vec<TraceEvent> {
                     sensor,
                     setpoint: Setpoint::new(num(f[4], line), num(f[5], line), num(f[6], line)),
                 },
-                "reading" => TraceEvent::Reading { sensor, reading: Reading { t_ms, temperature: num(f[3], line) } },
+                "reading" => TraceEvent::Reading {
+                    sensor,
+                    reading: Reading {
+                        t_ms,
+                        temperature: num(f[3], line),
+                    },
+                },
                 other => panic!("unknown kind {other}"),
             }
         })
@@ -74,10 +89,15 @@ pub fn run_trace(controller: &mut Controller, events: &[TraceEvent]) -> Vec<Expe
     for (version, event) in events.iter().enumerate() {
         match *event {
             TraceEvent::Setpoint { sensor, setpoint, .. } => {
-                controller.apply_setpoint(sensor, setpoint, version as u64 + 1).expect("trace setpoints are valid");
+                controller
+                    .apply_setpoint(sensor, setpoint, version as u64 + 1)
+                    .expect("trace setpoints are valid");
             }
             TraceEvent::Reading { sensor, reading } => {
-                if let Some(d) = controller.on_reading(sensor, reading).expect("trace readings are finite") {
+                if let Some(d) = controller
+                    .on_reading(sensor, reading)
+                    .expect("trace readings are finite")
+                {
                     out.push(ExpectedDecision {
                         sensor: d.sensor,
                         t_ms: d.t_ms,

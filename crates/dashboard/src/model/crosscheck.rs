@@ -25,7 +25,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 
-use setpoint_control::{Command, Config, DecisionCause, Reading, SensorId, SensorState, TimeMs, VersionedSetpoint};
+use setpoint_control::{
+    Command, Config, DecisionCause, Reading, SensorId, SensorState, TimeMs, VersionedSetpoint,
+};
 use setpoint_wire::ws::{DecisionMsg, ReadingItem, SetpointMsg};
 
 /// How long (local arrival time) an event waits before it is judged. Generous: in normal operation a decision
@@ -129,7 +131,10 @@ impl CrossCheck {
         for sp in setpoints {
             let s = self.sensors.entry(sp.sensor).or_default();
             if config.limits.validate(&sp.setpoint()).is_ok() {
-                s.state.setpoint = Some(VersionedSetpoint { setpoint: sp.setpoint(), version: sp.version });
+                s.state.setpoint = Some(VersionedSetpoint {
+                    setpoint: sp.setpoint(),
+                    version: sp.version,
+                });
             }
         }
         for d in commands {
@@ -150,7 +155,8 @@ impl CrossCheck {
     pub fn on_setpoint(&mut self, msg: SetpointMsg, arrived: f64) {
         let s = self.sensors.entry(msg.sensor).or_default();
         if let Some(anchor) = s.arrived_newest.or(msg.t_ms) {
-            s.ambiguous.push_back((anchor - SETPOINT_AMBIGUITY_MS, anchor + SETPOINT_AMBIGUITY_MS));
+            s.ambiguous
+                .push_back((anchor - SETPOINT_AMBIGUITY_MS, anchor + SETPOINT_AMBIGUITY_MS));
         }
         self.queue.push_back(Event::Setpoint { msg, arrived });
     }
@@ -166,7 +172,10 @@ impl CrossCheck {
         for item in items {
             let s = self.sensors.entry(item.sensor).or_default();
             // From the last reading that did arrive (the gap starts there) to a little after this one.
-            let from = s.arrived_newest.unwrap_or(item.t_ms).min(item.t_ms - SETPOINT_AMBIGUITY_MS);
+            let from = s
+                .arrived_newest
+                .unwrap_or(item.t_ms)
+                .min(item.t_ms - SETPOINT_AMBIGUITY_MS);
             s.ambiguous.push_back((from, item.t_ms + SETPOINT_AMBIGUITY_MS));
         }
     }
@@ -191,7 +200,9 @@ impl CrossCheck {
     pub fn settle(&mut self, now: f64) -> bool {
         let had = self.divergence.is_some();
         while self.queue.front().is_some_and(|e| now - e.arrived() >= SETTLE_MS) {
-            let Some(event) = self.queue.pop_front() else { break };
+            let Some(event) = self.queue.pop_front() else {
+                break;
+            };
             match event {
                 Event::Setpoint { msg, .. } => self.apply_setpoint(&msg),
                 Event::Reading { item, .. } => self.judge(item),
@@ -213,7 +224,10 @@ impl CrossCheck {
         if config.limits.validate(&sp).is_ok() {
             let newer = s.state.setpoint.is_none_or(|cur| msg.version >= cur.version);
             if newer {
-                s.state.setpoint = Some(VersionedSetpoint { setpoint: sp, version: msg.version });
+                s.state.setpoint = Some(VersionedSetpoint {
+                    setpoint: sp,
+                    version: msg.version,
+                });
             }
         }
     }
@@ -237,7 +251,14 @@ impl CrossCheck {
         }
 
         let before = s.state.clone();
-        let local = match s.state.step(&config, item.sensor, &Reading { t_ms: item.t_ms, temperature: item.temperature }) {
+        let local = match s.state.step(
+            &config,
+            item.sensor,
+            &Reading {
+                t_ms: item.t_ms,
+                temperature: item.temperature,
+            },
+        ) {
             Ok((_, d)) => d,
             // A non-finite temperature is refused by the server's controller too: nothing to compare.
             Err(_) => None,
@@ -254,7 +275,10 @@ impl CrossCheck {
             return;
         }
 
-        let in_window = s.ambiguous.iter().any(|(from, to)| (*from..=*to).contains(&item.t_ms));
+        let in_window = s
+            .ambiguous
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&item.t_ms));
         let local_version = before.setpoint.map(|v| v.version);
         let version_differs = server.is_some_and(|d| Some(d.setpoint_version) != local_version);
         let failsafe = server.is_some_and(|d| d.cause == DecisionCause::Failsafe);
@@ -302,27 +326,49 @@ mod tests {
     use setpoint_control::replay;
 
     fn sp(sensor: SensorId, desired: f64, version: u64) -> SetpointMsg {
-        SetpointMsg { sensor, desired, up_delta: 0.5, down_delta: 0.5, version, t_ms: None }
+        SetpointMsg {
+            sensor,
+            desired,
+            up_delta: 0.5,
+            down_delta: 0.5,
+            version,
+            t_ms: None,
+        }
     }
 
     fn item(sensor: SensorId, t_ms: TimeMs, temperature: f64) -> ReadingItem {
-        ReadingItem { sensor, t_ms, temperature }
+        ReadingItem {
+            sensor,
+            t_ms,
+            temperature,
+        }
     }
 
     /// Temperatures swinging through the band 20 ± 0.5 so the rule switches repeatedly.
     fn wave(sensor: SensorId, n: i64) -> Vec<ReadingItem> {
-        (0..n).map(|i| item(sensor, 1_000 + i * 100, 20.0 + 1.5 * ((i as f64) / 7.0).sin())).collect()
+        (0..n)
+            .map(|i| item(sensor, 1_000 + i * 100, 20.0 + 1.5 * ((i as f64) / 7.0).sin()))
+            .collect()
     }
 
     /// What the server would send: the control core's own decisions for the same readings.
     fn server_decisions(readings: &[ReadingItem], setpoint: &SetpointMsg) -> Vec<DecisionMsg> {
         let rs: Vec<Reading> = readings.iter().map(ReadingItem::reading).collect();
-        let vs = VersionedSetpoint { setpoint: setpoint.setpoint(), version: setpoint.version };
-        replay(&Config::default(), setpoint.sensor, &SensorState::default(), vs, &rs)
-            .unwrap_or_default()
-            .iter()
-            .map(DecisionMsg::from)
-            .collect()
+        let vs = VersionedSetpoint {
+            setpoint: setpoint.setpoint(),
+            version: setpoint.version,
+        };
+        replay(
+            &Config::default(),
+            setpoint.sensor,
+            &SensorState::default(),
+            vs,
+            &rs,
+        )
+        .unwrap_or_default()
+        .iter()
+        .map(DecisionMsg::from)
+        .collect()
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -331,7 +377,11 @@ mod tests {
         let setpoint = sp(1, 20.0, 1);
         let readings = wave(1, 200);
         let decisions = server_decisions(&readings, &setpoint);
-        assert!(decisions.len() >= 4, "the fixture must actually switch ({})", decisions.len());
+        assert!(
+            decisions.len() >= 4,
+            "the fixture must actually switch ({})",
+            decisions.len()
+        );
 
         let mut cc = CrossCheck::default();
         cc.reset(Config::default(), &[setpoint], &[]);
@@ -374,7 +424,10 @@ mod tests {
             cc.on_reading(*r, 0.0);
         }
         decisions.iter().for_each(|d| cc.on_server_decision(*d));
-        assert!(!cc.settle(SETTLE_MS - 1.0), "nothing is judged before it has settled");
+        assert!(
+            !cc.settle(SETTLE_MS - 1.0),
+            "nothing is judged before it has settled"
+        );
         assert!(cc.settle(SETTLE_MS));
         let div = cc.divergence().cloned().expect("divergence");
         assert_eq!((div.sensor, div.t_ms), (7, dropped.t_ms));
@@ -389,7 +442,13 @@ mod tests {
         let setpoint = sp(2, 20.0, 1);
         let readings = wave(2, 60);
         let mut decisions = server_decisions(&readings, &setpoint);
-        let flip = |c| if c == Command::On { Command::Off } else { Command::On };
+        let flip = |c| {
+            if c == Command::On {
+                Command::Off
+            } else {
+                Command::On
+            }
+        };
         decisions[0].command = flip(decisions[0].command);
         let mut cc = CrossCheck::default();
         cc.reset(Config::default(), &[setpoint], &[]);
@@ -423,7 +482,12 @@ mod tests {
         cc.on_reading(r(0), 0.0);
         cc.on_reading(r(1), 0.0);
         // Server: applied v2 before reading 2 → On at reading 2. Locally the setpoint arrives after reading 2.
-        cc.on_server_decision(DecisionMsg { t_ms: 1_200, command: Command::On, setpoint_version: 2, ..off });
+        cc.on_server_decision(DecisionMsg {
+            t_ms: 1_200,
+            command: Command::On,
+            setpoint_version: 2,
+            ..off
+        });
         cc.on_reading(r(2), 0.0);
         cc.on_setpoint(new, 0.0);
         for i in 3..40 {
@@ -476,6 +540,9 @@ mod tests {
         kept.iter().for_each(|r| cc.on_reading(*r, 0.0));
         cc.settle_all();
         assert_eq!(cc.divergence(), None, "{:?}", cc.divergence());
-        assert!(cc.stats().adopted + cc.stats().tolerated > 0, "the gaps were noticed");
+        assert!(
+            cc.stats().adopted + cc.stats().tolerated > 0,
+            "the gaps were noticed"
+        );
     }
 }

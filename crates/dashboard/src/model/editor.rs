@@ -61,7 +61,10 @@ impl SaveStatus {
 
     /// Whether the status reports a problem (styled as an error).
     pub fn is_error(&self) -> bool {
-        matches!(self, SaveStatus::Invalid(_) | SaveStatus::Failed(_) | SaveStatus::Conflict { .. })
+        matches!(
+            self,
+            SaveStatus::Invalid(_) | SaveStatus::Failed(_) | SaveStatus::Conflict { .. }
+        )
     }
 }
 
@@ -116,7 +119,10 @@ impl Editor {
             Field::Down => d.down_delta = tidy(value),
         }
         self.draft = Some(d);
-        if !matches!(self.status, SaveStatus::Pending { .. } | SaveStatus::Conflict { .. }) {
+        if !matches!(
+            self.status,
+            SaveStatus::Pending { .. } | SaveStatus::Conflict { .. }
+        ) {
             self.status = SaveStatus::Idle;
         }
     }
@@ -156,7 +162,10 @@ impl Editor {
             self.status = SaveStatus::Invalid(e.to_string());
             return None;
         }
-        self.status = SaveStatus::Pending { request_id: request_id.clone(), sent_at: now };
+        self.status = SaveStatus::Pending {
+            request_id: request_id.clone(),
+            sent_at: now,
+        };
         Some(SetSetpoint {
             request_id,
             sensor,
@@ -183,7 +192,9 @@ impl Editor {
 
     /// Handles an `error`; returns whether it was for this editor.
     pub fn on_error(&mut self, err: &ErrorMsg) -> bool {
-        let Some(id) = err.request_id.as_deref() else { return false };
+        let Some(id) = err.request_id.as_deref() else {
+            return false;
+        };
         if !self.owns(id) {
             return false;
         }
@@ -191,7 +202,9 @@ impl Editor {
             (ErrorCode::Conflict, Some(current)) => {
                 // The user has now seen the value in force; a retry deliberately overwrites it.
                 self.base_version = Some(current.version);
-                SaveStatus::Conflict { current: current.clone() }
+                SaveStatus::Conflict {
+                    current: current.clone(),
+                }
             }
             (code, _) => SaveStatus::Failed(explain(code, &err.message)),
         };
@@ -210,7 +223,8 @@ impl Editor {
     /// The connection dropped: a write in flight has no answer coming.
     pub fn on_disconnect(&mut self) {
         if matches!(self.status, SaveStatus::Pending { .. }) {
-            self.status = SaveStatus::Failed("connection lost before the server answered; save again".to_owned());
+            self.status =
+                SaveStatus::Failed("connection lost before the server answered; save again".to_owned());
         }
     }
 
@@ -253,7 +267,14 @@ mod tests {
     use super::*;
 
     fn committed(desired: f64, version: u64) -> SetpointMsg {
-        SetpointMsg { sensor: 1, desired, up_delta: 0.5, down_delta: 0.5, version, t_ms: None }
+        SetpointMsg {
+            sensor: 1,
+            desired,
+            up_delta: 0.5,
+            down_delta: 0.5,
+            version,
+            t_ms: None,
+        }
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -265,7 +286,9 @@ mod tests {
         e.edit(Some(&c), Field::Desired, 21.2);
         assert!(e.is_dirty(Some(&c)));
         assert_eq!(e.shown(Some(&c)).map(|s| s.desired), Some(21.2));
-        let req = e.commit(1, Some(&c), &Limits::default(), "r1".into(), 0.0).expect("sent");
+        let req = e
+            .commit(1, Some(&c), &Limits::default(), "r1".into(), 0.0)
+            .expect("sent");
         assert_eq!((req.desired, req.base_version), (21.2, Some(4)));
         assert!(e.status.text().contains("pending"));
         assert!(!e.on_ack("other"));
@@ -282,10 +305,16 @@ mod tests {
         let c = committed(20.0, 1);
         let mut e = Editor::default();
         e.edit(Some(&c), Field::Up, 80.0);
-        assert!(e.commit(1, Some(&c), &Limits::default(), "r".into(), 0.0).is_none());
+        assert!(e
+            .commit(1, Some(&c), &Limits::default(), "r".into(), 0.0)
+            .is_none());
         assert!(e.status.text().contains("up_delta"), "{}", e.status.text());
         e.edit(Some(&c), Field::Desired, f64::NAN);
-        assert_eq!(e.draft.map(|d| d.desired), Some(20.0), "half-typed input is ignored");
+        assert_eq!(
+            e.draft.map(|d| d.desired),
+            Some(20.0),
+            "half-typed input is ignored"
+        );
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -306,7 +335,9 @@ mod tests {
         assert!(e.on_error(&err));
         assert_eq!(e.draft.map(|d| d.desired), Some(23.0));
         assert!(e.status.text().contains("19.0"), "{}", e.status.text());
-        let retry = e.commit(1, Some(&current), &Limits::default(), "r2".into(), 1.0).expect("retry");
+        let retry = e
+            .commit(1, Some(&current), &Limits::default(), "r2".into(), 1.0)
+            .expect("retry");
         assert_eq!(retry.base_version, Some(2));
         assert_eq!(retry.desired, 23.0);
     }

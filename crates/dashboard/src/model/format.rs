@@ -20,7 +20,13 @@ pub fn temp(v: f64) -> String {
 /// Wall-clock time of an event, `HH:MM:SS.mmm`, shifted by the browser's UTC offset (minutes east of UTC).
 pub fn clock(t_ms: TimeMs, utc_offset_min: i64) -> String {
     let ms = (t_ms + utc_offset_min * 60_000).rem_euclid(86_400_000);
-    format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
 }
 
 /// How long ago, compactly: `0.4 s`, `12 s`, `3 min`, `2 h`.

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use setpoint_control::{Config, SensorId};
 use setpoint_wire::ws::{
-    BusStatus, ClientMessage, DecisionMsg, ErrorMsg, Hello, ReadingsBatch, ServerMessage, SetpointMsg, StatusMsg,
+    BusStatus, ClientMessage, DecisionMsg, ErrorMsg, Hello, ReadingsBatch, ServerMessage, SetpointMsg,
+    StatusMsg,
 };
 
 use crate::model::crosscheck::CrossCheck;
@@ -151,7 +152,9 @@ impl Model {
         match ServerMessage::from_json(text) {
             Ok(msg) => self.apply(msg, now),
             Err(e) => {
-                self.notice = Some(format!("ignored a message the dashboard does not understand: {e}"));
+                self.notice = Some(format!(
+                    "ignored a message the dashboard does not understand: {e}"
+                ));
                 self.version += 1;
             }
         }
@@ -258,7 +261,10 @@ impl Model {
             Some(v) => {
                 if let Some(current) = e.current.as_ref().filter(|c| c.sensor == v.id) {
                     // A conflict tells us the value in force; show it even before its broadcast arrives.
-                    if v.setpoint.as_ref().is_none_or(|cur| cur.version <= current.version) {
+                    if v.setpoint
+                        .as_ref()
+                        .is_none_or(|cur| cur.version <= current.version)
+                    {
                         v.setpoint = Some(current.clone());
                     }
                 }
@@ -275,7 +281,10 @@ impl Model {
             if dt > 0.2 {
                 let dr = s.readings_total.saturating_sub(prev.readings_total) as f64;
                 let dd = s.decisions_total.saturating_sub(prev.decisions_total) as f64;
-                self.rates = Rates { readings_per_s: Some(dr / dt), decisions_per_min: Some(dd * 60.0 / dt) };
+                self.rates = Rates {
+                    readings_per_s: Some(dr / dt),
+                    decisions_per_min: Some(dd * 60.0 / dt),
+                };
             }
         }
         self.clock_offset = s.server_time_ms as f64 - now;
@@ -349,7 +358,12 @@ impl Model {
             .commits_due
             .iter()
             .copied()
-            .filter(|id| self.sensors.get(id).and_then(|v| v.editor.commit_due).is_none_or(|t| t <= now))
+            .filter(|id| {
+                self.sensors
+                    .get(id)
+                    .and_then(|v| v.editor.commit_due)
+                    .is_none_or(|t| t <= now)
+            })
             .collect();
         let mut out = Vec::new();
         for id in due {
@@ -358,26 +372,45 @@ impl Model {
             let request_id = format!("{}-{}", self.session, self.next_request);
             let limits = self.config.limits;
             let conn = self.conn;
-            let Some(v) = self.sensors.get_mut(&id) else { continue };
+            let Some(v) = self.sensors.get_mut(&id) else {
+                continue;
+            };
             v.rev += 1;
             self.version += 1;
             if !writable {
                 v.editor.commit_due = None;
                 if v.editor.draft.is_some() {
                     v.editor.status = editor::SaveStatus::Failed(
-                        if conn == ConnState::Live { "read-only: no write token" } else { "not connected; save again once live" }
-                            .to_owned(),
+                        if conn == ConnState::Live {
+                            "read-only: no write token"
+                        } else {
+                            "not connected; save again once live"
+                        }
+                        .to_owned(),
                     );
                 }
                 continue;
             }
-            if let Some(req) = v.editor.commit(id, v.setpoint.as_ref(), &limits, request_id.clone(), now) {
+            if let Some(req) = v
+                .editor
+                .commit(id, v.setpoint.as_ref(), &limits, request_id.clone(), now)
+            {
                 self.next_request += 1;
                 self.inflight.insert(request_id, id);
                 out.push(ClientMessage::SetSetpoint(req));
             }
         }
         out
+    }
+
+    /// A write could not be handed to the socket: say so on the card instead of leaving it pending.
+    pub fn send_failed(&mut self, sensor: SensorId, why: &str) {
+        self.inflight.retain(|_, s| *s != sensor);
+        if let Some(v) = self.sensors.get_mut(&sensor) {
+            v.editor.status = editor::SaveStatus::Failed(format!("not sent: {why}"));
+            v.rev += 1;
+            self.version += 1;
+        }
     }
 
     /// Per-frame housekeeping: judge settled cross-check events and time out unanswered writes.
@@ -413,12 +446,19 @@ impl Model {
     /// The sensors to show for `opts` (one page of them) and how many match the filter in total.
     pub fn visible(&self, opts: &ViewOpts, server_now: f64) -> (Vec<SensorId>, usize) {
         let filter = opts.filter.trim();
-        let mut ids: Vec<SensorId> =
-            self.sensors.keys().copied().filter(|id| filter.is_empty() || id.to_string().contains(filter)).collect();
+        let mut ids: Vec<SensorId> = self
+            .sensors
+            .keys()
+            .copied()
+            .filter(|id| filter.is_empty() || id.to_string().contains(filter))
+            .collect();
         if opts.sort == SortBy::Attention {
             let divergent = self.crosscheck.divergence().map(|d| d.sensor);
             let key = |id: &SensorId| {
-                let a = self.sensors.get(id).map(|v| v.attention(server_now, divergent == Some(*id)));
+                let a = self
+                    .sensors
+                    .get(id)
+                    .map(|v| v.attention(server_now, divergent == Some(*id)));
                 (Reverse(a), *id)
             };
             ids.sort_by_cached_key(key);

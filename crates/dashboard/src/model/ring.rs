@@ -38,7 +38,11 @@ pub struct Ring<T> {
 impl<T: Timed + Copy> Ring<T> {
     /// A ring keeping at most `capacity` points, none older than `span_ms` behind the newest.
     pub fn new(capacity: usize, span_ms: TimeMs) -> Self {
-        Self { items: VecDeque::new(), capacity: capacity.max(1), span_ms }
+        Self {
+            items: VecDeque::new(),
+            capacity: capacity.max(1),
+            span_ms,
+        }
     }
 
     /// Inserts one point at its place in time. Returns `false` when the timestamp is already present (the
@@ -80,7 +84,9 @@ impl<T: Timed + Copy> Ring<T> {
     }
 
     fn too_old(&self, t: TimeMs) -> bool {
-        self.items.back().is_some_and(|last| last.t_ms().saturating_sub(t) > self.span_ms)
+        self.items
+            .back()
+            .is_some_and(|last| last.t_ms().saturating_sub(t) > self.span_ms)
     }
 
     fn evict(&mut self) {
@@ -88,7 +94,11 @@ impl<T: Timed + Copy> Ring<T> {
             self.items.pop_front();
         }
         if let Some(newest) = self.items.back().map(Timed::t_ms) {
-            while self.items.front().is_some_and(|f| newest.saturating_sub(f.t_ms()) > self.span_ms) {
+            while self
+                .items
+                .front()
+                .is_some_and(|f| newest.saturating_sub(f.t_ms()) > self.span_ms)
+            {
                 self.items.pop_front();
             }
         }
@@ -133,7 +143,10 @@ mod tests {
     use super::*;
 
     fn r(t: TimeMs, temp: f64) -> Reading {
-        Reading { t_ms: t, temperature: temp }
+        Reading {
+            t_ms: t,
+            temperature: temp,
+        }
     }
 
     fn times(ring: &Ring<Reading>) -> Vec<TimeMs> {
@@ -171,7 +184,11 @@ mod tests {
         assert_eq!(times(&ring), vec![5, 6, 7, 8, 9]);
         assert!(!ring.insert(r(1, 0.0)), "older than everything in a full ring");
         ring.insert(r(2_000, 0.0));
-        assert_eq!(times(&ring), vec![2_000], "points more than span behind the newest go");
+        assert_eq!(
+            times(&ring),
+            vec![2_000],
+            "points more than span behind the newest go"
+        );
         assert!(!ring.insert(r(500, 0.0)), "beyond the span is refused");
     }
 

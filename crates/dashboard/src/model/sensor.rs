@@ -66,7 +66,11 @@ impl SensorView {
             }
             _ => false,
         };
-        Attention { divergent, stale, out_of_band }
+        Attention {
+            divergent,
+            stale,
+            out_of_band,
+        }
     }
 }
 

@@ -20,19 +20,40 @@ fn hello(can_write: bool, sensors: &[SensorId], commands: Vec<DecisionMsg>) -> S
 }
 
 fn setpoint(sensor: SensorId, desired: f64, version: u64) -> SetpointMsg {
-    SetpointMsg { sensor, desired, up_delta: 0.5, down_delta: 0.5, version, t_ms: None }
+    SetpointMsg {
+        sensor,
+        desired,
+        up_delta: 0.5,
+        down_delta: 0.5,
+        version,
+        t_ms: None,
+    }
 }
 
 fn batch(sensor: SensorId, times: impl IntoIterator<Item = TimeMs>, backfill: bool) -> ServerMessage {
     ServerMessage::Readings(ReadingsBatch {
-        items: times.into_iter().map(|t_ms| ReadingItem { sensor, t_ms, temperature: 20.0 }).collect(),
+        items: times
+            .into_iter()
+            .map(|t_ms| ReadingItem {
+                sensor,
+                t_ms,
+                temperature: 20.0,
+            })
+            .collect(),
         missed: 0,
         backfill,
     })
 }
 
 fn decision(sensor: SensorId, t_ms: TimeMs, command: Command) -> DecisionMsg {
-    DecisionMsg { sensor, t_ms, temperature: 20.0, command, setpoint_version: 1, cause: DecisionCause::Band }
+    DecisionMsg {
+        sensor,
+        t_ms,
+        temperature: 20.0,
+        command,
+        setpoint_version: 1,
+        cause: DecisionCause::Band,
+    }
 }
 
 fn times(m: &Model, sensor: SensorId) -> Vec<TimeMs> {
@@ -64,7 +85,11 @@ fn backfill_is_not_cross_checked_but_live_readings_are() {
     // 30 °C is far above 20 ± 0.5: the local core decides Off for the first reading it judges.
     let hot = |t: TimeMs, backfill| {
         ServerMessage::Readings(ReadingsBatch {
-            items: vec![ReadingItem { sensor: 1, t_ms: t, temperature: 30.0 }],
+            items: vec![ReadingItem {
+                sensor: 1,
+                t_ms: t,
+                temperature: 30.0,
+            }],
             missed: 0,
             backfill,
         })
@@ -74,7 +99,10 @@ fn backfill_is_not_cross_checked_but_live_readings_are() {
     assert!(m.crosscheck.divergence().is_none(), "history is not judged");
     // Live: the server decides Off too → agreement.
     m.apply(hot(2_000, false), 10_000.0);
-    m.apply(ServerMessage::Decision(decision(1, 2_000, Command::Off)), 10_000.0);
+    m.apply(
+        ServerMessage::Decision(decision(1, 2_000, Command::Off)),
+        10_000.0,
+    );
     m.tick(20_000.0);
     assert!(m.crosscheck.divergence().is_none());
     assert_eq!(m.crosscheck.stats().agreed, 1);
@@ -113,10 +141,17 @@ fn write_round_trip_routes_ack_and_conflict_to_the_card() {
     assert!(m.take_due_commits(200.0).is_empty(), "not due yet");
     let sent = m.take_due_commits(1_000.0);
     assert_eq!(sent.len(), 1);
-    let ClientMessage::SetSetpoint(req) = &sent[0] else { panic!("expected set_setpoint") };
+    let ClientMessage::SetSetpoint(req) = &sent[0] else {
+        panic!("expected set_setpoint")
+    };
     assert_eq!((req.sensor, req.desired, req.base_version), (1, 22.0, Some(1)));
     assert!(m.sensors[&1].editor.status.text().contains("pending"));
-    m.apply(ServerMessage::Ack { request_id: req.request_id.clone() }, 1_100.0);
+    m.apply(
+        ServerMessage::Ack {
+            request_id: req.request_id.clone(),
+        },
+        1_100.0,
+    );
     assert_eq!(m.sensors[&1].editor.status.text(), "saved");
     m.apply(ServerMessage::Setpoint(setpoint(1, 22.0, 2)), 1_200.0);
     assert_eq!(m.sensors[&1].editor.draft, None);
@@ -125,7 +160,9 @@ fn write_round_trip_routes_ack_and_conflict_to_the_card() {
     m.edit(2, Field::Desired, 25.0);
     m.request_commit(2, 2_000.0);
     let sent = m.take_due_commits(3_000.0);
-    let ClientMessage::SetSetpoint(req) = &sent[0] else { panic!("expected set_setpoint") };
+    let ClientMessage::SetSetpoint(req) = &sent[0] else {
+        panic!("expected set_setpoint")
+    };
     m.apply(
         ServerMessage::Error(ErrorMsg {
             request_id: Some(req.request_id.clone()),
@@ -177,7 +214,11 @@ fn status_gives_rates_and_unknown_frames_become_a_notice() {
     m.on_text("{\"type\":\"nope\"}", 0.0);
     assert!(m.notice.is_some());
     m.on_text("not json", 0.0);
-    assert!(m.notice.as_deref().unwrap_or_default().contains("does not understand"));
+    assert!(m
+        .notice
+        .as_deref()
+        .unwrap_or_default()
+        .contains("does not understand"));
 }
 
 #[test]
@@ -190,14 +231,23 @@ fn filter_sort_and_page() {
     for (s, temp) in [(17, 20.0), (23, 30.0)] {
         m.apply(
             ServerMessage::Readings(ReadingsBatch {
-                items: vec![ReadingItem { sensor: s, t_ms: now as TimeMs, temperature: temp }],
+                items: vec![ReadingItem {
+                    sensor: s,
+                    t_ms: now as TimeMs,
+                    temperature: temp,
+                }],
                 missed: 0,
                 backfill: false,
             }),
             0.0,
         );
     }
-    let opts = |filter: &str, sort, page| ViewOpts { filter: filter.into(), sort, page, page_size: 10 };
+    let opts = |filter: &str, sort, page| ViewOpts {
+        filter: filter.into(),
+        sort,
+        page,
+        page_size: 10,
+    };
     let (page, total) = m.visible(&opts("", SortBy::Id, 2), now);
     assert_eq!((page, total), ((21..=30).collect(), 30));
     let (page, total) = m.visible(&opts("1", SortBy::Id, 0), now);
@@ -206,6 +256,14 @@ fn filter_sort_and_page() {
     let (page, _) = m.visible(&opts("", SortBy::Attention, 0), now);
     // Stale sensors first (by id), the fresh out-of-band one next, the healthy one last.
     assert_eq!(page[0], 1);
-    let (all, _) = m.visible(&ViewOpts { filter: String::new(), sort: SortBy::Attention, page: 0, page_size: 100 }, now);
+    let (all, _) = m.visible(
+        &ViewOpts {
+            filter: String::new(),
+            sort: SortBy::Attention,
+            page: 0,
+            page_size: 100,
+        },
+        now,
+    );
     assert_eq!(&all[28..], &[23, 17]);
 }

@@ -5,8 +5,10 @@
 //! from the heater command that was actually in force at the window's start, so the first marker is a real
 //! switch, not an artefact of starting from "unknown".
 
-use setpoint_control::{replay, Config, Decision, Reading, SensorId, SensorState, Setpoint, SetpointError, TimeMs};
 use setpoint_control::VersionedSetpoint;
+use setpoint_control::{
+    replay, Config, Decision, Reading, SensorId, SensorState, Setpoint, SetpointError, TimeMs,
+};
 
 use crate::model::sensor::SensorView;
 
@@ -37,9 +39,22 @@ pub fn what_if(
     }
     let readings: Vec<Reading> = view.readings.range(from, to).copied().collect();
     let version = view.setpoint.as_ref().map_or(0, |s| s.version + 1);
-    let decisions = replay(config, sensor, &initial, VersionedSetpoint { setpoint: proposed, version }, &readings)?;
+    let decisions = replay(
+        config,
+        sensor,
+        &initial,
+        VersionedSetpoint {
+            setpoint: proposed,
+            version,
+        },
+        &readings,
+    )?;
     let actual_switch = view.decisions.range(from, to).count();
-    Ok(WhatIf { would_switch: decisions.len(), actual_switch, decisions })
+    Ok(WhatIf {
+        would_switch: decisions.len(),
+        actual_switch,
+        decisions,
+    })
 }
 
 #[cfg(test)]
@@ -90,10 +105,26 @@ mod tests {
         v.decisions.insert(d(12_000, Command::On));
         v.decisions.insert(d(15_000, Command::Off));
         // Window from 11 s: the heater was Off then. A band whose first verdict is "Off" emits nothing at first.
-        let all_hot = what_if(&Config::default(), 9, &v, Setpoint::new(0.0, 0.0, 0.0), 11_000, 20_000).expect("ok");
+        let all_hot = what_if(
+            &Config::default(),
+            9,
+            &v,
+            Setpoint::new(0.0, 0.0, 0.0),
+            11_000,
+            20_000,
+        )
+        .expect("ok");
         assert_eq!(all_hot.would_switch, 0, "already Off, stays Off");
         assert_eq!(all_hot.actual_switch, 2);
-        let all_cold = what_if(&Config::default(), 9, &v, Setpoint::new(100.0, 0.0, 0.0), 11_000, 20_000).expect("ok");
+        let all_cold = what_if(
+            &Config::default(),
+            9,
+            &v,
+            Setpoint::new(100.0, 0.0, 0.0),
+            11_000,
+            20_000,
+        )
+        .expect("ok");
         assert_eq!(all_cold.would_switch, 1);
         assert_eq!(all_cold.decisions[0].command, Command::On);
         assert_eq!(all_cold.decisions[0].t_ms, 11_000);

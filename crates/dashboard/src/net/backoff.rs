@@ -44,7 +44,10 @@ mod tests {
     fn grows_exponentially_with_bounded_jitter_and_caps() {
         let mut b = Backoff::default();
         let lows: Vec<f64> = (0..8).map(|_| b.next_delay(None, 0.0)).collect();
-        assert_eq!(lows, vec![250.0, 500.0, 1_000.0, 2_000.0, 4_000.0, 8_000.0, 15_000.0, 15_000.0]);
+        assert_eq!(
+            lows,
+            vec![250.0, 500.0, 1_000.0, 2_000.0, 4_000.0, 8_000.0, 15_000.0, 15_000.0]
+        );
         let mut b = Backoff::default();
         let highs: Vec<f64> = (0..8).map(|_| b.next_delay(None, 1.0)).collect();
         assert_eq!(highs[0], 500.0);

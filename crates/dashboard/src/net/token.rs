@@ -69,7 +69,9 @@ mod browser {
             }
             return Some(token);
         }
-        storage.and_then(|s| s.get_item(STORAGE_KEY).ok().flatten()).filter(|t| is_token(t))
+        storage
+            .and_then(|s| s.get_item(STORAGE_KEY).ok().flatten())
+            .filter(|t| is_token(t))
     }
 }
 

@@ -16,7 +16,12 @@ pub struct Column {
 }
 
 /// Bins readings in `[from, to]` into `width` columns (min, max and last temperature per column).
-pub fn columns<'a>(readings: impl IntoIterator<Item = &'a Reading>, from: TimeMs, to: TimeMs, width: usize) -> Vec<Column> {
+pub fn columns<'a>(
+    readings: impl IntoIterator<Item = &'a Reading>,
+    from: TimeMs,
+    to: TimeMs,
+    width: usize,
+) -> Vec<Column> {
     let span = (to - from).max(1) as f64;
     let width = width.max(1);
     let mut out: Vec<Column> = Vec::with_capacity(width);
@@ -31,7 +36,12 @@ pub fn columns<'a>(readings: impl IntoIterator<Item = &'a Reading>, from: TimeMs
                 c.max = c.max.max(r.temperature);
                 c.last = r.temperature;
             }
-            _ => out.push(Column { x, min: r.temperature, max: r.temperature, last: r.temperature }),
+            _ => out.push(Column {
+                x,
+                min: r.temperature,
+                max: r.temperature,
+                last: r.temperature,
+            }),
         }
     }
     out
@@ -67,20 +77,33 @@ pub struct Segment {
 
 /// Heater state over `[from, to]`: `before` is the command in force at `from`, `switches` the decisions inside
 /// the window in time order.
-pub fn segments(before: Option<Command>, switches: &[(TimeMs, Command)], from: TimeMs, to: TimeMs) -> Vec<Segment> {
+pub fn segments(
+    before: Option<Command>,
+    switches: &[(TimeMs, Command)],
+    from: TimeMs,
+    to: TimeMs,
+) -> Vec<Segment> {
     let mut out = Vec::with_capacity(switches.len() + 1);
     let mut start = from;
     let mut state = before;
     for &(t, c) in switches {
         let t = t.clamp(from, to);
         if t > start {
-            out.push(Segment { from: start, to: t, command: state });
+            out.push(Segment {
+                from: start,
+                to: t,
+                command: state,
+            });
         }
         start = t;
         state = Some(c);
     }
     if to > start {
-        out.push(Segment { from: start, to, command: state });
+        out.push(Segment {
+            from: start,
+            to,
+            command: state,
+        });
     }
     out
 }
@@ -92,8 +115,12 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn bins_keep_extremes_and_bound_output() {
-        let rs: Vec<Reading> =
-            (0..9_000).map(|i| Reading { t_ms: i * 100, temperature: if i == 4_500 { 99.0 } else { 20.0 } }).collect();
+        let rs: Vec<Reading> = (0..9_000)
+            .map(|i| Reading {
+                t_ms: i * 100,
+                temperature: if i == 4_500 { 99.0 } else { 20.0 },
+            })
+            .collect();
         let cols = columns(&rs, 0, 899_900, 300);
         assert!(cols.len() <= 300);
         assert!(cols.iter().any(|c| c.max == 99.0), "a one-sample spike survives");
@@ -107,15 +134,39 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn heater_segments_cover_the_window() {
-        let segs = segments(Some(Command::Off), &[(10, Command::On), (30, Command::Off)], 0, 50);
+        let segs = segments(
+            Some(Command::Off),
+            &[(10, Command::On), (30, Command::Off)],
+            0,
+            50,
+        );
         assert_eq!(
             segs,
             vec![
-                Segment { from: 0, to: 10, command: Some(Command::Off) },
-                Segment { from: 10, to: 30, command: Some(Command::On) },
-                Segment { from: 30, to: 50, command: Some(Command::Off) },
+                Segment {
+                    from: 0,
+                    to: 10,
+                    command: Some(Command::Off)
+                },
+                Segment {
+                    from: 10,
+                    to: 30,
+                    command: Some(Command::On)
+                },
+                Segment {
+                    from: 30,
+                    to: 50,
+                    command: Some(Command::Off)
+                },
             ]
         );
-        assert_eq!(segments(None, &[], 0, 5), vec![Segment { from: 0, to: 5, command: None }]);
+        assert_eq!(
+            segments(None, &[], 0, 5),
+            vec![Segment {
+                from: 0,
+                to: 5,
+                command: None
+            }]
+        );
     }
 }

@@ -22,8 +22,14 @@ impl Dashboard {
     pub fn load(dir: &Path) -> Self {
         let index = dir.join("index.html");
         match std::fs::read_to_string(&index) {
-            Ok(html) => Self { dir: Some(dir.to_path_buf()), csp: csp(&inline_script_hashes(&html)) },
-            Err(_) => Self { dir: None, csp: csp(&[]) },
+            Ok(html) => Self {
+                dir: Some(dir.to_path_buf()),
+                csp: csp(&inline_script_hashes(&html)),
+            },
+            Err(_) => Self {
+                dir: None,
+                csp: csp(&[]),
+            },
         }
     }
 }
@@ -48,7 +54,9 @@ pub fn inline_script_hashes(html: &str) -> Vec<String> {
         let Some(tag_end) = after.find('>') else { break };
         let tag = &after[..tag_end];
         let body_and_rest = &after[tag_end + 1..];
-        let Some(close) = body_and_rest.find("</script>") else { break };
+        let Some(close) = body_and_rest.find("</script>") else {
+            break;
+        };
         let body = &body_and_rest[..close];
         if !tag.contains(" src=") && !body.trim().is_empty() {
             hashes.push(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body.as_bytes())));
@@ -72,7 +80,10 @@ pub fn not_built_page(dir: &Path) -> String {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -84,7 +95,10 @@ mod tests {
         let html = r#"<html><script src="/a.js"></script><script type="module">alert(1)</script></html>"#;
         let hashes = inline_script_hashes(html);
         assert_eq!(hashes.len(), 1);
-        assert_eq!(hashes[0], base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"alert(1)")));
+        assert_eq!(
+            hashes[0],
+            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b"alert(1)"))
+        );
         assert!(csp(&hashes).contains(&format!("'sha256-{}'", hashes[0])));
         assert!(csp(&[]).contains("frame-ancestors 'none'"));
     }

@@ -32,7 +32,10 @@ impl Token {
 
     /// A token chosen by the operator. Must be a valid subprotocol token character string.
     pub fn from_operator(value: &str) -> Result<Self, String> {
-        let ok = value.len() >= 16 && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let ok = value.len() >= 16
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if ok {
             Ok(Self(value.to_owned()))
         } else {
@@ -117,13 +120,19 @@ pub struct RateLimit {
 
 impl RateLimit {
     pub fn new(per_second: f64, burst: f64) -> Self {
-        Self { capacity: burst, per_second, tokens: burst, last: Instant::now() }
+        Self {
+            capacity: burst,
+            per_second,
+            tokens: burst,
+            last: Instant::now(),
+        }
     }
 
     /// Takes one token if available.
     pub fn allow(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_second).min(self.capacity);
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_second).min(self.capacity);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -156,13 +165,22 @@ mod tests {
 
     #[test]
     fn subprotocols_carry_protocol_and_token() {
-        assert_eq!(parse_subprotocols(Some("setpoint.v1, token.abc")), Offered { protocol: true, token: Some("abc") });
+        assert_eq!(
+            parse_subprotocols(Some("setpoint.v1, token.abc")),
+            Offered {
+                protocol: true,
+                token: Some("abc")
+            }
+        );
         assert_eq!(parse_subprotocols(None), Offered::default());
     }
 
     #[test]
     fn origins_are_the_servers_own_or_allowed() {
-        let p = OriginPolicy::new("127.0.0.1:8080".parse().expect("addr"), &["https://thermo.example.com/".into()]);
+        let p = OriginPolicy::new(
+            "127.0.0.1:8080".parse().expect("addr"),
+            &["https://thermo.example.com/".into()],
+        );
         assert!(p.allows(Some("http://127.0.0.1:8080")));
         assert!(p.allows(Some("http://localhost:8080")));
         assert!(p.allows(Some("https://thermo.example.com")));

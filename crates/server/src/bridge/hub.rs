@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use setpoint_control::{Config, Decision, SensorId, TimeMs};
 use setpoint_wire::ws::{
-    DecisionMsg, ErrorCode, ErrorMsg, Hello, ReadingItem, ReadingsBatch, ServerMessage, SetSetpoint, SetpointMsg,
-    StatusMsg, PROTOCOL_VERSION,
+    DecisionMsg, ErrorCode, ErrorMsg, Hello, ReadingItem, ReadingsBatch, ServerMessage, SetSetpoint,
+    SetpointMsg, StatusMsg, PROTOCOL_VERSION,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +43,10 @@ pub struct HubOptions {
 
 impl Default for HubOptions {
     fn default() -> Self {
-        Self { backfill_ms: 5 * 60_000, backfill_max_per_sensor: 3_000 }
+        Self {
+            backfill_ms: 5 * 60_000,
+            backfill_max_per_sensor: 3_000,
+        }
     }
 }
 
@@ -84,7 +87,13 @@ impl Hub {
     /// A hub for clients of a controller running with `config` (sent in `hello`, so the browser's copy of
     /// the control core decides the same way).
     pub fn new(config: Config, options: HubOptions, metrics: Arc<Metrics>) -> Self {
-        Self { state: Mutex::default(), write_lock: tokio::sync::Mutex::new(()), options, config, metrics }
+        Self {
+            state: Mutex::default(),
+            write_lock: tokio::sync::Mutex::new(()),
+            options,
+            config,
+            metrics,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -112,11 +121,22 @@ impl Hub {
         items.sort_by_key(|i| (i.t_ms, i.sensor));
         let backfill = items
             .chunks(BACKFILL_FRAME_ITEMS)
-            .map(|c| ServerMessage::Readings(ReadingsBatch { items: c.to_vec(), missed: 0, backfill: true }))
+            .map(|c| {
+                ServerMessage::Readings(ReadingsBatch {
+                    items: c.to_vec(),
+                    missed: 0,
+                    backfill: true,
+                })
+            })
             .collect();
         self.metrics.ws_clients.fetch_add(1, Relaxed);
         self.metrics.ws_connections_total.fetch_add(1, Relaxed);
-        Registration { id, outbox, hello, backfill }
+        Registration {
+            id,
+            outbox,
+            hello,
+            backfill,
+        }
     }
 
     /// Removes a client.
@@ -135,7 +155,11 @@ impl Hub {
     fn on_reading(&self, event: ReadingEvent) {
         let mut s = self.lock();
         s.sensors.insert(event.sensor);
-        s.pending.push(ReadingItem { sensor: event.sensor, t_ms: event.reading.t_ms, temperature: event.reading.temperature });
+        s.pending.push(ReadingItem {
+            sensor: event.sensor,
+            t_ms: event.reading.t_ms,
+            temperature: event.reading.temperature,
+        });
         s.readings_total += 1;
     }
 
@@ -154,8 +178,16 @@ impl Hub {
                 ring.pop_front();
             }
         }
-        let json = ServerMessage::Readings(ReadingsBatch { items: items.clone(), missed: 0, backfill: false }).to_json();
-        let batch = Arc::new(SharedBatch { items, json: json.into() });
+        let json = ServerMessage::Readings(ReadingsBatch {
+            items: items.clone(),
+            missed: 0,
+            backfill: false,
+        })
+        .to_json();
+        let batch = Arc::new(SharedBatch {
+            items,
+            json: json.into(),
+        });
         let mut dropped = 0;
         for outbox in s.clients.values() {
             dropped += outbox.push_readings(&batch);
@@ -212,7 +244,12 @@ impl Hub {
     /// only after the bus accepted the record: an acknowledged setpoint is never lost.
     pub async fn write_setpoint<B: Bus>(&self, bus: &B, req: &SetSetpoint, author: &str) -> ServerMessage {
         let error = |code, message: String, current| {
-            ServerMessage::Error(ErrorMsg { request_id: Some(req.request_id.clone()), code, message, current })
+            ServerMessage::Error(ErrorMsg {
+                request_id: Some(req.request_id.clone()),
+                code,
+                message,
+                current,
+            })
         };
         let setpoint = req.setpoint();
         if let Err(e) = self.config.limits.validate(&setpoint) {
@@ -225,7 +262,10 @@ impl Hub {
             if base != current_version {
                 return error(
                     ErrorCode::Conflict,
-                    format!("sensor {} changed meanwhile: version {current_version} is in force, not {base}", req.sensor),
+                    format!(
+                        "sensor {} changed meanwhile: version {current_version} is in force, not {base}",
+                        req.sensor
+                    ),
                     current,
                 );
             }
@@ -248,16 +288,33 @@ impl Hub {
                     "setpoint written"
                 );
                 self.on_setpoint(change);
-                ServerMessage::Ack { request_id: req.request_id.clone() }
+                ServerMessage::Ack {
+                    request_id: req.request_id.clone(),
+                }
             }
-            Err(BusError::Unavailable(why)) => error(ErrorCode::BrokerUnavailable, format!("setpoint not saved: {why}"), None),
-            Err(BusError::Closed) => error(ErrorCode::Internal, "setpoint not saved: server is shutting down".into(), None),
+            Err(BusError::Unavailable(why)) => error(
+                ErrorCode::BrokerUnavailable,
+                format!("setpoint not saved: {why}"),
+                None,
+            ),
+            Err(BusError::Closed) => error(
+                ErrorCode::Internal,
+                "setpoint not saved: server is shutting down".into(),
+                None,
+            ),
         }
     }
 
     /// Current setpoint of a sensor (for tests and for the controller's view).
     pub fn setpoint(&self, sensor: SensorId) -> Option<SetpointMsg> {
         self.lock().setpoints.get(&sensor).cloned()
+    }
+
+    /// Readings batches queued per client, largest first: shows that a stalled client's queue stays bounded.
+    pub fn queue_depths(&self) -> Vec<usize> {
+        let mut depths: Vec<usize> = self.lock().clients.values().map(|o| o.queued_batches()).collect();
+        depths.sort_unstable_by(|a, b| b.cmp(a));
+        depths
     }
 
     /// Number of connected clients.
@@ -267,7 +324,11 @@ impl Hub {
 
     /// Newest reading time seen (for readiness).
     pub fn newest_reading_ms(&self) -> Option<TimeMs> {
-        self.lock().history.values().filter_map(|h| h.back().map(|i| i.t_ms)).max()
+        self.lock()
+            .history
+            .values()
+            .filter_map(|h| h.back().map(|i| i.t_ms))
+            .max()
     }
 }
 

@@ -117,7 +117,11 @@ pub async fn start<B: Bus>(
     });
     let pump = tokio::spawn(hub::pump(bus, Arc::clone(&hub), pump_stop.clone()));
     let app = router(bridge);
-    let server = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(sessions.clone().cancelled_owned()).into_future());
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(sessions.clone().cancelled_owned())
+            .into_future(),
+    );
     let task = tokio::spawn(async move {
         shutdown.cancelled().await;
         pump_stop.cancel();
@@ -137,14 +141,17 @@ pub async fn start<B: Bus>(
 }
 
 fn router<B: Bus>(bridge: Arc<Bridge<B>>) -> Router {
-    let csp = HeaderValue::from_str(&bridge.dashboard.csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
+    let csp = HeaderValue::from_str(&bridge.dashboard.csp)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'"));
     let app = Router::new()
         .route("/ws", get(websocket::<B>))
         .route("/metrics", get(metrics::<B>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready::<B>));
     let app = match &bridge.dashboard.dir {
-        Some(dir) => app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")))),
+        Some(dir) => {
+            app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))))
+        }
         None => {
             let page = assets::not_built_page(&bridge.options.dist);
             app.fallback(move || async move { Html(page) })
@@ -155,7 +162,10 @@ fn router<B: Bus>(bridge: Arc<Bridge<B>>) -> Router {
         async move {
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_SECURITY_POLICY, csp);
-            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
             headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
             headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
             response
@@ -164,13 +174,30 @@ fn router<B: Bus>(bridge: Arc<Bridge<B>>) -> Router {
     .with_state(bridge)
 }
 
-async fn websocket<B: Bus>(State(bridge): State<Arc<Bridge<B>>>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
-    let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or("<invalid>"));
+async fn websocket<B: Bus>(
+    State(bridge): State<Arc<Bridge<B>>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("<invalid>"));
     if !bridge.origins.allows(origin) {
-        tracing::warn!(origin = origin.unwrap_or_default(), "cross-origin WebSocket refused");
-        return (StatusCode::FORBIDDEN, "WebSocket connections from this origin are not allowed (see --allow-origin)\n").into_response();
+        tracing::warn!(
+            origin = origin.unwrap_or_default(),
+            "cross-origin WebSocket refused"
+        );
+        return (
+            StatusCode::FORBIDDEN,
+            "WebSocket connections from this origin are not allowed (see --allow-origin)\n",
+        )
+            .into_response();
     }
-    let offered = auth::parse_subprotocols(headers.get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()));
+    let offered = auth::parse_subprotocols(
+        headers
+            .get(header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok()),
+    );
     let can_write = offered.token.is_some_and(|t| bridge.options.token.matches(t));
     upgrade
         .protocols([SUBPROTOCOL])
@@ -180,7 +207,10 @@ async fn websocket<B: Bus>(State(bridge): State<Arc<Bridge<B>>>, headers: Header
 }
 
 async fn metrics<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], bridge.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        bridge.metrics.render(),
+    )
 }
 
 async fn ready<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {

@@ -77,10 +77,14 @@ impl Outbox {
         let dropped = {
             let mut s = self.lock();
             let s = &mut *s;
-            let wanted: Option<Vec<ReadingItem>> = s
-                .filter
-                .as_ref()
-                .map(|f| batch.items.iter().filter(|i| f.contains(&i.sensor)).copied().collect());
+            let wanted: Option<Vec<ReadingItem>> = s.filter.as_ref().map(|f| {
+                batch
+                    .items
+                    .iter()
+                    .filter(|i| f.contains(&i.sensor))
+                    .copied()
+                    .collect()
+            });
             if wanted.as_ref().is_some_and(|w| w.is_empty()) {
                 return 0;
             }
@@ -91,8 +95,16 @@ impl Outbox {
                     0
                 }
                 (Some(items), false) => {
-                    let json = ServerMessage::Readings(ReadingsBatch { items: items.clone(), missed: 0, backfill: false }).to_json();
-                    s.batches.push_back(Arc::new(SharedBatch { items, json: json.into() }));
+                    let json = ServerMessage::Readings(ReadingsBatch {
+                        items: items.clone(),
+                        missed: 0,
+                        backfill: false,
+                    })
+                    .to_json();
+                    s.batches.push_back(Arc::new(SharedBatch {
+                        items,
+                        json: json.into(),
+                    }));
                     0
                 }
                 (wanted, true) => {
@@ -135,9 +147,20 @@ impl Outbox {
             let mut items: Vec<ReadingItem> = s.coalesced.drain().map(|(_, v)| v).collect();
             items.sort_by_key(|i| (i.t_ms, i.sensor));
             let missed = std::mem::take(&mut s.missed);
-            frames.push(ServerMessage::Readings(ReadingsBatch { items, missed, backfill: false }).to_json().into());
+            frames.push(
+                ServerMessage::Readings(ReadingsBatch {
+                    items,
+                    missed,
+                    backfill: false,
+                })
+                .to_json()
+                .into(),
+            );
         }
-        Drained { frames, overflowed: s.overflowed }
+        Drained {
+            frames,
+            overflowed: s.overflowed,
+        }
     }
 
     /// Readings batches currently queued (for tests and metrics).
@@ -151,9 +174,24 @@ mod tests {
     use super::*;
 
     fn batch(t_ms: i64, sensors: &[i32]) -> Arc<SharedBatch> {
-        let items: Vec<ReadingItem> = sensors.iter().map(|&sensor| ReadingItem { sensor, t_ms, temperature: 20.0 }).collect();
-        let json = ServerMessage::Readings(ReadingsBatch { items: items.clone(), missed: 0, backfill: false }).to_json();
-        Arc::new(SharedBatch { items, json: json.into() })
+        let items: Vec<ReadingItem> = sensors
+            .iter()
+            .map(|&sensor| ReadingItem {
+                sensor,
+                t_ms,
+                temperature: 20.0,
+            })
+            .collect();
+        let json = ServerMessage::Readings(ReadingsBatch {
+            items: items.clone(),
+            missed: 0,
+            backfill: false,
+        })
+        .to_json();
+        Arc::new(SharedBatch {
+            items,
+            json: json.into(),
+        })
     }
 
     #[test]
@@ -166,8 +204,13 @@ mod tests {
         assert!(outbox.queued_batches() <= MAX_QUEUED_BATCHES);
         let drained = outbox.drain();
         assert_eq!(drained.frames.len(), 1);
-        let Ok(ServerMessage::Readings(b)) = ServerMessage::from_json(&drained.frames[0]) else { panic!("readings") };
-        assert_eq!(b.items.iter().map(|i| (i.sensor, i.t_ms)).collect::<Vec<_>>(), vec![(1, 999), (2, 999), (3, 999)]);
+        let Ok(ServerMessage::Readings(b)) = ServerMessage::from_json(&drained.frames[0]) else {
+            panic!("readings")
+        };
+        assert_eq!(
+            b.items.iter().map(|i| (i.sensor, i.t_ms)).collect::<Vec<_>>(),
+            vec![(1, 999), (2, 999), (3, 999)]
+        );
         assert_eq!(b.missed, 3000 - 3);
         assert_eq!(dropped, b.missed);
     }
@@ -195,7 +238,9 @@ mod tests {
         assert!(outbox.drain().frames.is_empty());
         outbox.push_readings(&batch(2, &[1, 2]));
         let d = outbox.drain();
-        let Ok(ServerMessage::Readings(b)) = ServerMessage::from_json(&d.frames[0]) else { panic!("readings") };
+        let Ok(ServerMessage::Readings(b)) = ServerMessage::from_json(&d.frames[0]) else {
+            panic!("readings")
+        };
         assert_eq!(b.items.iter().map(|i| i.sensor).collect::<Vec<_>>(), vec![2]);
     }
 }

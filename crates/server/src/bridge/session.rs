@@ -34,7 +34,10 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, can_write: b
             }
             if drained.overflowed {
                 bridge.metrics.slow_clients_disconnected.fetch_add(1, Relaxed);
-                let close = CloseFrame { code: CLOSE_TOO_SLOW, reason: "too slow: reconnect to resync".into() };
+                let close = CloseFrame {
+                    code: CLOSE_TOO_SLOW,
+                    reason: "too slow: reconnect to resync".into(),
+                };
                 sink.send(Message::Close(Some(close))).await?;
                 return Ok(());
             }
@@ -57,8 +60,14 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, can_write: b
         let mut limit = RateLimit::new(bridge.options.writes_per_second, bridge.options.write_burst);
         while let Some(Ok(message)) = stream.next().await {
             let reply = match message {
-                Message::Text(text) => handle_text(&bridge, &outbox, text.as_str(), can_write, &mut limit).await,
-                Message::Binary(_) => Some(error(None, ErrorCode::BinaryFrame, "binary frames are not part of the protocol; send JSON text frames")),
+                Message::Text(text) => {
+                    handle_text(&bridge, &outbox, text.as_str(), can_write, &mut limit).await
+                }
+                Message::Binary(_) => Some(error(
+                    None,
+                    ErrorCode::BinaryFrame,
+                    "binary frames are not part of the protocol; send JSON text frames",
+                )),
                 Message::Close(_) => break,
                 Message::Ping(_) | Message::Pong(_) => None,
             };
@@ -82,7 +91,12 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, can_write: b
 }
 
 fn error(request_id: Option<String>, code: ErrorCode, message: &str) -> ServerMessage {
-    ServerMessage::Error(ErrorMsg { request_id, code, message: message.to_owned(), current: None })
+    ServerMessage::Error(ErrorMsg {
+        request_id,
+        code,
+        message: message.to_owned(),
+        current: None,
+    })
 }
 
 async fn handle_text<B: Bus>(
@@ -94,7 +108,11 @@ async fn handle_text<B: Bus>(
 ) -> Option<ServerMessage> {
     if text.len() > bridge.options.max_frame_bytes {
         bridge.metrics.decode_errors.fetch_add(1, Relaxed);
-        let msg = format!("frame of {} bytes exceeds the limit of {} bytes", text.len(), bridge.options.max_frame_bytes);
+        let msg = format!(
+            "frame of {} bytes exceeds the limit of {} bytes",
+            text.len(),
+            bridge.options.max_frame_bytes
+        );
         return Some(error(None, ErrorCode::FrameTooLarge, &msg));
     }
     let message = match ClientMessage::from_json(text) {
@@ -119,7 +137,11 @@ async fn handle_text<B: Bus>(
                 ));
             }
             if !limit.allow() {
-                return Some(error(id, ErrorCode::RateLimited, "too many setpoint writes; wait a moment"));
+                return Some(error(
+                    id,
+                    ErrorCode::RateLimited,
+                    "too many setpoint writes; wait a moment",
+                ));
             }
             Some(bridge.hub.write_setpoint(&bridge.bus, &req, "dashboard").await)
         }

@@ -33,7 +33,10 @@ struct LogInner<T> {
 impl<T: Payload> Log<T> {
     fn new(retention: usize, compacted: bool) -> Self {
         Self {
-            inner: Mutex::new(LogInner { records: VecDeque::new(), next_offset: 0 }),
+            inner: Mutex::new(LogInner {
+                records: VecDeque::new(),
+                next_offset: 0,
+            }),
             appended: Notify::new(),
             retention: retention.max(1),
             compacted,
@@ -78,7 +81,11 @@ impl<T: Payload> Log<T> {
             .records
             .range(start..)
             .take(max)
-            .map(|(offset, value)| Record { partition: 0, offset: *offset, value: value.clone() })
+            .map(|(offset, value)| Record {
+                partition: 0,
+                offset: *offset,
+                value: value.clone(),
+            })
             .collect();
         let Some(last) = batch.last() else {
             return (batch, position, 0);
@@ -138,18 +145,29 @@ impl Default for EmbeddedBus {
 impl Bus for EmbeddedBus {
     type Consumer<T: Payload> = EmbeddedConsumer<T>;
 
-    fn publish<T: Payload>(&self, values: Vec<T>) -> impl std::future::Future<Output = Result<(), BusError>> + Send {
+    fn publish<T: Payload>(
+        &self,
+        values: Vec<T>,
+    ) -> impl std::future::Future<Output = Result<(), BusError>> + Send {
         T::select(&self.logs).append(values);
         std::future::ready(Ok(()))
     }
 
-    fn subscribe<T: Payload>(&self, start: StartAt, _group: Option<&str>) -> Result<EmbeddedConsumer<T>, BusError> {
+    fn subscribe<T: Payload>(
+        &self,
+        start: StartAt,
+        _group: Option<&str>,
+    ) -> Result<EmbeddedConsumer<T>, BusError> {
         let log = Arc::clone(T::select(&self.logs));
         let position = match start {
             StartAt::Beginning => 0,
             StartAt::End => log.end(),
         };
-        Ok(EmbeddedConsumer { log, position, lost: 0 })
+        Ok(EmbeddedConsumer {
+            log,
+            position,
+            lost: 0,
+        })
     }
 
     fn status(&self) -> BusStatus {
@@ -210,22 +228,46 @@ mod tests {
     use setpoint_control::{Reading, Setpoint};
 
     fn reading(sensor: i32, t_ms: i64) -> ReadingEvent {
-        ReadingEvent { sensor, reading: Reading { t_ms, temperature: 20.0 } }
+        ReadingEvent {
+            sensor,
+            reading: Reading {
+                t_ms,
+                temperature: 20.0,
+            },
+        }
     }
 
     fn setpoint(sensor: i32, version: u64) -> SetpointChange {
-        SetpointChange { sensor, setpoint: Setpoint::new(20.0, 1.0, 1.0), version, author: String::new(), t_ms: 0 }
+        SetpointChange {
+            sensor,
+            setpoint: Setpoint::new(20.0, 1.0, 1.0),
+            version,
+            author: String::new(),
+            t_ms: 0,
+        }
     }
 
     #[tokio::test]
     async fn start_at_end_sees_only_new_records_and_beginning_sees_all() {
         let bus = EmbeddedBus::new(100);
         bus.publish(vec![reading(1, 1)]).await.expect("publish");
-        let mut from_end = bus.subscribe::<ReadingEvent>(StartAt::End, None).expect("subscribe");
-        let mut from_start = bus.subscribe::<ReadingEvent>(StartAt::Beginning, None).expect("subscribe");
+        let mut from_end = bus
+            .subscribe::<ReadingEvent>(StartAt::End, None)
+            .expect("subscribe");
+        let mut from_start = bus
+            .subscribe::<ReadingEvent>(StartAt::Beginning, None)
+            .expect("subscribe");
         assert!(from_end.try_batch(10).expect("read").is_empty());
-        bus.publish(vec![reading(1, 2), reading(2, 3)]).await.expect("publish");
-        let got: Vec<i64> = from_end.next_batch(10).await.expect("read").iter().map(|r| r.value.reading.t_ms).collect();
+        bus.publish(vec![reading(1, 2), reading(2, 3)])
+            .await
+            .expect("publish");
+        let got: Vec<i64> = from_end
+            .next_batch(10)
+            .await
+            .expect("read")
+            .iter()
+            .map(|r| r.value.reading.t_ms)
+            .collect();
         assert_eq!(got, vec![2, 3]);
         assert_eq!(from_start.next_batch(10).await.expect("read").len(), 3);
     }
@@ -233,19 +275,28 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_consumer_wakes_on_publish() {
         let bus = EmbeddedBus::new(100);
-        let mut c = bus.subscribe::<ReadingEvent>(StartAt::End, None).expect("subscribe");
+        let mut c = bus
+            .subscribe::<ReadingEvent>(StartAt::End, None)
+            .expect("subscribe");
         let waiter = tokio::spawn(async move { c.next_batch(10).await });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         bus.publish(vec![reading(5, 1)]).await.expect("publish");
-        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.expect("woke").expect("joined");
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woke")
+            .expect("joined");
         assert_eq!(got.expect("read")[0].value.sensor, 5);
     }
 
     #[tokio::test]
     async fn a_consumer_behind_retention_skips_ahead_and_counts_the_loss() {
         let bus = EmbeddedBus::new(10);
-        let mut c = bus.subscribe::<ReadingEvent>(StartAt::Beginning, None).expect("subscribe");
-        bus.publish((0..25).map(|t| reading(1, t)).collect()).await.expect("publish");
+        let mut c = bus
+            .subscribe::<ReadingEvent>(StartAt::Beginning, None)
+            .expect("subscribe");
+        bus.publish((0..25).map(|t| reading(1, t)).collect())
+            .await
+            .expect("publish");
         let batch = c.next_batch(100).await.expect("read");
         assert_eq!(batch.len(), 10);
         assert_eq!(batch[0].value.reading.t_ms, 15);
@@ -255,9 +306,18 @@ mod tests {
     #[tokio::test]
     async fn the_setpoint_log_compacts_to_the_latest_per_sensor() {
         let bus = EmbeddedBus::new(4);
-        bus.publish((1..=10).map(|v| setpoint((v % 3) as i32, v)).collect()).await.expect("publish");
-        let mut c = bus.subscribe::<SetpointChange>(StartAt::Beginning, None).expect("subscribe");
-        let mut got: Vec<(i32, u64)> = c.try_batch(100).expect("read").iter().map(|r| (r.value.sensor, r.value.version)).collect();
+        bus.publish((1..=10).map(|v| setpoint((v % 3) as i32, v)).collect())
+            .await
+            .expect("publish");
+        let mut c = bus
+            .subscribe::<SetpointChange>(StartAt::Beginning, None)
+            .expect("subscribe");
+        let mut got: Vec<(i32, u64)> = c
+            .try_batch(100)
+            .expect("read")
+            .iter()
+            .map(|r| (r.value.sensor, r.value.version))
+            .collect();
         got.sort();
         assert_eq!(got, vec![(0, 9), (1, 10), (2, 8)]);
         assert_eq!(c.lost(), 0);

@@ -123,7 +123,11 @@ pub trait Bus: Clone + Send + Sync + 'static {
 
     /// Opens a consumer. `group` names a consumer group whose members share the stream's partitions
     /// (controllers scaling out); `None` reads every partition (bridges, setpoint state).
-    fn subscribe<T: Payload>(&self, start: StartAt, group: Option<&str>) -> Result<Self::Consumer<T>, BusError>;
+    fn subscribe<T: Payload>(
+        &self,
+        start: StartAt,
+        group: Option<&str>,
+    ) -> Result<Self::Consumer<T>, BusError>;
 
     /// Whether the bus can currently be reached, for the dashboard and `/readyz`.
     fn status(&self) -> BusStatus;

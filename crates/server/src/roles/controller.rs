@@ -96,7 +96,11 @@ fn apply_setpoints(controller: &mut Controller, batch: Vec<Record<SetpointChange
             }
             Err(e) => {
                 metrics.rejected_setpoints.fetch_add(1, Relaxed);
-                tracing::warn!(sensor = change.sensor, offset = record.offset, "setpoint refused: {e}");
+                tracing::warn!(
+                    sensor = change.sensor,
+                    offset = record.offset,
+                    "setpoint refused: {e}"
+                );
             }
         }
     }
@@ -114,9 +118,15 @@ fn decide(controller: &mut Controller, batch: &[Record<ReadingEvent>], metrics: 
         }
     }
     let after = controller.stats();
-    metrics.readings.fetch_add(after.readings - before.readings, Relaxed);
-    metrics.rejected_readings.fetch_add(after.rejected_readings - before.rejected_readings, Relaxed);
-    metrics.out_of_order_readings.fetch_add(after.out_of_order - before.out_of_order, Relaxed);
+    metrics
+        .readings
+        .fetch_add(after.readings - before.readings, Relaxed);
+    metrics
+        .rejected_readings
+        .fetch_add(after.rejected_readings - before.rejected_readings, Relaxed);
+    metrics
+        .out_of_order_readings
+        .fetch_add(after.out_of_order - before.out_of_order, Relaxed);
     decisions
 }
 
@@ -127,7 +137,12 @@ async fn publish<B: Bus>(bus: &B, decisions: Vec<Decision>, metrics: &Metrics) -
     let now = now_us();
     for d in &decisions {
         metrics.observe_latency_us(now.saturating_sub((d.t_ms.max(0) as u64) * 1000));
-        tracing::info!(sensor = d.sensor, command = d.command.as_str(), temperature = d.temperature, "command");
+        tracing::info!(
+            sensor = d.sensor,
+            command = d.command.as_str(),
+            temperature = d.temperature,
+            "command"
+        );
     }
     metrics.decisions.fetch_add(decisions.len() as u64, Relaxed);
     bus.publish(decisions).await

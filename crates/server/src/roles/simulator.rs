@@ -27,7 +27,11 @@ pub async fn run<B: Bus>(
     }
     let mut interval = tokio::time::interval(Duration::from_millis(config.interval_ms.max(1) as u64));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    tracing::info!(rooms = config.rooms, interval_ms = config.interval_ms, "simulator started");
+    tracing::info!(
+        rooms = config.rooms,
+        interval_ms = config.interval_ms,
+        "simulator started"
+    );
     loop {
         tokio::select! {
             biased;

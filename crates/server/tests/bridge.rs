@@ -1,0 +1,412 @@
+//! The embedded runtime over real sockets: hello, backfill, live data, writes, security, bad frames,
+//! slow clients, many clients and graceful shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use setpoint_control::Command;
+use setpoint_wire::ws::{BusStatus, ErrorCode, ErrorMsg, ServerMessage};
+
+fn hello(m: &ServerMessage) -> &setpoint_wire::ws::Hello {
+    match m {
+        ServerMessage::Hello(h) => h,
+        other => panic!("expected hello first, got {other:?}"),
+    }
+}
+
+fn error_for<'a>(m: &'a ServerMessage, id: Option<&str>) -> Option<&'a ErrorMsg> {
+    match m {
+        ServerMessage::Error(e) if e.request_id.as_deref() == id => Some(e),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_backfill_live_readings_and_decisions_arrive() {
+    let server = start(4, 50).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut c = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
+    let first = c.next().await;
+    let h = hello(&first);
+    assert!(h.can_write);
+    assert_eq!(h.protocol, 1);
+    assert_eq!(
+        h.setpoints.iter().map(|s| s.sensor).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4],
+        "seeded setpoints"
+    );
+    assert!(h.sensors.len() >= 4);
+    // Backfill: history from before we connected.
+    let backfill = match c.next().await {
+        ServerMessage::Readings(b) if b.backfill => b,
+        other => panic!("expected backfill, got {other:?}"),
+    };
+    assert!(
+        backfill.items.len() >= 20,
+        "{} readings of history",
+        backfill.items.len()
+    );
+    let newest_backfill = backfill.items.iter().map(|i| i.t_ms).max().expect("items");
+    // Live readings follow, newer than the backfill: nothing duplicated.
+    let live = c
+        .until(|m| match m {
+            ServerMessage::Readings(b) if !b.backfill => Some(b.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(live.items.iter().all(|i| i.t_ms > newest_backfill));
+    // Force a decision on sensor 1 by moving its band far above or below the room.
+    let room_temp = live
+        .items
+        .iter()
+        .find(|i| i.sensor == 1)
+        .map(|i| i.temperature)
+        .unwrap_or(20.0);
+    let (desired, expect) = if h
+        .commands
+        .iter()
+        .any(|d| d.sensor == 1 && d.command == Command::On)
+    {
+        (room_temp - 20.0, Command::Off)
+    } else {
+        (room_temp + 20.0, Command::On)
+    };
+    let base = h.setpoints.iter().find(|s| s.sensor == 1).map(|s| s.version);
+    c.send(&set_setpoint("r1", 1, desired, 1.0, 1.0, base)).await;
+    let decision = c
+        .until(|m| match m {
+            ServerMessage::Decision(d) if d.sensor == 1 && d.setpoint_version == base.unwrap_or(0) + 1 => {
+                Some(*d)
+            }
+            ServerMessage::Error(e) => panic!("write refused: {e:?}"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(decision.command, expect);
+    let (status, _, metrics) = http_get(addr(&server), "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("setpoint_reading_to_decision_seconds_count"));
+    assert!(!metrics.contains(TOKEN), "the token never appears in metrics");
+    let readings: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("setpoint_readings_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("counter");
+    assert!(readings > 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_the_token_and_are_acked_broadcast_and_applied() {
+    let server = start(3, 50).await;
+    let mut reader = connect(addr(&server), None, None).await.expect("connects");
+    assert!(!hello(&reader.next().await).can_write);
+    reader.send(&set_setpoint("x", 2, 30.0, 1.0, 1.0, None)).await;
+    let e = reader.until(|m| error_for(m, Some("x")).cloned()).await;
+    assert_eq!(e.code, ErrorCode::Unauthorized);
+
+    let mut wrong = connect(addr(&server), Some("wrong-token-0123456789"), None)
+        .await
+        .expect("connects");
+    assert!(
+        !hello(&wrong.next().await).can_write,
+        "a wrong token is read-only"
+    );
+    wrong.send(&set_setpoint("w", 2, 30.0, 1.0, 1.0, None)).await;
+    assert_eq!(
+        wrong.until(|m| error_for(m, Some("w")).cloned()).await.code,
+        ErrorCode::Unauthorized
+    );
+
+    let mut writer = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
+    let h = writer.next().await;
+    let version = hello(&h)
+        .setpoints
+        .iter()
+        .find(|s| s.sensor == 2)
+        .map_or(0, |s| s.version);
+    writer
+        .send(&set_setpoint("ok", 2, 35.5, 0.5, 0.25, Some(version)))
+        .await;
+    writer
+        .until(|m| matches!(m, ServerMessage::Ack { request_id } if request_id == "ok").then_some(()))
+        .await;
+    // Every client sees the new setpoint, with the next version.
+    let seen = reader
+        .until(|m| match m {
+            ServerMessage::Setpoint(s) if s.sensor == 2 && s.desired == 35.5 => Some(s.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (seen.version, seen.up_delta, seen.down_delta),
+        (version + 1, 0.5, 0.25)
+    );
+    // The controller decides with it: the room is far below 35.5 - 0.25, so On, under the new version.
+    let d = reader
+        .until(|m| match m {
+            ServerMessage::Decision(d) if d.sensor == 2 && d.setpoint_version == version + 1 => Some(*d),
+            _ => None,
+        })
+        .await;
+    assert_eq!(d.command, Command::On);
+    assert!(d.temperature < 35.25);
+    // A new client's hello carries it.
+    let mut late = connect(addr(&server), None, None).await.expect("connects");
+    let h = late.next().await;
+    assert!(hello(&h)
+        .setpoints
+        .iter()
+        .any(|s| s.sensor == 2 && s.desired == 35.5 && s.version == version + 1));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_base_version_is_a_conflict_carrying_the_current_value() {
+    let server = start(2, 50).await;
+    let mut a = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
+    let mut b = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
+    let v = hello(&a.next().await)
+        .setpoints
+        .iter()
+        .find(|s| s.sensor == 1)
+        .map_or(0, |s| s.version);
+    b.next().await;
+    a.send(&set_setpoint("a1", 1, 25.0, 1.0, 1.0, Some(v))).await;
+    a.until(|m| matches!(m, ServerMessage::Ack { .. }).then_some(()))
+        .await;
+    b.send(&set_setpoint("b1", 1, 18.0, 1.0, 1.0, Some(v))).await;
+    let e = b.until(|m| error_for(m, Some("b1")).cloned()).await;
+    assert_eq!(e.code, ErrorCode::Conflict);
+    let current = e.current.expect("conflict carries the value in force");
+    assert_eq!((current.desired, current.version), (25.0, v + 1));
+    assert_eq!(
+        server.hub.as_ref().and_then(|h| h.setpoint(1)).map(|s| s.desired),
+        Some(25.0),
+        "the loser changed nothing"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_frame_gets_its_error_and_the_connection_survives() {
+    let server = start(2, 50).await;
+    let mut c = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
+    c.next().await;
+    let huge = format!(r#"{{"type":"subscribe","pad":"{}"}}"#, "x".repeat(70 * 1024));
+    let cases: Vec<(String, ErrorCode)> = vec![
+        ("{not json".into(), ErrorCode::MalformedFrame),
+        (r#"{"type":"set_setpoint","request_id":"n","sensor":1,"desired":NaN,"up_delta":1,"down_delta":1}"#.into(), ErrorCode::MalformedFrame),
+        (r#"{"type":"set_setpoint","request_id":"t","sensor":"one","desired":1,"up_delta":1,"down_delta":1}"#.into(), ErrorCode::InvalidMessage),
+        (r#"{"type":"teleport"}"#.into(), ErrorCode::UnknownType),
+        (huge, ErrorCode::FrameTooLarge),
+    ];
+    for (frame, code) in &cases {
+        c.send(frame).await;
+        let e = c.until(|m| error_for(m, None).cloned()).await;
+        assert_eq!(e.code, *code, "{}", &frame[..frame.len().min(80)]);
+    }
+    c.send(&set_setpoint("neg", 1, 20.0, -1.0, 1.0, None)).await;
+    let e = c.until(|m| error_for(m, Some("neg")).cloned()).await;
+    assert_eq!(e.code, ErrorCode::InvalidSetpoint);
+    assert!(e.message.contains("up_delta"), "{}", e.message);
+    c.send_binary(vec![0, 1, 2]).await;
+    assert_eq!(
+        c.until(|m| error_for(m, None).cloned()).await.code,
+        ErrorCode::BinaryFrame
+    );
+    // Still connected, still able to write.
+    c.send(&set_setpoint("fine", 1, 22.0, 1.0, 1.0, None)).await;
+    c.until(|m| matches!(m, ServerMessage::Ack { request_id } if request_id == "fine").then_some(()))
+        .await;
+    let (_, _, metrics) = http_get(addr(&server), "/metrics").await;
+    let decode_errors: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("setpoint_decode_errors_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("counter");
+    assert_eq!(decode_errors, 5);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_origin_upgrades_are_refused_and_same_origin_accepted() {
+    let server = start(1, 100).await;
+    let a = addr(&server);
+    let refused = connect(a, Some(TOKEN), Some("http://evil.example")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("expected 403, got {:?}", other.map(|_| "a connection")),
+    }
+    let rebinding = connect(
+        a,
+        Some(TOKEN),
+        Some(&format!("http://attacker.example:{}", a.port())),
+    )
+    .await;
+    assert!(
+        rebinding.is_err(),
+        "an origin on our port but another host is refused"
+    );
+    let mut ok = connect(a, Some(TOKEN), Some(&format!("http://127.0.0.1:{}", a.port())))
+        .await
+        .expect("own origin");
+    assert!(hello(&ok.next().await).can_write);
+    let mut localhost = connect(a, None, Some(&format!("http://localhost:{}", a.port())))
+        .await
+        .expect("own origin");
+    localhost.next().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_neither_delays_others_nor_grows_memory() {
+    // 400 rooms every 10 ms: 40k readings/s, enough to fill a stalled client's socket buffers quickly.
+    let server = start(400, 10).await;
+    let a = addr(&server);
+    let _stalled = connect(a, None, None).await.expect("connects"); // never read from
+    let mut live = connect(a, None, None).await.expect("connects");
+    live.next().await;
+    let started = tokio::time::Instant::now();
+    let mut worst_lag_ms = 0i64;
+    let mut batches = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        if let ServerMessage::Readings(b) = live.next().await {
+            if !b.backfill {
+                let newest = b.items.iter().map(|i| i.t_ms).max().unwrap_or(0);
+                let lag = setpoint::clock::now_ms() - newest;
+                if started.elapsed() > Duration::from_secs(1) {
+                    worst_lag_ms = worst_lag_ms.max(lag);
+                }
+                batches += 1;
+            }
+        }
+    }
+    println!("live client: {batches} batches, worst lag {worst_lag_ms} ms");
+    assert!(batches > 20, "{batches}");
+    assert!(worst_lag_ms < 1_000, "the live client lagged {worst_lag_ms} ms");
+    let depths = server.hub.as_ref().expect("hub").queue_depths();
+    assert!(
+        depths[0] <= setpoint::bridge::outbox::MAX_QUEUED_BATCHES,
+        "{depths:?}"
+    );
+    let (_, _, metrics) = http_get(a, "/metrics").await;
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("setpoint_ws_dropped_readings_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("counter");
+    println!("coalesced away for the stalled client: {dropped}");
+    assert!(dropped > 0, "the stalled client's readings were coalesced");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_clients_are_served_at_once() {
+    let server = start(5, 50).await;
+    let a = addr(&server);
+    let clients = futures_util::future::join_all((0..100).map(|_| async move {
+        let mut c = connect(a, None, None).await.expect("connects");
+        c.next().await;
+        c.until(|m| matches!(m, ServerMessage::Readings(b) if !b.backfill).then_some(()))
+            .await;
+        c
+    }))
+    .await;
+    assert_eq!(clients.len(), 100);
+    let (_, _, metrics) = http_get(a, "/metrics").await;
+    assert!(
+        metrics.contains("setpoint_ws_clients 100\n"),
+        "{}",
+        metrics
+            .lines()
+            .find(|l| l.starts_with("setpoint_ws_clients "))
+            .unwrap_or_default()
+    );
+    let mut clients = clients;
+    let one = &mut clients[0];
+    // Status frames report the client count (the first ones may predate the last connections).
+    let status = one
+        .until(|m| match m {
+            ServerMessage::Status(s) if s.clients == 100 => Some(*s),
+            _ => None,
+        })
+        .await;
+    assert_eq!(status.bus, BusStatus::Embedded);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_flushes_and_closes_connections() {
+    use setpoint::bus::{Bus, ReadingEvent};
+    let server = start(3, 50).await;
+    let a = addr(&server);
+    let mut c = connect(a, Some(TOKEN), None).await.expect("connects");
+    c.next().await;
+    c.send(&set_setpoint("s99", 99, 20.0, 1.0, 1.0, None)).await;
+    c.until(|m| matches!(m, ServerMessage::Ack { .. }).then_some(()))
+        .await;
+    // A reading published just before the stop must still be decided on and its command delivered
+    // before the close frame: the controller drains the bus, then the bridge drains and flushes.
+    let cold = ReadingEvent {
+        sensor: 99,
+        reading: setpoint_control::Reading {
+            t_ms: setpoint::clock::now_ms(),
+            temperature: 0.0,
+        },
+    };
+    server.bus.publish(vec![cold]).await.expect("publish");
+    let stop = server.stop_token();
+    let waiting = tokio::spawn(server.wait());
+    stop.cancel();
+    let mut command = None;
+    let close = loop {
+        let frame = tokio::time::timeout(PATIENCE, futures_util::StreamExt::next(&mut c.ws))
+            .await
+            .expect("in time");
+        match frame {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                if let Ok(ServerMessage::Decision(d)) = ServerMessage::from_json(t.as_str()) {
+                    if d.sensor == 99 {
+                        command = Some(d.command);
+                    }
+                }
+            }
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("connection ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(
+        command,
+        Some(Command::On),
+        "the last command was flushed before the close"
+    );
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("stops in time")
+        .expect("joined");
+    assert!(
+        tokio::net::TcpStream::connect(a).await.is_err(),
+        "the port is closed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_the_not_built_page() {
+    let server = start(1, 100).await;
+    let a = addr(&server);
+    assert_eq!(http_get(a, "/healthz").await.0, 200);
+    assert_eq!(http_get(a, "/readyz").await.0, 200);
+    let (status, head, body) = http_get(a, "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("cargo xtask dist"), "{body}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("x-content-type-options: nosniff"));
+    assert!(head.contains("frame-ancestors 'none'"));
+    assert!(head.contains("script-src 'self' 'wasm-unsafe-eval'"));
+    server.shutdown().await;
+}

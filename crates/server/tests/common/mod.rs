@@ -1,0 +1,166 @@
+//! A real WebSocket client and a real server on an ephemeral loopback port, for the bridge's tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use setpoint::app::{self, RunOptions, Running};
+use setpoint::bridge::auth::Token;
+use setpoint::bridge::BridgeOptions;
+use setpoint::bus::embedded::EmbeddedBus;
+use setpoint::roles::controller::ControllerOptions;
+use setpoint_control::Config;
+use setpoint_sim::SimConfig;
+use setpoint_wire::ws::ServerMessage;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// Bound on every wait in these tests.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn options(rooms: usize, interval_ms: i64) -> RunOptions {
+    let mut bridge = BridgeOptions::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        Token::from_operator(TOKEN).expect("token"),
+    );
+    bridge.dist = std::env::temp_dir().join("setpoint-no-dist-here");
+    RunOptions {
+        bridge: Some(bridge),
+        controller: ControllerOptions {
+            config: Config::default(),
+            tick: Duration::from_millis(200),
+        },
+        run_controller: true,
+        simulator: Some(SimConfig {
+            rooms,
+            first_sensor: 1,
+            seed: 3,
+            interval_ms,
+        }),
+        seed_setpoints: true,
+    }
+}
+
+pub async fn start(rooms: usize, interval_ms: i64) -> Running<EmbeddedBus> {
+    app::start_embedded(options(rooms, interval_ms))
+        .await
+        .expect("server starts")
+}
+
+pub fn addr(r: &Running<EmbeddedBus>) -> SocketAddr {
+    r.addr.expect("bridge runs")
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// Opens a WebSocket like the dashboard does: subprotocol `setpoint.v1`, plus `token.<t>` when given.
+pub async fn connect(
+    addr: SocketAddr,
+    token: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    let mut request = format!("ws://{addr}/ws").into_client_request()?;
+    let protocols = match token {
+        Some(t) => format!("setpoint.v1, token.{t}"),
+        None => "setpoint.v1".to_owned(),
+    };
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_str(&protocols).expect("header"),
+    );
+    if let Some(o) = origin {
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_str(o).expect("header"));
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+    Ok(Client { ws })
+}
+
+impl Client {
+    /// The next server message; panics after [`PATIENCE`] or on a non-text frame.
+    pub async fn next(&mut self) -> ServerMessage {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame within the patience")
+                .expect("stream open")
+                .expect("frame ok");
+            match frame {
+                Message::Text(t) => {
+                    return ServerMessage::from_json(t.as_str())
+                        .unwrap_or_else(|e| panic!("bad server frame {t}: {e}"))
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// Skips messages until `pick` returns Some; bounded by [`PATIENCE`].
+    pub async fn until<T>(&mut self, mut pick: impl FnMut(&ServerMessage) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nothing matched within the patience"
+            );
+            let m = self.next().await;
+            if let Some(t) = pick(&m) {
+                return t;
+            }
+        }
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        self.ws.send(Message::Text(text.into())).await.expect("send");
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::Binary(bytes.into())).await.expect("send");
+    }
+}
+
+/// A raw HTTP/1.1 GET over a fresh connection: status line, headers and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(PATIENCE, s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+pub fn set_setpoint(
+    request_id: &str,
+    sensor: i32,
+    desired: f64,
+    up: f64,
+    down: f64,
+    base: Option<u64>,
+) -> String {
+    let base = base.map(|b| format!(",\"base_version\":{b}")).unwrap_or_default();
+    format!(
+        r#"{{"type":"set_setpoint","request_id":"{request_id}","sensor":{sensor},"desired":{desired},"up_delta":{up},"down_delta":{down}{base}}}"#
+    )
+}
