@@ -79,8 +79,9 @@ pub enum ReadingError {
     NonFiniteTemperature { sensor: SensorId, value: f64 },
 }
 
-/// Controller behaviour. The defaults are exactly the reference thermostat's behaviour.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// Controller behaviour. The defaults (default limits, no dwell, no failsafe) are exactly the reference
+/// thermostat's behaviour.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     /// Which setpoints are accepted.
     pub limits: Limits,
@@ -89,14 +90,4 @@ pub struct Config {
     pub min_dwell_ms: i64,
     /// A sensor under control that is silent for longer than this gets one failsafe Off. `None` disables it.
     pub stale_after_ms: Option<i64>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            limits: Limits::default(),
-            min_dwell_ms: 0,
-            stale_after_ms: None,
-        }
-    }
 }

@@ -121,11 +121,11 @@ fn setup() -> Result {
     if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
         run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
     }
-    if !output("trunk", &["--version"]).is_some_and(|v| v.starts_with(TRUNK_PREFIX)) {
+    if output("trunk", &["--version"]).is_none_or(|v| !v.starts_with(TRUNK_PREFIX)) {
         run(Command::new(cargo()).args(["install", "trunk", "--version", TRUNK_VERSION, "--locked"]))?;
     }
     let wbg = locked_wasm_bindgen()?;
-    if !output("wasm-bindgen", &["--version"]).is_some_and(|v| v.trim() == format!("wasm-bindgen {wbg}")) {
+    if output("wasm-bindgen", &["--version"]).is_none_or(|v| v.trim() != format!("wasm-bindgen {wbg}")) {
         // `--locked` fails against this registry's index for this crate; a plain install works.
         run(Command::new(cargo()).args([
             "install",

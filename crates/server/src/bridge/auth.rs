@@ -53,8 +53,8 @@ impl Token {
     pub fn matches(&self, candidate: &str) -> bool {
         let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
         let mut diff = a.len() ^ b.len();
-        for i in 0..a.len() {
-            diff |= usize::from(a[i] ^ b.get(i).copied().unwrap_or(0));
+        for (i, x) in a.iter().enumerate() {
+            diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
         }
         std::hint::black_box(diff) == 0
     }
