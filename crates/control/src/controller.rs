@@ -140,6 +140,19 @@ impl Controller {
         }
     }
 
+    /// Forgets what this controller knows of a sensor's heater (last command, dwell, newest reading,
+    /// staleness) but keeps its setpoint. Called when a rebalance moves the sensor to another controller
+    /// instance: that instance may send commands meanwhile, so our memory of the last command would be
+    /// wrong if the sensor ever came back, and could suppress a command the heater needs.
+    pub fn release(&mut self, sensor: SensorId) {
+        if let Some(state) = self.sensors.get_mut(&sensor) {
+            *state = SensorState {
+                setpoint: state.setpoint,
+                ..SensorState::default()
+            };
+        }
+    }
+
     /// Advances time to `now_ms` for the stale-sensor failsafe. Returns failsafe Off commands, ordered by
     /// sensor id so every runtime emits them in the same order. Does nothing unless `stale_after_ms` is set.
     pub fn tick(&mut self, now_ms: TimeMs) -> Vec<Decision> {

@@ -345,3 +345,17 @@ fn replay_matches_live_processing_and_starts_from_the_given_state() {
     };
     assert!(replay(&Config::default(), 1, &SensorState::default(), bad, &readings).is_err());
 }
+
+#[test]
+fn release_forgets_the_heater_but_keeps_the_setpoint() {
+    let mut c = controller();
+    assert_eq!(command(&mut c, 1, 10, 10.0), Some(Command::On));
+    c.release(1);
+    assert_eq!(
+        c.sensor(1).and_then(|s| s.setpoint).map(|v| v.setpoint),
+        Some(BAND)
+    );
+    // The sensor came back after another instance may have turned the heater off: On is sent again, and
+    // an earlier timestamp than before the release is accepted (the other owner's history is not ours).
+    assert_eq!(command(&mut c, 1, 5, 10.0), Some(Command::On));
+}

@@ -61,12 +61,15 @@ impl<B> Running<B> {
 
 /// Starts every role on the embedded bus.
 pub async fn start_embedded(options: RunOptions) -> std::io::Result<Running<EmbeddedBus>> {
-    start(EmbeddedBus::default(), options).await
+    start(EmbeddedBus::default(), options, Arc::new(Metrics::default())).await
 }
 
-/// Starts every role on `bus`.
-pub async fn start<B: Bus>(bus: B, options: RunOptions) -> std::io::Result<Running<B>> {
-    let metrics = Arc::new(Metrics::default());
+/// Starts the roles `options` asks for on `bus`.
+pub async fn start<B: Bus>(
+    bus: B,
+    options: RunOptions,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<Running<B>> {
     let stop = CancellationToken::new();
     let (sim_stop, controller_stop, bridge_stop) = (
         CancellationToken::new(),

@@ -10,9 +10,14 @@ use setpoint::app::{self, RunOptions};
 use setpoint::bridge::auth::Token;
 use setpoint::bridge::hub::HubOptions;
 use setpoint::bridge::BridgeOptions;
+use setpoint::bus::embedded::EmbeddedBus;
+use setpoint::bus::kafka::{KafkaBus, KafkaOptions, Topics};
+use setpoint::metrics::Metrics;
 use setpoint::roles::controller::ControllerOptions;
 use setpoint_control::{Config, Limits};
 use setpoint_sim::SimConfig;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// Dynamically controlled streams: heaters publish temperature readings, people publish setpoints, and a
 /// controller joins both into heater On/Off commands — with a live dashboard to watch and steer it.
@@ -31,6 +36,8 @@ enum Command {
     /// Simulator + controller + bridge + dashboard in one process. Prints the URL to open.
     Run {
         #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
         bridge: BridgeArgs,
         #[command(flatten)]
         control: ControlArgs,
@@ -40,10 +47,14 @@ enum Command {
     /// Only the controller: joins readings and setpoints into commands.
     Controller {
         #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
         control: ControlArgs,
     },
     /// Only the bridge: dashboard hosting and the WebSocket relay.
     Bridge {
+        #[command(flatten)]
+        kafka: KafkaArgs,
         #[command(flatten)]
         bridge: BridgeArgs,
         #[command(flatten)]
@@ -52,8 +63,55 @@ enum Command {
     /// Only the simulator: rooms that publish readings and obey commands.
     Simulate {
         #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
         sim: SimArgs,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+struct KafkaArgs {
+    /// Run on a Kafka cluster (host:port[,host:port…]) instead of the embedded bus. Roles in different
+    /// processes then talk through the topics; controllers form one consumer group.
+    #[arg(long, env = "SETPOINT_KAFKA")]
+    kafka: Option<String>,
+    /// A librdkafka client setting, key=value (SASL, TLS, timeouts). Repeatable.
+    #[arg(long = "kafka-config", env = "SETPOINT_KAFKA_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
+    kafka_config: Vec<(String, String)>,
+    /// Topic of temperature readings.
+    #[arg(long, env = "SETPOINT_TOPIC_READINGS", default_value = "sensor")]
+    topic_readings: String,
+    /// Topic of setpoints (compacted).
+    #[arg(long, env = "SETPOINT_TOPIC_SETPOINTS", default_value = "tempset")]
+    topic_setpoints: String,
+    /// Topic of heater commands.
+    #[arg(long, env = "SETPOINT_TOPIC_COMMANDS", default_value = "heatercontrol")]
+    topic_commands: String,
+    /// Partitions of the topics created at start (existing topics are used as they are).
+    #[arg(long, env = "SETPOINT_PARTITIONS", default_value_t = 3)]
+    partitions: i32,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+impl KafkaArgs {
+    fn options(&self) -> Option<KafkaOptions> {
+        let brokers = self.kafka.as_deref()?;
+        let mut o = KafkaOptions::new(brokers);
+        o.client_config = self.kafka_config.clone();
+        o.topics = Topics {
+            readings: self.topic_readings.clone(),
+            setpoints: self.topic_setpoints.clone(),
+            commands: self.topic_commands.clone(),
+        };
+        o.partitions = self.partitions.max(1);
+        Some(o)
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -197,14 +255,24 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let (bridge, control, sim, run_controller) = match cli.command {
-        Command::Run { bridge, control, sim } => (Some(bridge), Some(control), Some(sim), true),
-        Command::Bridge { bridge, control } => (Some(bridge), Some(control), None, false),
-        Command::Controller { control } => (None, Some(control), None, true),
-        Command::Simulate { sim } => (None, None, Some(sim), false),
+    let (kafka, bridge, control, sim, run_controller) = match cli.command {
+        Command::Run {
+            kafka,
+            bridge,
+            control,
+            sim,
+        } => (kafka, Some(bridge), Some(control), Some(sim), true),
+        Command::Bridge {
+            kafka,
+            bridge,
+            control,
+        } => (kafka, Some(bridge), Some(control), None, false),
+        Command::Controller { kafka, control } => (kafka, None, Some(control), None, true),
+        Command::Simulate { kafka, sim } => (kafka, None, None, Some(sim), false),
     };
-    if bridge.is_none() || sim.is_none() || !run_controller {
-        tracing::warn!("on the embedded bus a single role has no peers; `setpoint run` composes all of them");
+    let kafka = kafka.options();
+    if kafka.is_none() && (bridge.is_none() || sim.is_none() || !run_controller) {
+        tracing::warn!("on the embedded bus a single role has no peers; use --kafka, or `setpoint run` to compose all roles");
     }
     let options = RunOptions {
         bridge: bridge.as_ref().map(BridgeArgs::options).transpose()?,
@@ -217,22 +285,53 @@ async fn run(cli: Cli) -> Result<(), String> {
         simulator: sim.as_ref().map(SimArgs::config),
     };
     let token = options.bridge.as_ref().map(|b| b.token.clone());
-    let running = app::start_embedded(options)
-        .await
-        .map_err(|e| format!("cannot start: {e}"))?;
-    if let (Some(addr), Some(token)) = (running.addr, token) {
-        // Printed, not logged: this line is how the operator gets write access, like Jupyter's URL.
-        println!(
-            "\n  setpoint is running. Open the dashboard:\n\n    http://{addr}/#token={}\n",
-            token.expose()
-        );
-    }
-    let stop = running.stop_token();
+    let metrics = Arc::new(Metrics::default());
+    let stop = CancellationToken::new();
+    let signal_stop = stop.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        stop.cancel();
+        signal_stop.cancel();
     });
-    running.wait().await;
+    let announce = |addr: Option<std::net::SocketAddr>| {
+        if let (Some(addr), Some(token)) = (addr, &token) {
+            // Printed, not logged: this line is how the operator gets write access, like Jupyter's URL.
+            println!(
+                "\n  setpoint is running. Open the dashboard:\n\n    http://{addr}/#token={}\n",
+                token.expose()
+            );
+        }
+    };
+    match kafka {
+        None => {
+            let running = app::start(EmbeddedBus::default(), options, metrics)
+                .await
+                .map_err(|e| format!("cannot start: {e}"))?;
+            announce(running.addr);
+            stop.cancelled().await;
+            running.shutdown().await;
+        }
+        Some(kafka) => {
+            let bus = KafkaBus::new(kafka, Arc::clone(&metrics)).map_err(|e| e.to_string())?;
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                match bus.ensure_topics().await {
+                    Ok(()) => break,
+                    Err(e) => tracing::warn!("waiting for the Kafka cluster: {e}"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.cancelled() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            let running = app::start(bus, options, metrics)
+                .await
+                .map_err(|e| format!("cannot start: {e}"))?;
+            announce(running.addr);
+            stop.cancelled().await;
+            running.shutdown().await;
+        }
+    }
     Ok(())
 }
 

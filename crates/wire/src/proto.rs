@@ -86,6 +86,19 @@ pub enum DecodeError {
     KeyMismatch { key: SensorId, value: SensorId },
 }
 
+impl DecodeError {
+    /// A short name of the error's kind, so a consumer can log the first error of each kind and only count
+    /// the rest.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::Protobuf { message, .. } => message,
+            DecodeError::UnknownCommand(_) => "unknown_command",
+            DecodeError::BadKey { .. } => "bad_key",
+            DecodeError::KeyMismatch { .. } => "key_mismatch",
+        }
+    }
+}
+
 /// Kafka record key for a sensor: its id as a decimal string, as the reference writes it.
 pub fn sensor_key(sensor: SensorId) -> String {
     sensor.to_string()

@@ -442,14 +442,10 @@ mod tests {
         let setpoint = sp(2, 20.0, 1);
         let readings = wave(2, 60);
         let mut decisions = server_decisions(&readings, &setpoint);
-        let flip = |c| {
-            if c == Command::On {
-                Command::Off
-            } else {
-                Command::On
-            }
+        decisions[0].command = match decisions[0].command {
+            Command::On => Command::Off,
+            Command::Off => Command::On,
         };
-        decisions[0].command = flip(decisions[0].command);
         let mut cc = CrossCheck::default();
         cc.reset(Config::default(), &[setpoint], &[]);
         decisions.iter().for_each(|d| cc.on_server_decision(*d));
@@ -468,7 +464,7 @@ mod tests {
         let old = sp(3, 20.0, 1);
         let new = sp(3, 22.0, 2);
         let mut cc = CrossCheck::default();
-        cc.reset(Config::default(), &[old.clone()], &[]);
+        cc.reset(Config::default(), std::slice::from_ref(&old), &[]);
         let r = |i: i64| item(3, 1_000 + i * 100, 20.6);
         let off = DecisionMsg {
             sensor: 3,

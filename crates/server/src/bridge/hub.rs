@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use setpoint_control::{Config, Decision, SensorId, TimeMs};
 use setpoint_wire::ws::{
-    DecisionMsg, ErrorCode, ErrorMsg, Hello, ReadingItem, ReadingsBatch, ServerMessage, SetSetpoint,
-    SetpointMsg, StatusMsg, PROTOCOL_VERSION,
+    BusStatus, DecisionMsg, ErrorCode, ErrorMsg, Hello, ReadingItem, ReadingsBatch, ServerMessage,
+    SetSetpoint, SetpointMsg, StatusMsg, PROTOCOL_VERSION,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -224,8 +224,20 @@ impl Hub {
         self.broadcast(&s, &frame);
     }
 
-    fn status(&self, bus_status: setpoint_wire::ws::BusStatus) {
+    fn status(&self, bus_status: BusStatus, previous: BusStatus) {
         let s = self.lock();
+        if bus_status == BusStatus::Unavailable && previous != BusStatus::Unavailable {
+            tracing::warn!("broker unavailable: setpoint writes are refused until it is back");
+            let e = ServerMessage::Error(ErrorMsg {
+                request_id: None,
+                code: ErrorCode::BrokerUnavailable,
+                message: "the message broker cannot be reached: data is stale and setpoint changes are refused until it is back".into(),
+                current: None,
+            });
+            self.broadcast(&s, &e.to_json().into());
+        } else if bus_status != BusStatus::Unavailable && previous == BusStatus::Unavailable {
+            tracing::info!("broker reachable again");
+        }
         let msg = ServerMessage::Status(StatusMsg {
             clients: s.clients.len() as u64,
             bus: bus_status,
@@ -254,6 +266,13 @@ impl Hub {
         let setpoint = req.setpoint();
         if let Err(e) = self.config.limits.validate(&setpoint) {
             return error(ErrorCode::InvalidSetpoint, e.to_string(), None);
+        }
+        if bus.status() == BusStatus::Unavailable {
+            return error(
+                ErrorCode::BrokerUnavailable,
+                "setpoint not saved: the message broker cannot be reached".into(),
+                None,
+            );
         }
         let _guard = self.write_lock.lock().await;
         let current = self.lock().setpoints.get(&req.sensor).cloned();
@@ -341,6 +360,7 @@ pub async fn pump<B: Bus>(bus: B, hub: Arc<Hub>, shutdown: CancellationToken) ->
     let mut readings = bus.subscribe::<ReadingEvent>(StartAt::End, None)?;
     let mut setpoints = bus.subscribe::<SetpointChange>(StartAt::Beginning, None)?;
     let mut commands = bus.subscribe::<Decision>(StartAt::End, None)?;
+    let mut last_status = bus.status();
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
     let mut status = tokio::time::interval(STATUS_INTERVAL);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -353,7 +373,11 @@ pub async fn pump<B: Bus>(bus: B, hub: Arc<Hub>, shutdown: CancellationToken) ->
             batch = commands.next_batch(1024) => for r in batch? { hub.on_decision(&r.value) },
             batch = readings.next_batch(8192) => for r in batch? { hub.on_reading(r.value) },
             _ = flush.tick() => hub.flush(),
-            _ = status.tick() => hub.status(bus.status()),
+            _ = status.tick() => {
+                let now = bus.status();
+                hub.status(now, last_status);
+                last_status = now;
+            }
         }
     }
     // Drain what is already on the bus so the sessions' final frames include it.

@@ -7,10 +7,13 @@
 //! beginning of a stream (setpoints: state to rebuild) or at its end (readings: only live data matters).
 
 pub mod embedded;
+pub mod kafka;
 
 use std::future::Future;
 
+use prost::Message as _;
 use setpoint_control::{Decision, Reading, SensorId, Setpoint, TimeMs};
+use setpoint_wire::proto::{self, DecodeError};
 use setpoint_wire::ws::BusStatus;
 
 /// Position of a record in its stream (per partition, on Kafka).
@@ -79,14 +82,34 @@ pub trait Payload: Clone + Send + Sync + 'static {
     const STREAM: StreamKind;
     /// The record key: the sensor id, so all records of one sensor stay in order.
     fn key(&self) -> SensorId;
+    /// The Kafka record value (protobuf, reference-compatible).
+    fn encode(&self) -> Vec<u8>;
+    /// Decodes a Kafka record. `key` is optional (reference writers may omit it) but must agree with the
+    /// value when present; `timestamp_ms` stands in for a missing event time.
+    fn decode(key: Option<&[u8]>, value: &[u8], timestamp_ms: Option<i64>) -> Result<Self, DecodeError>;
     #[doc(hidden)]
     fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>>;
+}
+
+fn fallback_ms(timestamp_ms: Option<i64>) -> TimeMs {
+    timestamp_ms.unwrap_or_else(crate::clock::now_ms)
 }
 
 impl Payload for ReadingEvent {
     const STREAM: StreamKind = StreamKind::Readings;
     fn key(&self) -> SensorId {
         self.sensor
+    }
+    fn encode(&self) -> Vec<u8> {
+        proto::SensorData::from_reading(self.sensor, &self.reading).encode_to_vec()
+    }
+    fn decode(key: Option<&[u8]>, value: &[u8], timestamp_ms: Option<i64>) -> Result<Self, DecodeError> {
+        let m = proto::SensorData::decode_value(value)?;
+        proto::check_key(key, m.sensor_id)?;
+        Ok(Self {
+            sensor: m.sensor_id,
+            reading: m.reading(fallback_ms(timestamp_ms)),
+        })
     }
     fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>> {
         &logs.readings
@@ -98,6 +121,32 @@ impl Payload for SetpointChange {
     fn key(&self) -> SensorId {
         self.sensor
     }
+    fn encode(&self) -> Vec<u8> {
+        proto::TemperatureControl::from_setpoint(
+            self.sensor,
+            &self.setpoint,
+            self.version,
+            &self.author,
+            self.t_ms,
+        )
+        .encode_to_vec()
+    }
+    fn decode(key: Option<&[u8]>, value: &[u8], timestamp_ms: Option<i64>) -> Result<Self, DecodeError> {
+        let m = proto::TemperatureControl::decode_value(value)?;
+        proto::check_key(key, m.sensor_id)?;
+        let t_ms = if m.event_time_ms != 0 {
+            m.event_time_ms
+        } else {
+            fallback_ms(timestamp_ms)
+        };
+        Ok(Self {
+            sensor: m.sensor_id,
+            setpoint: m.setpoint(),
+            version: m.version,
+            author: m.author,
+            t_ms,
+        })
+    }
     fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>> {
         &logs.setpoints
     }
@@ -107,6 +156,14 @@ impl Payload for Decision {
     const STREAM: StreamKind = StreamKind::Commands;
     fn key(&self) -> SensorId {
         self.sensor
+    }
+    fn encode(&self) -> Vec<u8> {
+        proto::HeaterControl::from_decision(self).encode_to_vec()
+    }
+    fn decode(key: Option<&[u8]>, value: &[u8], timestamp_ms: Option<i64>) -> Result<Self, DecodeError> {
+        let m = proto::HeaterControl::decode_value(value)?;
+        proto::check_key(key, m.sensor_id)?;
+        m.decision(fallback_ms(timestamp_ms))
     }
     fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>> {
         &logs.commands
@@ -142,10 +199,23 @@ pub trait Consumer<T>: Send + 'static {
     /// Returns the records available right now, without waiting (possibly none).
     fn try_batch(&mut self, max: usize) -> Result<Vec<Record<T>>, BusError>;
 
+    /// Reads everything published before this call (up to the high watermarks) and returns it; for state
+    /// that must be complete before a role starts, like existing setpoints. Gives up after `timeout`.
+    fn read_to_end(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<Record<T>>, BusError>> + Send;
+
     /// Marks everything returned so far as processed. At-least-once: call it only after the effects of
     /// those records (e.g. the commands they caused) are durable.
     fn commit(&mut self) -> Result<(), BusError>;
 
     /// Records this consumer never saw because retention dropped them before it read them.
     fn lost(&self) -> u64;
+
+    /// Partitions taken away from this consumer by a group rebalance since the last call. A controller
+    /// forgets the command state of the sensors it saw there: the new owner may change them meanwhile.
+    fn take_revoked(&mut self) -> Vec<i32> {
+        Vec::new()
+    }
 }

@@ -1,10 +1,11 @@
 //! The controller role: joins readings with setpoints through the control crate and publishes commands.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use setpoint_control::{Config, Controller, Decision};
+use setpoint_control::{Config, Controller, Decision, SensorId};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, BusError, Consumer, ReadingEvent, Record, SetpointChange, StartAt};
@@ -39,6 +40,14 @@ pub async fn run<B: Bus>(
     let mut setpoints = bus.subscribe::<SetpointChange>(StartAt::Beginning, None)?;
     let mut readings = bus.subscribe::<ReadingEvent>(StartAt::End, Some(CONTROLLER_GROUP))?;
     let mut controller = Controller::new(options.config);
+    // Every setpoint already on the stream is in force before the first reading is decided.
+    apply_setpoints(
+        &mut controller,
+        setpoints.read_to_end(Duration::from_secs(30)).await?,
+        &metrics,
+    );
+    // Which readings partition each sensor last came from, to forget the right sensors on a rebalance.
+    let mut owners: HashMap<SensorId, i32> = HashMap::new();
     let mut tick = tokio::time::interval(options.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!("controller started");
@@ -49,9 +58,13 @@ pub async fn run<B: Bus>(
             batch = setpoints.next_batch(1024) => apply_setpoints(&mut controller, batch?, &metrics),
             batch = readings.next_batch(READING_BATCH) => {
                 let batch = batch?;
+                release_revoked(&mut controller, &mut owners, readings.take_revoked());
                 apply_setpoints(&mut controller, setpoints.try_batch(usize::MAX)?, &metrics);
+                for r in &batch {
+                    owners.insert(r.value.sensor, r.partition);
+                }
                 let decisions = decide(&mut controller, &batch, &metrics);
-                publish(&bus, decisions, &metrics).await?;
+                publish(&bus, decisions, &metrics, &shutdown).await?;
                 readings.commit()?;
                 metrics.bus_lost_records.store(readings.lost(), Relaxed);
             }
@@ -60,7 +73,7 @@ pub async fn run<B: Bus>(
                 for d in &failsafes {
                     tracing::warn!(sensor = d.sensor, "sensor silent: failsafe off");
                 }
-                publish(&bus, failsafes, &metrics).await?;
+                publish(&bus, failsafes, &metrics, &shutdown).await?;
             }
         }
     }
@@ -72,7 +85,7 @@ pub async fn run<B: Bus>(
         }
         apply_setpoints(&mut controller, setpoints.try_batch(usize::MAX)?, &metrics);
         let decisions = decide(&mut controller, &batch, &metrics);
-        publish(&bus, decisions, &metrics).await?;
+        publish(&bus, decisions, &metrics, &CancellationToken::new()).await?;
         readings.commit()?;
     }
     tracing::info!("controller stopped");
@@ -130,9 +143,45 @@ fn decide(controller: &mut Controller, batch: &[Record<ReadingEvent>], metrics: 
     decisions
 }
 
-async fn publish<B: Bus>(bus: &B, decisions: Vec<Decision>, metrics: &Metrics) -> Result<(), BusError> {
+fn release_revoked(controller: &mut Controller, owners: &mut HashMap<SensorId, i32>, revoked: Vec<i32>) {
+    if revoked.is_empty() {
+        return;
+    }
+    owners.retain(|sensor, partition| {
+        let keep = !revoked.contains(partition);
+        if !keep {
+            controller.release(*sensor);
+        }
+        keep
+    });
+}
+
+/// Publishes commands, retrying while the bus is unavailable: the readings that caused them are not
+/// committed until this succeeds, so giving up would only mean redoing the work. A stop request ends the
+/// retries (the batch stays uncommitted and is decided again by whoever reads it next).
+async fn publish<B: Bus>(
+    bus: &B,
+    decisions: Vec<Decision>,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<(), BusError> {
     if decisions.is_empty() {
         return Ok(());
+    }
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match bus.publish(decisions.clone()).await {
+            Ok(()) => break,
+            Err(BusError::Closed) => return Err(BusError::Closed),
+            Err(e) => {
+                tracing::warn!("commands not published, retrying in {backoff:?}: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return Err(e),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     }
     let now = now_us();
     for d in &decisions {
@@ -145,5 +194,5 @@ async fn publish<B: Bus>(bus: &B, decisions: Vec<Decision>, metrics: &Metrics) -
         );
     }
     metrics.decisions.fetch_add(decisions.len() as u64, Relaxed);
-    bus.publish(decisions).await
+    Ok(())
 }

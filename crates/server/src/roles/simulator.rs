@@ -44,7 +44,10 @@ pub async fn run<B: Bus>(
             _ = interval.tick() => {
                 let readings: Vec<ReadingEvent> =
                     sim.step(now_ms()).into_iter().map(|(sensor, reading)| ReadingEvent { sensor, reading }).collect();
-                bus.publish(readings).await?;
+                // Readings are perishable: when the bus is down they are dropped, not queued.
+                if let Err(e) = bus.publish(readings).await {
+                    tracing::debug!("readings dropped: {e}");
+                }
             }
         }
     }
@@ -54,14 +57,12 @@ pub async fn run<B: Bus>(
 
 async fn seed<B: Bus>(bus: &B, sim: &Simulator) -> Result<(), BusError> {
     let mut existing = bus.subscribe::<SetpointChange>(StartAt::Beginning, None)?;
-    let mut known = std::collections::HashSet::new();
-    loop {
-        let batch = existing.try_batch(4096)?;
-        if batch.is_empty() {
-            break;
-        }
-        known.extend(batch.into_iter().map(|r| r.value.sensor));
-    }
+    let known: std::collections::HashSet<_> = existing
+        .read_to_end(Duration::from_secs(30))
+        .await?
+        .into_iter()
+        .map(|r| r.value.sensor)
+        .collect();
     let now = now_ms();
     let seeds: Vec<SetpointChange> = sim
         .rooms()

@@ -1,6 +1,8 @@
 //! A real WebSocket client and a real server on an ephemeral loopback port, for the bridge's tests.
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,0 +1,525 @@
+//! The Kafka transport: the same [`Bus`] over real topics, with the reference thermostat's protobuf values.
+//!
+//! Topics default to the reference names (`sensor`, `tempset`, `heatercontrol`); keys are sensor ids as
+//! decimal strings; the producer partitions with murmur2 like Java clients, so a sensor lands on the same
+//! partition whoever writes it. Publishing resolves only when the broker acknowledged every record.
+//! Consumers never auto-commit: a role commits after the effects of a batch are durable (at-least-once).
+//! Records that fail to decode are counted, logged once per kind with their offset, and skipped.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use setpoint_wire::ws::BusStatus;
+
+use super::{Bus, BusError, Consumer, Payload, Record, StartAt, StreamKind};
+use crate::metrics::Metrics;
+
+/// Topic names, configurable; defaults match the reference thermostat.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    pub readings: String,
+    pub setpoints: String,
+    pub commands: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            readings: "sensor".into(),
+            setpoints: "tempset".into(),
+            commands: "heatercontrol".into(),
+        }
+    }
+}
+
+impl Topics {
+    fn name(&self, stream: StreamKind) -> &str {
+        match stream {
+            StreamKind::Readings => &self.readings,
+            StreamKind::Setpoints => &self.setpoints,
+            StreamKind::Commands => &self.commands,
+        }
+    }
+}
+
+/// How to reach and use the cluster.
+#[derive(Clone, Debug)]
+pub struct KafkaOptions {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Client settings passed through to librdkafka (SASL, TLS, timeouts); applied last, so they win.
+    pub client_config: Vec<(String, String)>,
+    pub topics: Topics,
+    /// Partitions of topics this process creates.
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+impl KafkaOptions {
+    pub fn new(brokers: &str) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            client_config: Vec::new(),
+            topics: Topics::default(),
+            partitions: 3,
+            replication: 1,
+        }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers)
+            .set("statistics.interval.ms", "1000")
+            .set("reconnect.backoff.max.ms", "2000");
+        cfg
+    }
+
+    fn finish(&self, mut cfg: ClientConfig) -> ClientConfig {
+        for (k, v) in &self.client_config {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+}
+
+/// Status before the first statistics arrive (0) reads as connected: optimistic until proven down.
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
+/// Tracks whether any broker is reachable (from librdkafka's statistics and error callbacks) and which
+/// partitions a rebalance took away from this consumer.
+#[derive(Clone, Default)]
+pub struct Context {
+    status: Arc<AtomicU8>,
+    revoked: Arc<Mutex<Vec<i32>>>,
+}
+
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        self.status.store(if up { UP } else { DOWN }, Relaxed);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let all_down = matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown));
+        // librdkafka repeats connection errors many times a second while a broker is away; log only the
+        // transition to "down" (the bridge logs the recovery).
+        if all_down && self.status.swap(DOWN, Relaxed) != DOWN {
+            tracing::warn!("kafka: {error}: {reason}");
+        } else {
+            tracing::debug!("kafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+            revoked.extend(list.elements().iter().map(|e| e.partition()));
+            tracing::info!(partitions = ?list.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions revoked");
+        }
+    }
+}
+
+struct Inner {
+    options: KafkaOptions,
+    producer: FutureProducer<Context>,
+    context: Context,
+    metrics: Arc<Metrics>,
+    /// Decode-error kinds already logged, so a stream of bad records logs once per kind.
+    logged: Mutex<HashSet<String>>,
+}
+
+/// A [`Bus`] over Kafka. Cloning shares the producer.
+#[derive(Clone)]
+pub struct KafkaBus {
+    inner: Arc<Inner>,
+}
+
+impl KafkaBus {
+    /// Creates the producer. Does not wait for the cluster: with the broker down, the process starts and
+    /// reports `unavailable` until it is back.
+    pub fn new(options: KafkaOptions, metrics: Arc<Metrics>) -> Result<Self, BusError> {
+        let context = Context::default();
+        let mut cfg = options.base();
+        cfg.set("partitioner", "murmur2_random")
+            .set("acks", "all")
+            .set("enable.idempotence", "false")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", "10000");
+        let producer: FutureProducer<Context> = options
+            .finish(cfg)
+            .create_with_context(context.clone())
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                options,
+                producer,
+                context,
+                metrics,
+                logged: Mutex::default(),
+            }),
+        })
+    }
+
+    /// Creates missing topics (setpoints compacted); warns when an existing setpoints topic is not
+    /// compacted, since its history then grows without bound and start-up replays all of it.
+    pub async fn ensure_topics(&self) -> Result<(), BusError> {
+        let o = &self.inner.options;
+        let admin: AdminClient<Context> = o
+            .finish(o.base())
+            .create_with_context(Context::default())
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let retention = "604800000";
+        let topics = [
+            NewTopic::new(
+                &o.topics.readings,
+                o.partitions,
+                TopicReplication::Fixed(o.replication),
+            )
+            .set("cleanup.policy", "delete")
+            .set("retention.ms", retention),
+            NewTopic::new(
+                &o.topics.setpoints,
+                o.partitions,
+                TopicReplication::Fixed(o.replication),
+            )
+            .set("cleanup.policy", "compact")
+            .set("retention.ms", "-1"),
+            NewTopic::new(
+                &o.topics.commands,
+                o.partitions,
+                TopicReplication::Fixed(o.replication),
+            )
+            .set("cleanup.policy", "delete")
+            .set("retention.ms", retention),
+        ];
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics(&topics, &opts)
+            .await
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        for result in results {
+            match result {
+                Ok(name) => tracing::info!(topic = name, "created topic"),
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    tracing::info!(topic = name, "using existing topic as it is");
+                    if name == o.topics.setpoints {
+                        self.warn_if_not_compacted(&admin, &name).await;
+                    }
+                }
+                Err((name, code)) => {
+                    return Err(BusError::Unavailable(format!(
+                        "cannot create topic {name}: {code}"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn warn_if_not_compacted(&self, admin: &AdminClient<Context>, topic: &str) {
+        let resource = rdkafka::admin::ResourceSpecifier::Topic(topic);
+        let Ok(configs) = admin.describe_configs([&resource], &AdminOptions::new()).await else {
+            return;
+        };
+        for config in configs.into_iter().flatten() {
+            let policy = config
+                .get("cleanup.policy")
+                .and_then(|e| e.value.clone())
+                .unwrap_or_default();
+            if !policy.contains("compact") {
+                tracing::warn!(
+                    topic,
+                    policy,
+                    "setpoints topic is not compacted: its history will grow without bound"
+                );
+            }
+        }
+    }
+
+    fn topic(&self, stream: StreamKind) -> &str {
+        self.inner.options.topics.name(stream)
+    }
+}
+
+impl Bus for KafkaBus {
+    type Consumer<T: Payload> = KafkaConsumer<T>;
+
+    async fn publish<T: Payload>(&self, values: Vec<T>) -> Result<(), BusError> {
+        let topic = self.topic(T::STREAM).to_owned();
+        let mut deliveries = Vec::with_capacity(values.len());
+        for value in &values {
+            let key = value.key().to_string();
+            let payload = value.encode();
+            let mut record = FutureRecord::to(&topic).key(&key).payload(&payload);
+            loop {
+                match self.inner.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        // Back-pressure: let librdkafka drain its queue, then retry the same record.
+                        record = r;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(BusError::Unavailable(e.to_string())),
+                }
+            }
+        }
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(BusError::Unavailable(e.to_string())),
+                Err(_) => return Err(BusError::Closed),
+            }
+        }
+        Ok(())
+    }
+
+    fn subscribe<T: Payload>(
+        &self,
+        start: StartAt,
+        group: Option<&str>,
+    ) -> Result<KafkaConsumer<T>, BusError> {
+        let o = &self.inner.options;
+        let topic = self.topic(T::STREAM).to_owned();
+        let mut cfg = o.base();
+        let group_id = match group {
+            Some(g) => g.to_owned(),
+            // A private group id that never joins: partitions are assigned directly.
+            None => format!(
+                "setpoint-direct-{}",
+                crate::bridge::auth::Token::generate()
+                    .map(|t| t.expose().to_owned())
+                    .unwrap_or_default()
+            ),
+        };
+        cfg.set("group.id", &group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                if start == StartAt::Beginning {
+                    "earliest"
+                } else {
+                    "latest"
+                },
+            )
+            .set("fetch.wait.max.ms", "10")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000");
+        let context = Context {
+            status: Arc::clone(&self.inner.context.status),
+            revoked: Arc::default(),
+        };
+        let consumer: StreamConsumer<Context> = o
+            .finish(cfg)
+            .create_with_context(context.clone())
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        if group.is_some() {
+            consumer
+                .subscribe(&[&topic])
+                .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        } else {
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map_err(|e| BusError::Unavailable(format!("metadata of {topic}: {e}")))?;
+            let mut list = TopicPartitionList::new();
+            let offset = if start == StartAt::Beginning {
+                Offset::Beginning
+            } else {
+                Offset::End
+            };
+            for t in metadata.topics() {
+                for p in t.partitions() {
+                    list.add_partition_offset(&topic, p.id(), offset)
+                        .map_err(|e| BusError::Unavailable(e.to_string()))?;
+                }
+            }
+            if list.count() == 0 {
+                return Err(BusError::Unavailable(format!(
+                    "topic {topic} has no partitions (does it exist?)"
+                )));
+            }
+            consumer
+                .assign(&list)
+                .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        }
+        Ok(KafkaConsumer {
+            consumer,
+            context,
+            bus: Arc::clone(&self.inner),
+            topic,
+            grouped: group.is_some(),
+            uncommitted: HashMap::new(),
+            _value: std::marker::PhantomData,
+        })
+    }
+
+    fn status(&self) -> BusStatus {
+        match self.inner.context.status.load(Relaxed) {
+            DOWN => BusStatus::Unavailable,
+            _ => BusStatus::Connected,
+        }
+    }
+}
+
+/// A consumer of one topic.
+pub struct KafkaConsumer<T> {
+    consumer: StreamConsumer<Context>,
+    context: Context,
+    bus: Arc<Inner>,
+    topic: String,
+    grouped: bool,
+    /// Next offset to commit per partition.
+    uncommitted: HashMap<i32, i64>,
+    _value: std::marker::PhantomData<fn() -> T>,
+}
+
+/// Decodes one message; bad ones are counted, logged once per kind, and skipped (their offset still
+/// advances, so a poison record cannot stall the stream).
+fn accept<T: Payload>(
+    bus: &Inner,
+    topic: &str,
+    uncommitted: &mut HashMap<i32, i64>,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    out: &mut Vec<Record<T>>,
+) {
+    {
+        uncommitted.insert(m.partition(), m.offset() + 1);
+        let payload = m.payload().unwrap_or_default();
+        match T::decode(m.key(), payload, m.timestamp().to_millis()) {
+            Ok(value) => out.push(Record {
+                partition: m.partition(),
+                offset: m.offset().max(0) as u64,
+                value,
+            }),
+            Err(e) => {
+                bus.metrics.decode_errors.fetch_add(1, Relaxed);
+                let kind = format!("{topic}:{}", e.kind());
+                let first = bus.logged.lock().unwrap_or_else(|p| p.into_inner()).insert(kind);
+                if first {
+                    tracing::warn!(
+                        topic,
+                        partition = m.partition(),
+                        offset = m.offset(),
+                        "skipping undecodable record: {e} (further ones of this kind are only counted)"
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Record<T>>, BusError> {
+        let mut out = Vec::new();
+        loop {
+            match self.consumer.recv().await {
+                Ok(m) => accept(&self.bus, &self.topic, &mut self.uncommitted, &m, &mut out),
+                Err(e) => {
+                    tracing::debug!(topic = self.topic, "consume: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+            while out.len() < max {
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(m)) => accept(&self.bus, &self.topic, &mut self.uncommitted, &m, &mut out),
+                    _ => break,
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn try_batch(&mut self, max: usize) -> Result<Vec<Record<T>>, BusError> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            match self.consumer.recv().now_or_never() {
+                Some(Ok(m)) => accept(&self.bus, &self.topic, &mut self.uncommitted, &m, &mut out),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read_to_end(&mut self, timeout: Duration) -> Result<Vec<Record<T>>, BusError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let mut targets: HashMap<i32, i64> = HashMap::new();
+        for e in assignment.elements() {
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(&self.topic, e.partition(), Duration::from_secs(5))
+                .map_err(|e| BusError::Unavailable(e.to_string()))?;
+            if high > low {
+                targets.insert(e.partition(), high);
+            }
+        }
+        let mut out = Vec::new();
+        while targets
+            .iter()
+            .any(|(p, high)| self.uncommitted.get(p).copied().unwrap_or(-1) < *high)
+        {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(BusError::Unavailable(format!(
+                    "could not read {} to its end in {timeout:?}",
+                    self.topic
+                )));
+            }
+            match tokio::time::timeout(remaining, self.consumer.recv()).await {
+                Ok(Ok(m)) => accept(&self.bus, &self.topic, &mut self.uncommitted, &m, &mut out),
+                Ok(Err(e)) => tracing::debug!(topic = self.topic, "consume: {e}"),
+                Err(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit(&mut self) -> Result<(), BusError> {
+        if !self.grouped || self.uncommitted.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in self.uncommitted.drain() {
+            list.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        }
+        self.consumer
+            .commit(&list, CommitMode::Async)
+            .map_err(|e| BusError::Unavailable(e.to_string()))
+    }
+
+    fn lost(&self) -> u64 {
+        0
+    }
+
+    fn take_revoked(&mut self) -> Vec<i32> {
+        std::mem::take(&mut *self.context.revoked.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}

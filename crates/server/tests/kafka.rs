@@ -1,0 +1,309 @@
+//! Kafka mode against a real Kafka-protocol broker (Tansu, or `KAFKA_BROKERS`).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::broker::Broker;
+use common::*;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use setpoint::app;
+use setpoint::bus::kafka::{KafkaBus, KafkaOptions, Topics};
+use setpoint::metrics::Metrics;
+use setpoint_control::Command;
+use setpoint_wire::ws::{BusStatus, ErrorCode, ServerMessage};
+
+fn topics(tag: &str) -> Topics {
+    let n = setpoint::clock::now_us();
+    Topics {
+        readings: format!("sensor-{tag}-{n}"),
+        setpoints: format!("tempset-{tag}-{n}"),
+        commands: format!("heatercontrol-{tag}-{n}"),
+    }
+}
+
+fn kafka_options(broker: &Broker, topics: &Topics) -> KafkaOptions {
+    let mut o = KafkaOptions::new(&broker.brokers);
+    o.topics = topics.clone();
+    o.partitions = 2;
+    o.client_config = vec![("session.timeout.ms".into(), "6000".into())];
+    o
+}
+
+async fn kafka_bus(broker: &Broker, topics: &Topics) -> KafkaBus {
+    let bus = KafkaBus::new(kafka_options(broker, topics), Arc::new(Metrics::default())).expect("bus");
+    bus.ensure_topics().await.expect("topics");
+    bus
+}
+
+fn raw_consumer(broker: &Broker, topic: &str) -> StreamConsumer {
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.brokers)
+        .set("group.id", format!("test-{}", setpoint::clock::now_us()))
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    c
+}
+
+fn raw_producer(broker: &Broker) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &broker.brokers)
+        .create()
+        .expect("producer")
+}
+
+/// Hand-decodes fields 1 (sensorID, varint) and 2 (command, varint) of a `HeaterControl`, skipping any other
+/// field by its wire type — independent of our codec.
+fn decode_heater_control_by_hand(bytes: &[u8]) -> (i32, i32) {
+    fn varint(b: &[u8], i: &mut usize) -> u64 {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let byte = b[*i];
+            *i += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+    let (mut sensor, mut command, mut i) = (0i32, 0i32, 0usize);
+    while i < bytes.len() {
+        let tag = varint(bytes, &mut i);
+        match (tag >> 3, tag & 7) {
+            (1, 0) => sensor = varint(bytes, &mut i) as i64 as i32,
+            (2, 0) => command = varint(bytes, &mut i) as i32,
+            (_, 0) => {
+                varint(bytes, &mut i);
+            }
+            (_, 1) => i += 8,
+            (_, 5) => i += 4,
+            (_, 2) => {
+                let len = varint(bytes, &mut i) as usize;
+                i += len;
+            }
+            other => panic!("unexpected wire type {other:?}"),
+        }
+    }
+    (sensor, command)
+}
+
+fn reference_sensor_data(sensor: i32, temperature: f64) -> Vec<u8> {
+    // field 1 varint (omitted when 0, as proto3 does), field 2 fixed64.
+    let mut b = Vec::new();
+    if sensor != 0 {
+        b.push(0x08);
+        let mut v = sensor as i64 as u64;
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                b.push(byte);
+                break;
+            }
+            b.push(byte | 0x80);
+        }
+    }
+    b.push(0x11);
+    b.extend_from_slice(&temperature.to_le_bytes());
+    b
+}
+
+fn reference_temperature_control(sensor: i32, desired: f64, up: f64, down: f64) -> Vec<u8> {
+    let mut b = vec![0x08, sensor as u8]; // small positive ids only in this test
+    b.push(0x11);
+    b.extend_from_slice(&desired.to_le_bytes());
+    b.push(0x19);
+    b.extend_from_slice(&up.to_le_bytes());
+    b.push(0x21);
+    b.extend_from_slice(&down.to_le_bytes());
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_through_kafka_to_the_topic_and_a_websocket_client() {
+    let broker = Broker::start();
+    let t = topics("e2e");
+    let bus = kafka_bus(&broker, &t).await;
+    let server = app::start(bus, options(3, 100), Arc::new(Metrics::default()))
+        .await
+        .expect("starts");
+    let mut ws = connect(server.addr.expect("bridge"), Some(TOKEN), None)
+        .await
+        .expect("connects");
+    let hello = ws.next().await;
+    let ServerMessage::Hello(h) = &hello else {
+        panic!("{hello:?}")
+    };
+    assert!(h.can_write);
+    // Force sensor 1's heater on through a write: acked only once the broker has the record.
+    let v = ws.until(|m| match m {
+        ServerMessage::Setpoint(s) if s.sensor == 1 => Some(s.version),
+        _ => None,
+    });
+    let v = match tokio::time::timeout(Duration::from_secs(2), v).await {
+        Ok(v) => v,
+        Err(_) => h
+            .setpoints
+            .iter()
+            .find(|s| s.sensor == 1)
+            .map_or(0, |s| s.version),
+    };
+    ws.send(&set_setpoint("k1", 1, 90.0, 1.0, 1.0, Some(v))).await;
+    ws.until(|m| match m {
+        ServerMessage::Ack { request_id } if request_id == "k1" => Some(()),
+        ServerMessage::Error(e) => panic!("{e:?}"),
+        _ => None,
+    })
+    .await;
+    let d = ws
+        .until(|m| match m {
+            ServerMessage::Decision(d) if d.sensor == 1 && d.setpoint_version == v + 1 => Some(*d),
+            _ => None,
+        })
+        .await;
+    assert_eq!(d.command, Command::On);
+    // An independent consumer sees the command on `heatercontrol`, keyed by sensor, in the reference format.
+    let raw = raw_consumer(&broker, &t.commands);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no On command for sensor 1 on {}",
+            t.commands
+        );
+        let m = tokio::time::timeout(PATIENCE, raw.recv())
+            .await
+            .expect("in time")
+            .expect("message");
+        let (sensor, command) = decode_heater_control_by_hand(m.payload().unwrap_or_default());
+        if sensor == 1 && command == 0 {
+            assert_eq!(m.key(), Some(&b"1"[..]));
+            break;
+        }
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_bytes_in_give_reference_bytes_out() {
+    let broker = Broker::start();
+    let t = topics("interop");
+    let metrics = Arc::new(Metrics::default());
+    let bus = KafkaBus::new(kafka_options(&broker, &t), Arc::clone(&metrics)).expect("bus");
+    bus.ensure_topics().await.expect("topics");
+    let mut only_controller = options(0, 100);
+    only_controller.bridge = None;
+    only_controller.simulator = None;
+    let server = app::start(bus, only_controller, metrics).await.expect("starts");
+    let producer = raw_producer(&broker);
+    let send = |topic: &str, key: Option<&str>, payload: Vec<u8>| {
+        let topic = topic.to_owned();
+        let key = key.map(str::to_owned);
+        let producer = producer.clone();
+        async move {
+            let mut r = FutureRecord::to(&topic).payload(&payload);
+            if let Some(k) = &key {
+                r = r.key(k);
+            }
+            producer
+                .send(r, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .expect("delivered");
+        }
+    };
+    // Setpoints written by a reference tool: keyed and unkeyed.
+    send(
+        &t.setpoints,
+        Some("1"),
+        reference_temperature_control(1, 20.0, 1.0, 1.0),
+    )
+    .await;
+    send(
+        &t.setpoints,
+        None,
+        reference_temperature_control(2, 30.0, 0.5, 0.5),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await; // the controller's group join on the readings topic
+                                                      // Readings from a reference heater, then one undecodable record that must be skipped.
+    send(&t.readings, Some("1"), reference_sensor_data(1, 25.0)).await; // above 21: Off
+    send(&t.readings, Some("x"), vec![0xff, 0xff, 0xff]).await;
+    send(&t.readings, None, reference_sensor_data(2, 10.0)).await; // below 29.5: On
+    send(&t.readings, Some("1"), reference_sensor_data(1, 15.0)).await; // below 19: On
+    let raw = raw_consumer(&broker, &t.commands);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while got.len() < 3 {
+        assert!(Instant::now() < deadline, "commands so far: {got:?}");
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), raw.recv()).await {
+            let decoded = decode_heater_control_by_hand(m.payload().unwrap_or_default());
+            let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+            assert_eq!(key, Some(decoded.0.to_string()), "keyed by sensor id");
+            got.push(decoded);
+        }
+    }
+    got.sort();
+    // (sensor, command) with On = 0, Off = 1.
+    assert_eq!(got, vec![(1, 0), (1, 1), (2, 0)]);
+    let decode_errors = server
+        .metrics
+        .decode_errors
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(decode_errors >= 1, "the garbage record was counted");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_broker_down_writes_are_refused_and_the_bridge_stays_up() {
+    let mut broker = Broker::start();
+    if broker.pid().is_none() {
+        return; // an external KAFKA_BROKERS cannot be stopped by this test
+    }
+    let t = topics("down");
+    let bus = kafka_bus(&broker, &t).await;
+    let server = app::start(bus, options(2, 100), Arc::new(Metrics::default()))
+        .await
+        .expect("starts");
+    let a = server.addr.expect("bridge");
+    let mut ws = connect(a, Some(TOKEN), None).await.expect("connects");
+    ws.next().await;
+    broker.kill();
+    let e = ws
+        .until(|m| match m {
+            ServerMessage::Error(e) if e.code == ErrorCode::BrokerUnavailable && e.request_id.is_none() => {
+                Some(e.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert!(e.message.contains("broker"));
+    ws.until(|m| matches!(m, ServerMessage::Status(s) if s.bus == BusStatus::Unavailable).then_some(()))
+        .await;
+    ws.send(&set_setpoint("down", 1, 22.0, 1.0, 1.0, None)).await;
+    let refused = ws
+        .until(|m| match m {
+            ServerMessage::Error(e) if e.request_id.as_deref() == Some("down") => Some(e.clone()),
+            ServerMessage::Ack { request_id } if request_id == "down" => {
+                panic!("acked a write the broker never saw")
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(refused.code, ErrorCode::BrokerUnavailable);
+    assert_eq!(http_get(a, "/healthz").await.0, 200, "the bridge stays up");
+    assert_eq!(http_get(a, "/readyz").await.0, 503, "but is not ready");
+    // Restarting Tansu here (memory storage, so it comes back empty) crashes librdkafka 2.12 inside its
+    // metadata cache (rd_kafka_metadata_update_op → rd_avl_find_node, SIGSEGV): recorded as an open finding
+    // in the closing note rather than asserted here.
+    server.shutdown().await;
+}
