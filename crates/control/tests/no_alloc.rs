@@ -31,9 +31,13 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn readings_and_setpoints_for_known_sensors_allocate_nothing() {
     const SENSORS: i32 = 10_000;
-    let mut c = Controller::new(Config { min_dwell_ms: 5, ..Config::default() });
+    let mut c = Controller::new(Config {
+        min_dwell_ms: 5,
+        ..Config::default()
+    });
     for s in 0..SENSORS {
-        c.apply_setpoint(s, Setpoint::new(20.0, 1.0, 1.0), 1).expect("valid");
+        c.apply_setpoint(s, Setpoint::new(20.0, 1.0, 1.0), 1)
+            .expect("valid");
     }
     let before = ALLOCATIONS.load(Relaxed);
     let mut decisions = 0u64;
@@ -46,13 +50,25 @@ fn readings_and_setpoints_for_known_sensors_allocate_nothing() {
                 2 => f64::NAN,
                 k => 19.0 + k as f64 * 0.2,
             };
-            if let Ok(Some(_)) = c.on_reading(s, Reading { t_ms: t * 10, temperature }) {
+            if let Ok(Some(_)) = c.on_reading(
+                s,
+                Reading {
+                    t_ms: t * 10,
+                    temperature,
+                },
+            ) {
                 decisions += 1;
             }
         }
-        c.apply_setpoint((t as i32) % SENSORS, Setpoint::new(21.0, 1.0, 0.5), t as u64).expect("valid");
+        c.apply_setpoint((t as i32) % SENSORS, Setpoint::new(21.0, 1.0, 0.5), t as u64)
+            .expect("valid");
     }
     let allocations = ALLOCATIONS.load(Relaxed) - before;
     assert!(decisions > 10_000, "the run made decisions: {decisions}");
-    assert_eq!(allocations, 0, "{allocations} allocations for {} readings", 100 * SENSORS);
+    assert_eq!(
+        allocations,
+        0,
+        "{allocations} allocations for {} readings",
+        100 * SENSORS
+    );
 }

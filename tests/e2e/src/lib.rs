@@ -24,14 +24,20 @@ pub struct Driver {
 
 impl Driver {
     pub fn start() -> Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start chromedriver (run `cargo xtask setup`): {e}"))?;
-        let mut driver = Self { child, addr: ([127, 0, 0, 1], port).into() };
+        let mut driver = Self {
+            child,
+            addr: ([127, 0, 0, 1], port).into(),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(v) = driver.http("GET", "/status", None) {
@@ -53,7 +59,11 @@ impl Driver {
 
     /// A fresh headless Chromium session (its own profile, so no storage is shared between sessions).
     pub fn session(&mut self, width: u32, height: u32) -> Result<Session> {
-        let profile = std::env::temp_dir().join(format!("setpoint-e2e-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+        let profile = std::env::temp_dir().join(format!(
+            "setpoint-e2e-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -65,7 +75,10 @@ impl Driver {
             }
         }}});
         let v = self.http("POST", "/session", Some(&caps))?;
-        let id = v["value"]["sessionId"].as_str().ok_or_else(|| format!("no session: {v}"))?.to_owned();
+        let id = v["value"]["sessionId"]
+            .as_str()
+            .ok_or_else(|| format!("no session: {v}"))?
+            .to_owned();
         Ok(Session { addr: self.addr, id })
     }
 }
@@ -91,7 +104,10 @@ impl Session {
     fn cmd(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
         let v = http(self.addr, method, &format!("/session/{}{path}", self.id), body)?;
         if let Some(err) = v["value"]["error"].as_str() {
-            return Err(format!("{err}: {}", v["value"]["message"].as_str().unwrap_or_default()));
+            return Err(format!(
+                "{err}: {}",
+                v["value"]["message"].as_str().unwrap_or_default()
+            ));
         }
         Ok(v["value"].clone())
     }
@@ -101,17 +117,38 @@ impl Session {
     }
 
     pub fn find(&self, css: &str) -> Result<Element> {
-        let v = self.cmd("POST", "/element", Some(&json!({"using": "css selector", "value": css})))?;
-        v[ELEMENT_KEY].as_str().map(|s| Element(s.to_owned())).ok_or_else(|| format!("no element {css}"))
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(&json!({"using": "css selector", "value": css})),
+        )?;
+        v[ELEMENT_KEY]
+            .as_str()
+            .map(|s| Element(s.to_owned()))
+            .ok_or_else(|| format!("no element {css}"))
     }
 
     pub fn find_all(&self, css: &str) -> Result<Vec<Element>> {
-        let v = self.cmd("POST", "/elements", Some(&json!({"using": "css selector", "value": css})))?;
-        Ok(v.as_array().map(|a| a.iter().filter_map(|e| e[ELEMENT_KEY].as_str().map(|s| Element(s.to_owned()))).collect()).unwrap_or_default())
+        let v = self.cmd(
+            "POST",
+            "/elements",
+            Some(&json!({"using": "css selector", "value": css})),
+        )?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e[ELEMENT_KEY].as_str().map(|s| Element(s.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     pub fn text(&self, e: &Element) -> Result<String> {
-        Ok(self.cmd("GET", &format!("/element/{}/text", e.0), None)?.as_str().unwrap_or_default().to_owned())
+        Ok(self
+            .cmd("GET", &format!("/element/{}/text", e.0), None)?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
     }
 
     pub fn property(&self, e: &Element, name: &str) -> Result<Value> {
@@ -119,16 +156,26 @@ impl Session {
     }
 
     pub fn click(&self, e: &Element) -> Result<()> {
-        self.cmd("POST", &format!("/element/{}/click", e.0), Some(&json!({}))).map(drop)
+        self.cmd("POST", &format!("/element/{}/click", e.0), Some(&json!({})))
+            .map(drop)
     }
 
     pub fn send_keys(&self, e: &Element, text: &str) -> Result<()> {
-        self.cmd("POST", &format!("/element/{}/value", e.0), Some(&json!({ "text": text }))).map(drop)
+        self.cmd(
+            "POST",
+            &format!("/element/{}/value", e.0),
+            Some(&json!({ "text": text })),
+        )
+        .map(drop)
     }
 
     /// Runs JavaScript in the page; `args` may contain elements (pass them with [`Session::arg`]).
     pub fn execute(&self, script: &str, args: Vec<Value>) -> Result<Value> {
-        self.cmd("POST", "/execute/sync", Some(&json!({ "script": script, "args": args })))
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(&json!({ "script": script, "args": args })),
+        )
     }
 
     pub fn arg(e: &Element) -> Value {
@@ -139,7 +186,9 @@ impl Session {
     pub fn screenshot(&self, path: &Path) -> Result<usize> {
         use base64::Engine;
         let b64 = self.cmd("GET", "/screenshot", None)?;
-        let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap_or_default())
+            .map_err(|e| e.to_string())?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         }
@@ -148,7 +197,12 @@ impl Session {
     }
 
     /// Polls `probe` until it returns `Some`, failing with `what` after `timeout`.
-    pub fn wait_for<T>(&self, what: &str, timeout: Duration, mut probe: impl FnMut(&Self) -> Option<T>) -> Result<T> {
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut probe: impl FnMut(&Self) -> Option<T>,
+    ) -> Result<T> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = probe(self) {
@@ -175,19 +229,57 @@ impl Drop for Session {
 
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
     let body = body.map(Value::to_string).unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    // chromedriver may keep the connection open despite `Connection: close`: read exactly one response.
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("bad HTTP response")?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
-    serde_json::from_str(&body).map_err(|e| format!("bad JSON from chromedriver ({e}): {}", &body[..body.len().min(200)]))
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed before the response headers".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
+    let length = head.lines().find_map(|l| {
+        l.strip_prefix("content-length:")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+    });
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let body = &buf[header_end..];
+        let complete = match length {
+            Some(n) => body.len() >= n,
+            None if chunked => body.windows(5).any(|w| w == b"0\r\n\r\n"),
+            None => false,
+        };
+        if complete {
+            break;
+        }
+        let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let raw = String::from_utf8_lossy(&buf[header_end..]).into_owned();
+    let body = if chunked { dechunk(&raw) } else { raw };
+    serde_json::from_str(&body).map_err(|e| {
+        format!(
+            "bad JSON from chromedriver ({e}): {}",
+            &body[..body.len().min(200)]
+        )
+    })
 }
 
 fn dechunk(body: &str) -> String {

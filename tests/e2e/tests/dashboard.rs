@@ -23,20 +23,41 @@ fn root() -> PathBuf {
 }
 
 fn dist() -> PathBuf {
-    std::env::var_os("SETPOINT_DIST").map(PathBuf::from).unwrap_or_else(|| root().join("dist"))
+    std::env::var_os("SETPOINT_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("dist"))
 }
 
 /// Starts `setpoint run` in-process on an ephemeral port; returns the runtime that keeps it alive.
 fn start_server() -> (tokio::runtime::Runtime, std::net::SocketAddr, StopOnDrop) {
-    assert!(dist().join("index.html").exists(), "no dashboard build at {} — run `cargo xtask dist`", dist().display());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let mut bridge = BridgeOptions::new("127.0.0.1:0".parse().expect("addr"), Token::from_operator(TOKEN).expect("token"));
+    assert!(
+        dist().join("index.html").exists(),
+        "no dashboard build at {} — run `cargo xtask dist`",
+        dist().display()
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut bridge = BridgeOptions::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        Token::from_operator(TOKEN).expect("token"),
+    );
     bridge.dist = dist();
     let options = RunOptions {
         bridge: Some(bridge),
-        controller: ControllerOptions { config: Config::default(), tick: Duration::from_secs(1) },
+        controller: ControllerOptions {
+            config: Config::default(),
+            tick: Duration::from_secs(1),
+        },
         run_controller: true,
-        simulator: Some(SimConfig { rooms: 3, first_sensor: 1, seed: 11, interval_ms: 100 }),
+        simulator: Some(SimConfig {
+            rooms: 3,
+            first_sensor: 1,
+            seed: 11,
+            interval_ms: 100,
+        }),
         seed_setpoints: true,
     };
     let running = rt.block_on(app::start_embedded(options)).expect("server starts");
@@ -60,7 +81,11 @@ fn card(sensor: i32, css: &str) -> String {
 }
 
 fn number(s: &Session, css: &str) -> Option<f64> {
-    s.text_of(css)?.split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-')).find(|t| !t.is_empty())?.parse().ok()
+    s.text_of(css)?
+        .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .find(|t| !t.is_empty())?
+        .parse()
+        .ok()
 }
 
 /// Sets an input's value and fires `input` (what a drag does), and optionally `change` (what a release does).
@@ -72,7 +97,8 @@ fn set_input(s: &Session, css: &str, value: f64, release: bool) {
                   el.dispatchEvent(new Event('input', {bubbles: true})); \
                   if (release) { el.dispatchEvent(new Event('change', {bubbles: true})); } \
                   return el.value;";
-    s.execute(script, vec![Session::arg(&e), json!(value), json!(release)]).unwrap_or_else(|e| panic!("set {css}: {e}"));
+    s.execute(script, vec![Session::arg(&e), json!(value), json!(release)])
+        .unwrap_or_else(|e| panic!("set {css}: {e}"));
 }
 
 fn artifact(name: &str) -> PathBuf {
@@ -84,38 +110,71 @@ fn a_person_with_the_token_watches_previews_commits_and_sees_the_heater_follow()
     let (_rt, addr, _stop) = start_server();
     let mut driver = Driver::start().expect("chromedriver");
     let s = driver.session(1280, 1000).expect("session");
-    s.goto(&format!("http://{addr}/#token={TOKEN}")).expect("navigate");
+    s.goto(&format!("http://{addr}/#token={TOKEN}"))
+        .expect("navigate");
 
-    s.wait_for("connection state live", PATIENCE, |s| s.text_of("#conn-state").filter(|t| t == "live")).expect("live");
+    s.wait_for("connection state live", PATIENCE, |s| {
+        s.text_of("#conn-state").filter(|t| t == "live")
+    })
+    .expect("live");
     let hash = s.execute("return location.hash", vec![]).expect("script");
-    assert_eq!(hash, Value::String(String::new()), "the token is removed from the address bar");
+    assert_eq!(
+        hash,
+        Value::String(String::new()),
+        "the token is removed from the address bar"
+    );
     let temp = s
-        .wait_for("a live temperature on sensor 1", PATIENCE, |s| number(s, &card(1, ".current-temp")))
+        .wait_for("a live temperature on sensor 1", PATIENCE, |s| {
+            number(s, &card(1, ".current-temp"))
+        })
         .expect("temperature renders");
     assert!((-50.0..150.0).contains(&temp), "{temp}");
     assert_eq!(s.find_all(".card").expect("cards").len(), 3);
 
     // Dragging (input events only) previews: the what-if overlay appears with its switch counts.
-    let desired_now = s.property(&s.find(&card(1, ".num-desired")).expect("input"), "value").expect("value");
-    let desired_now: f64 = desired_now.as_str().and_then(|v| v.parse().ok()).expect("desired");
+    let desired_now = s
+        .property(&s.find(&card(1, ".num-desired")).expect("input"), "value")
+        .expect("value");
+    let desired_now: f64 = desired_now
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("desired");
     set_input(&s, &card(1, ".slider-desired"), desired_now + 5.0, false);
-    let whatif = s.wait_for("the what-if overlay", PATIENCE, |s| s.text_of(&card(1, ".whatif")).filter(|t| t.contains("what-if"))).expect("what-if");
-    assert!(whatif.chars().any(|c| c.is_ascii_digit()), "shows counts: {whatif}");
-    s.screenshot(&artifact("dashboard-whatif.png")).expect("screenshot");
+    let whatif = s
+        .wait_for("the what-if overlay", PATIENCE, |s| {
+            s.text_of(&card(1, ".whatif")).filter(|t| t.contains("what-if"))
+        })
+        .expect("what-if");
+    assert!(
+        whatif.chars().any(|c| c.is_ascii_digit()),
+        "shows counts: {whatif}"
+    );
+    s.screenshot(&artifact("dashboard-whatif.png"))
+        .expect("screenshot");
 
     // Committing a band far above the room turns its heater on; far below turns it off.
     let room = number(&s, &card(1, ".current-temp")).expect("temperature");
     for (desired, badge) in [(room + 10.0, "ON"), (room - 10.0, "OFF")] {
         set_input(&s, &card(1, ".num-desired"), (desired * 2.0).round() / 2.0, true);
-        s.wait_for("saved", PATIENCE, |s| s.text_of(&card(1, ".save-status")).filter(|t| t.contains("saved"))).expect("saved");
-        s.wait_for(&format!("heater {badge}"), PATIENCE, |s| s.text_of(&card(1, ".heater-badge")).filter(|t| t == badge))
-            .expect("the heater follows the new band");
+        s.wait_for("saved", PATIENCE, |s| {
+            s.text_of(&card(1, ".save-status"))
+                .filter(|t| t.contains("saved"))
+        })
+        .expect("saved");
+        s.wait_for(&format!("heater {badge}"), PATIENCE, |s| {
+            s.text_of(&card(1, ".heater-badge")).filter(|t| t == badge)
+        })
+        .expect("the heater follows the new band");
         s.wait_for("a decision row", PATIENCE, |s| {
-            s.text_of("#decision-log").filter(|t| t.to_uppercase().contains(badge))
+            s.text_of("#decision-log")
+                .filter(|t| t.to_uppercase().contains(badge))
         })
         .expect("decision logged");
     }
-    assert!(s.find("#divergence").is_err(), "the browser's control core agrees with the server");
+    assert!(
+        s.find("#divergence").is_err(),
+        "the browser's control core agrees with the server"
+    );
     let bytes = s.screenshot(&artifact("dashboard.png")).expect("screenshot");
     assert!(bytes > 10_000, "a real screenshot ({bytes} bytes)");
 }
@@ -126,13 +185,25 @@ fn without_the_token_the_dashboard_is_live_but_read_only() {
     let mut driver = Driver::start().expect("chromedriver");
     let s = driver.session(1000, 800).expect("session");
     s.goto(&format!("http://{addr}/")).expect("navigate");
-    s.wait_for("read-only state", PATIENCE, |s| s.text_of("#conn-state").filter(|t| t == "read-only")).expect("read-only");
-    s.wait_for("live data", PATIENCE, |s| number(s, &card(2, ".current-temp"))).expect("data is live");
+    s.wait_for("read-only state", PATIENCE, |s| {
+        s.text_of("#conn-state").filter(|t| t == "read-only")
+    })
+    .expect("read-only");
+    s.wait_for("live data", PATIENCE, |s| number(s, &card(2, ".current-temp")))
+        .expect("data is live");
     let note = s.text_of(".readonly-note").expect("a read-only note");
-    assert!(note.to_lowercase().contains("token"), "says how to get write access: {note}");
+    assert!(
+        note.to_lowercase().contains("token"),
+        "says how to get write access: {note}"
+    );
     for css in [".slider-desired", ".slider-up", ".slider-down", ".num-desired"] {
         let e = s.find(&card(2, css)).expect("control");
-        assert_eq!(s.property(&e, "disabled").expect("property"), json!(true), "{css} disabled");
+        assert_eq!(
+            s.property(&e, "disabled").expect("property"),
+            json!(true),
+            "{css} disabled"
+        );
     }
-    s.screenshot(&artifact("dashboard-readonly.png")).expect("screenshot");
+    s.screenshot(&artifact("dashboard-readonly.png"))
+        .expect("screenshot");
 }
