@@ -307,3 +307,121 @@ async fn with_the_broker_down_writes_are_refused_and_the_bridge_stays_up() {
     // in the closing note rather than asserted here.
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed() {
+    use setpoint::bus::{Bus, ReadingEvent, SetpointChange};
+    use setpoint_control::{Reading, Setpoint};
+    use std::collections::HashMap;
+    use std::process::{Command as Process, Stdio};
+
+    const SENSORS: i32 = 8;
+    const SESSION_TIMEOUT_MS: i64 = 6_000;
+    let broker = Broker::start();
+    let t = topics("scale");
+    let mut o = kafka_options(&broker, &t);
+    o.partitions = 4;
+    let bus = KafkaBus::new(o, Arc::new(Metrics::default())).expect("bus");
+    bus.ensure_topics().await.expect("topics");
+    let setpoints: Vec<SetpointChange> = (1..=SENSORS)
+        .map(|sensor| SetpointChange {
+            sensor,
+            setpoint: Setpoint::new(20.0, 1.0, 1.0),
+            version: 1,
+            author: "test".into(),
+            t_ms: 0,
+        })
+        .collect();
+    bus.publish(setpoints).await.expect("setpoints");
+
+    let spawn_controller = || {
+        Process::new(env!("CARGO_BIN_EXE_setpoint"))
+            .args([
+                "controller",
+                "--kafka",
+                &broker.brokers,
+                "--topic-readings",
+                &t.readings,
+                "--topic-setpoints",
+                &t.setpoints,
+            ])
+            .args([
+                "--topic-commands",
+                &t.commands,
+                "--kafka-config",
+                &format!("session.timeout.ms={SESSION_TIMEOUT_MS}"),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("controller starts")
+    };
+    let mut first = spawn_controller();
+    let mut second = spawn_controller();
+    // Both join the group (about half the session timeout each on Tansu) before readings flow.
+    tokio::time::sleep(Duration::from_millis(2 * SESSION_TIMEOUT_MS as u64)).await;
+
+    let raw = raw_consumer(&broker, &t.commands);
+    let started = setpoint::clock::now_ms();
+    let killed_at = started + 6_000;
+    let end = killed_at + 24_000;
+    let mut killed = false;
+    let mut commands: HashMap<i32, Vec<(i64, i32)>> = HashMap::new();
+    let mut tick = 0i64;
+    while setpoint::clock::now_ms() < end {
+        // Every sensor's temperature flips across the band every second, so its heater flips too.
+        let now = setpoint::clock::now_ms();
+        let readings: Vec<ReadingEvent> = (1..=SENSORS)
+            .map(|sensor| {
+                let cold = ((tick / 10) + i64::from(sensor)) % 2 == 0;
+                ReadingEvent {
+                    sensor,
+                    reading: Reading {
+                        t_ms: now,
+                        temperature: if cold { 15.0 } else { 25.0 },
+                    },
+                }
+            })
+            .collect();
+        bus.publish(readings).await.expect("readings");
+        tick += 1;
+        if !killed && now >= killed_at {
+            first.kill().expect("kill -9");
+            let _ = first.wait();
+            killed = true;
+        }
+        while let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(1), raw.recv()).await {
+            let (sensor, command) = decode_heater_control_by_hand(m.payload().unwrap_or_default());
+            let decoded = setpoint_wire::proto::HeaterControl::decode_value(m.payload().unwrap_or_default())
+                .expect("ours");
+            commands
+                .entry(sensor)
+                .or_default()
+                .push((decoded.event_time_ms, command));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = second.kill();
+    let _ = second.wait();
+
+    let takeover_bound = killed_at + SESSION_TIMEOUT_MS + 8_000;
+    for sensor in 1..=SENSORS {
+        let cmds = commands.get(&sensor).cloned().unwrap_or_default();
+        assert!(
+            cmds.iter().any(|(t, _)| *t < killed_at),
+            "sensor {sensor} was controlled before the kill: {cmds:?}"
+        );
+        assert!(
+            cmds.iter().any(|(t, _)| *t > takeover_bound),
+            "sensor {sensor} controlled again within {} ms of the kill: {cmds:?}",
+            takeover_bound - killed_at
+        );
+        let repeats = cmds.windows(2).filter(|w| w[0].1 == w[1].1).count();
+        assert!(
+            repeats <= 1,
+            "sensor {sensor}: {repeats} repeated commands in {cmds:?}"
+        );
+        println!("sensor {sensor}: {} commands, {repeats} repeated", cmds.len());
+    }
+}

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             .and_then(|_| run_setpoint(rest)),
         "test" => setup().and_then(|_| build_dashboard()).and_then(|_| test()),
         "ci" => setup().and_then(|_| build_dashboard()).and_then(|_| ci()),
+        "bench" => bench(rest),
         _ => {
             eprintln!(
                 "cargo xtask <command>\n\n  \
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
                  test        install what is missing, build the dashboard, run every test (native, WASM, browser)\n  \
                  ci          fmt --check, clippy -D warnings, then test\n  \
                  setup       only install what is missing\n  \
+                 bench core|pipeline|smoke  run a benchmark (see BENCHMARKS.md)\n  \
                  dist        only build the dashboard into dist/"
             );
             Ok(())
@@ -224,4 +226,21 @@ fn ci() -> Result {
     run(Command::new(cargo()).args(["fmt", "--all", "--check"]))?;
     run(Command::new(cargo()).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     test()
+}
+
+/// Benchmarks: `core` (criterion, the control crate), `pipeline` (embedded runtime load generator),
+/// `smoke` (seconds-long subset for CI that fails only on gross regressions).
+fn bench(args: &[String]) -> Result {
+    match args.first().map(String::as_str) {
+        Some("core") => {
+            run(Command::new(cargo()).args(["bench", "-p", "setpoint-control", "--bench", "core"]))
+        }
+        Some("pipeline") => run(Command::new(cargo()).args(["run", "--release", "-p", "setpoint-bench"])),
+        Some("smoke") => run(Command::new(cargo())
+            .args(["run", "--release", "-p", "setpoint-bench"])
+            .env("BENCH_SECS", "1")),
+        other => Err(format!(
+            "unknown benchmark {other:?}: use core, pipeline or smoke"
+        )),
+    }
 }

@@ -1,0 +1,209 @@
+//! `cargo xtask bench pipeline`: drives the embedded runtime's controller through its bus with a load
+//! generator and an independent command consumer, at full speed and at fixed rates.
+//!
+//! Latency is measured from the moment a reading is published to the moment the independent consumer sees
+//! the command it caused (the bus carries millisecond event times, too coarse for sub-millisecond figures,
+//! so the generator remembers the publish instant of every reading by its sequence number). Each
+//! configuration runs several times; the table shows min/median/max over runs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use setpoint::bus::embedded::EmbeddedBus;
+use setpoint::bus::{Bus, Consumer, ReadingEvent, SetpointChange, StartAt};
+use setpoint::metrics::Metrics;
+use setpoint::roles::controller::{self, ControllerOptions};
+use setpoint_control::{Config, Decision, Reading, Setpoint};
+use tokio_util::sync::CancellationToken;
+
+const SENSORS: i32 = 1_000;
+const RUNS: usize = 3;
+
+struct RunResult {
+    readings_per_s: f64,
+    latencies_us: Vec<u64>,
+}
+
+/// One run: `rate` readings/s (None = as fast as possible) for `duration`.
+async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
+    let bus = EmbeddedBus::default();
+    let metrics = Arc::new(Metrics::default());
+    let stop = CancellationToken::new();
+    let setpoints: Vec<SetpointChange> = (0..SENSORS)
+        .map(|sensor| SetpointChange {
+            sensor,
+            setpoint: Setpoint::new(20.0, 1.0, 1.0),
+            version: 1,
+            author: "bench".into(),
+            t_ms: 0,
+        })
+        .collect();
+    bus.publish(setpoints).await.ok();
+    let mut commands = bus.subscribe::<Decision>(StartAt::End, None).expect("subscribe");
+    let controller = tokio::spawn(controller::run(
+        bus.clone(),
+        ControllerOptions {
+            config: Config::default(),
+            tick: Duration::from_secs(1),
+        },
+        Arc::clone(&metrics),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // Sequence number = event time; every 10th reading per sensor flips the band side, so about 10 % of
+    // readings cause a command (most readings sit inside the band, as in real life).
+    let sent_at: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+    let generator = {
+        let bus = bus.clone();
+        let sent_at = Arc::clone(&sent_at);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let batch = 1_000u64;
+            let mut seq = 0u64;
+            while start.elapsed() < duration {
+                if let Some(rate) = rate {
+                    let due = start + Duration::from_secs_f64(seq as f64 / rate as f64);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                let n = match rate {
+                    Some(r) => (r / 1_000).clamp(1, batch),
+                    None => batch,
+                };
+                let readings: Vec<ReadingEvent> = (seq..seq + n)
+                    .map(|i| {
+                        let sensor = (i % SENSORS as u64) as i32;
+                        let round = i / SENSORS as u64;
+                        let temperature = match round % 10 {
+                            0 => 25.0,
+                            5 => 15.0,
+                            k => 19.5 + k as f64 * 0.1,
+                        };
+                        ReadingEvent {
+                            sensor,
+                            reading: Reading {
+                                t_ms: i as i64,
+                                temperature,
+                            },
+                        }
+                    })
+                    .collect();
+                {
+                    let now = Instant::now();
+                    let mut s = sent_at.lock().unwrap_or_else(|e| e.into_inner());
+                    s.extend(std::iter::repeat_n(now, n as usize));
+                }
+                bus.publish(readings).await.ok();
+                seq += n;
+                if rate.is_none() {
+                    tokio::task::yield_now().await;
+                }
+            }
+            seq
+        })
+    };
+    let mut latencies = Vec::new();
+    let deadline = Instant::now() + duration + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let Ok(Ok(batch)) =
+            tokio::time::timeout(Duration::from_millis(200), commands.next_batch(10_000)).await
+        else {
+            if generator.is_finished() {
+                break;
+            }
+            continue;
+        };
+        let now = Instant::now();
+        let s = sent_at.lock().unwrap_or_else(|e| e.into_inner());
+        for r in batch {
+            if let Some(t) = s.get(r.value.t_ms as usize) {
+                latencies.push(now.duration_since(*t).as_micros() as u64);
+            }
+        }
+    }
+    let sent = generator.await.unwrap_or(0);
+    stop.cancel();
+    let _ = controller.await;
+    let processed = metrics.readings.load(std::sync::atomic::Ordering::Relaxed);
+    RunResult {
+        readings_per_s: processed.min(sent) as f64 / duration.as_secs_f64(),
+        latencies_us: latencies,
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let configs: [(&str, Option<u64>); 3] = [
+        ("full speed", None),
+        ("100k/s", Some(100_000)),
+        ("10k/s", Some(10_000)),
+    ];
+    let mut rows = Vec::new();
+    println!("embedded pipeline, {SENSORS} sensors, {secs} s per run, {RUNS} runs (min / median / max)");
+    println!(
+        "{:<12} {:>32} {:>26} {:>26} {:>26}",
+        "load", "readings/s", "p50 µs", "p99 µs", "p99.9 µs"
+    );
+    for (name, rate) in configs {
+        let mut results: Vec<RunResult> = (0..RUNS)
+            .map(|_| runtime.block_on(run(rate, Duration::from_secs(secs))))
+            .collect();
+        let stat = |f: &dyn Fn(&RunResult) -> f64, results: &mut Vec<RunResult>| {
+            let mut v: Vec<f64> = results.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            (v[0], v[v.len() / 2], v[v.len() - 1])
+        };
+        for r in &mut results {
+            r.latencies_us.sort_unstable();
+        }
+        let tput = stat(&|r| r.readings_per_s, &mut results);
+        let p50 = stat(&|r| percentile(&r.latencies_us, 0.50) as f64, &mut results);
+        let p99 = stat(&|r| percentile(&r.latencies_us, 0.99) as f64, &mut results);
+        let p999 = stat(&|r| percentile(&r.latencies_us, 0.999) as f64, &mut results);
+        let max = stat(
+            &|r| r.latencies_us.last().copied().unwrap_or(0) as f64,
+            &mut results,
+        );
+        let fmt = |t: (f64, f64, f64)| format!("{:.0} / {:.0} / {:.0}", t.0, t.1, t.2);
+        println!(
+            "{name:<12} {:>32} {:>26} {:>26} {:>26}",
+            fmt(tput),
+            fmt(p50),
+            fmt(p99),
+            fmt(p999)
+        );
+        rows.push(json!({"load": name, "readings_per_s": [tput.0, tput.1, tput.2], "latency_us": {
+            "p50": [p50.0, p50.1, p50.2], "p99": [p99.0, p99.1, p99.2], "p999": [p999.0, p999.1, p999.2], "max": [max.0, max.1, max.2]
+        }}));
+    }
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    let _ = std::fs::create_dir_all(&out);
+    let path = out.join("pipeline-embedded.json");
+    let written = std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&json!({"sensors": SENSORS, "secs": secs, "runs": RUNS, "rows": rows}))
+            .unwrap_or_default(),
+    );
+    match written {
+        Ok(()) => println!("wrote {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+    }
+}
