@@ -194,6 +194,25 @@ fn main() {
             "p50": [p50.0, p50.1, p50.2], "p99": [p99.0, p99.1, p99.2], "p999": [p999.0, p999.1, p999.2], "max": [max.0, max.1, max.2]
         }}));
     }
+    // Perf smoke (CI): fail only on gross regressions, ~10× or worse than the figures in BENCHMARKS.md,
+    // so a noisy machine does not make CI flaky.
+    if std::env::var_os("BENCH_ASSERT").is_some() {
+        let full_speed = rows[0]["readings_per_s"][1].as_f64().unwrap_or(0.0);
+        let p99_10k = rows[2]["latency_us"]["p99"][1].as_f64().unwrap_or(f64::MAX);
+        let mut failed = false;
+        if full_speed < 500_000.0 {
+            eprintln!("perf smoke FAILED: {full_speed:.0} readings/s at full speed (recorded ~7.6 M/s, floor 500 k/s)");
+            failed = true;
+        }
+        if p99_10k > 20_000.0 {
+            eprintln!("perf smoke FAILED: p99 {p99_10k:.0} µs at 10k/s (recorded ~0.2 ms, ceiling 20 ms)");
+            failed = true;
+        }
+        if failed {
+            std::process::exit(1);
+        }
+        println!("perf smoke passed");
+    }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     let _ = std::fs::create_dir_all(&out);
     let path = out.join("pipeline-embedded.json");

@@ -36,7 +36,10 @@ fn main() -> ExitCode {
         "run" => setup()
             .and_then(|_| build_dashboard())
             .and_then(|_| run_setpoint(rest)),
-        "test" => setup().and_then(|_| build_dashboard()).and_then(|_| test()),
+        "test" => setup()
+            .and_then(|_| build_dashboard())
+            .and_then(|_| test())
+            .and_then(|_| bench(&["smoke".into()])),
         "ci" => setup().and_then(|_| build_dashboard()).and_then(|_| ci()),
         "bench" => bench(rest),
         _ => {
@@ -238,7 +241,8 @@ fn bench(args: &[String]) -> Result {
         Some("pipeline") => run(Command::new(cargo()).args(["run", "--release", "-p", "setpoint-bench"])),
         Some("smoke") => run(Command::new(cargo())
             .args(["run", "--release", "-p", "setpoint-bench"])
-            .env("BENCH_SECS", "1")),
+            .env("BENCH_SECS", "1")
+            .env("BENCH_ASSERT", "1")),
         other => Err(format!(
             "unknown benchmark {other:?}: use core, pipeline or smoke"
         )),
