@@ -196,6 +196,11 @@ fn build_dashboard() -> Result {
 }
 
 fn run_setpoint(args: &[String]) -> Result {
+    // `cargo xtask run -- --sensors 20` and `cargo xtask run --sensors 20` both pass the flags through.
+    let args = match args.first() {
+        Some(first) if first == "--" => &args[1..],
+        _ => args,
+    };
     run(Command::new(cargo())
         .args(["run", "--release", "-p", "setpoint", "--", "run"])
         .args(args))
