@@ -404,6 +404,10 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
     }
     let _ = second.kill();
     let _ = second.wait();
+    if !killed {
+        let _ = first.kill();
+    }
+    let _ = first.wait();
 
     let takeover_bound = killed_at + SESSION_TIMEOUT_MS + 8_000;
     for sensor in 1..=SENSORS {
@@ -424,4 +428,99 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
         );
         println!("sensor {sensor}: {} commands, {repeats} repeated", cmds.len());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_broker_is_survived_and_acknowledged_setpoints_stay_in_force() {
+    let broker = Broker::start();
+    if broker.pid().is_none() {
+        return; // an external KAFKA_BROKERS cannot be frozen by this test
+    }
+    let t = topics("pause");
+    let bus = kafka_bus(&broker, &t).await;
+    let server = app::start(bus, options(2, 100), Arc::new(Metrics::default()))
+        .await
+        .expect("starts");
+    let a = server.addr.expect("bridge");
+    let mut ws = connect(a, Some(TOKEN), None).await.expect("connects");
+    ws.next().await;
+    // Decisions are flowing before the pause.
+    ws.until(|m| matches!(m, ServerMessage::Decision(_)).then_some(()))
+        .await;
+    // An acknowledged setpoint just before the pause: far above the room, so the heater must be on.
+    ws.send(&set_setpoint("before", 2, 80.0, 1.0, 1.0, None)).await;
+    ws.until(|m| match m {
+        ServerMessage::Ack { request_id } if request_id == "before" => Some(()),
+        ServerMessage::Error(e) if e.request_id.as_deref() == Some("before") => panic!("{e:?}"),
+        _ => None,
+    })
+    .await;
+    let acked = server
+        .hub
+        .as_ref()
+        .and_then(|h| h.setpoint(2))
+        .expect("setpoint")
+        .version;
+    broker.signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    broker.signal("-CONT");
+    let resumed = Instant::now();
+    // The acknowledged setpoint is in force at the controller: it decided with it (before or after the
+    // freeze), and the heater turned on.
+    let d = ws
+        .until_within(Duration::from_secs(60), |m| match m {
+            ServerMessage::Decision(d) if d.sensor == 2 && d.setpoint_version == acked => Some(*d),
+            _ => None,
+        })
+        .await;
+    assert_eq!(d.command, Command::On);
+    // After the thaw, writes are acknowledged again and the controller acts on them.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        ws.send(&set_setpoint(
+            &format!("after{attempt}"),
+            2,
+            -40.0,
+            1.0,
+            1.0,
+            None,
+        ))
+        .await;
+        let ok = ws
+            .until_within(Duration::from_secs(60), |m| match m {
+                ServerMessage::Ack { request_id } if request_id == &format!("after{attempt}") => Some(true),
+                ServerMessage::Error(e) if e.request_id.as_deref() == Some(&format!("after{attempt}")) => {
+                    Some(false)
+                }
+                _ => None,
+            })
+            .await;
+        if ok {
+            break;
+        }
+        assert!(
+            resumed.elapsed() < Duration::from_secs(60),
+            "writes still refused a minute after the thaw"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let version = server
+        .hub
+        .as_ref()
+        .and_then(|h| h.setpoint(2))
+        .expect("setpoint")
+        .version;
+    let d = ws
+        .until_within(Duration::from_secs(60), |m| match m {
+            ServerMessage::Decision(d) if d.sensor == 2 && d.setpoint_version == version => Some(*d),
+            _ => None,
+        })
+        .await;
+    assert_eq!(d.command, Command::Off);
+    println!(
+        "decisions resumed {:?} after the broker was thawed",
+        resumed.elapsed()
+    );
+    server.shutdown().await;
 }

@@ -88,6 +88,19 @@ impl Broker {
         self.spawn();
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the broker: connections stay open but nothing is answered,
+    /// like a broker stuck in a long GC pause or a partitioned network.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let ok = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "kill {signal} {pid}");
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

@@ -108,8 +108,17 @@ impl Client {
     }
 
     /// Skips messages until `pick` returns Some; bounded by [`PATIENCE`].
-    pub async fn until<T>(&mut self, mut pick: impl FnMut(&ServerMessage) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
+    pub async fn until<T>(&mut self, pick: impl FnMut(&ServerMessage) -> Option<T>) -> T {
+        self.until_within(PATIENCE, pick).await
+    }
+
+    /// Skips messages until `pick` returns Some; bounded by `patience`.
+    pub async fn until_within<T>(
+        &mut self,
+        patience: Duration,
+        mut pick: impl FnMut(&ServerMessage) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + patience;
         loop {
             assert!(
                 tokio::time::Instant::now() < deadline,
