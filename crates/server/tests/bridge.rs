@@ -410,3 +410,43 @@ async fn health_readiness_and_the_not_built_page() {
     assert!(head.contains("script-src 'self' 'wasm-unsafe-eval'"));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_writes_is_rate_limited_per_connection() {
+    let server = start(1, 100).await;
+    let mut c = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
+    c.next().await;
+    for i in 0..15 {
+        c.send(&set_setpoint(
+            &format!("b{i}"),
+            1,
+            20.0 + f64::from(i) * 0.1,
+            1.0,
+            1.0,
+            None,
+        ))
+        .await;
+    }
+    let (mut acked, mut limited) = (0, 0);
+    while acked + limited < 15 {
+        match c.next().await {
+            ServerMessage::Ack { .. } => acked += 1,
+            ServerMessage::Error(e) if e.code == ErrorCode::RateLimited => limited += 1,
+            ServerMessage::Error(e) => panic!("unexpected {e:?}"),
+            _ => {}
+        }
+    }
+    assert!(
+        (10..15).contains(&acked),
+        "a burst of 10 goes through: {acked} acked, {limited} limited"
+    );
+    assert!(limited >= 1);
+    // Another connection has its own budget.
+    let mut other = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
+    other.next().await;
+    other.send(&set_setpoint("o1", 1, 21.0, 1.0, 1.0, None)).await;
+    other
+        .until(|m| matches!(m, ServerMessage::Ack { request_id } if request_id == "o1").then_some(()))
+        .await;
+    server.shutdown().await;
+}
