@@ -177,7 +177,7 @@ fn setup() -> Result {
             run(&mut cmd)
         };
         apt(&["update", "-q"])?;
-        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        let mut args = vec!["install", "-y", "-q"];
         args.extend(missing);
         apt(&args)?;
     }
@@ -244,6 +244,7 @@ fn bench(args: &[String]) -> Result {
             run(Command::new(cargo()).args(["bench", "-p", "setpoint-control", "--bench", "core"]))
         }
         Some("pipeline") => run(Command::new(cargo()).args(["run", "--release", "-p", "setpoint-bench"])),
+        Some("wasm") => bench_wasm(),
         Some("smoke") => run(Command::new(cargo())
             .args(["run", "--release", "-p", "setpoint-bench"])
             .env("BENCH_SECS", "1")
@@ -252,4 +253,42 @@ fn bench(args: &[String]) -> Result {
             "unknown benchmark {other:?}: use core, pipeline or smoke"
         )),
     }
+}
+
+/// Native vs WASM on the same trace, both release builds, in one run: prints ns per reading and the ratio.
+fn bench_wasm() -> Result {
+    let rounds = "2000";
+    let capture = |target: Option<&str>| -> Result<f64> {
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(root())
+            .args(["test", "--release", "-p", "setpoint-control", "--test", "speed"]);
+        if let Some(t) = target {
+            cmd.args(["--target", t]).env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                "wasm-bindgen-test-runner",
+            );
+        }
+        cmd.args(["--", "--nocapture"])
+            .env("SETPOINT_SPEED_ROUNDS", rounds);
+        eprintln!("xtask: $ {}", describe(&cmd));
+        let out = cmd.output().map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        let line = text
+            .lines()
+            .find(|l| l.contains("SPEED "))
+            .ok_or_else(|| format!("no SPEED line in:\n{text}"))?;
+        eprintln!("{}", line.trim());
+        line.split_whitespace()
+            .skip_while(|w| *w != "SPEED")
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("cannot parse {line}"))
+    };
+    let native = capture(None)?;
+    let wasm = capture(Some(WASM_TARGET))?;
+    println!(
+        "native {native:.2} ns/reading, wasm {wasm:.2} ns/reading, wasm/native {:.2}",
+        wasm / native
+    );
+    Ok(())
 }
