@@ -243,10 +243,36 @@ fn bench(args: &[String]) -> Result {
         Some("core") => {
             run(Command::new(cargo()).args(["bench", "-p", "setpoint-control", "--bench", "core"]))
         }
-        Some("pipeline") => run(Command::new(cargo()).args(["run", "--release", "-p", "setpoint-bench"])),
+        Some("pipeline") => run(Command::new(cargo()).args([
+            "run",
+            "--release",
+            "-p",
+            "setpoint-bench",
+            "--bin",
+            "setpoint-bench",
+        ])),
         Some("wasm") => bench_wasm(),
+        Some("fanout") => {
+            run(Command::new(cargo()).args(["build", "--release", "-p", "setpoint"])).and_then(|_| {
+                run(Command::new(cargo()).args([
+                    "run",
+                    "--release",
+                    "-p",
+                    "setpoint-bench",
+                    "--bin",
+                    "fanout",
+                ]))
+            })
+        }
         Some("smoke") => run(Command::new(cargo())
-            .args(["run", "--release", "-p", "setpoint-bench"])
+            .args([
+                "run",
+                "--release",
+                "-p",
+                "setpoint-bench",
+                "--bin",
+                "setpoint-bench",
+            ])
             .env("BENCH_SECS", "1")
             .env("BENCH_ASSERT", "1")),
         other => Err(format!(

@@ -203,6 +203,11 @@ async fn websocket<B: Bus>(
         .protocols([SUBPROTOCOL])
         .max_message_size(TRANSPORT_MAX_MESSAGE)
         .max_frame_size(TRANSPORT_MAX_MESSAGE)
+        // Per-connection buffers, times a thousand clients: keep them small. Every send is flushed before
+        // the next, so the write buffer never needs to hold more than one frame.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(2 * TRANSPORT_MAX_MESSAGE)
         .on_upgrade(move |socket| session::run(socket, bridge, can_write))
 }
 

@@ -21,10 +21,14 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, can_write: b
     let registration = bridge.hub.register(can_write);
     let id = registration.id;
     let outbox = Arc::clone(&registration.outbox);
+    // Moved into the writer and dropped once sent: a client must not hold its backfill for its lifetime.
+    let mut start: Vec<ServerMessage> = Vec::with_capacity(1 + registration.backfill.len());
+    start.push(registration.hello);
+    start.extend(registration.backfill);
     let (mut sink, mut stream) = socket.split();
 
     let writer = async {
-        for msg in std::iter::once(&registration.hello).chain(&registration.backfill) {
+        for msg in std::mem::take(&mut start) {
             sink.send(Message::Text(msg.to_json().into())).await?;
         }
         loop {

@@ -1,0 +1,189 @@
+//! `cargo xtask bench fanout`: the release `setpoint run` (1,000 simulated sensors at 10 readings/s each =
+//! 10k readings/s) with 1,000 WebSocket clients on loopback, first all reading, then with 10 of them
+//! stalled. Reports the server's CPU and RSS (from /proc) and the delivery lag of the live clients (now −
+//! newest event time in each readings batch they receive).
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+const CLIENTS: usize = 1_000;
+const STALLED: usize = 10;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// (utime + stime in clock ticks, RSS in KiB) of a process.
+fn proc_usage(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (ticks, rss)
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn phase(addr: &str, pid: u32, stalled: usize, secs: u64) -> serde_json::Value {
+    let lags: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for i in 0..CLIENTS {
+        let request = match format!("ws://{addr}/ws").into_client_request() {
+            Ok(mut r) => {
+                r.headers_mut()
+                    .insert("sec-websocket-protocol", HeaderValue::from_static("setpoint.v1"));
+                r
+            }
+            Err(e) => panic!("request: {e}"),
+        };
+        let (ws, _) = match tokio_tungstenite::connect_async(request).await {
+            Ok(c) => c,
+            Err(e) => panic!("client {i} cannot connect: {e}"),
+        };
+        let (lags, measuring, stop) = (Arc::clone(&lags), Arc::clone(&measuring), Arc::clone(&stop));
+        let is_stalled = i < stalled;
+        tasks.push(tokio::spawn(async move {
+            let (_sink, mut stream) = ws.split();
+            if is_stalled {
+                // Never read: hold the connection open until the phase ends.
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                return;
+            }
+            let mut local = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Some(Ok(Message::Text(t)))) =
+                    tokio::time::timeout(Duration::from_millis(200), stream.next()).await
+                else {
+                    continue;
+                };
+                // A thousand clients in one process cannot afford to parse every batch: scan for the event
+                // times instead (the server's JSON field order is fixed by its serde types).
+                let text = t.as_str();
+                if measuring.load(Ordering::Relaxed)
+                    && text.starts_with(r#"{"type":"readings""#)
+                    && !text.contains(r#""backfill":true"#)
+                {
+                    let newest = text
+                        .match_indices(r#""t_ms":"#)
+                        .filter_map(|(i, m)| {
+                            let rest = &text[i + m.len()..];
+                            rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())]
+                                .parse::<i64>()
+                                .ok()
+                        })
+                        .max();
+                    if let Some(newest) = newest {
+                        local.push(now_ms() - newest);
+                    }
+                }
+            }
+            lags.lock().unwrap_or_else(|e| e.into_inner()).extend(local);
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await; // connection burst and backfill settle
+    let (t0, _) = proc_usage(pid);
+    let start = Instant::now();
+    measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let (t1, rss) = proc_usage(pid);
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut lags = std::mem::take(&mut *lags.lock().unwrap_or_else(|e| e.into_inner()));
+    lags.sort_unstable();
+    let ticks_per_s = 100.0;
+    let cpu = (t1 - t0) as f64 / ticks_per_s / elapsed * 100.0;
+    json!({"clients": CLIENTS, "stalled": stalled, "server_cpu_percent": cpu, "server_rss_mb": rss / 1024,
+           "batches_measured": lags.len(), "lag_ms": {"p50": percentile(&lags, 0.5), "p99": percentile(&lags, 0.99), "max": lags.last().copied().unwrap_or(0)}})
+}
+
+fn main() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18555);
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = Command::new(root.join("target/release/setpoint"))
+        .args([
+            "run",
+            "--listen",
+            &addr,
+            "--sensors",
+            "1000",
+            "--interval-ms",
+            "100",
+            "--backfill-secs",
+            "1",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("build the server first: cargo build --release -p setpoint");
+    std::thread::sleep(Duration::from_secs(2));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let secs = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let all_live = runtime.block_on(phase(&addr, server.id(), 0, secs));
+    let with_stalled = runtime.block_on(phase(&addr, server.id(), STALLED, secs));
+    let _ = server.kill();
+    let _ = server.wait();
+    println!("bridge fan-out: 1,000 sensors × 10 readings/s, {CLIENTS} WebSocket clients, {secs} s measured");
+    println!(
+        "{:<22} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "phase", "CPU %", "RSS MB", "lag p50", "lag p99", "lag max"
+    );
+    for (name, r) in [("all reading", &all_live), ("10 stalled", &with_stalled)] {
+        println!(
+            "{name:<22} {:>10.0} {:>10} {:>8} ms {:>7} ms {:>7} ms",
+            r["server_cpu_percent"].as_f64().unwrap_or(0.0),
+            r["server_rss_mb"],
+            r["lag_ms"]["p50"],
+            r["lag_ms"]["p99"],
+            r["lag_ms"]["max"]
+        );
+    }
+    let out = root.join("target/bench");
+    let _ = std::fs::create_dir_all(&out);
+    let _ = std::fs::write(
+        out.join("fanout.json"),
+        json!({"all_reading": all_live, "ten_stalled": with_stalled}).to_string(),
+    );
+}
