@@ -10,6 +10,26 @@ use setpoint_control::{Command, Config, Decision, DecisionCause, Reading, Sensor
 /// Protocol version announced in `hello`; bumped only for incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The WebSocket subprotocol of this protocol version; the client offers it, the server selects it.
+pub const SUBPROTOCOL: &str = "setpoint.v1";
+
+/// Prefix of the second subprotocol a client offers to present its write token (`token.<token>`):
+/// browsers cannot set headers on a WebSocket handshake, and a URL would leak the token into logs.
+pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "token.";
+
+/// Longest token either side accepts.
+pub const MAX_TOKEN_LEN: usize = 256;
+
+/// Whether `t` can be a write token: ASCII letters, digits, `-` and `_`, at most [`MAX_TOKEN_LEN`] —
+/// characters that survive a URL fragment and a subprotocol header unescaped. Server and dashboard both
+/// use this rule, so a token the server accepts is never refused by the page.
+pub fn is_token_syntax(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= MAX_TOKEN_LEN
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Longest `request_id` the bridge accepts; ids are echoed back, so they must not be a way to amplify traffic.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 

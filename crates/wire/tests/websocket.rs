@@ -189,3 +189,20 @@ fn bad_client_frames_are_typed_errors() {
         Err(ErrorCode::InvalidMessage)
     );
 }
+
+#[test]
+fn token_syntax_is_the_shared_rule() {
+    assert!(is_token_syntax("0123456789abcdef0123456789abcdef"));
+    assert!(is_token_syntax("my-secret_token-123"));
+    for bad in [
+        "",
+        "a b",
+        "tok,en",
+        "tök",
+        "a%20b",
+        &"x".repeat(MAX_TOKEN_LEN + 1),
+    ] {
+        assert!(!is_token_syntax(bad), "{bad:?}");
+    }
+    assert_eq!((SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX), ("setpoint.v1", "token."));
+}

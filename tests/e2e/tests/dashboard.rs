@@ -15,7 +15,8 @@ use setpoint_control::Config;
 use setpoint_e2e::{Driver, Session};
 use setpoint_sim::SimConfig;
 
-const TOKEN: &str = "e2e0123456789abcdef0123456789abc";
+// An operator-style token (dashes, underscores), as `SETPOINT_TOKEN` allows: the page must accept it too.
+const TOKEN: &str = "e2e-token_0123456789abcdef";
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn root() -> PathBuf {

@@ -1,19 +1,18 @@
 //! The write token: read once from the URL fragment, kept for the tab's session, never left in the address bar.
 //!
-//! The fragment is never sent to a server, so `setpoint run` can print a URL carrying `#token=<hex>` without the
+//! The fragment is never sent to a server, so `setpoint run` can print a URL carrying `#token=<token>` without the
 //! token reaching access logs. It is removed from the address bar at once (so it is not bookmarked, shared in a
 //! screenshot or kept in history) and kept in `sessionStorage`, so a reload of this tab keeps write access but a
 //! new tab does not. The browser cannot set headers on a WebSocket handshake, so the token travels as a second
-//! subprotocol, `token.<hex>`, next to `setpoint.v1`.
+//! subprotocol, `token.<token>`, next to `setpoint.v1`.
 
-/// The protocol name the server answers with.
-pub const PROTOCOL: &str = "setpoint.v1";
+/// The protocol name the server answers with (defined once, in the wire crate).
+pub use setpoint_wire::ws::SUBPROTOCOL as PROTOCOL;
+use setpoint_wire::ws::TOKEN_SUBPROTOCOL_PREFIX;
 
-/// Longest token accepted from the URL; anything longer is not one of ours.
-pub const MAX_TOKEN_LEN: usize = 256;
-
-/// Extracts the token from a URL fragment such as `#token=ab12` or `#view=x&token=ab12`. Only hex is accepted:
-/// the value ends up in a header, and a subprotocol may not contain arbitrary characters.
+/// Extracts the token from a URL fragment such as `#token=ab12` or `#view=x&token=ab12`. Only the wire
+/// crate's token syntax is accepted: the value ends up in a header, and a subprotocol may not contain
+/// arbitrary characters.
 pub fn from_fragment(fragment: &str) -> Option<String> {
     let body = fragment.strip_prefix('#').unwrap_or(fragment);
     body.split('&')
@@ -22,16 +21,16 @@ pub fn from_fragment(fragment: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Whether `t` looks like a token (non-empty hex, bounded length).
+/// Whether `t` looks like a token: the same rule the server applies.
 pub fn is_token(t: &str) -> bool {
-    !t.is_empty() && t.len() <= MAX_TOKEN_LEN && t.bytes().all(|b| b.is_ascii_hexdigit())
+    setpoint_wire::ws::is_token_syntax(t)
 }
 
 /// The subprotocols to offer: always the protocol version, plus the token when there is one.
 pub fn subprotocols(token: Option<&str>) -> Vec<String> {
     let mut out = vec![PROTOCOL.to_owned()];
     if let Some(t) = token.filter(|t| is_token(t)) {
-        out.push(format!("token.{t}"));
+        out.push(format!("{TOKEN_SUBPROTOCOL_PREFIX}{t}"));
     }
     out
 }
@@ -88,7 +87,17 @@ mod tests {
         assert_eq!(from_fragment("#token=00ffAB"), Some("00ffAB".into()));
         assert_eq!(from_fragment("#a=1&token=beef"), Some("beef".into()));
         assert_eq!(from_fragment("#token="), None);
-        assert_eq!(from_fragment("#token=not-hex"), None);
+        assert_eq!(
+            from_fragment("#token=a%20b"),
+            None,
+            "escaped characters are not token syntax"
+        );
+        assert_eq!(from_fragment("#token=<script>"), None);
+        // An operator-chosen token (SETPOINT_TOKEN) is accepted as the server accepts it.
+        assert_eq!(
+            from_fragment("#token=my-secret_token-123"),
+            Some("my-secret_token-123".into())
+        );
         assert_eq!(from_fragment(""), None);
         assert_eq!(subprotocols(None), vec!["setpoint.v1"]);
         assert_eq!(subprotocols(Some("beef")), vec!["setpoint.v1", "token.beef"]);

@@ -7,10 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-/// The protocol the server selects; a client must offer it.
-pub const SUBPROTOCOL: &str = "setpoint.v1";
-/// Prefix of the subprotocol entry that carries the token.
-pub const TOKEN_PREFIX: &str = "token.";
+pub use setpoint_wire::ws::{SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX as TOKEN_PREFIX};
 
 /// The write token. Its `Debug` hides the value so it cannot end up in a log line by accident.
 #[derive(Clone)]
