@@ -49,10 +49,23 @@ pub fn options(rooms: usize, interval_ms: i64) -> RunOptions {
     }
 }
 
+/// Starts the embedded runtime and waits until the simulator's seeded setpoints reached the bridge, so a
+/// test's first `hello` carries them (seeding is asynchronous; a client connecting in the first
+/// milliseconds would otherwise race it).
 pub async fn start(rooms: usize, interval_ms: i64) -> Running<EmbeddedBus> {
-    app::start_embedded(options(rooms, interval_ms))
+    let running = app::start_embedded(options(rooms, interval_ms))
         .await
-        .expect("server starts")
+        .expect("server starts");
+    let hub = running.hub.clone().expect("bridge runs");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while (1..=rooms as i32).any(|sensor| hub.setpoint(sensor).is_none()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seeded setpoints never reached the bridge"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running
 }
 
 pub fn addr(r: &Running<EmbeddedBus>) -> SocketAddr {
