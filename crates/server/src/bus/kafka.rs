@@ -7,7 +7,7 @@
 //! Records that fail to decode are counted, logged once per kind with their offset, and skipped.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -305,12 +305,15 @@ impl Bus for KafkaBus {
         let group_id = match group {
             Some(g) => g.to_owned(),
             // A private group id that never joins: partitions are assigned directly.
-            None => format!(
-                "setpoint-direct-{}",
-                crate::bridge::auth::Token::generate()
-                    .map(|t| t.expose().to_owned())
-                    .unwrap_or_default()
-            ),
+            None => {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                format!(
+                    "setpoint-direct-{}-{}-{}",
+                    std::process::id(),
+                    crate::clock::now_us(),
+                    NEXT.fetch_add(1, Relaxed)
+                )
+            }
         };
         cfg.set("group.id", &group_id)
             .set("enable.auto.commit", "false")
