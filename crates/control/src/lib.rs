@@ -77,7 +77,14 @@ pub struct Decision {
 pub enum ReadingError {
     #[error("sensor {sensor}: temperature must be a finite number (got {value})")]
     NonFiniteTemperature { sensor: SensorId, value: f64 },
+    /// Colder than anything can be: the sensor is broken. Acting on it would turn the heater on for a
+    /// reading that means nothing (a corrupted −1e308 would otherwise look like a very cold room).
+    #[error("sensor {sensor}: temperature {value} °C is below absolute zero")]
+    BelowAbsoluteZero { sensor: SensorId, value: f64 },
 }
+
+/// The lowest temperature a working sensor can report, in °C (the unit of the reference thermostat).
+pub const ABSOLUTE_ZERO_C: f64 = -273.15;
 
 /// Controller behaviour. The defaults (default limits, no dwell, no failsafe) are exactly the reference
 /// thermostat's behaviour.

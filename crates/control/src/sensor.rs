@@ -64,6 +64,12 @@ impl SensorState {
                 value: reading.temperature,
             });
         }
+        if reading.temperature < crate::ABSOLUTE_ZERO_C {
+            return Err(ReadingError::BelowAbsoluteZero {
+                sensor,
+                value: reading.temperature,
+            });
+        }
         if let Some(newest) = self.newest_ms {
             if reading.t_ms < newest {
                 self.out_of_order += 1;

@@ -181,7 +181,7 @@ fn limits_accept_negative_zero_and_are_configurable() {
 }
 
 #[test]
-fn a_non_finite_temperature_is_refused_without_changing_state() {
+fn a_non_finite_or_impossible_temperature_is_refused_without_changing_state() {
     let mut c = controller();
     assert_eq!(command(&mut c, 1, 10, 10.0), Some(Command::On));
     let before = c.sensor(1).cloned();
@@ -191,8 +191,14 @@ fn a_non_finite_temperature_is_refused_without_changing_state() {
             Err(ReadingError::NonFiniteTemperature { sensor: 1, .. })
         ));
     }
+    for impossible in [-273.16, -1e308, f64::MIN] {
+        assert!(matches!(
+            c.on_reading(1, r(20, impossible)),
+            Err(ReadingError::BelowAbsoluteZero { sensor: 1, .. })
+        ));
+    }
     assert_eq!(c.sensor(1).cloned(), before);
-    assert_eq!(c.stats().rejected_readings, 3);
+    assert_eq!(c.stats().rejected_readings, 6);
     // A reading at an earlier time than the refused ones is still in order: they left no trace.
     assert_eq!(command(&mut c, 1, 15, 30.0), Some(Command::Off));
 }

@@ -90,6 +90,10 @@ struct KafkaArgs {
     /// Partitions of the topics created at start (existing topics are used as they are).
     #[arg(long, env = "SETPOINT_PARTITIONS", default_value_t = 3)]
     partitions: i32,
+    /// Without --kafka: records each stream of the embedded bus keeps (its memory bound; a consumer further
+    /// behind skips ahead and counts the loss).
+    #[arg(long, env = "SETPOINT_RETENTION_RECORDS", default_value_t = setpoint::bus::embedded::DEFAULT_RETENTION)]
+    retention_records: usize,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -270,6 +274,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Controller { kafka, control } => (kafka, None, Some(control), None, true),
         Command::Simulate { kafka, sim } => (kafka, None, None, Some(sim), false),
     };
+    let retention_records = kafka.retention_records;
     let kafka = kafka.options();
     if kafka.is_none() && (bridge.is_none() || sim.is_none() || !run_controller) {
         tracing::warn!("on the embedded bus a single role has no peers; use --kafka, or `setpoint run` to compose all roles");
@@ -303,7 +308,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     match kafka {
         None => {
-            let running = app::start(EmbeddedBus::default(), options, metrics)
+            let running = app::start(EmbeddedBus::new(retention_records), options, metrics)
                 .await
                 .map_err(|e| format!("cannot start: {e}"))?;
             announce(running.addr);

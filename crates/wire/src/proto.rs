@@ -84,6 +84,10 @@ pub enum DecodeError {
     BadKey { key: String },
     #[error("record key says sensor {key} but the value says sensor {value}")]
     KeyMismatch { key: SensorId, value: SensorId },
+    /// A record with a null value: on a compacted topic that is a deletion marker, not a message. (An empty
+    /// but present value is different: proto3's encoding of a message whose fields are all defaults.)
+    #[error("record has no value (a tombstone); there is nothing to apply")]
+    Tombstone,
 }
 
 impl DecodeError {
@@ -95,6 +99,7 @@ impl DecodeError {
             DecodeError::UnknownCommand(_) => "unknown_command",
             DecodeError::BadKey { .. } => "bad_key",
             DecodeError::KeyMismatch { .. } => "key_mismatch",
+            DecodeError::Tombstone => "tombstone",
         }
     }
 }

@@ -62,7 +62,12 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, can_write: b
 
     let reader = async {
         let mut limit = RateLimit::new(bridge.options.writes_per_second, bridge.options.write_burst);
-        while let Some(Ok(message)) = stream.next().await {
+        loop {
+            let message = match stream.next().await {
+                None => return None,
+                Some(Ok(message)) => message,
+                Some(Err(e)) => return close_for_transport_error(&bridge, id, &e),
+            };
             let reply = match message {
                 Message::Text(text) => {
                     handle_text(&bridge, &outbox, text.as_str(), can_write, &mut limit).await
@@ -72,7 +77,7 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, can_write: b
                     ErrorCode::BinaryFrame,
                     "binary frames are not part of the protocol; send JSON text frames",
                 )),
-                Message::Close(_) => break,
+                Message::Close(_) => return None,
                 Message::Ping(_) | Message::Pong(_) => None,
             };
             if let Some(reply) = reply {
@@ -84,14 +89,47 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, can_write: b
         }
     };
 
-    let result: Result<(), axum::Error> = tokio::select! {
-        r = writer => r,
-        () = reader => Ok(()),
+    let (result, close): (Result<(), axum::Error>, Option<CloseFrame>) = tokio::select! {
+        r = writer => (r, None),
+        close = reader => (Ok(()), close),
     };
+    if let Some(close) = close {
+        // Best effort: the transport already failed reading, but it can usually still say why.
+        let _ = sink.send(Message::Close(Some(close))).await;
+    }
     if let Err(e) = result {
         tracing::debug!(client = id, "connection ended: {e}");
     }
     bridge.hub.unregister(id);
+}
+
+/// Close codes (RFC 6455) for frames the transport refuses before the protocol sees them, so a client
+/// learns why it was disconnected instead of seeing the connection simply drop.
+const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// The close frame for a transport error, or `None` when the connection itself is gone (nobody to tell).
+fn close_for_transport_error<B: Bus>(bridge: &Bridge<B>, id: u64, e: &axum::Error) -> Option<CloseFrame> {
+    use std::error::Error as _;
+    use tungstenite::error::Error as WsError;
+    let inner = e.source().and_then(|s| s.downcast_ref::<WsError>());
+    let (code, reason) = match inner {
+        Some(WsError::Capacity(c)) => (CLOSE_TOO_BIG, format!("message too big: {c}")),
+        Some(WsError::Utf8(_)) => (CLOSE_INVALID_PAYLOAD, "text frame is not valid UTF-8".to_owned()),
+        Some(WsError::Protocol(p)) => (CLOSE_PROTOCOL_ERROR, format!("protocol error: {p}")),
+        _ => {
+            tracing::debug!(client = id, "connection lost: {e}");
+            return None;
+        }
+    };
+    bridge.metrics.decode_errors.fetch_add(1, Relaxed);
+    tracing::debug!(client = id, code, "closing: {reason}");
+    Some(CloseFrame {
+        code,
+        // A close reason must fit in a control frame (125 bytes with the code).
+        reason: reason.chars().take(100).collect::<String>().into(),
+    })
 }
 
 fn error(request_id: Option<String>, code: ErrorCode, message: &str) -> ServerMessage {

@@ -24,6 +24,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
+use setpoint_wire::proto::DecodeError;
 use setpoint_wire::ws::BusStatus;
 
 use super::{Bus, BusError, Consumer, Payload, Record, StartAt, StreamKind};
@@ -408,8 +409,11 @@ fn accept<T: Payload>(
 ) {
     {
         uncommitted.insert(m.partition(), m.offset() + 1);
-        let payload = m.payload().unwrap_or_default();
-        match T::decode(m.key(), payload, m.timestamp().to_millis()) {
+        let decoded = match m.payload() {
+            Some(payload) => T::decode(m.key(), payload, m.timestamp().to_millis()),
+            None => Err(DecodeError::Tombstone),
+        };
+        match decoded {
             Ok(value) => out.push(Record {
                 partition: m.partition(),
                 offset: m.offset().max(0) as u64,

