@@ -39,9 +39,12 @@ fn main() -> ExitCode {
         "test" => setup()
             .and_then(|_| build_dashboard())
             .and_then(|_| test())
-            .and_then(|_| bench(&["smoke".into()])),
+            .and_then(|_| bench(&["smoke".into()]))
+            .and_then(|_| soak(&[CI_SOAK_SECS.into()])),
         "ci" => setup().and_then(|_| build_dashboard()).and_then(|_| ci()),
         "bench" => bench(rest),
+        "soak" => soak(rest),
+        "fuzz" => fuzz(rest),
         _ => {
             eprintln!(
                 "cargo xtask <command>\n\n  \
@@ -49,7 +52,9 @@ fn main() -> ExitCode {
                  test        install what is missing, build the dashboard, run every test (native, WASM, browser)\n  \
                  ci          fmt --check, clippy -D warnings, then test\n  \
                  setup       only install what is missing\n  \
-                 bench core|pipeline|smoke  run a benchmark (see BENCHMARKS.md)\n  \
+                 bench core|wasm|pipeline|kafka|fanout|smoke  run a benchmark (see BENCHMARKS.md)\n  \
+                 soak [SECS] the embedded runtime under load with churning clients; RSS must stay flat (default 600)\n  \
+                 fuzz [SECS] every libFuzzer target for SECS each (default 300; nightly + cargo-fuzz)\n  \
                  dist        only build the dashboard into dist/"
             );
             Ok(())
@@ -279,6 +284,97 @@ fn bench(args: &[String]) -> Result {
             "unknown benchmark {other:?}: use core, pipeline or smoke"
         )),
     }
+}
+
+/// The soak's length inside `cargo xtask test`; the full one (`cargo xtask soak`) runs 600 s.
+const CI_SOAK_SECS: &str = "60";
+
+/// Builds the release server and runs the soak harness against it.
+fn soak(args: &[String]) -> Result {
+    let secs = args.first().cloned().unwrap_or_else(|| "600".into());
+    run(Command::new(cargo()).args(["build", "--release", "-p", "setpoint"]))?;
+    run(Command::new(cargo()).args([
+        "run",
+        "--release",
+        "-p",
+        "setpoint-bench",
+        "--bin",
+        "soak",
+        "--",
+        &secs,
+    ]))
+}
+
+/// Fuzz targets, as `crates/fuzz-targets` names them.
+const FUZZ_TARGETS: [&str; 4] = ["protobuf", "ws_json", "setpoint", "controller"];
+
+/// Runs every libFuzzer target for a bounded time, seeded from the checked-in seeds and the local corpus,
+/// and copies any crash into `crates/fuzz/regressions/<target>/`, where the stable replay test picks it up.
+/// Needs a nightly toolchain and cargo-fuzz (installed here if missing); the stable replay in
+/// `cargo xtask test` does not.
+fn fuzz(args: &[String]) -> Result {
+    let secs: u64 = args
+        .first()
+        .map(|s| s.parse().map_err(|_| format!("not a number of seconds: {s}")))
+        .transpose()?
+        .unwrap_or(300);
+    if output("rustup", &["run", "nightly", "rustc", "--version"]).is_none() {
+        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    }
+    if output("cargo", &["fuzz", "--version"]).is_none() {
+        run(Command::new(cargo()).args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let dir = root().join("crates/fuzz");
+    let mut summary = Vec::new();
+    for target in FUZZ_TARGETS {
+        let corpus = dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+        let seeds = dir.join("seeds").join(target);
+        let result = run(Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", "--fuzz-dir", "crates/fuzz", target])
+            .arg(&corpus)
+            .arg(&seeds)
+            .args([
+                "--",
+                &format!("-max_total_time={secs}"),
+                "-rss_limit_mb=2048",
+                "-timeout=10",
+            ]));
+        let crashes = keep_crashes(&dir, target)?;
+        let size = std::fs::read_dir(&corpus).map(|d| d.count()).unwrap_or(0);
+        summary.push(format!(
+            "{target}: {secs} s, corpus {size} inputs, {crashes} new crash(es)"
+        ));
+        if let Err(e) = result {
+            summary.push(format!("{target}: {e}"));
+            eprintln!("{}", summary.join("\n"));
+            return Err(format!(
+                "fuzz target {target} found a crash; it was saved as a regression"
+            ));
+        }
+    }
+    println!("{}", summary.join("\n"));
+    Ok(())
+}
+
+/// Copies libFuzzer's crash artifacts for `target` into the checked-in regressions; returns how many.
+fn keep_crashes(dir: &Path, target: &str) -> Result<usize> {
+    let artifacts = dir.join("artifacts").join(target);
+    let keep = dir.join("regressions").join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&artifacts).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with("crash-") {
+            continue;
+        }
+        std::fs::create_dir_all(&keep).map_err(|e| format!("{}: {e}", keep.display()))?;
+        let dest = keep.join(&name);
+        if !dest.exists() {
+            std::fs::copy(entry.path(), &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Native vs WASM on the same trace, both release builds, in one run: prints ns per reading and the ratio.
