@@ -257,6 +257,9 @@ fn bench(args: &[String]) -> Result {
             "setpoint-bench",
         ])),
         Some("wasm") => bench_wasm(),
+        Some("kafka") => {
+            run(Command::new(cargo()).args(["run", "--release", "-p", "setpoint-bench", "--bin", "kafka"]))
+        }
         Some("fanout") => {
             run(Command::new(cargo()).args(["build", "--release", "-p", "setpoint"])).and_then(|_| {
                 run(Command::new(cargo()).args([
@@ -281,7 +284,7 @@ fn bench(args: &[String]) -> Result {
             .env("BENCH_SECS", "1")
             .env("BENCH_ASSERT", "1")),
         other => Err(format!(
-            "unknown benchmark {other:?}: use core, pipeline or smoke"
+            "unknown benchmark {other:?}: use core, wasm, pipeline, kafka, fanout or smoke"
         )),
     }
 }
