@@ -52,7 +52,7 @@ fn main() -> ExitCode {
                  test        install what is missing, build the dashboard, run every test (native, WASM, browser)\n  \
                  ci          fmt --check, clippy -D warnings, then test\n  \
                  setup       only install what is missing\n  \
-                 bench core|wasm|pipeline|kafka|fanout|smoke  run a benchmark (see BENCHMARKS.md)\n  \
+                 bench core|wasm|pipeline|kafka|fanout|dashboard|smoke  run a benchmark (see BENCHMARKS.md)\n  \
                  soak [SECS] the embedded runtime under load with churning clients; RSS must stay flat (default 600)\n  \
                  fuzz [SECS] every libFuzzer target for SECS each (default 300; nightly + cargo-fuzz)\n  \
                  dist        only build the dashboard into dist/"
@@ -284,7 +284,7 @@ fn bench(args: &[String]) -> Result {
             .env("BENCH_SECS", "1")
             .env("BENCH_ASSERT", "1")),
         other => Err(format!(
-            "unknown benchmark {other:?}: use core, wasm, pipeline, kafka, fanout or smoke"
+            "unknown benchmark {other:?}: use core, wasm, pipeline, kafka, fanout, dashboard or smoke"
         )),
     }
 }

@@ -178,6 +178,16 @@ impl Session {
         )
     }
 
+    /// A Chrome DevTools Protocol command through chromedriver (`goog/cdp/execute`): metrics, heap, profiler
+    /// — what the W3C protocol cannot measure.
+    pub fn cdp(&self, cmd: &str, params: Value) -> Result<Value> {
+        self.cmd(
+            "POST",
+            "/goog/cdp/execute",
+            Some(&json!({ "cmd": cmd, "params": params })),
+        )
+    }
+
     pub fn arg(e: &Element) -> Value {
         json!({ ELEMENT_KEY: e.0 })
     }

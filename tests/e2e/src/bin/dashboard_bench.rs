@@ -1,0 +1,244 @@
+//! `cargo xtask bench dashboard`: the release `setpoint run` and the built dashboard in headless Chromium
+//! (Debian's, through chromedriver) at 20, 200 and 1,000 sensors × 10 readings/s. Per size: frames per
+//! second and frame-interval p95 from `requestAnimationFrame`, main-thread busy time per frame from the
+//! DevTools `Performance` metrics (TaskDuration), JS heap after a forced GC; optionally (`DASH_PROFILE=1`)
+//! the top functions by self time from the DevTools CPU profiler. Then the JS heap sampled every minute
+//! for `DASH_HEAP_SECS` (default 600) at 200 sensors, to show whether it stays flat.
+//!
+//! Environment: `DASH_SENSORS` (default `20,200,1000`), `DASH_SECS` (measured seconds per size, default 10).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use setpoint_e2e::{Driver, Session};
+
+const TOKEN: &str = "bench-token_0123456789abcdef";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(sensors: usize) -> Server {
+    let mut child = Command::new(root().join("target/release/setpoint"))
+        .args(["run", "--listen", "127.0.0.1:0", "--interval-ms", "100"])
+        .args(["--sensors", &sensors.to_string()])
+        .env("SETPOINT_TOKEN", TOKEN)
+        .env("SETPOINT_DIST", root().join("dist"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("build first: cargo build --release -p setpoint && cargo xtask dist");
+    let stdout = child.stdout.take().expect("stdout");
+    let url = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.trim().starts_with("http://").then(|| l.trim().to_owned()))
+        .expect("the server prints its URL");
+    Server { child, url }
+}
+
+fn metrics(s: &Session) -> HashMap<String, f64> {
+    let v = s.cdp("Performance.getMetrics", json!({})).expect("metrics");
+    v["metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| Some((m["name"].as_str()?.to_owned(), m["value"].as_f64()?)))
+        .collect()
+}
+
+fn heap_mb(s: &Session) -> f64 {
+    let _ = s.cdp("HeapProfiler.collectGarbage", json!({}));
+    metrics(s).get("JSHeapUsedSize").copied().unwrap_or(0.0) / 1e6
+}
+
+/// Self time per function from a DevTools CPU profile, top `n`.
+fn top_functions(profile: &Value, n: usize) -> Vec<(String, f64)> {
+    let nodes = profile["nodes"].as_array().cloned().unwrap_or_default();
+    let name_of: HashMap<i64, String> = nodes
+        .iter()
+        .filter_map(|node| {
+            let f = &node["callFrame"];
+            let name = f["functionName"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("(anonymous)");
+            let url = f["url"].as_str().unwrap_or_default();
+            let file = url.rsplit('/').next().unwrap_or_default();
+            Some((node["id"].as_i64()?, format!("{name} {file}")))
+        })
+        .collect();
+    let samples = profile["samples"].as_array().cloned().unwrap_or_default();
+    let deltas = profile["timeDeltas"].as_array().cloned().unwrap_or_default();
+    let mut self_us: HashMap<String, f64> = HashMap::new();
+    for (id, dt) in samples
+        .iter()
+        .zip(deltas.iter().skip(1).chain(std::iter::once(&json!(0))))
+    {
+        let name = id
+            .as_i64()
+            .and_then(|i| name_of.get(&i))
+            .cloned()
+            .unwrap_or_default();
+        *self_us.entry(name).or_default() += dt.as_f64().unwrap_or(0.0);
+    }
+    let total: f64 = self_us.values().sum();
+    let mut v: Vec<(String, f64)> = self_us
+        .into_iter()
+        .map(|(k, us)| (k, us / total.max(1.0) * 100.0))
+        .collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v.truncate(n);
+    v
+}
+
+fn open(driver: &mut Driver, server: &Server) -> Session {
+    let s = driver.session(1400, 1000).expect("session");
+    s.goto(&server.url).expect("goto");
+    s.wait_for("sensor cards", Duration::from_secs(60), |s| {
+        s.find_all(".card[data-sensor]").ok().filter(|c| !c.is_empty())
+    })
+    .expect("cards");
+    s.cdp("Performance.enable", json!({}))
+        .expect("Performance.enable");
+    s
+}
+
+fn measure(driver: &mut Driver, sensors: usize, secs: u64, profile: bool) -> Value {
+    let server = start_server(sensors);
+    let s = open(driver, &server);
+    std::thread::sleep(Duration::from_secs(8)); // backfill drawn, steady state
+    let cards = s.find_all(".card[data-sensor]").map(|c| c.len()).unwrap_or(0);
+    s.execute(
+        "window.__frames = []; const tick = (t) => { window.__frames.push(t); requestAnimationFrame(tick); }; requestAnimationFrame(tick);",
+        vec![],
+    )
+    .expect("rAF recorder");
+    let m0 = metrics(&s);
+    std::thread::sleep(Duration::from_secs(secs));
+    let m1 = metrics(&s);
+    let frames: Vec<f64> = s
+        .execute("return window.__frames", vec![])
+        .expect("frames")
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .collect();
+    let mut intervals: Vec<f64> = frames.windows(2).map(|w| w[1] - w[0]).collect();
+    intervals.sort_by(f64::total_cmp);
+    let fps = if frames.len() > 1 {
+        (frames.len() - 1) as f64 / ((frames[frames.len() - 1] - frames[0]) / 1000.0)
+    } else {
+        0.0
+    };
+    let p95 = intervals.get(intervals.len() * 95 / 100).copied().unwrap_or(0.0);
+    let delta = |k: &str| (m1.get(k).copied().unwrap_or(0.0) - m0.get(k).copied().unwrap_or(0.0)) * 1000.0;
+    let n = frames.len().max(1) as f64;
+    let busy_per_frame = delta("TaskDuration") / n;
+    let script_per_frame = delta("ScriptDuration") / n;
+    let layout_per_frame = (delta("LayoutDuration") + delta("RecalcStyleDuration")) / n;
+    let heap = heap_mb(&s);
+    let top = if profile {
+        let _ = s.cdp("Profiler.enable", json!({}));
+        let _ = s.cdp("Profiler.start", json!({}));
+        std::thread::sleep(Duration::from_secs(5));
+        let p = s.cdp("Profiler.stop", json!({})).expect("profile");
+        top_functions(&p["profile"], 15)
+    } else {
+        Vec::new()
+    };
+    json!({"sensors": sensors, "cards": cards, "fps": fps, "p95_frame_ms": p95,
+           "main_thread_ms_per_frame": busy_per_frame, "script_ms_per_frame": script_per_frame,
+           "style_layout_ms_per_frame": layout_per_frame, "heap_mb": heap,
+           "profile_self_percent": top.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()})
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("DASH_SENSORS")
+        .unwrap_or_else(|_| "20,200,1000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let secs: u64 = std::env::var("DASH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let heap_secs: u64 = std::env::var("DASH_HEAP_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let profile = std::env::var_os("DASH_PROFILE").is_some();
+    let mut driver = Driver::start().expect("chromedriver");
+    println!(
+        "dashboard in headless Chromium, 1400×1000, readings at 10/s per sensor, {secs} s measured per size"
+    );
+    println!(
+        "{:>8} {:>6} {:>7} {:>12} {:>16} {:>12} {:>14} {:>9}",
+        "sensors", "cards", "fps", "p95 frame", "main thread/frame", "script/frame", "style+layout", "heap"
+    );
+    let mut rows = Vec::new();
+    for n in sizes {
+        let r = measure(&mut driver, n, secs, profile);
+        println!(
+            "{:>8} {:>6} {:>7.1} {:>9.1} ms {:>13.2} ms {:>9.2} ms {:>11.2} ms {:>6.1} MB",
+            n,
+            r["cards"],
+            r["fps"].as_f64().unwrap_or(0.0),
+            r["p95_frame_ms"].as_f64().unwrap_or(0.0),
+            r["main_thread_ms_per_frame"].as_f64().unwrap_or(0.0),
+            r["script_ms_per_frame"].as_f64().unwrap_or(0.0),
+            r["style_layout_ms_per_frame"].as_f64().unwrap_or(0.0),
+            r["heap_mb"].as_f64().unwrap_or(0.0)
+        );
+        for (name, pct) in r["profile_self_percent"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| Some((v.get(0)?.as_str()?.to_owned(), v.get(1)?.as_f64()?)))
+        {
+            println!("           {pct:5.1} %  {name}");
+        }
+        rows.push(r);
+    }
+    let mut heap_series = Vec::new();
+    if heap_secs > 0 {
+        println!("JS heap at 200 sensors over {heap_secs} s (after a forced GC, every 60 s):");
+        let server = start_server(200);
+        let s = open(&mut driver, &server);
+        let start = Instant::now();
+        loop {
+            let t = start.elapsed().as_secs();
+            let h = heap_mb(&s);
+            println!("  {t:>4} s  {h:6.2} MB");
+            heap_series.push(json!([t, h]));
+            if t >= heap_secs {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(60.min(heap_secs - t).max(1)));
+        }
+    }
+    let out = root().join("target/bench");
+    let _ = std::fs::create_dir_all(&out);
+    let _ = std::fs::write(
+        out.join("dashboard.json"),
+        serde_json::to_string_pretty(&json!({"rows": rows, "heap_200": heap_series})).unwrap_or_default(),
+    );
+}
