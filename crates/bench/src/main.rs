@@ -18,11 +18,17 @@ use setpoint_control::{Config, Decision, Reading, Setpoint};
 use tokio_util::sync::CancellationToken;
 
 const SENSORS: i32 = 1_000;
+/// The sensor the setpoint→effect probe flips; its readings sit at 20 °C, so only setpoint changes move it.
+const PROBE: i32 = SENSORS;
+/// How often the probe's setpoint flips between a band far above and one far below 20 °C.
+const FLIP_EVERY: Duration = Duration::from_millis(50);
 const RUNS: usize = 3;
 
 struct RunResult {
     readings_per_s: f64,
     latencies_us: Vec<u64>,
+    /// Setpoint publish → the independent consumer holds the first command under it.
+    setpoint_effect_us: Vec<u64>,
 }
 
 /// One run: `rate` readings/s (None = as fast as possible) for `duration`.
@@ -30,7 +36,7 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
     let bus = EmbeddedBus::default();
     let metrics = Arc::new(Metrics::default());
     let stop = CancellationToken::new();
-    let setpoints: Vec<SetpointChange> = (0..SENSORS)
+    let setpoints: Vec<SetpointChange> = (0..=SENSORS)
         .map(|sensor| SetpointChange {
             sensor,
             setpoint: Setpoint::new(20.0, 1.0, 1.0),
@@ -55,11 +61,14 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
     // Sequence number = event time; every 10th reading per sensor flips the band side, so about 10 % of
     // readings cause a command (most readings sit inside the band, as in real life).
     let sent_at: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+    let flips: Arc<std::sync::Mutex<Vec<(u64, Instant)>>> = Arc::default();
     let generator = {
         let bus = bus.clone();
         let sent_at = Arc::clone(&sent_at);
+        let flips = Arc::clone(&flips);
         tokio::spawn(async move {
             let start = Instant::now();
+            let mut next_flip = start;
             let batch = 1_000u64;
             let mut seq = 0u64;
             while start.elapsed() < duration {
@@ -90,7 +99,33 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
                             },
                         }
                     })
+                    .chain(std::iter::once(ReadingEvent {
+                        sensor: PROBE,
+                        reading: Reading {
+                            t_ms: seq as i64,
+                            temperature: 20.0,
+                        },
+                    }))
                     .collect();
+                if Instant::now() >= next_flip {
+                    next_flip += FLIP_EVERY;
+                    let version = flips.lock().unwrap_or_else(|e| e.into_inner()).len() as u64 + 2;
+                    let desired = if version.is_multiple_of(2) { 30.0 } else { 10.0 };
+                    let change = SetpointChange {
+                        sensor: PROBE,
+                        setpoint: Setpoint::new(desired, 1.0, 1.0),
+                        version,
+                        author: "bench".into(),
+                        t_ms: 0,
+                    };
+                    let published = Instant::now();
+                    if bus.publish(vec![change]).await.is_ok() {
+                        flips
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((version, published));
+                    }
+                }
                 {
                     let now = Instant::now();
                     let mut s = sent_at.lock().unwrap_or_else(|e| e.into_inner());
@@ -106,6 +141,7 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
         })
     };
     let mut latencies = Vec::new();
+    let mut effects: Vec<(u64, Instant)> = Vec::new();
     let deadline = Instant::now() + duration + Duration::from_secs(2);
     while Instant::now() < deadline {
         let Ok(Ok(batch)) =
@@ -119,7 +155,11 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
         let now = Instant::now();
         let s = sent_at.lock().unwrap_or_else(|e| e.into_inner());
         for r in batch {
-            if let Some(t) = s.get(r.value.t_ms as usize) {
+            if r.value.sensor == PROBE {
+                if !effects.iter().any(|(v, _)| *v == r.value.setpoint_version) {
+                    effects.push((r.value.setpoint_version, now));
+                }
+            } else if let Some(t) = s.get(r.value.t_ms as usize) {
                 latencies.push(now.duration_since(*t).as_micros() as u64);
             }
         }
@@ -128,9 +168,21 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
     stop.cancel();
     let _ = controller.await;
     let processed = metrics.readings.load(std::sync::atomic::Ordering::Relaxed);
+    let flips = std::mem::take(&mut *flips.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut setpoint_effect_us: Vec<u64> = flips
+        .iter()
+        .filter_map(|(v, published)| {
+            effects
+                .iter()
+                .find(|(ev, _)| ev == v)
+                .map(|(_, seen)| seen.duration_since(*published).as_micros() as u64)
+        })
+        .collect();
+    setpoint_effect_us.sort_unstable();
     RunResult {
         readings_per_s: processed.min(sent) as f64 / duration.as_secs_f64(),
         latencies_us: latencies,
+        setpoint_effect_us,
     }
 }
 
@@ -159,8 +211,8 @@ fn main() {
     let mut rows = Vec::new();
     println!("embedded pipeline, {SENSORS} sensors, {secs} s per run, {RUNS} runs (min / median / max)");
     println!(
-        "{:<12} {:>32} {:>26} {:>26} {:>26}",
-        "load", "readings/s", "p50 µs", "p99 µs", "p99.9 µs"
+        "{:<12} {:>32} {:>26} {:>26} {:>26} {:>28}",
+        "load", "readings/s", "p50 µs", "p99 µs", "p99.9 µs", "setpoint→effect p50/p99 µs"
     );
     for (name, rate) in configs {
         let mut results: Vec<RunResult> = (0..RUNS)
@@ -182,17 +234,25 @@ fn main() {
             &|r| r.latencies_us.last().copied().unwrap_or(0) as f64,
             &mut results,
         );
+        let mut effects: Vec<u64> = results
+            .iter()
+            .flat_map(|r| r.setpoint_effect_us.clone())
+            .collect();
+        effects.sort_unstable();
         let fmt = |t: (f64, f64, f64)| format!("{:.0} / {:.0} / {:.0}", t.0, t.1, t.2);
         println!(
-            "{name:<12} {:>32} {:>26} {:>26} {:>26}",
+            "{name:<12} {:>32} {:>26} {:>26} {:>26} {:>20} (n={})",
             fmt(tput),
             fmt(p50),
             fmt(p99),
-            fmt(p999)
+            fmt(p999),
+            format!("{} / {}", percentile(&effects, 0.5), percentile(&effects, 0.99)),
+            effects.len()
         );
         rows.push(json!({"load": name, "readings_per_s": [tput.0, tput.1, tput.2], "latency_us": {
             "p50": [p50.0, p50.1, p50.2], "p99": [p99.0, p99.1, p99.2], "p999": [p999.0, p999.1, p999.2], "max": [max.0, max.1, max.2]
-        }}));
+        }, "setpoint_effect_us": {"n": effects.len(), "p50": percentile(&effects, 0.5),
+            "p99": percentile(&effects, 0.99), "max": effects.last().copied().unwrap_or(0)}}));
     }
     // Perf smoke (CI): fail only on gross regressions, ~10× or worse than the figures in BENCHMARKS.md,
     // so a noisy machine does not make CI flaky.
