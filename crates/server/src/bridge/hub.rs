@@ -18,7 +18,7 @@ use setpoint_wire::ws::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::{Outbox, SharedBatch};
+use super::outbox::{Frame, Outbox, SharedBatch};
 use crate::bus::{Bus, BusError, Consumer, ReadingEvent, SetpointChange, StartAt};
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
@@ -146,9 +146,9 @@ impl Hub {
         }
     }
 
-    fn broadcast(&self, s: &State, frame: &Arc<str>) {
+    fn broadcast(&self, s: &State, frame: &Frame) {
         for outbox in s.clients.values() {
-            outbox.push_control(Arc::clone(frame));
+            outbox.push_control(frame.clone());
         }
     }
 
@@ -197,7 +197,7 @@ impl Hub {
 
     fn on_decision(&self, d: &Decision) {
         let msg = DecisionMsg::from(d);
-        let frame: Arc<str> = ServerMessage::Decision(msg).to_json().into();
+        let frame: Frame = ServerMessage::Decision(msg).to_json().into();
         let mut s = self.lock();
         s.sensors.insert(d.sensor);
         s.commands.insert(d.sensor, msg);
@@ -220,7 +220,7 @@ impl Hub {
         }
         s.sensors.insert(change.sensor);
         s.setpoints.insert(change.sensor, msg.clone());
-        let frame: Arc<str> = ServerMessage::Setpoint(msg).to_json().into();
+        let frame: Frame = ServerMessage::Setpoint(msg).to_json().into();
         self.broadcast(&s, &frame);
     }
 
@@ -245,7 +245,7 @@ impl Hub {
             decisions_total: s.decisions_total,
             server_time_ms: now_ms(),
         });
-        let frame: Arc<str> = msg.to_json().into();
+        let frame: Frame = msg.to_json().into();
         self.broadcast(&s, &frame);
     }
 

@@ -22,11 +22,12 @@ pub const MAX_QUEUED_CONTROL: usize = 10_000;
 /// A readings batch encoded once and shared by every client that wants all sensors.
 pub struct SharedBatch {
     pub items: Vec<ReadingItem>,
-    pub json: Arc<str>,
+    pub json: Frame,
 }
 
-/// A frame ready to write.
-pub type Frame = Arc<str>;
+/// An encoded frame. `Utf8Bytes` is what the WebSocket sends, and cloning it only bumps a reference count:
+/// a batch encoded once goes to every client without a copy per client.
+pub type Frame = axum::extract::ws::Utf8Bytes;
 
 /// What the writer task takes out in one go.
 pub struct Drained {
@@ -142,7 +143,7 @@ impl Outbox {
     pub fn drain(&self) -> Drained {
         let mut s = self.lock();
         let mut frames: Vec<Frame> = s.control.drain(..).collect();
-        frames.extend(s.batches.drain(..).map(|b| Arc::clone(&b.json)));
+        frames.extend(s.batches.drain(..).map(|b| b.json.clone()));
         if !s.coalesced.is_empty() {
             let mut items: Vec<ReadingItem> = s.coalesced.drain().map(|(_, v)| v).collect();
             items.sort_by_key(|i| (i.t_ms, i.sensor));
@@ -204,7 +205,7 @@ mod tests {
         assert!(outbox.queued_batches() <= MAX_QUEUED_BATCHES);
         let drained = outbox.drain();
         assert_eq!(drained.frames.len(), 1);
-        let Ok(ServerMessage::Readings(b)) = ServerMessage::from_json(&drained.frames[0]) else {
+        let Ok(ServerMessage::Readings(b)) = ServerMessage::from_json(drained.frames[0].as_str()) else {
             panic!("readings")
         };
         assert_eq!(
@@ -227,7 +228,7 @@ mod tests {
         }
         let d = outbox.drain();
         assert!(d.overflowed);
-        assert_eq!(&*d.frames[0], "0");
+        assert_eq!(d.frames[0].as_str(), "0");
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, can_write: b
         loop {
             let drained = outbox.drain();
             for frame in drained.frames {
-                sink.send(Message::Text(frame.to_string().into())).await?;
+                sink.send(Message::Text(frame)).await?;
             }
             if drained.overflowed {
                 bridge.metrics.slow_clients_disconnected.fetch_add(1, Relaxed);
@@ -50,7 +50,7 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, can_write: b
                 _ = bridge.shutdown.cancelled() => {
                     // Whatever is queued goes out before the close frame.
                     for frame in outbox.drain().frames {
-                        sink.send(Message::Text(frame.to_string().into())).await?;
+                        sink.send(Message::Text(frame)).await?;
                     }
                     let close = CloseFrame { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() };
                     sink.send(Message::Close(Some(close))).await?;
