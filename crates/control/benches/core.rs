@@ -15,30 +15,57 @@ fn temperature(i: u64) -> f64 {
     }
 }
 
+/// Sensor ids in the order readings arrive. `Periodic`: every sensor reports once per round, in the same
+/// order each round (what periodic heaters produce). `Random`: each reading from a uniformly random sensor,
+/// the worst case for memory locality.
+#[derive(Clone, Copy)]
+enum Arrival {
+    Periodic,
+    Random,
+}
+
+fn arrival_order(sensors: u32, n: usize, arrival: Arrival) -> Vec<i32> {
+    match arrival {
+        Arrival::Periodic => (0..n).map(|i| (i as u32 % sensors) as i32).collect(),
+        Arrival::Random => (0..n as u64)
+            .map(|i| {
+                let x = (i ^ 0x5555).wrapping_mul(0x2545_f491_4f6c_dd1d).rotate_left(29);
+                (x % u64::from(sensors)) as i32
+            })
+            .collect(),
+    }
+}
+
 fn on_reading(c: &mut Criterion) {
     let mut group = c.benchmark_group("on_reading");
-    for sensors in [1u32, 1_000, 100_000] {
+    let cases = [
+        (1u32, Arrival::Periodic, "1_sensors"),
+        (1_000, Arrival::Periodic, "1000_sensors"),
+        (100_000, Arrival::Periodic, "100000_sensors"),
+        (100_000, Arrival::Random, "100000_sensors_random_order"),
+    ];
+    for (sensors, arrival, name) in cases {
         let mut controller = Controller::new(Config::default());
         for s in 0..sensors {
             controller
                 .apply_setpoint(s as i32, Setpoint::new(20.0, 1.0, 1.0), 1)
                 .expect("valid");
         }
-        const BATCH: u64 = 100_000;
-        group.throughput(Throughput::Elements(BATCH));
+        const BATCH: usize = 100_000;
+        let order = arrival_order(sensors, BATCH, arrival);
+        group.throughput(Throughput::Elements(BATCH as u64));
         let mut t = 0i64;
-        group.bench_function(format!("{sensors}_sensors"), |b| {
+        group.bench_function(name, |b| {
             b.iter(|| {
-                for i in 0..BATCH {
+                for (i, &sensor) in order.iter().enumerate() {
                     t += 1;
-                    let sensor = (i % u64::from(sensors)) as i32;
                     black_box(
                         controller
                             .on_reading(
                                 sensor,
                                 Reading {
                                     t_ms: t,
-                                    temperature: temperature(i),
+                                    temperature: temperature(i as u64),
                                 },
                             )
                             .ok(),
