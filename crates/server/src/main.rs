@@ -87,6 +87,11 @@ struct KafkaArgs {
     /// Topic of heater commands.
     #[arg(long, env = "SETPOINT_TOPIC_COMMANDS", default_value = "heatercontrol")]
     topic_commands: String,
+    /// Copy records that fail to decode to this topic (raw key and value; headers `setpoint.error`,
+    /// `setpoint.reason`, `setpoint.source` = topic/partition/offset). Unset: they are counted, logged once
+    /// per kind and skipped.
+    #[arg(long, env = "SETPOINT_DEAD_LETTER_TOPIC")]
+    dead_letter_topic: Option<String>,
     /// Partitions of the topics created at start (existing topics are used as they are).
     #[arg(long, env = "SETPOINT_PARTITIONS", default_value_t = 3)]
     partitions: i32,
@@ -114,6 +119,7 @@ impl KafkaArgs {
             commands: self.topic_commands.clone(),
         };
         o.partitions = self.partitions.max(1);
+        o.dead_letter = self.dead_letter_topic.clone();
         Some(o)
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::broker::Broker;
 use common::*;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
-use rdkafka::message::Message as _;
+use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use setpoint::app;
@@ -197,8 +197,11 @@ async fn end_to_end_through_kafka_to_the_topic_and_a_websocket_client() {
 async fn reference_bytes_in_give_reference_bytes_out() {
     let broker = Broker::start();
     let t = topics("interop");
+    let dead_letter = format!("{}-dead", t.readings);
     let metrics = Arc::new(Metrics::default());
-    let bus = KafkaBus::new(kafka_options(&broker, &t), Arc::clone(&metrics)).expect("bus");
+    let mut o = kafka_options(&broker, &t);
+    o.dead_letter = Some(dead_letter.clone());
+    let bus = KafkaBus::new(o, Arc::clone(&metrics)).expect("bus");
     bus.ensure_topics().await.expect("topics");
     let mut only_controller = options(0, 100);
     only_controller.bridge = None;
@@ -260,6 +263,38 @@ async fn reference_bytes_in_give_reference_bytes_out() {
         .decode_errors
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(decode_errors >= 1, "the garbage record was counted");
+    // ... and copied, byte for byte, to the dead-letter topic with why and where it came from.
+    let dead = raw_consumer(&broker, &dead_letter);
+    let deadline = Instant::now() + PATIENCE;
+    let copy = loop {
+        assert!(Instant::now() < deadline, "no dead-letter copy in {dead_letter}");
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), dead.recv()).await {
+            break m.detach();
+        }
+    };
+    assert_eq!(copy.payload(), Some(&[0xff, 0xff, 0xff][..]));
+    assert_eq!(copy.key(), Some(&b"x"[..]));
+    let headers: Vec<(String, String)> = copy
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let header = |k: &str| headers.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    assert_eq!(
+        header("setpoint.error").as_deref(),
+        Some("SensorData"),
+        "{headers:?}"
+    );
+    let source = header("setpoint.source").unwrap_or_default();
+    assert!(source.starts_with(&format!("{}/", t.readings)), "{source}");
     server.shutdown().await;
 }
 

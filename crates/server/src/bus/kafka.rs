@@ -19,8 +19,8 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -69,6 +69,10 @@ pub struct KafkaOptions {
     /// Partitions of topics this process creates.
     pub partitions: i32,
     pub replication: i32,
+    /// Where undecodable records are copied (raw key and value, with headers naming the error and the
+    /// source position), so an operator can inspect and replay them. `None`: they are only counted and
+    /// logged.
+    pub dead_letter: Option<String>,
 }
 
 impl KafkaOptions {
@@ -79,6 +83,7 @@ impl KafkaOptions {
             topics: Topics::default(),
             partitions: 3,
             replication: 1,
+            dead_letter: None,
         }
     }
 
@@ -188,7 +193,7 @@ impl KafkaBus {
             .create_with_context(Context::default())
             .map_err(|e| BusError::Unavailable(e.to_string()))?;
         let retention = "604800000";
-        let topics = [
+        let mut topics = vec![
             NewTopic::new(
                 &o.topics.readings,
                 o.partitions,
@@ -211,6 +216,13 @@ impl KafkaBus {
             .set("cleanup.policy", "delete")
             .set("retention.ms", retention),
         ];
+        if let Some(dead_letter) = &o.dead_letter {
+            topics.push(
+                NewTopic::new(dead_letter, 1, TopicReplication::Fixed(o.replication))
+                    .set("cleanup.policy", "delete")
+                    .set("retention.ms", retention),
+            );
+        }
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = admin
             .create_topics(&topics, &opts)
@@ -373,7 +385,7 @@ impl Bus for KafkaBus {
             bus: Arc::clone(&self.inner),
             topic,
             grouped: group.is_some(),
-            uncommitted: HashMap::new(),
+            pending: Pending::default(),
             _value: std::marker::PhantomData,
         })
     }
@@ -393,22 +405,72 @@ pub struct KafkaConsumer<T> {
     bus: Arc<Inner>,
     topic: String,
     grouped: bool,
-    /// Next offset to commit per partition.
-    uncommitted: HashMap<i32, i64>,
+    pending: Pending,
     _value: std::marker::PhantomData<fn() -> T>,
 }
 
-/// Decodes one message; bad ones are counted, logged once per kind, and skipped (their offset still
-/// advances, so a poison record cannot stall the stream).
+/// What a consumer has read but not yet committed.
+#[derive(Default)]
+struct Pending {
+    /// Next offset to commit per partition.
+    uncommitted: HashMap<i32, i64>,
+    /// Dead-letter copies not yet acknowledged by the broker; offsets are not committed past them.
+    dead_letters: Vec<DeliveryFuture>,
+}
+
+/// Copies an undecodable record, byte for byte, to the dead-letter topic, with headers saying why and where
+/// it came from. Returns the delivery to wait for, or `None` without a dead-letter topic (or if the copy
+/// could not even be queued, which is logged: the record is still counted and skipped).
+fn dead_letter(
+    bus: &Inner,
+    topic: &str,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    error: &DecodeError,
+) -> Option<DeliveryFuture> {
+    let dead_letter = bus.options.dead_letter.as_deref()?;
+    let source = format!("{topic}/{}/{}", m.partition(), m.offset());
+    let kind = error.kind().to_string();
+    let reason = error.to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "setpoint.error",
+            value: Some(kind.as_str()),
+        })
+        .insert(Header {
+            key: "setpoint.reason",
+            value: Some(reason.as_str()),
+        })
+        .insert(Header {
+            key: "setpoint.source",
+            value: Some(source.as_str()),
+        });
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dead_letter).headers(headers);
+    if let Some(key) = m.key() {
+        record = record.key(key);
+    }
+    if let Some(payload) = m.payload() {
+        record = record.payload(payload);
+    }
+    match bus.producer.send_result(record) {
+        Ok(delivery) => Some(delivery),
+        Err((e, _)) => {
+            tracing::warn!(source, "cannot copy the record to {dead_letter}: {e}");
+            None
+        }
+    }
+}
+
+/// Decodes one message; bad ones are counted, logged once per kind, copied to the dead-letter topic when
+/// there is one, and skipped (their offset still advances, so a poison record cannot stall the stream).
 fn accept<T: Payload>(
     bus: &Inner,
     topic: &str,
-    uncommitted: &mut HashMap<i32, i64>,
+    pending: &mut Pending,
     m: &rdkafka::message::BorrowedMessage<'_>,
     out: &mut Vec<Record<T>>,
 ) {
     {
-        uncommitted.insert(m.partition(), m.offset() + 1);
+        pending.uncommitted.insert(m.partition(), m.offset() + 1);
         let decoded = match m.payload() {
             Some(payload) => T::decode(m.key(), payload, m.timestamp().to_millis()),
             None => Err(DecodeError::Tombstone),
@@ -431,8 +493,28 @@ fn accept<T: Payload>(
                         "skipping undecodable record: {e} (further ones of this kind are only counted)"
                     );
                 }
+                if let Some(delivery) = dead_letter(bus, topic, m, &e) {
+                    pending.dead_letters.push(delivery);
+                }
             }
         }
+    }
+}
+
+impl Pending {
+    /// Whether every dead-letter copy made so far is acknowledged; failed copies are logged and dropped.
+    fn dead_letters_settled(&mut self) -> bool {
+        self.dead_letters
+            .retain_mut(|delivery| match delivery.now_or_never() {
+                None => true,
+                Some(Ok(Ok(_))) => false,
+                Some(Ok(Err((e, _)))) => {
+                    tracing::warn!("a dead-letter copy was not delivered: {e}");
+                    false
+                }
+                Some(Err(_)) => false,
+            });
+        self.dead_letters.is_empty()
     }
 }
 
@@ -441,7 +523,7 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
         let mut out = Vec::new();
         loop {
             match self.consumer.recv().await {
-                Ok(m) => accept(&self.bus, &self.topic, &mut self.uncommitted, &m, &mut out),
+                Ok(m) => accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out),
                 Err(e) => {
                     tracing::debug!(topic = self.topic, "consume: {e}");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -450,7 +532,7 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
             }
             while out.len() < max {
                 match self.consumer.recv().now_or_never() {
-                    Some(Ok(m)) => accept(&self.bus, &self.topic, &mut self.uncommitted, &m, &mut out),
+                    Some(Ok(m)) => accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out),
                     _ => break,
                 }
             }
@@ -464,7 +546,7 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
         let mut out = Vec::new();
         while out.len() < max {
             match self.consumer.recv().now_or_never() {
-                Some(Ok(m)) => accept(&self.bus, &self.topic, &mut self.uncommitted, &m, &mut out),
+                Some(Ok(m)) => accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out),
                 _ => break,
             }
         }
@@ -490,7 +572,7 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
         let mut out = Vec::new();
         while targets
             .iter()
-            .any(|(p, high)| self.uncommitted.get(p).copied().unwrap_or(-1) < *high)
+            .any(|(p, high)| self.pending.uncommitted.get(p).copied().unwrap_or(-1) < *high)
         {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
@@ -500,7 +582,7 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
                 )));
             }
             match tokio::time::timeout(remaining, self.consumer.recv()).await {
-                Ok(Ok(m)) => accept(&self.bus, &self.topic, &mut self.uncommitted, &m, &mut out),
+                Ok(Ok(m)) => accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out),
                 Ok(Err(e)) => tracing::debug!(topic = self.topic, "consume: {e}"),
                 Err(_) => {}
             }
@@ -509,11 +591,16 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
     }
 
     fn commit(&mut self) -> Result<(), BusError> {
-        if !self.grouped || self.uncommitted.is_empty() {
+        if !self.grouped || self.pending.uncommitted.is_empty() {
+            return Ok(());
+        }
+        if !self.pending.dead_letters_settled() {
+            // A skipped record's copy is still in flight: commit it (and what came with it) next time, so a
+            // crash now replays the record rather than losing its only copy.
             return Ok(());
         }
         let mut list = TopicPartitionList::new();
-        for (partition, offset) in self.uncommitted.drain() {
+        for (partition, offset) in self.pending.uncommitted.drain() {
             list.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
                 .map_err(|e| BusError::Unavailable(e.to_string()))?;
         }
