@@ -272,6 +272,19 @@ fn bench(args: &[String]) -> Result {
                 ]))
             })
         }
+        Some("dashboard") => setup()
+            .and_then(|_| build_dashboard())
+            .and_then(|_| run(Command::new(cargo()).args(["build", "--release", "-p", "setpoint"])))
+            .and_then(|_| {
+                run(Command::new(cargo()).args([
+                    "run",
+                    "--release",
+                    "-p",
+                    "setpoint-e2e",
+                    "--bin",
+                    "dashboard_bench",
+                ]))
+            }),
         Some("smoke") => run(Command::new(cargo())
             .args([
                 "run",
