@@ -42,15 +42,55 @@ impl Hasher for SensorIdHasher {
     }
 }
 
-/// Sensor id → slot in [`Controller::states`].
-type SlotIndex = HashMap<SensorId, u32, BuildHasherDefault<SensorIdHasher>>;
+/// Sensor id → slot in the controller's dense state vector.
+///
+/// Ids are usually small and dense (1..=N), so those are looked up in a plain array (4 bytes per id, no
+/// hashing: 100k sensors fit in 400 KB, inside this machine's L2); any other id goes to a hash map. The array
+/// only grows up to a few times the number of known sensors, so a stray id like 2³¹−1 cannot make it huge.
+#[derive(Clone, Debug, Default)]
+struct SlotIndex {
+    /// `direct[id]` for ids in `0..direct.len()`; `NO_SLOT` where that id is unknown or lives in `hashed`.
+    direct: Vec<u32>,
+    hashed: HashMap<SensorId, u32, BuildHasherDefault<SensorIdHasher>>,
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+impl SlotIndex {
+    #[inline]
+    fn get(&self, sensor: SensorId) -> Option<usize> {
+        if let Some(&slot) = usize::try_from(sensor).ok().and_then(|i| self.direct.get(i)) {
+            if slot != NO_SLOT {
+                return Some(slot as usize);
+            }
+        }
+        self.hashed.get(&sensor).map(|&slot| slot as usize)
+    }
+
+    /// Records a new sensor's slot; `known` is how many sensors exist already.
+    fn insert(&mut self, sensor: SensorId, slot: usize, known: usize) {
+        let slot = slot as u32;
+        let direct_limit = 1024usize.max(known.saturating_mul(4));
+        match usize::try_from(sensor) {
+            Ok(i) if i < direct_limit => {
+                if i >= self.direct.len() {
+                    self.direct.resize(i + 1, NO_SLOT);
+                }
+                self.direct[i] = slot;
+            }
+            _ => {
+                self.hashed.insert(sensor, slot);
+            }
+        }
+    }
+}
 
 /// Holds the state of every sensor and applies the rule to each reading, setpoint and tick.
 ///
 /// State is strictly per sensor: one sensor's readings never influence another's commands (a bug in one
 /// reference implementation, which kept a single "last command" for all sensors).
 ///
-/// Layout: a small index (8 bytes per sensor) maps each id to a slot in a dense `Vec` of states, slots
+/// Layout: a small index ([`SlotIndex`]) maps each id to a slot in a dense `Vec` of states, slots
 /// handed out in first-seen order. Sensors report periodically, so readings keep arriving in roughly the
 /// order the sensors were first seen, whatever their ids: the states are then walked almost sequentially
 /// and the CPU's prefetcher hides the memory latency that a hash table of full states (scattered buckets of
@@ -99,8 +139,7 @@ impl Controller {
 
     /// One sensor's state, if the controller has heard of it.
     pub fn sensor(&self, sensor: SensorId) -> Option<&SensorState> {
-        let slot = *self.index.get(&sensor)?;
-        self.states.get(slot as usize)
+        self.states.get(self.index.get(sensor)?)
     }
 
     /// All sensors, in no particular order.
@@ -108,15 +147,19 @@ impl Controller {
         self.ids.iter().copied().zip(self.states.iter())
     }
 
-    /// The state of `sensor`, created (with no setpoint) on first sight.
-    fn state_mut(&mut self, sensor: SensorId) -> &mut SensorState {
-        let next = self.states.len();
-        let slot = *self.index.entry(sensor).or_insert(next as u32) as usize;
-        if slot == next {
-            self.ids.push(sensor);
-            self.states.push(SensorState::default());
+    /// The slot of `sensor`'s state, created (with no setpoint) on first sight.
+    #[inline]
+    fn slot(&mut self, sensor: SensorId) -> usize {
+        match self.index.get(sensor) {
+            Some(slot) => slot,
+            None => {
+                let slot = self.states.len();
+                self.index.insert(sensor, slot, slot);
+                self.ids.push(sensor);
+                self.states.push(SensorState::default());
+                slot
+            }
         }
-        &mut self.states[slot]
     }
 
     /// Puts a setpoint in force for a sensor from its very next reading. An invalid setpoint is refused and
@@ -132,7 +175,8 @@ impl Controller {
             self.stats.setpoints_rejected += 1;
             return Err(e);
         }
-        self.state_mut(sensor).setpoint = Some(VersionedSetpoint { setpoint, version });
+        let slot = self.slot(sensor);
+        self.states[slot].setpoint = Some(VersionedSetpoint { setpoint, version });
         self.stats.setpoints_applied += 1;
         Ok(())
     }
@@ -144,8 +188,8 @@ impl Controller {
         sensor: SensorId,
         reading: Reading,
     ) -> Result<Option<Decision>, ReadingError> {
-        let config = self.config;
-        match self.state_mut(sensor).step(&config, sensor, &reading) {
+        let slot = self.slot(sensor);
+        match self.states[slot].step(&self.config, sensor, &reading) {
             Ok((ReadingOutcome::Accepted, decision)) => {
                 self.stats.readings += 1;
                 if decision.is_some() {
@@ -169,10 +213,10 @@ impl Controller {
     /// instance: that instance may send commands meanwhile, so our memory of the last command would be
     /// wrong if the sensor ever came back, and could suppress a command the heater needs.
     pub fn release(&mut self, sensor: SensorId) {
-        let Some(&slot) = self.index.get(&sensor) else {
+        let Some(slot) = self.index.get(sensor) else {
             return;
         };
-        if let Some(state) = self.states.get_mut(slot as usize) {
+        if let Some(state) = self.states.get_mut(slot) {
             *state = SensorState {
                 setpoint: state.setpoint,
                 ..SensorState::default()
@@ -217,7 +261,8 @@ impl Controller {
         let mut controller = Self::new(snapshot.config);
         controller.stats = snapshot.stats;
         for (id, state) in snapshot.sensors {
-            *controller.state_mut(id) = state;
+            let slot = controller.slot(id);
+            controller.states[slot] = state;
         }
         controller
     }
@@ -244,4 +289,39 @@ pub fn replay(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids land in the direct array or the hash map depending on when they first appear; every id must
+    /// find its own state either way, including ids that were hashed before the array grew past them.
+    #[test]
+    fn every_id_finds_its_own_state_wherever_it_is_indexed() {
+        let mut c = Controller::new(Config::default());
+        let early = [i32::MIN, -1, 0, 5_000, i32::MAX, 1_023];
+        let later: Vec<SensorId> = (1..3_000)
+            .filter(|id| *id != 1_023)
+            .chain([4_999, 5_001])
+            .collect();
+        let all: Vec<SensorId> = early.iter().copied().chain(later).collect();
+        for (n, &id) in all.iter().enumerate() {
+            let reading = Reading {
+                t_ms: n as i64,
+                temperature: f64::from(id % 100),
+            };
+            assert_eq!(c.on_reading(id, reading), Ok(None));
+        }
+        assert_eq!(c.sensors().count(), all.len());
+        for (n, &id) in all.iter().enumerate() {
+            let state = c.sensor(id).expect("known");
+            assert_eq!(state.newest_ms, Some(n as i64), "sensor {id}");
+            assert_eq!(state.last_temperature, Some(f64::from(id % 100)), "sensor {id}");
+            assert_eq!(state.readings, 1, "sensor {id}");
+        }
+        assert!(c.sensor(7_000).is_none() && c.sensor(-2).is_none());
+        let restored = Controller::restore(c.snapshot());
+        assert_eq!(restored.snapshot(), c.snapshot());
+    }
 }
