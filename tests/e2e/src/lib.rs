@@ -59,11 +59,15 @@ impl Driver {
 
     /// A fresh headless Chromium session (its own profile, so no storage is shared between sessions).
     pub fn session(&mut self, width: u32, height: u32) -> Result<Session> {
+        // Unique per session: two Chromiums given the same profile hand over to one another (a singleton lock),
+        // and the second window closes with the first — which made tests running in parallel flaky.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let profile = std::env::temp_dir().join(format!(
             "setpoint-e2e-{}-{}",
             std::process::id(),
-            Instant::now().elapsed().as_nanos()
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
+        let _ = std::fs::remove_dir_all(&profile);
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {

@@ -186,10 +186,16 @@ fn without_the_token_the_dashboard_is_live_but_read_only() {
     let mut driver = Driver::start().expect("chromedriver");
     let s = driver.session(1000, 800).expect("session");
     s.goto(&format!("http://{addr}/")).expect("navigate");
-    s.wait_for("read-only state", PATIENCE, |s| {
+    if let Err(e) = s.wait_for("read-only state", PATIENCE, |s| {
         s.text_of("#conn-state").filter(|t| t == "read-only")
-    })
-    .expect("read-only");
+    }) {
+        let shot = s.screenshot(&artifact("dashboard-readonly-failed.png"));
+        panic!(
+            "{e}; connection state {:?}; finding <body>: {:?}; screenshot: {shot:?}",
+            s.text_of("#conn-state"),
+            s.find("body").err()
+        );
+    }
     s.wait_for("live data", PATIENCE, |s| number(s, &card(2, ".current-temp")))
         .expect("data is live");
     let note = s.text_of(".readonly-note").expect("a read-only note");
