@@ -67,10 +67,11 @@ impl SlotIndex {
         self.hashed.get(&sensor).map(|&slot| slot as usize)
     }
 
-    /// Records a new sensor's slot; `known` is how many sensors exist already.
-    fn insert(&mut self, sensor: SensorId, slot: usize, known: usize) {
+    /// Records a new sensor's slot. Slots are handed out in order, so `slot` is also how many sensors
+    /// exist already, which bounds the direct array.
+    fn insert(&mut self, sensor: SensorId, slot: usize) {
+        let direct_limit = 1024usize.max(slot.saturating_mul(4));
         let slot = slot as u32;
-        let direct_limit = 1024usize.max(known.saturating_mul(4));
         match usize::try_from(sensor) {
             Ok(i) if i < direct_limit => {
                 if i >= self.direct.len() {
@@ -154,7 +155,7 @@ impl Controller {
             Some(slot) => slot,
             None => {
                 let slot = self.states.len();
-                self.index.insert(sensor, slot, slot);
+                self.index.insert(sensor, slot);
                 self.ids.push(sensor);
                 self.states.push(SensorState::default());
                 slot
@@ -230,12 +231,12 @@ impl Controller {
         if self.config.stale_after_ms.is_none() {
             return Vec::new();
         }
-        let config = self.config;
+        let config = &self.config;
         let mut out: Vec<Decision> = self
             .ids
             .iter()
             .zip(self.states.iter_mut())
-            .filter_map(|(id, state)| state.check_stale(&config, *id, now_ms))
+            .filter_map(|(id, state)| state.check_stale(config, *id, now_ms))
             .collect();
         out.sort_by_key(|d| d.sensor);
         self.stats.decisions += out.len() as u64;

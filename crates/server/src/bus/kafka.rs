@@ -385,7 +385,10 @@ impl Bus for KafkaBus {
             bus: Arc::clone(&self.inner),
             topic,
             grouped: group.is_some(),
-            pending: Pending::default(),
+            pending: Pending {
+                copies_dead_letters: group.is_some(),
+                ..Pending::default()
+            },
             _value: std::marker::PhantomData,
         })
     }
@@ -412,6 +415,10 @@ pub struct KafkaConsumer<T> {
 /// What a consumer has read but not yet committed.
 #[derive(Default)]
 struct Pending {
+    /// Only a group member copies bad records to the dead-letter topic: each record has exactly one owner
+    /// there, which commits past it. Direct readers (bridges; everyone's read of the setpoints) see every
+    /// record of their topic, so their copies would multiply with each instance and each restart.
+    copies_dead_letters: bool,
     /// Next offset to commit per partition.
     uncommitted: HashMap<i32, i64>,
     /// Dead-letter copies not yet acknowledged by the broker; offsets are not committed past them.
@@ -493,8 +500,10 @@ fn accept<T: Payload>(
                         "skipping undecodable record: {e} (further ones of this kind are only counted)"
                     );
                 }
-                if let Some(delivery) = dead_letter(bus, topic, m, &e) {
-                    pending.dead_letters.push(delivery);
+                if pending.copies_dead_letters {
+                    if let Some(delivery) = dead_letter(bus, topic, m, &e) {
+                        pending.dead_letters.push(delivery);
+                    }
                 }
             }
         }
