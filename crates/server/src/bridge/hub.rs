@@ -19,7 +19,7 @@ use setpoint_wire::ws::{
 use tokio_util::sync::CancellationToken;
 
 use super::outbox::{Frame, Outbox, SharedBatch};
-use crate::bus::{Bus, BusError, Consumer, ReadingEvent, SetpointChange, StartAt};
+use crate::bus::{Bus, BusError, Consumer, Payload, ReadingEvent, SetpointChange, StartAt};
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 
@@ -355,12 +355,47 @@ fn same_setpoint(a: &SetpointMsg, b: &SetpointMsg) -> bool {
     a.version == b.version && a.setpoint() == b.setpoint()
 }
 
+/// Subscribes to one stream, retrying until it works or `shutdown` fires. A bridge may start before the
+/// broker is reachable or before freshly created topics show their partitions; giving up there would leave it
+/// serving pages with no data and no status, forever. Meanwhile browsers are told the bus is unavailable.
+async fn subscribe<B: Bus, T: Payload>(
+    bus: &B,
+    hub: &Hub,
+    last_status: &mut BusStatus,
+    start: StartAt,
+    shutdown: &CancellationToken,
+) -> Option<B::Consumer<T>> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match bus.subscribe::<T>(start, None) {
+            Ok(consumer) => return Some(consumer),
+            Err(e) => {
+                tracing::warn!("bridge cannot subscribe to {:?} yet, retrying: {e}", T::STREAM);
+                hub.status(BusStatus::Unavailable, *last_status);
+                *last_status = BusStatus::Unavailable;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
 /// Feeds the hub from the bus until `shutdown` fires: one subscription per stream for all clients.
 pub async fn pump<B: Bus>(bus: B, hub: Arc<Hub>, shutdown: CancellationToken) -> Result<(), BusError> {
-    let mut readings = bus.subscribe::<ReadingEvent>(StartAt::End, None)?;
-    let mut setpoints = bus.subscribe::<SetpointChange>(StartAt::Beginning, None)?;
-    let mut commands = bus.subscribe::<Decision>(StartAt::End, None)?;
-    let mut last_status = bus.status();
+    let mut last_status = BusStatus::Connected;
+    let Some(mut readings) = subscribe(&bus, &hub, &mut last_status, StartAt::End, &shutdown).await else {
+        return Ok(());
+    };
+    let Some(mut setpoints) = subscribe(&bus, &hub, &mut last_status, StartAt::Beginning, &shutdown).await
+    else {
+        return Ok(());
+    };
+    let Some(mut commands) = subscribe(&bus, &hub, &mut last_status, StartAt::End, &shutdown).await else {
+        return Ok(());
+    };
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
     let mut status = tokio::time::interval(STATUS_INTERVAL);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
