@@ -5,7 +5,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sensor::{ReadingOutcome, SensorState, VersionedSetpoint};
+use crate::sensor::{HeaterMemory, ReadingOutcome, SensorState, VersionedSetpoint};
 use crate::{Config, Decision, Reading, ReadingError, SensorId, Setpoint, SetpointError, TimeMs};
 
 /// Counters a runtime exports as metrics. Kept inside the controller so every path that changes state also
@@ -19,6 +19,8 @@ pub struct Stats {
     pub failsafes: u64,
     pub setpoints_applied: u64,
     pub setpoints_rejected: u64,
+    /// Setpoint versions pushed out of a sensor's history by its bound before any reading used them.
+    pub setpoint_versions_dropped: u64,
 }
 
 /// Sensor ids are small integers chosen by people, not attackers' keys into a shared table, and the map sits
@@ -163,23 +165,57 @@ impl Controller {
         }
     }
 
-    /// Puts a setpoint in force for a sensor from its very next reading. An invalid setpoint is refused and
-    /// the previous one stays in force. Setpoints are applied in stream order; `version` is recorded so
-    /// decisions can say which setpoint they were made with.
+    /// Puts a setpoint in force for a sensor from its very next reading, replacing every other version:
+    /// the reference thermostat's processing-order rule, used where there is no event time to go by (the
+    /// reference trace, a browser previewing a slider). An invalid setpoint is refused and the previous one
+    /// stays in force. `version` is recorded so decisions can say which setpoint they were made with.
     pub fn apply_setpoint(
         &mut self,
         sensor: SensorId,
         setpoint: Setpoint,
         version: u64,
     ) -> Result<(), SetpointError> {
-        if let Err(e) = self.config.limits.validate(&setpoint) {
-            self.stats.setpoints_rejected += 1;
-            return Err(e);
-        }
+        self.validate(&setpoint)?;
         let slot = self.slot(sensor);
-        self.states[slot].setpoint = Some(VersionedSetpoint { setpoint, version });
+        self.states[slot]
+            .setpoints
+            .replace(VersionedSetpoint { setpoint, version });
         self.stats.setpoints_applied += 1;
         Ok(())
+    }
+
+    /// Puts a setpoint in force for a sensor from event time `from_ms` on: readings dated at or after it
+    /// (and before the next version) are decided with it, whichever arrived first. This is the as-of join
+    /// the runtime uses. A version dated before readings already decided cannot change their commands; it
+    /// applies from the next reading, unless a newer version supersedes it.
+    pub fn apply_setpoint_at(
+        &mut self,
+        sensor: SensorId,
+        setpoint: Setpoint,
+        version: u64,
+        from_ms: TimeMs,
+    ) -> Result<(), SetpointError> {
+        self.validate(&setpoint)?;
+        let slot = self.slot(sensor);
+        let dropped = self.states[slot]
+            .setpoints
+            .insert(from_ms, VersionedSetpoint { setpoint, version });
+        self.stats.setpoints_applied += 1;
+        self.stats.setpoint_versions_dropped += dropped as u64;
+        Ok(())
+    }
+
+    fn validate(&mut self, setpoint: &Setpoint) -> Result<(), SetpointError> {
+        self.config.limits.validate(setpoint).inspect_err(|_| {
+            self.stats.setpoints_rejected += 1;
+        })
+    }
+
+    /// Takes over a sensor's heater state from the controller-state changelog (another instance's, or an
+    /// earlier run's): its next decision follows on from the last command that instance sent.
+    pub fn restore_heater(&mut self, sensor: SensorId, memory: HeaterMemory) {
+        let slot = self.slot(sensor);
+        self.states[slot].restore_heater(memory);
     }
 
     /// Runs the rule for one reading. Returns the command to send, if any. A non-finite temperature is
@@ -219,7 +255,7 @@ impl Controller {
         };
         if let Some(state) = self.states.get_mut(slot) {
             *state = SensorState {
-                setpoint: state.setpoint,
+                setpoints: std::mem::take(&mut state.setpoints),
                 ..SensorState::default()
             };
         }
@@ -282,7 +318,7 @@ pub fn replay(
 ) -> Result<Vec<Decision>, SetpointError> {
     config.limits.validate(&setpoint.setpoint)?;
     let mut state = initial.clone();
-    state.setpoint = Some(setpoint);
+    state.setpoints.replace(setpoint);
     let mut out = Vec::new();
     for reading in readings {
         if let Ok((_, Some(decision))) = state.step(config, sensor, reading) {

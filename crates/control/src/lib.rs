@@ -13,7 +13,10 @@ mod sensor;
 mod setpoint;
 
 pub use controller::{replay, Controller, ControllerSnapshot, Stats};
-pub use sensor::{ReadingOutcome, SensorState, VersionedSetpoint};
+pub use sensor::{
+    HeaterMemory, ReadingOutcome, SensorState, SetpointHistory, TimedSetpoint, VersionedSetpoint,
+    MAX_SETPOINT_VERSIONS,
+};
 pub use setpoint::{Limits, Setpoint, SetpointError, SetpointField};
 
 use serde::{Deserialize, Serialize};

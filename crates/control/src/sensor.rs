@@ -2,6 +2,11 @@
 //!
 //! Both the live [`Controller`](crate::Controller) and the pure [`replay`](crate::replay) drive this same
 //! function, which is why a what-if preview in the browser shows exactly what the server would have done.
+//!
+//! A sensor's setpoints are a short history of versions ordered by event time ([`SetpointHistory`]): a
+//! reading is decided with the version in force at the reading's event time (an as-of join, like Kafka
+//! Streams' versioned-table join), so the answer does not depend on whether the setpoint or the reading was
+//! fetched first.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,8 +16,8 @@ use crate::{Command, Config, Decision, DecisionCause, Reading, ReadingError, Sen
 /// restart, a partition handover or into a browser tab.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SensorState {
-    /// The setpoint in force and the version it was published with.
-    pub setpoint: Option<VersionedSetpoint>,
+    /// The setpoint versions that may still decide a reading, by event time.
+    pub setpoints: SetpointHistory,
     /// The last command emitted for this sensor; a new command is emitted only when it differs.
     pub last_command: Option<Command>,
     /// Event time of the reading (or tick) that emitted `last_command`; the dwell time counts from here.
@@ -37,6 +42,97 @@ pub struct VersionedSetpoint {
     pub version: u64,
 }
 
+/// A setpoint version and the event time from which it is in force.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimedSetpoint {
+    pub from_ms: TimeMs,
+    pub setpoint: VersionedSetpoint,
+}
+
+/// Most setpoint versions one sensor keeps. Versions are pruned as readings pass them (see
+/// [`SetpointHistory::prune`]), so only versions dated after the sensor's newest reading accumulate: a tool
+/// that writes setpoints far into the future, or a long silence of the sensor while its setpoint keeps
+/// changing. Beyond this bound the oldest versions are dropped and counted.
+pub const MAX_SETPOINT_VERSIONS: usize = 256;
+
+/// One sensor's setpoint versions, ordered by event time (ties in arrival order).
+///
+/// The version in force for a reading at `t` is the newest one whose time is ≤ `t`. Because a reading older
+/// than the newest one already decided is refused as out of order, a version superseded by another dated at
+/// or before the newest reading can never decide anything again, and is dropped: the history holds the
+/// version in force now plus the versions dated after the newest reading, at most
+/// [`MAX_SETPOINT_VERSIONS`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SetpointHistory {
+    versions: Vec<TimedSetpoint>,
+}
+
+impl SetpointHistory {
+    /// Adds a version in force from `from_ms`. Returns how many old versions the bound pushed out.
+    pub fn insert(&mut self, from_ms: TimeMs, setpoint: VersionedSetpoint) -> usize {
+        let at = self.versions.partition_point(|v| v.from_ms <= from_ms);
+        self.versions.insert(at, TimedSetpoint { from_ms, setpoint });
+        let excess = self.versions.len().saturating_sub(MAX_SETPOINT_VERSIONS);
+        self.versions.drain(..excess);
+        excess
+    }
+
+    /// Replaces every version with one in force from the next reading on, whatever its time: the
+    /// processing-order rule of the reference thermostat (and of a browser previewing a slider).
+    pub fn replace(&mut self, setpoint: VersionedSetpoint) {
+        self.versions.clear();
+        self.versions.push(TimedSetpoint {
+            from_ms: TimeMs::MIN,
+            setpoint,
+        });
+    }
+
+    /// The version in force at event time `t_ms`.
+    #[inline]
+    pub fn at(&self, t_ms: TimeMs) -> Option<VersionedSetpoint> {
+        self.versions
+            .iter()
+            .rev()
+            .find(|v| v.from_ms <= t_ms)
+            .map(|v| v.setpoint)
+    }
+
+    /// The newest version: the one in force from now on, unless readings dated before it still arrive.
+    pub fn latest(&self) -> Option<VersionedSetpoint> {
+        self.versions.last().map(|v| v.setpoint)
+    }
+
+    /// Drops versions that no reading at or after `t_ms` can use. Never allocates.
+    #[inline]
+    pub fn prune(&mut self, t_ms: TimeMs) {
+        let in_force = self.versions.partition_point(|v| v.from_ms <= t_ms);
+        if in_force > 1 {
+            self.versions.drain(..in_force - 1);
+        }
+    }
+
+    /// Every version kept, oldest first.
+    pub fn versions(&self) -> &[TimedSetpoint] {
+        &self.versions
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty()
+    }
+}
+
+/// What a controller must remember of a sensor's heater to carry on where another instance (or an earlier
+/// run) stopped: persisted in the controller-state changelog and restored on a partition handover or a
+/// restart, so the new owner neither repeats the last command nor breaks the minimum dwell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeaterMemory {
+    pub last_command: Option<Command>,
+    pub last_change_ms: Option<TimeMs>,
+    pub newest_ms: Option<TimeMs>,
+    pub last_temperature: Option<f64>,
+    pub stale: bool,
+}
+
 /// What a reading did to a sensor's state, beyond a possible decision. Lets callers count outcomes without
 /// the controller allocating anything per reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +144,34 @@ pub enum ReadingOutcome {
 }
 
 impl SensorState {
+    /// The newest setpoint version (the one a live reading is decided with).
+    pub fn setpoint(&self) -> Option<VersionedSetpoint> {
+        self.setpoints.latest()
+    }
+
+    /// What must survive a handover: the heater half of the state, without setpoints and counters.
+    pub fn heater_memory(&self) -> HeaterMemory {
+        HeaterMemory {
+            last_command: self.last_command,
+            last_change_ms: self.last_change_ms,
+            newest_ms: self.newest_ms,
+            last_temperature: self.last_temperature,
+            stale: self.stale,
+        }
+    }
+
+    /// Takes over the heater state another controller persisted; setpoints stay as they are.
+    pub fn restore_heater(&mut self, memory: HeaterMemory) {
+        self.last_command = memory.last_command;
+        self.last_change_ms = memory.last_change_ms;
+        self.newest_ms = memory.newest_ms;
+        self.last_temperature = memory.last_temperature;
+        self.stale = memory.stale;
+        if let Some(newest) = memory.newest_ms {
+            self.setpoints.prune(newest);
+        }
+    }
+
     /// The whole reference rule plus our extensions, for one reading of this sensor.
     ///
     /// Order matters: validation first (a bad reading must not touch state), then the out-of-order check,
@@ -81,7 +205,8 @@ impl SensorState {
         self.readings += 1;
         self.stale = false;
 
-        let Some(active) = self.setpoint else {
+        self.setpoints.prune(reading.t_ms);
+        let Some(active) = self.setpoints.at(reading.t_ms) else {
             return Ok((ReadingOutcome::Accepted, None));
         };
         let sp = active.setpoint;
@@ -127,7 +252,7 @@ impl SensorState {
             return None;
         }
         self.stale = true;
-        let active = self.setpoint?;
+        let active = self.setpoints.at(now_ms)?;
         if self.last_command == Some(Command::Off) {
             return None;
         }

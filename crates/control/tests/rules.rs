@@ -146,7 +146,7 @@ fn an_invalid_setpoint_is_refused_naming_the_field_and_the_old_one_stays() {
     }
     assert_eq!(
         c.sensor(1)
-            .and_then(|s| s.setpoint)
+            .and_then(|s| s.setpoint())
             .map(|v| (v.setpoint, v.version)),
         Some((BAND, 1))
     );
@@ -358,7 +358,7 @@ fn release_forgets_the_heater_but_keeps_the_setpoint() {
     assert_eq!(command(&mut c, 1, 10, 10.0), Some(Command::On));
     c.release(1);
     assert_eq!(
-        c.sensor(1).and_then(|s| s.setpoint).map(|v| v.setpoint),
+        c.sensor(1).and_then(|s| s.setpoint()).map(|v| v.setpoint),
         Some(BAND)
     );
     // The sensor came back after another instance may have turned the heater off: On is sent again, and

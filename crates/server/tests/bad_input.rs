@@ -606,7 +606,7 @@ async fn every_bad_input_gets_its_exact_response_and_nothing_breaks() {
                     Ok(()) => Expect::SetpointApplied,
                     Err(e) => {
                         assert_eq!(
-                            c.sensor(1).and_then(|s| s.setpoint).map(|s| s.version),
+                            c.sensor(1).and_then(|s| s.setpoint()).map(|s| s.version),
                             Some(1),
                             "{name}: the setpoint in force changed"
                         );

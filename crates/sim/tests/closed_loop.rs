@@ -31,7 +31,7 @@ fn run_loop(
             for room in sim.rooms() {
                 let sp = controller
                     .sensor(room.sensor)
-                    .and_then(|s| s.setpoint)
+                    .and_then(|s| s.setpoint())
                     .expect("has setpoint")
                     .setpoint;
                 assert!(

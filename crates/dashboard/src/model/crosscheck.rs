@@ -131,7 +131,7 @@ impl CrossCheck {
         for sp in setpoints {
             let s = self.sensors.entry(sp.sensor).or_default();
             if config.limits.validate(&sp.setpoint()).is_ok() {
-                s.state.setpoint = Some(VersionedSetpoint {
+                s.state.setpoints.replace(VersionedSetpoint {
                     setpoint: sp.setpoint(),
                     version: sp.version,
                 });
@@ -222,9 +222,9 @@ impl CrossCheck {
         let sp = msg.setpoint();
         // The controller refuses an invalid setpoint and keeps the previous one; so does its witness.
         if config.limits.validate(&sp).is_ok() {
-            let newer = s.state.setpoint.is_none_or(|cur| msg.version >= cur.version);
+            let newer = s.state.setpoint().is_none_or(|cur| msg.version >= cur.version);
             if newer {
-                s.state.setpoint = Some(VersionedSetpoint {
+                s.state.setpoints.replace(VersionedSetpoint {
                     setpoint: sp,
                     version: msg.version,
                 });
@@ -279,7 +279,7 @@ impl CrossCheck {
             .ambiguous
             .iter()
             .any(|(from, to)| (*from..=*to).contains(&item.t_ms));
-        let local_version = before.setpoint.map(|v| v.version);
+        let local_version = before.setpoint().map(|v| v.version);
         let version_differs = server.is_some_and(|d| Some(d.setpoint_version) != local_version);
         let failsafe = server.is_some_and(|d| d.cause == DecisionCause::Failsafe);
         if in_window || version_differs || failsafe {

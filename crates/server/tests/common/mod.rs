@@ -1,8 +1,7 @@
 //! A real WebSocket client and a real server on an ephemeral loopback port, for the bridge's tests.
 #![allow(dead_code)]
 
-pub mod broker;
-pub mod proxy;
+pub use setpoint_testkit::{broker, proxy};
 
 use std::net::SocketAddr;
 use std::time::Duration;

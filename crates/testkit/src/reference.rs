@@ -1,0 +1,170 @@
+//! The offline reference of the controller: what it must emit for a given log, computed the slow, obvious
+//! way so that it shares no code with the implementation it checks (`setpoint-control` is used only for its
+//! plain data types).
+//!
+//! The rule: per sensor, readings are taken in log order; a reading older than the newest one already taken
+//! is ignored (out of order). A reading is decided with the setpoint in force at its event time — of the
+//! sensor's valid setpoints whose event time is ≤ the reading's, the newest, ties going to the later one in
+//! the log (an as-of join). Above `desired + up_delta` → Off, below `desired − down_delta` → On; a command
+//! only when it differs from the previous one, and (with a minimum dwell) not before the previous one has
+//! been in force that long. No setpoint, no command.
+
+use std::collections::HashMap;
+
+use setpoint_control::{Command, Config, SensorId, Setpoint, TimeMs};
+
+/// A setpoint as written to the log.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoggedSetpoint {
+    pub sensor: SensorId,
+    pub t_ms: TimeMs,
+    pub setpoint: Setpoint,
+    pub version: u64,
+}
+
+/// A reading as written to the log.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoggedReading {
+    pub sensor: SensorId,
+    pub t_ms: TimeMs,
+    pub temperature: f64,
+}
+
+/// One expected command: the event time of the reading that caused it, the command, and the version of
+/// the setpoint it was decided with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Expected {
+    pub t_ms: TimeMs,
+    pub command: Command,
+    pub version: u64,
+}
+
+/// The commands a correct controller emits for these logs, per sensor, in order. `setpoints` and
+/// `readings` are each in log order (only the order within one sensor matters).
+pub fn expected_commands(
+    config: &Config,
+    setpoints: &[LoggedSetpoint],
+    readings: &[LoggedReading],
+) -> HashMap<SensorId, Vec<Expected>> {
+    let mut out: HashMap<SensorId, Vec<Expected>> = HashMap::new();
+    let mut newest: HashMap<SensorId, TimeMs> = HashMap::new();
+    for r in readings {
+        if !r.temperature.is_finite() || r.temperature < -273.15 {
+            continue;
+        }
+        if newest.get(&r.sensor).is_some_and(|n| r.t_ms < *n) {
+            continue;
+        }
+        newest.insert(r.sensor, r.t_ms);
+        let mut in_force: Option<&LoggedSetpoint> = None;
+        for s in setpoints {
+            let valid = config.limits.validate(&s.setpoint).is_ok();
+            if s.sensor == r.sensor && valid && s.t_ms <= r.t_ms && in_force.is_none_or(|f| s.t_ms >= f.t_ms) {
+                in_force = Some(s);
+            }
+        }
+        let Some(sp) = in_force else { continue };
+        let wanted = if r.temperature > sp.setpoint.desired + sp.setpoint.up_delta {
+            Command::Off
+        } else if r.temperature < sp.setpoint.desired - sp.setpoint.down_delta {
+            Command::On
+        } else {
+            continue;
+        };
+        let history = out.entry(r.sensor).or_default();
+        if let Some(last) = history.last() {
+            if last.command == wanted || r.t_ms - last.t_ms < config.min_dwell_ms {
+                continue;
+            }
+        }
+        history.push(Expected {
+            t_ms: r.t_ms,
+            command: wanted,
+            version: sp.version,
+        });
+    }
+    out
+}
+
+/// Compares what a controller emitted with the reference, sensor by sensor; on a difference, says where the
+/// first one is. `got` holds every command read back, per sensor in log order.
+pub fn compare(
+    expected: &HashMap<SensorId, Vec<Expected>>,
+    got: &HashMap<SensorId, Vec<Expected>>,
+) -> Result<(), String> {
+    let mut sensors: Vec<SensorId> = expected.keys().chain(got.keys()).copied().collect();
+    sensors.sort_unstable();
+    sensors.dedup();
+    let mut wrong = Vec::new();
+    for sensor in &sensors {
+        let (want, have) = (
+            expected.get(sensor).map_or(&[][..], Vec::as_slice),
+            got.get(sensor).map_or(&[][..], Vec::as_slice),
+        );
+        if want != have {
+            let first = want.iter().zip(have).position(|(a, b)| a != b).unwrap_or(want.len().min(have.len()));
+            wrong.push(format!(
+                "sensor {sensor}: expected {} commands, got {}; first difference at #{first}: expected {:?}, got {:?}",
+                want.len(),
+                have.len(),
+                want.get(first),
+                have.get(first)
+            ));
+        }
+    }
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    let total = wrong.len();
+    wrong.truncate(5);
+    Err(format!("{total} of {} sensors differ from the reference:\n  {}", sensors.len(), wrong.join("\n  ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sp(sensor: SensorId, t_ms: TimeMs, desired: f64, version: u64) -> LoggedSetpoint {
+        LoggedSetpoint {
+            sensor,
+            t_ms,
+            setpoint: Setpoint::new(desired, 1.0, 1.0),
+            version,
+        }
+    }
+
+    fn r(sensor: SensorId, t_ms: TimeMs, temperature: f64) -> LoggedReading {
+        LoggedReading {
+            sensor,
+            t_ms,
+            temperature,
+        }
+    }
+
+    /// Worked by hand: the reference must itself be right before it judges anything.
+    #[test]
+    fn the_reference_joins_as_of_the_readings_event_time() {
+        let setpoints = [sp(1, 100, 20.0, 1), sp(1, 300, 30.0, 2), sp(2, 0, 20.0, 1)];
+        let readings = [
+            r(1, 50, 10.0),  // before any setpoint: nothing
+            r(1, 100, 10.0), // v1: 10 < 19 → On
+            r(1, 200, 25.0), // v1: 25 > 21 → Off
+            r(1, 150, 10.0), // out of order: ignored
+            r(1, 300, 25.0), // v2 (from 300): 25 < 29 → On
+            r(1, 400, 30.5), // v2: inside the band → nothing
+            r(2, 10, 22.0),  // sensor 2, v1: Off
+        ];
+        let got = expected_commands(&Config::default(), &setpoints, &readings);
+        let e = |t_ms, command, version| Expected { t_ms, command, version };
+        assert_eq!(got[&1], vec![e(100, Command::On, 1), e(200, Command::Off, 1), e(300, Command::On, 2)]);
+        assert_eq!(got[&2], vec![e(10, Command::Off, 1)]);
+        let dwell = Config {
+            min_dwell_ms: 150,
+            ..Config::default()
+        };
+        let got = expected_commands(&dwell, &setpoints, &readings);
+        // 200 wants Off only 100 ms after the On; 300 wants On again, which is already in force.
+        assert_eq!(got[&1], vec![e(100, Command::On, 1)]);
+        assert!(compare(&expected_commands(&Config::default(), &setpoints, &readings), &got).is_err());
+    }
+}
