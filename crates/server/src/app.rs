@@ -90,6 +90,12 @@ pub async fn start<B: Bus>(
         ),
         None => None,
     };
+    if options.run_controller {
+        // Not ready until the controller has caught up: set before it starts, so no probe sees a gap.
+        metrics
+            .controller_catching_up
+            .store(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let controller_task = options.run_controller.then(|| {
         tokio::spawn(controller::run(
             bus.clone(),

@@ -87,6 +87,10 @@ struct KafkaArgs {
     /// Topic of heater commands.
     #[arg(long, env = "SETPOINT_TOPIC_COMMANDS", default_value = "heatercontrol")]
     topic_commands: String,
+    /// Compacted topic where controllers keep each heater's last command and dwell (their changelog), so
+    /// the next owner of a sensor carries on after a handover or restart.
+    #[arg(long, env = "SETPOINT_TOPIC_CONTROLLER_STATE", default_value = "setpoint-controller-state")]
+    topic_controller_state: String,
     /// Copy records that fail to decode to this topic (raw key and value; headers `setpoint.error`,
     /// `setpoint.reason`, `setpoint.source` = topic/partition/offset). Unset: they are counted, logged once
     /// per kind and skipped.
@@ -117,6 +121,7 @@ impl KafkaArgs {
             readings: self.topic_readings.clone(),
             setpoints: self.topic_setpoints.clone(),
             commands: self.topic_commands.clone(),
+            controller_state: self.topic_controller_state.clone(),
         };
         o.partitions = self.partitions.max(1);
         o.dead_letter = self.dead_letter_topic.clone();

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub ws_errors_sent: AtomicU64,
     pub slow_clients_disconnected: AtomicU64,
     pub bus_lost_records: AtomicU64,
+    pub failsafes: AtomicU64,
+    /// 1 while the controller in this process reads the setpoints (and, after an assignment, the
+    /// controller state) up to their end before deciding; `/readyz` answers 503 meanwhile.
+    pub controller_catching_up: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -44,7 +48,7 @@ impl Metrics {
     /// The Prometheus text exposition. Contains no secrets: the write token is never stored here.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &AtomicU64); 12] = [
+        let counters: [(&str, &str, &AtomicU64); 13] = [
             (
                 "setpoint_readings_total",
                 "Readings processed by the controller.",
@@ -105,6 +109,11 @@ impl Metrics {
                 "Records a consumer missed because retention dropped them first.",
                 &self.bus_lost_records,
             ),
+            (
+                "setpoint_failsafes_total",
+                "Failsafe Off commands for sensors that fell silent.",
+                &self.failsafes,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
@@ -117,6 +126,11 @@ impl Metrics {
             out,
             "# HELP setpoint_ws_clients WebSocket clients connected now.\n# TYPE setpoint_ws_clients gauge\nsetpoint_ws_clients {}",
             self.ws_clients.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP setpoint_controller_catching_up 1 while the controller catches up with the setpoints and its state before deciding.\n# TYPE setpoint_controller_catching_up gauge\nsetpoint_controller_catching_up {}",
+            self.controller_catching_up.load(Relaxed)
         );
         let name = "setpoint_reading_to_decision_seconds";
         let _ = writeln!(out, "# HELP {name} From a reading's event time to its decision being published.\n# TYPE {name} histogram");

@@ -23,6 +23,7 @@ fn topics(tag: &str) -> Topics {
         readings: format!("sensor-{tag}-{n}"),
         setpoints: format!("tempset-{tag}-{n}"),
         commands: format!("heatercontrol-{tag}-{n}"),
+        controller_state: format!("state-{tag}-{n}"),
     }
 }
 

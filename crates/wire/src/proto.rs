@@ -7,7 +7,9 @@
 //! zero values: `sensorID = 0` and `command = On` are absent from the bytes, and prost decodes absence as zero.
 
 use prost::Message;
-use setpoint_control::{Command, Decision, DecisionCause, Reading, SensorId, Setpoint, TimeMs};
+use setpoint_control::{
+    Command, Decision, DecisionCause, HeaterMemory, Reading, SensorId, Setpoint, TimeMs,
+};
 
 /// `SensorData`: one temperature reading, published by a heater to the `sensor` topic.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -70,6 +72,23 @@ pub struct HeaterControl {
     /// Extension: true for a stale-sensor failsafe.
     #[prost(bool, tag = "13")]
     pub failsafe: bool,
+}
+
+/// `ControllerState`: the controllers' changelog record of one heater (compacted topic, keyed by sensor).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ControllerState {
+    #[prost(int32, tag = "1")]
+    pub sensor_id: i32,
+    #[prost(enumeration = "HeaterCommand", optional, tag = "2")]
+    pub last_command: Option<i32>,
+    #[prost(int64, optional, tag = "3")]
+    pub last_change_ms: Option<i64>,
+    #[prost(int64, optional, tag = "4")]
+    pub newest_ms: Option<i64>,
+    #[prost(double, optional, tag = "5")]
+    pub last_temperature: Option<f64>,
+    #[prost(bool, tag = "6")]
+    pub stale: bool,
 }
 
 /// Why bytes from a topic could not be turned into a message. Each decoder facing the outside returns this,
@@ -195,10 +214,7 @@ impl HeaterControl {
     pub fn from_decision(d: &Decision) -> Self {
         Self {
             sensor_id: d.sensor,
-            command: match d.command {
-                Command::On => HeaterCommand::On,
-                Command::Off => HeaterCommand::Off,
-            } as i32,
+            command: heater_command(d.command) as i32,
             event_time_ms: d.t_ms,
             temperature: d.temperature,
             setpoint_version: d.setpoint_version,
@@ -215,11 +231,7 @@ impl HeaterControl {
 
     /// The command as our type.
     pub fn heater_command(&self) -> Result<Command, DecodeError> {
-        match HeaterCommand::try_from(self.command) {
-            Ok(HeaterCommand::On) => Ok(Command::On),
-            Ok(HeaterCommand::Off) => Ok(Command::Off),
-            Err(_) => Err(DecodeError::UnknownCommand(self.command)),
-        }
+        command(self.command)
     }
 
     /// The decision this message carries. A reference controller sends no event time or temperature;
@@ -241,5 +253,50 @@ impl HeaterControl {
                 DecisionCause::Band
             },
         })
+    }
+}
+
+impl ControllerState {
+    /// Encodes one heater's memory for the changelog.
+    pub fn from_memory(sensor: SensorId, m: &HeaterMemory) -> Self {
+        Self {
+            sensor_id: sensor,
+            last_command: m.last_command.map(|c| heater_command(c) as i32),
+            last_change_ms: m.last_change_ms,
+            newest_ms: m.newest_ms,
+            last_temperature: m.last_temperature,
+            stale: m.stale,
+        }
+    }
+
+    /// Decodes a changelog record value, refusing command values outside the enum.
+    pub fn decode_value(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode("ControllerState", bytes)
+    }
+
+    /// The memory this record carries.
+    pub fn memory(&self) -> Result<HeaterMemory, DecodeError> {
+        Ok(HeaterMemory {
+            last_command: self.last_command.map(command).transpose()?,
+            last_change_ms: self.last_change_ms,
+            newest_ms: self.newest_ms,
+            last_temperature: self.last_temperature,
+            stale: self.stale,
+        })
+    }
+}
+
+fn heater_command(c: Command) -> HeaterCommand {
+    match c {
+        Command::On => HeaterCommand::On,
+        Command::Off => HeaterCommand::Off,
+    }
+}
+
+fn command(value: i32) -> Result<Command, DecodeError> {
+    match HeaterCommand::try_from(value) {
+        Ok(HeaterCommand::On) => Ok(Command::On),
+        Ok(HeaterCommand::Off) => Ok(Command::Off),
+        Err(_) => Err(DecodeError::UnknownCommand(value)),
     }
 }

@@ -114,6 +114,7 @@ async fn run(brokers: &str, tag: &str, rate: Option<u64>, duration: Duration) ->
         readings: format!("bench-sensor-{tag}-{n}"),
         setpoints: format!("bench-tempset-{tag}-{n}"),
         commands: format!("bench-heatercontrol-{tag}-{n}"),
+        controller_state: format!("bench-state-{tag}-{n}"),
     };
     let mut options = KafkaOptions::new(brokers);
     options.topics = topics.clone();

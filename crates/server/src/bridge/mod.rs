@@ -219,6 +219,13 @@ async fn metrics<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> impl IntoRespo
 }
 
 async fn ready<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
+    if bridge.metrics.controller_catching_up.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "controller catching up with the setpoints\n",
+        )
+            .into_response();
+    }
     match bridge.bus.status() {
         BusStatus::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "bus unavailable\n").into_response(),
         BusStatus::Embedded | BusStatus::Connected => "ready\n".into_response(),

@@ -9,7 +9,10 @@ use setpoint_control::Decision;
 use setpoint_wire::ws::BusStatus;
 use tokio::sync::Notify;
 
-use super::{Bus, BusError, Consumer, Offset, Payload, ReadingEvent, Record, SetpointChange, StartAt};
+use super::{
+    Bus, BusError, Consumer, HeaterMemoryRecord, Offset, Payload, ReadingEvent, Record, SetpointChange,
+    StartAt,
+};
 
 /// Retention of the readings and commands logs, in records. At 10 k readings/s this is 100 s of history,
 /// far more than a healthy consumer lags, and about 3 MB of memory.
@@ -115,6 +118,7 @@ pub struct Logs {
     pub(crate) readings: Arc<Log<ReadingEvent>>,
     pub(crate) setpoints: Arc<Log<SetpointChange>>,
     pub(crate) commands: Arc<Log<Decision>>,
+    pub(crate) controller_state: Arc<Log<HeaterMemoryRecord>>,
 }
 
 /// The in-process bus used by `setpoint run` without `--kafka`. Cloning shares the logs.
@@ -131,6 +135,7 @@ impl EmbeddedBus {
                 readings: Arc::new(Log::new(retention, false)),
                 setpoints: Arc::new(Log::new(retention, true)),
                 commands: Arc::new(Log::new(retention, false)),
+                controller_state: Arc::new(Log::new(retention, true)),
             }),
         }
     }

@@ -16,7 +16,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance as KafkaRebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -27,7 +27,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use setpoint_wire::proto::DecodeError;
 use setpoint_wire::ws::BusStatus;
 
-use super::{Bus, BusError, Consumer, Payload, Record, StartAt, StreamKind};
+use super::{Bus, BusError, Consumer, Payload, Rebalance, Record, StartAt, StreamKind};
 use crate::metrics::Metrics;
 
 /// Topic names, configurable; defaults match the reference thermostat.
@@ -36,6 +36,8 @@ pub struct Topics {
     pub readings: String,
     pub setpoints: String,
     pub commands: String,
+    /// The controllers' changelog (compacted).
+    pub controller_state: String,
 }
 
 impl Default for Topics {
@@ -44,6 +46,7 @@ impl Default for Topics {
             readings: "sensor".into(),
             setpoints: "tempset".into(),
             commands: "heatercontrol".into(),
+            controller_state: "setpoint-controller-state".into(),
         }
     }
 }
@@ -54,6 +57,7 @@ impl Topics {
             StreamKind::Readings => &self.readings,
             StreamKind::Setpoints => &self.setpoints,
             StreamKind::Commands => &self.commands,
+            StreamKind::ControllerState => &self.controller_state,
         }
     }
 }
@@ -112,7 +116,7 @@ const DOWN: u8 = 2;
 #[derive(Clone, Default)]
 pub struct Context {
     status: Arc<AtomicU8>,
-    revoked: Arc<Mutex<Vec<i32>>>,
+    rebalance: Arc<Mutex<Rebalance>>,
 }
 
 impl ClientContext for Context {
@@ -134,11 +138,25 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
-            revoked.extend(list.elements().iter().map(|e| e.partition()));
-            tracing::info!(partitions = ?list.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions revoked");
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &KafkaRebalance<'_>) {
+        if let KafkaRebalance::Revoke(list) = rebalance {
+            let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(?partitions, "partitions revoked");
+            let mut moved = self.rebalance.lock().unwrap_or_else(|e| e.into_inner());
+            moved.assigned.retain(|p| !partitions.contains(p));
+            moved.revoked.extend(partitions);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &KafkaRebalance<'_>) {
+        if let KafkaRebalance::Assign(list) = rebalance {
+            let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(?partitions, "partitions assigned");
+            self.rebalance
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .assigned
+                .extend(partitions);
         }
     }
 }
@@ -203,6 +221,16 @@ impl KafkaBus {
             .set("retention.ms", retention),
             NewTopic::new(
                 &o.topics.setpoints,
+                o.partitions,
+                TopicReplication::Fixed(o.replication),
+            )
+            .set("cleanup.policy", "compact")
+            .set("retention.ms", "-1")
+            // The as-of join needs the versions a retained reading may be decided with: compaction keeps
+            // every version as long as the readings are kept, then only the latest per sensor.
+            .set("min.compaction.lag.ms", retention),
+            NewTopic::new(
+                &o.topics.controller_state,
                 o.partitions,
                 TopicReplication::Fixed(o.replication),
             )
@@ -344,7 +372,7 @@ impl Bus for KafkaBus {
             .set("heartbeat.interval.ms", "1000");
         let context = Context {
             status: Arc::clone(&self.inner.context.status),
-            revoked: Arc::default(),
+            rebalance: Arc::default(),
         };
         let consumer: StreamConsumer<Context> = o
             .finish(cfg)
@@ -401,6 +429,92 @@ impl Bus for KafkaBus {
     }
 }
 
+impl<T> KafkaConsumer<T> {
+    /// The end offset, taken now, of every assigned partition this consumer has not read up to.
+    fn unread_ends(&mut self, timeout: Duration) -> Result<HashMap<i32, i64>, BusError> {
+        let assignment = self.consumer.assignment().map_err(unavailable)?;
+        let partitions: Vec<i32> = assignment.elements().iter().map(|e| e.partition()).collect();
+        let ends = self.list_offsets(&partitions, Offset::End, timeout)?;
+        let mut unread = HashMap::new();
+        let mut unknown = Vec::new();
+        for (partition, end) in ends {
+            match self.pending.position.get(&partition) {
+                Some(position) if *position >= end => {}
+                Some(_) => {
+                    unread.insert(partition, end);
+                }
+                None => unknown.push((partition, end)),
+            }
+        }
+        if !unknown.is_empty() {
+            // Nothing read from these yet: an empty partition (or one whose records retention deleted) has
+            // its start at its end and nothing to wait for.
+            let ids: Vec<i32> = unknown.iter().map(|(p, _)| *p).collect();
+            let starts = self.list_offsets(&ids, Offset::Beginning, timeout)?;
+            for (partition, end) in unknown {
+                if starts.get(&partition).is_some_and(|start| *start >= end) {
+                    self.pending.position.insert(partition, end);
+                } else {
+                    unread.insert(partition, end);
+                }
+            }
+        }
+        Ok(unread)
+    }
+
+    /// The first (`Offset::Beginning`) or next (`Offset::End`) offset of each partition, in one request to
+    /// the broker (a ListOffsets through `offsets_for_times` with the special times) rather than one per
+    /// partition.
+    fn list_offsets(
+        &self,
+        partitions: &[i32],
+        which: Offset,
+        timeout: Duration,
+    ) -> Result<HashMap<i32, i64>, BusError> {
+        if partitions.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut list = TopicPartitionList::new();
+        for p in partitions {
+            list.add_partition_offset(&self.topic, *p, which).map_err(unavailable)?;
+        }
+        let answer = blocking(|| self.consumer.offsets_for_times(list, timeout)).map_err(unavailable)?;
+        let mut out = HashMap::new();
+        for e in answer.elements() {
+            match e.offset() {
+                Offset::Offset(o) => {
+                    out.insert(e.partition(), o);
+                }
+                other => {
+                    // Not every broker answers the special times; ask the slow way.
+                    let (low, high) = blocking(|| {
+                        self.consumer
+                            .fetch_watermarks(&self.topic, e.partition(), timeout)
+                    })
+                    .map_err(unavailable)?;
+                    tracing::debug!(topic = self.topic, partition = e.partition(), ?other, "offsets by watermarks");
+                    out.insert(e.partition(), if which == Offset::End { high } else { low });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Runs a blocking librdkafka call without stalling the other tasks of a multi-threaded runtime.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+fn unavailable(e: KafkaError) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
 /// A consumer of one topic.
 pub struct KafkaConsumer<T> {
     consumer: StreamConsumer<Context>,
@@ -421,6 +535,8 @@ struct Pending {
     copies_dead_letters: bool,
     /// Next offset to commit per partition.
     uncommitted: HashMap<i32, i64>,
+    /// Next offset to read per partition (what catching up compares with the end offsets).
+    position: HashMap<i32, i64>,
     /// Dead-letter copies not yet acknowledged by the broker; offsets are not committed past them.
     dead_letters: Vec<DeliveryFuture>,
 }
@@ -478,6 +594,7 @@ fn accept<T: Payload>(
 ) {
     {
         pending.uncommitted.insert(m.partition(), m.offset() + 1);
+        pending.position.insert(m.partition(), m.offset() + 1);
         let decoded = match m.payload() {
             Some(payload) => T::decode(m.key(), payload, m.timestamp().to_millis()),
             None => Err(DecodeError::Tombstone),
@@ -564,24 +681,11 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
 
     async fn read_to_end(&mut self, timeout: Duration) -> Result<Vec<Record<T>>, BusError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let assignment = self
-            .consumer
-            .assignment()
-            .map_err(|e| BusError::Unavailable(e.to_string()))?;
-        let mut targets: HashMap<i32, i64> = HashMap::new();
-        for e in assignment.elements() {
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(&self.topic, e.partition(), Duration::from_secs(5))
-                .map_err(|e| BusError::Unavailable(e.to_string()))?;
-            if high > low {
-                targets.insert(e.partition(), high);
-            }
-        }
+        let targets = self.unread_ends(timeout)?;
         let mut out = Vec::new();
         while targets
             .iter()
-            .any(|(p, high)| self.pending.uncommitted.get(p).copied().unwrap_or(-1) < *high)
+            .any(|(p, end)| self.pending.position.get(p).copied().unwrap_or(-1) < *end)
         {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
@@ -622,7 +726,15 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
         0
     }
 
-    fn take_revoked(&mut self) -> Vec<i32> {
-        std::mem::take(&mut *self.context.revoked.lock().unwrap_or_else(|e| e.into_inner()))
+    fn take_rebalance(&mut self) -> Rebalance {
+        let moved = std::mem::take(&mut *self.context.rebalance.lock().unwrap_or_else(|e| e.into_inner()));
+        for partition in &moved.revoked {
+            if !moved.assigned.contains(partition) {
+                // Another member owns it now and starts from the last committed offset: committing what
+                // this member read there would skip records nobody decided.
+                self.pending.uncommitted.remove(partition);
+            }
+        }
+        moved
     }
 }

@@ -12,7 +12,7 @@ pub mod kafka;
 use std::future::Future;
 
 use prost::Message as _;
-use setpoint_control::{Decision, Reading, SensorId, Setpoint, TimeMs};
+use setpoint_control::{Decision, HeaterMemory, Reading, SensorId, Setpoint, TimeMs};
 use setpoint_wire::proto::{self, DecodeError};
 use setpoint_wire::ws::BusStatus;
 
@@ -29,6 +29,9 @@ pub enum StreamKind {
     Setpoints,
     /// Heater commands from the controller (`heatercontrol` topic).
     Commands,
+    /// The controllers' changelog: each heater's last command and dwell, for the next owner
+    /// (`setpoint-controller-state` topic, compacted).
+    ControllerState,
 }
 
 /// Where a new consumer starts reading.
@@ -74,6 +77,14 @@ pub struct SetpointChange {
     pub version: u64,
     pub author: String,
     pub t_ms: TimeMs,
+}
+
+/// The controllers' changelog record of one heater, keyed by sensor: written after the commands it
+/// explains, read back by whichever controller owns the sensor next.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HeaterMemoryRecord {
+    pub sensor: SensorId,
+    pub memory: HeaterMemory,
 }
 
 /// A value that travels on one of the streams. The `select` hook lets the embedded bus find its log; the
@@ -170,7 +181,48 @@ impl Payload for Decision {
     }
 }
 
-/// A transport for the three streams.
+impl Payload for HeaterMemoryRecord {
+    const STREAM: StreamKind = StreamKind::ControllerState;
+    fn key(&self) -> SensorId {
+        self.sensor
+    }
+    fn encode(&self) -> Vec<u8> {
+        proto::ControllerState::from_memory(self.sensor, &self.memory).encode_to_vec()
+    }
+    fn decode(key: Option<&[u8]>, value: &[u8], _timestamp_ms: Option<i64>) -> Result<Self, DecodeError> {
+        let m = proto::ControllerState::decode_value(value)?;
+        proto::check_key(key, m.sensor_id)?;
+        Ok(Self {
+            sensor: m.sensor_id,
+            memory: m.memory()?,
+        })
+    }
+    fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>> {
+        &logs.controller_state
+    }
+}
+
+/// Partitions a group rebalance moved since the last look.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rebalance {
+    /// Taken away from this consumer: another member decides their records now.
+    pub revoked: Vec<i32>,
+    /// Given to this consumer: their sensors' state must be restored before their records are decided.
+    pub assigned: Vec<i32>,
+}
+
+impl Rebalance {
+    pub fn is_empty(&self) -> bool {
+        self.revoked.is_empty() && self.assigned.is_empty()
+    }
+
+    /// Whether records of `partition` fetched before this rebalance now belong to another member.
+    pub fn lost(&self, partition: i32) -> bool {
+        self.revoked.contains(&partition) && !self.assigned.contains(&partition)
+    }
+}
+
+/// A transport for the streams.
 pub trait Bus: Clone + Send + Sync + 'static {
     type Consumer<T: Payload>: Consumer<T>;
 
@@ -199,8 +251,10 @@ pub trait Consumer<T>: Send + 'static {
     /// Returns the records available right now, without waiting (possibly none).
     fn try_batch(&mut self, max: usize) -> Result<Vec<Record<T>>, BusError>;
 
-    /// Reads everything published before this call (up to the high watermarks) and returns it; for state
-    /// that must be complete before a role starts, like existing setpoints. Gives up after `timeout`.
+    /// Reads everything published before this call (up to the end offsets taken at the call) and returns
+    /// it: the catch-up of a table (setpoints, controller state) that must be complete before a role
+    /// decides anything with it. Cheap when already caught up (one offsets request). Gives up after
+    /// `timeout`.
     fn read_to_end(
         &mut self,
         timeout: std::time::Duration,
@@ -213,9 +267,9 @@ pub trait Consumer<T>: Send + 'static {
     /// Records this consumer never saw because retention dropped them before it read them.
     fn lost(&self) -> u64;
 
-    /// Partitions taken away from this consumer by a group rebalance since the last call. A controller
-    /// forgets the command state of the sensors it saw there: the new owner may change them meanwhile.
-    fn take_revoked(&mut self) -> Vec<i32> {
-        Vec::new()
+    /// Partitions a group rebalance took away from or gave to this consumer since the last call. Offsets
+    /// of revoked partitions are no longer committed by this consumer.
+    fn take_rebalance(&mut self) -> Rebalance {
+        Rebalance::default()
     }
 }

@@ -1,6 +1,7 @@
 //! A real WebSocket client and a real server on an ephemeral loopback port, for the bridge's tests.
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
 pub use setpoint_testkit::{broker, proxy};
 
 use std::net::SocketAddr;

@@ -1,0 +1,304 @@
+//! The controller role: joins readings with setpoints through the control crate and publishes commands.
+//!
+//! The state lives in [`join::Join`] (sans-IO); this module is the async shell around it: it catches up
+//! the setpoint table and the controller-state changelog before deciding, feeds readings in, and publishes
+//! commands, then the changelog records that explain them, then commits.
+
+pub mod join;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use setpoint_control::{Config, Decision, Stats};
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Bus, BusError, Consumer, HeaterMemoryRecord, Payload, ReadingEvent, Record, SetpointChange, StartAt};
+use crate::clock::{now_ms, now_us};
+use crate::metrics::Metrics;
+use join::Join;
+
+/// Consumer group of the controllers; instances in one group share the readings' partitions.
+pub const CONTROLLER_GROUP: &str = "setpoint-controller";
+
+/// Most readings processed between two publishes; bounds the latency a large backlog adds.
+const READING_BATCH: usize = 8192;
+
+/// Bound on one catch-up; a broker that cannot answer within it is retried with backoff.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the controller runs.
+#[derive(Clone, Copy, Debug)]
+pub struct ControllerOptions {
+    pub config: Config,
+    /// How often the stale-sensor check runs.
+    pub tick: Duration,
+}
+
+/// The two tables the join reads from the beginning and keeps up to date.
+struct Tables<S, M> {
+    setpoints: S,
+    changelog: M,
+}
+
+/// Runs the controller until `shutdown` fires.
+///
+/// Readings are decided with the setpoint in force at their event time (an as-of join). Before the first
+/// reading, and before every batch, the setpoint table is read up to the end offsets of that moment, so a
+/// setpoint written before a reading was fetched is always known when the reading is decided, however the
+/// two consumers' fetches interleave. After a partition assignment the changelog is caught up the same way,
+/// and each newly owned sensor takes over its heater memory from it. Commands caused by a batch are
+/// published and acknowledged, then the changelog records that explain them, then the batch is committed:
+/// at-least-once, and a new owner never suppresses a command the previous one did not send.
+pub async fn run<B: Bus>(
+    bus: B,
+    options: ControllerOptions,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), BusError> {
+    metrics.controller_catching_up.store(1, Relaxed);
+    let mut tables = Tables {
+        setpoints: bus.subscribe::<SetpointChange>(StartAt::Beginning, None)?,
+        changelog: bus.subscribe::<HeaterMemoryRecord>(StartAt::Beginning, None)?,
+    };
+    // A group that never committed starts at the oldest retained reading, as Kafka Streams does: a new
+    // deployment decides the backlog instead of skipping it.
+    let mut readings = bus.subscribe::<ReadingEvent>(StartAt::Beginning, Some(CONTROLLER_GROUP))?;
+    let mut join = Join::new(options.config);
+    let started = std::time::Instant::now();
+    if !catch_up(&mut join, &mut tables, true, &metrics, &shutdown).await? {
+        return Ok(());
+    }
+    metrics.controller_catching_up.store(0, Relaxed);
+    tracing::info!(
+        setpoints = join.stats().setpoints_applied,
+        heaters = join.remembered(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "controller caught up with the setpoints and the controller state; deciding readings"
+    );
+    let mut tick = tokio::time::interval(options.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            batch = tables.setpoints.next_batch(1024) => apply_setpoints(&mut join, batch?, &metrics),
+            batch = tables.changelog.next_batch(1024) => remember(&mut join, batch?),
+            batch = readings.next_batch(READING_BATCH) => {
+                let batch = batch?;
+                let moved = readings.take_rebalance();
+                join.release(&moved.revoked);
+                let assigned = !moved.assigned.is_empty();
+                if assigned {
+                    metrics.controller_catching_up.store(1, Relaxed);
+                }
+                if !catch_up(&mut join, &mut tables, assigned, &metrics, &shutdown).await? {
+                    interrupted = true;
+                    break;
+                }
+                if assigned {
+                    metrics.controller_catching_up.store(0, Relaxed);
+                    tracing::info!(partitions = ?moved.assigned, heaters = join.remembered(), "caught up with the controller state for the assigned partitions");
+                }
+                let mine = batch.iter().filter(|r| !moved.lost(r.partition));
+                let decisions = decide(&mut join, mine, &metrics);
+                if !publish_decisions(&bus, &join, decisions, &metrics, &shutdown).await? {
+                    interrupted = true;
+                    break;
+                }
+                readings.commit()?;
+                metrics.bus_lost_records.store(readings.lost(), Relaxed);
+            }
+            _ = tick.tick() => {
+                let failsafes = join.tick(now_ms());
+                for d in &failsafes {
+                    tracing::warn!(sensor = d.sensor, "sensor silent: failsafe off");
+                }
+                metrics.failsafes.fetch_add(failsafes.len() as u64, Relaxed);
+                if !publish_decisions(&bus, &join, failsafes, &metrics, &shutdown).await? {
+                    interrupted = true;
+                    break;
+                }
+            }
+        }
+    }
+    if interrupted {
+        // A stop came while the bus was away: what is uncommitted is decided again by the next owner.
+        tracing::info!("controller stopped with the bus unavailable");
+        return Ok(());
+    }
+    // Drain what was published before the stop, so no reading in the log is left without its command.
+    let no_stop = CancellationToken::new();
+    loop {
+        let batch = readings.try_batch(READING_BATCH)?;
+        if batch.is_empty() {
+            break;
+        }
+        let moved = readings.take_rebalance();
+        join.release(&moved.revoked);
+        catch_up(&mut join, &mut tables, !moved.assigned.is_empty(), &metrics, &no_stop).await?;
+        let decisions = decide(&mut join, batch.iter().filter(|r| !moved.lost(r.partition)), &metrics);
+        publish_decisions(&bus, &join, decisions, &metrics, &no_stop).await?;
+        readings.commit()?;
+    }
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// Reads the setpoint table (and, when `changelog` is set, the controller-state changelog) up to the end
+/// offsets of this moment, retrying while the bus is away. Returns `false` if a stop was asked meanwhile.
+async fn catch_up<S, M>(
+    join: &mut Join,
+    tables: &mut Tables<S, M>,
+    changelog: bool,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<bool, BusError>
+where
+    S: Consumer<SetpointChange>,
+    M: Consumer<HeaterMemoryRecord>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let result = async {
+            if changelog {
+                remember(join, tables.changelog.read_to_end(CATCH_UP_TIMEOUT).await?);
+            }
+            apply_setpoints(join, tables.setpoints.read_to_end(CATCH_UP_TIMEOUT).await?, metrics);
+            Ok::<(), BusError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => return Ok(true),
+            Err(BusError::Closed) => return Err(BusError::Closed),
+            Err(e) => {
+                tracing::warn!("cannot catch up with the setpoints yet, retrying in {backoff:?}: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return Ok(false),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn remember(join: &mut Join, batch: Vec<Record<HeaterMemoryRecord>>) {
+    for record in batch {
+        join.remember(record.value);
+    }
+}
+
+fn apply_setpoints(join: &mut Join, batch: Vec<Record<SetpointChange>>, metrics: &Metrics) {
+    for record in batch {
+        let change = record.value;
+        match join.apply_setpoint(&change) {
+            Ok(()) => {
+                metrics.setpoint_changes.fetch_add(1, Relaxed);
+                tracing::debug!(
+                    sensor = change.sensor,
+                    desired = change.setpoint.desired,
+                    up_delta = change.setpoint.up_delta,
+                    down_delta = change.setpoint.down_delta,
+                    version = change.version,
+                    from_ms = change.t_ms,
+                    "setpoint applied"
+                );
+            }
+            Err(e) => {
+                metrics.rejected_setpoints.fetch_add(1, Relaxed);
+                tracing::warn!(
+                    sensor = change.sensor,
+                    offset = record.offset,
+                    "setpoint refused: {e}"
+                );
+            }
+        }
+    }
+}
+
+fn decide<'a>(
+    join: &mut Join,
+    batch: impl Iterator<Item = &'a Record<ReadingEvent>>,
+    metrics: &Metrics,
+) -> Vec<Decision> {
+    let before = join.stats();
+    let mut decisions = Vec::new();
+    for record in batch {
+        match join.decide(record.partition, &record.value) {
+            Ok(Some(d)) => decisions.push(d),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(offset = record.offset, "reading refused: {e}"),
+        }
+    }
+    count(&before, &join.stats(), metrics);
+    decisions
+}
+
+fn count(before: &Stats, after: &Stats, metrics: &Metrics) {
+    metrics
+        .readings
+        .fetch_add(after.readings - before.readings, Relaxed);
+    metrics
+        .rejected_readings
+        .fetch_add(after.rejected_readings - before.rejected_readings, Relaxed);
+    metrics
+        .out_of_order_readings
+        .fetch_add(after.out_of_order - before.out_of_order, Relaxed);
+}
+
+/// Publishes commands, then the changelog records that explain them. Returns `false` if a stop ended the
+/// retries (the batch stays uncommitted and is decided again by whoever reads it next).
+///
+/// In this order because the other order could lose a command: a changelog record saying "On was sent",
+/// followed by a crash before the On itself, would make the next owner suppress it. This order can at
+/// worst repeat the commands of one batch (a crash between the two acknowledgements).
+async fn publish_decisions<B: Bus>(
+    bus: &B,
+    join: &Join,
+    decisions: Vec<Decision>,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<bool, BusError> {
+    if decisions.is_empty() {
+        return Ok(true);
+    }
+    let memories = join.memories_for(&decisions);
+    if !publish(bus, &decisions, shutdown).await? {
+        return Ok(false);
+    }
+    let now = now_us();
+    for d in &decisions {
+        metrics.observe_latency_us(now.saturating_sub((d.t_ms.max(0) as u64) * 1000));
+        tracing::debug!(
+            sensor = d.sensor,
+            command = d.command.as_str(),
+            temperature = d.temperature,
+            "command"
+        );
+    }
+    metrics.decisions.fetch_add(decisions.len() as u64, Relaxed);
+    publish(bus, &memories, shutdown).await
+}
+
+/// Publishes records, retrying while the bus is unavailable: the readings that caused them are not
+/// committed until this succeeds, so giving up would only mean redoing the work. A stop request ends the
+/// retries (returns `false`).
+async fn publish<B: Bus, T: Payload>(bus: &B, records: &[T], shutdown: &CancellationToken) -> Result<bool, BusError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match bus.publish(records.to_vec()).await {
+            Ok(()) => return Ok(true),
+            Err(BusError::Closed) => return Err(BusError::Closed),
+            Err(e) => {
+                tracing::warn!("records not published, retrying in {backoff:?}: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return Ok(false),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
