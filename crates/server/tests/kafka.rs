@@ -129,6 +129,26 @@ fn reference_temperature_control(sensor: i32, desired: f64, up: f64, down: f64) 
     b
 }
 
+/// Sets a setpoint far below any room and waits until the bridge has seen the heater turned Off, so the
+/// next setpoint far above the room must produce an On (a command is only sent on change: had the heater
+/// been On already, raising the setpoint would rightly send nothing).
+async fn drive_heater_off(ws: &mut Client, server: &app::Running<KafkaBus>, sensor: i32) {
+    let id = format!("off-{sensor}");
+    ws.send(&set_setpoint(&id, sensor, -40.0, 1.0, 1.0, None)).await;
+    ws.until(|m| match m {
+        ServerMessage::Ack { request_id } if *request_id == id => Some(()),
+        ServerMessage::Error(e) if e.request_id.as_deref() == Some(id.as_str()) => panic!("{e:?}"),
+        _ => None,
+    })
+    .await;
+    let deadline = Instant::now() + PATIENCE;
+    let hub = server.hub.as_ref().expect("bridge");
+    while hub.last_command(sensor).map(|d| d.command) != Some(Command::Off) {
+        assert!(Instant::now() < deadline, "sensor {sensor}'s heater never turned off");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_through_kafka_to_the_topic_and_a_websocket_client() {
     let broker = Broker::start();
@@ -145,19 +165,9 @@ async fn end_to_end_through_kafka_to_the_topic_and_a_websocket_client() {
         panic!("{hello:?}")
     };
     assert!(h.can_write);
+    drive_heater_off(&mut ws, &server, 1).await;
     // Force sensor 1's heater on through a write: acked only once the broker has the record.
-    let v = ws.until(|m| match m {
-        ServerMessage::Setpoint(s) if s.sensor == 1 => Some(s.version),
-        _ => None,
-    });
-    let v = match tokio::time::timeout(Duration::from_secs(2), v).await {
-        Ok(v) => v,
-        Err(_) => h
-            .setpoints
-            .iter()
-            .find(|s| s.sensor == 1)
-            .map_or(0, |s| s.version),
-    };
+    let v = server.hub.as_ref().and_then(|h| h.setpoint(1)).map_or(0, |s| s.version);
     ws.send(&set_setpoint("k1", 1, 90.0, 1.0, 1.0, Some(v))).await;
     ws.until(|m| match m {
         ServerMessage::Ack { request_id } if request_id == "k1" => Some(()),
@@ -488,9 +498,8 @@ async fn a_frozen_broker_is_survived_and_acknowledged_setpoints_stay_in_force() 
     let a = server.addr.expect("bridge");
     let mut ws = connect(a, Some(TOKEN), None).await.expect("connects");
     ws.next().await;
-    // Decisions are flowing before the pause.
-    ws.until(|m| matches!(m, ServerMessage::Decision(_)).then_some(()))
-        .await;
+    // Decisions are flowing before the pause, and the heater is Off.
+    drive_heater_off(&mut ws, &server, 2).await;
     // An acknowledged setpoint just before the pause: far above the room, so the heater must be on.
     ws.send(&set_setpoint("before", 2, 80.0, 1.0, 1.0, None)).await;
     ws.until(|m| match m {

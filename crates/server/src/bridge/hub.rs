@@ -329,6 +329,11 @@ impl Hub {
         self.lock().setpoints.get(&sensor).cloned()
     }
 
+    /// The last command the bridge has seen for a sensor (for tests).
+    pub fn last_command(&self, sensor: SensorId) -> Option<DecisionMsg> {
+        self.lock().commands.get(&sensor).copied()
+    }
+
     /// Readings batches queued per client, largest first: shows that a stalled client's queue stays bounded.
     pub fn queue_depths(&self) -> Vec<usize> {
         let mut depths: Vec<usize> = self.lock().clients.values().map(|o| o.queued_batches()).collect();
