@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::broker::Broker;
+use common::kafka::*;
 use common::*;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::{Headers as _, Message as _};
@@ -16,50 +17,6 @@ use setpoint::bus::kafka::{KafkaBus, KafkaOptions, Topics};
 use setpoint::metrics::Metrics;
 use setpoint_control::Command;
 use setpoint_wire::ws::{BusStatus, ErrorCode, ServerMessage};
-
-fn topics(tag: &str) -> Topics {
-    let n = setpoint::clock::now_us();
-    Topics {
-        readings: format!("sensor-{tag}-{n}"),
-        setpoints: format!("tempset-{tag}-{n}"),
-        commands: format!("heatercontrol-{tag}-{n}"),
-        controller_state: format!("state-{tag}-{n}"),
-    }
-}
-
-fn kafka_options(broker: &Broker, topics: &Topics) -> KafkaOptions {
-    let mut o = KafkaOptions::new(&broker.brokers);
-    o.topics = topics.clone();
-    o.partitions = 2;
-    o.client_config = vec![("session.timeout.ms".into(), "6000".into())];
-    o
-}
-
-async fn kafka_bus(broker: &Broker, topics: &Topics) -> KafkaBus {
-    let bus = KafkaBus::new(kafka_options(broker, topics), Arc::new(Metrics::default())).expect("bus");
-    bus.ensure_topics().await.expect("topics");
-    bus
-}
-
-fn raw_consumer(broker: &Broker, topic: &str) -> StreamConsumer {
-    let c: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.brokers)
-        .set("group.id", format!("test-{}", setpoint::clock::now_us()))
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .expect("consumer");
-    c.subscribe(&[topic]).expect("subscribe");
-    c
-}
-
-fn raw_producer(broker: &Broker) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", &broker.brokers)
-        .create()
-        .expect("producer")
-}
 
 /// Hand-decodes fields 1 (sensorID, varint) and 2 (command, varint) of a `HeaterControl`, skipping any other
 /// field by its wire type — independent of our codec.

@@ -431,73 +431,22 @@ impl Bus for KafkaBus {
 
 impl<T> KafkaConsumer<T> {
     /// The end offset, taken now, of every assigned partition this consumer has not read up to.
+    ///
+    /// Asked with `QueryWatermarkOffsets` per partition. (Tansu answers a ListOffsets for the special time
+    /// "latest", which `offsets_for_times` would send for all partitions at once, with a wrong offset.)
     fn unread_ends(&mut self, timeout: Duration) -> Result<HashMap<i32, i64>, BusError> {
         let assignment = self.consumer.assignment().map_err(unavailable)?;
-        let partitions: Vec<i32> = assignment.elements().iter().map(|e| e.partition()).collect();
-        let ends = self.list_offsets(&partitions, Offset::End, timeout)?;
         let mut unread = HashMap::new();
-        let mut unknown = Vec::new();
-        for (partition, end) in ends {
-            match self.pending.position.get(&partition) {
-                Some(position) if *position >= end => {}
-                Some(_) => {
-                    unread.insert(partition, end);
-                }
-                None => unknown.push((partition, end)),
-            }
-        }
-        if !unknown.is_empty() {
-            // Nothing read from these yet: an empty partition (or one whose records retention deleted) has
-            // its start at its end and nothing to wait for.
-            let ids: Vec<i32> = unknown.iter().map(|(p, _)| *p).collect();
-            let starts = self.list_offsets(&ids, Offset::Beginning, timeout)?;
-            for (partition, end) in unknown {
-                if starts.get(&partition).is_some_and(|start| *start >= end) {
-                    self.pending.position.insert(partition, end);
-                } else {
-                    unread.insert(partition, end);
-                }
+        for e in assignment.elements() {
+            let partition = e.partition();
+            let (low, high) =
+                blocking(|| self.consumer.fetch_watermarks(&self.topic, partition, timeout)).map_err(unavailable)?;
+            let position = self.pending.position.get(&partition).copied().unwrap_or(low);
+            if position < high {
+                unread.insert(partition, high);
             }
         }
         Ok(unread)
-    }
-
-    /// The first (`Offset::Beginning`) or next (`Offset::End`) offset of each partition, in one request to
-    /// the broker (a ListOffsets through `offsets_for_times` with the special times) rather than one per
-    /// partition.
-    fn list_offsets(
-        &self,
-        partitions: &[i32],
-        which: Offset,
-        timeout: Duration,
-    ) -> Result<HashMap<i32, i64>, BusError> {
-        if partitions.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut list = TopicPartitionList::new();
-        for p in partitions {
-            list.add_partition_offset(&self.topic, *p, which).map_err(unavailable)?;
-        }
-        let answer = blocking(|| self.consumer.offsets_for_times(list, timeout)).map_err(unavailable)?;
-        let mut out = HashMap::new();
-        for e in answer.elements() {
-            match e.offset() {
-                Offset::Offset(o) => {
-                    out.insert(e.partition(), o);
-                }
-                other => {
-                    // Not every broker answers the special times; ask the slow way.
-                    let (low, high) = blocking(|| {
-                        self.consumer
-                            .fetch_watermarks(&self.topic, e.partition(), timeout)
-                    })
-                    .map_err(unavailable)?;
-                    tracing::debug!(topic = self.topic, partition = e.partition(), ?other, "offsets by watermarks");
-                    out.insert(e.partition(), if which == Offset::End { high } else { low });
-                }
-            }
-        }
-        Ok(out)
     }
 }
 
@@ -699,6 +648,13 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
                 Ok(Err(e)) => tracing::debug!(topic = self.topic, "consume: {e}"),
                 Err(_) => {}
             }
+        }
+        // Whatever the fetches that got us here delivered beyond the end offsets is in the local queue:
+        // take it too. A catch-up reads at least to the ends; and Tansu reports a partition's high
+        // watermark as its last batch's first offset + 1, so without this the rest of that batch — records
+        // written before this call — would be left for later.
+        while let Some(Ok(m)) = self.consumer.recv().now_or_never() {
+            accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out);
         }
         Ok(out)
     }

@@ -4,6 +4,8 @@
 #[allow(unused_imports)]
 pub use setpoint_testkit::{broker, proxy};
 
+pub mod kafka;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
