@@ -19,7 +19,14 @@ use common::kafka::*;
 use prost::Message as _;
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use setpoint::bus::kafka::Topics;
+use std::sync::Arc;
+
+use setpoint::bus::kafka::{KafkaBus, Topics};
+use setpoint::bus::{Bus, BusError, Consumer, Payload, Rebalance, Record, StartAt, StreamKind};
+use setpoint::metrics::Metrics;
+use setpoint::roles::controller::{self, ControllerOptions};
+use setpoint_wire::ws::BusStatus;
+use tokio_util::sync::CancellationToken;
 use setpoint_control::{Config, SensorId, Setpoint};
 use setpoint_testkit::reference::{compare, expected_commands, Expected, LoggedReading, LoggedSetpoint};
 use setpoint_wire::proto::{HeaterControl, SensorData, TemperatureControl};
@@ -299,5 +306,119 @@ async fn a_controller_killed_mid_stream_and_restarted_resumes_without_a_repeat()
         total(&got),
         total(&seen)
     );
+    compare(&expected, &got).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A bus whose setpoint consumers lag: each live batch is one record, handed out after a delay, and each
+/// catch-up starts late — the setpoint table as far behind the readings as slow fetches could leave it.
+#[derive(Clone)]
+struct SlowSetpoints<B>(B);
+
+struct Slow<C> {
+    inner: C,
+    slow: bool,
+}
+
+impl<B: Bus> Bus for SlowSetpoints<B> {
+    type Consumer<T: Payload> = Slow<B::Consumer<T>>;
+
+    fn publish<T: Payload>(&self, values: Vec<T>) -> impl std::future::Future<Output = Result<(), BusError>> + Send {
+        self.0.publish(values)
+    }
+
+    fn subscribe<T: Payload>(&self, start: StartAt, group: Option<&str>) -> Result<Self::Consumer<T>, BusError> {
+        Ok(Slow {
+            inner: self.0.subscribe(start, group)?,
+            slow: T::STREAM == StreamKind::Setpoints,
+        })
+    }
+
+    fn status(&self) -> BusStatus {
+        self.0.status()
+    }
+}
+
+impl<T: Payload, C: Consumer<T>> Consumer<T> for Slow<C> {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Record<T>>, BusError> {
+        if self.slow {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return self.inner.next_batch(1).await;
+        }
+        self.inner.next_batch(max).await
+    }
+
+    fn try_batch(&mut self, max: usize) -> Result<Vec<Record<T>>, BusError> {
+        if self.slow {
+            return Ok(Vec::new());
+        }
+        self.inner.try_batch(max)
+    }
+
+    async fn read_to_end(&mut self, timeout: Duration) -> Result<Vec<Record<T>>, BusError> {
+        if self.slow {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.inner.read_to_end(timeout).await
+    }
+
+    fn commit(&mut self) -> Result<(), BusError> {
+        self.inner.commit()
+    }
+
+    fn lost(&self) -> u64 {
+        self.inner.lost()
+    }
+
+    fn take_rebalance(&mut self) -> Rebalance {
+        self.inner.take_rebalance()
+    }
+}
+
+/// Setpoints change for every sensor ten times while readings stream in, written as the controller runs;
+/// its consumers fetch in small pieces and its setpoint consumer lags. The commands are exactly the
+/// reference's: the join does not depend on which consumer happened to fetch first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_fetches_and_a_lagging_setpoint_consumer_do_not_change_the_commands() {
+    const SENSORS: i32 = 50;
+    let broker = Broker::start();
+    let t = topics("slow");
+    let mut options = kafka_options(&broker, &t);
+    options.client_config.extend(
+        [("max.partition.fetch.bytes", "2048"), ("fetch.max.bytes", "8192"), ("message.max.bytes", "8192")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let kafka = KafkaBus::new(options, Arc::new(Metrics::default())).expect("bus");
+    kafka.ensure_topics().await.expect("topics");
+    let stop = CancellationToken::new();
+    let controller = tokio::spawn(controller::run(
+        SlowSetpoints(kafka),
+        ControllerOptions {
+            config: Config::default(),
+            tick: Duration::from_secs(3_600),
+        },
+        Arc::new(Metrics::default()),
+        stop.clone(),
+    ));
+    // Let the controller join its group before the log starts (half the session timeout on Tansu).
+    tokio::time::sleep(Duration::from_millis(SESSION_TIMEOUT_MS)).await;
+
+    let producer = raw_producer(&broker);
+    let mut entries = Vec::new();
+    let mut t_ms = setpoint::clock::now_ms();
+    for phase in 0..10 {
+        let mut chunk = Vec::new();
+        round(&mut chunk, SENSORS, t_ms, if phase % 2 == 0 { 20.0 } else { 21.5 });
+        readings(&mut chunk, SENSORS, t_ms, 1_000);
+        t_ms += 1_000;
+        write(&producer, &t, &chunk).await;
+        entries.extend(chunk);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let log = Log { entries };
+    let expected = log.expected(&Config::default());
+    let got = read_commands(&broker, &t.commands, total(&expected), Duration::from_secs(120)).await;
+    stop.cancel();
+    controller.await.expect("joined").expect("the controller ran until stopped");
+    println!("lagging setpoints: {} commands expected, {} received", total(&expected), total(&got));
     compare(&expected, &got).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -57,13 +57,32 @@ pub async fn run<B: Bus>(
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     metrics.controller_catching_up.store(1, Relaxed);
-    let mut tables = Tables {
-        setpoints: bus.subscribe::<SetpointChange>(StartAt::Beginning, None)?,
-        changelog: bus.subscribe::<HeaterMemoryRecord>(StartAt::Beginning, None)?,
+    // Retried: freshly created topics may not show their partitions yet, or the broker may be away.
+    let mut backoff = Duration::from_millis(100);
+    let (mut tables, mut readings) = loop {
+        let subscribed = (|| {
+            let tables = Tables {
+                setpoints: bus.subscribe::<SetpointChange>(StartAt::Beginning, None)?,
+                changelog: bus.subscribe::<HeaterMemoryRecord>(StartAt::Beginning, None)?,
+            };
+            // A group that never committed starts at the oldest retained reading, as Kafka Streams does: a
+            // new deployment decides the backlog instead of skipping it.
+            let readings = bus.subscribe::<ReadingEvent>(StartAt::Beginning, Some(CONTROLLER_GROUP))?;
+            Ok::<_, BusError>((tables, readings))
+        })();
+        match subscribed {
+            Ok(s) => break s,
+            Err(BusError::Closed) => return Err(BusError::Closed),
+            Err(e) => {
+                tracing::warn!("cannot subscribe yet, retrying in {backoff:?}: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     };
-    // A group that never committed starts at the oldest retained reading, as Kafka Streams does: a new
-    // deployment decides the backlog instead of skipping it.
-    let mut readings = bus.subscribe::<ReadingEvent>(StartAt::Beginning, Some(CONTROLLER_GROUP))?;
     let mut join = Join::new(options.config);
     let started = std::time::Instant::now();
     if !catch_up(&mut join, &mut tables, true, &metrics, &shutdown).await? {
