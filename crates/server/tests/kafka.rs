@@ -8,12 +8,10 @@ use std::time::{Duration, Instant};
 use common::broker::Broker;
 use common::kafka::*;
 use common::*;
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::{Headers as _, Message as _};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
+use rdkafka::producer::FutureRecord;
 use setpoint::app;
-use setpoint::bus::kafka::{KafkaBus, KafkaOptions, Topics};
+use setpoint::bus::kafka::KafkaBus;
 use setpoint::metrics::Metrics;
 use setpoint_control::Command;
 use setpoint_wire::ws::{BusStatus, ErrorCode, ServerMessage};
@@ -322,11 +320,13 @@ async fn with_the_broker_down_writes_are_refused_and_the_bridge_stays_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed() {
     use setpoint::bus::{Bus, ReadingEvent, SetpointChange};
-    use setpoint_control::{Reading, Setpoint};
+    use setpoint_control::{Config, Reading, Setpoint};
+    use setpoint_testkit::reference::{compare, expected_commands, Expected, LoggedReading, LoggedSetpoint};
     use std::collections::HashMap;
     use std::process::{Command as Process, Stdio};
 
     const SENSORS: i32 = 8;
+    const MIN_DWELL_MS: i64 = 500;
     const SESSION_TIMEOUT_MS: i64 = 6_000;
     let broker = Broker::start();
     let t = topics("scale");
@@ -359,6 +359,10 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
             .args([
                 "--topic-commands",
                 &t.commands,
+                "--topic-controller-state",
+                &t.controller_state,
+                "--min-dwell-ms",
+                &MIN_DWELL_MS.to_string(),
                 "--kafka-config",
                 &format!("session.timeout.ms={SESSION_TIMEOUT_MS}"),
             ])
@@ -379,6 +383,8 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
     let end = killed_at + 24_000;
     let mut killed = false;
     let mut commands: HashMap<i32, Vec<(i64, i32)>> = HashMap::new();
+    let mut got: HashMap<i32, Vec<Expected>> = HashMap::new();
+    let mut log: Vec<LoggedReading> = Vec::new();
     let mut tick = 0i64;
     while setpoint::clock::now_ms() < end {
         // Every sensor's temperature flips across the band every second, so its heater flips too.
@@ -395,6 +401,11 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
                 }
             })
             .collect();
+        log.extend(readings.iter().map(|r| LoggedReading {
+            sensor: r.sensor,
+            t_ms: r.reading.t_ms,
+            temperature: r.reading.temperature,
+        }));
         bus.publish(readings).await.expect("readings");
         tick += 1;
         if !killed && now >= killed_at {
@@ -410,6 +421,11 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
                 .entry(sensor)
                 .or_default()
                 .push((decoded.event_time_ms, command));
+            got.entry(sensor).or_default().push(Expected {
+                t_ms: decoded.event_time_ms,
+                command: decoded.heater_command().expect("known"),
+                version: decoded.setpoint_version,
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -433,12 +449,35 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
             takeover_bound - killed_at
         );
         let repeats = cmds.windows(2).filter(|w| w[0].1 == w[1].1).count();
-        assert!(
-            repeats <= 1,
-            "sensor {sensor}: {repeats} repeated commands in {cmds:?}"
-        );
-        println!("sensor {sensor}: {} commands, {repeats} repeated", cmds.len());
+        assert_eq!(repeats, 0, "sensor {sensor}: repeated commands in {cmds:?}");
+        let too_soon = cmds.windows(2).filter(|w| w[1].0 - w[0].0 < MIN_DWELL_MS).count();
+        assert_eq!(too_soon, 0, "sensor {sensor}: dwell violated in {cmds:?}");
+        println!("sensor {sensor}: {} commands, {repeats} repeated, {too_soon} inside the dwell", cmds.len());
     }
+    // Exactly what one controller that never failed would have sent: the new owner took over the heater
+    // memory from the changelog, and replayed readings changed nothing. Readings published in the last
+    // moments may still be on their way: compare up to the last command read.
+    let setpoints: Vec<LoggedSetpoint> = (1..=SENSORS)
+        .map(|sensor| LoggedSetpoint {
+            sensor,
+            t_ms: 0,
+            setpoint: Setpoint::new(20.0, 1.0, 1.0),
+            version: 1,
+        })
+        .collect();
+    let config = Config {
+        min_dwell_ms: MIN_DWELL_MS,
+        ..Config::default()
+    };
+    let horizon = got.values().flatten().map(|e| e.t_ms).max().unwrap_or(0) - 2_000;
+    let mut expected = expected_commands(&config, &setpoints, &log);
+    for (sensor, list) in expected.iter_mut() {
+        list.retain(|e| e.t_ms <= horizon);
+        if let Some(g) = got.get_mut(sensor) {
+            g.retain(|e| e.t_ms <= horizon);
+        }
+    }
+    compare(&expected, &got).unwrap_or_else(|e| panic!("across the kill: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
