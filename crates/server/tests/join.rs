@@ -27,7 +27,8 @@ use setpoint::metrics::Metrics;
 use setpoint::roles::controller::{self, ControllerOptions};
 use setpoint_wire::ws::BusStatus;
 use tokio_util::sync::CancellationToken;
-use setpoint_control::{Config, SensorId, Setpoint};
+use setpoint_control::{Config, SensorId};
+use setpoint_testkit::logs;
 use setpoint_testkit::reference::{compare, expected_commands, Expected, LoggedReading, LoggedSetpoint};
 use setpoint_wire::proto::{HeaterControl, SensorData, TemperatureControl};
 
@@ -71,35 +72,14 @@ impl Log {
     }
 }
 
-/// A deterministic room temperature that wanders across a band around 20–21.5 °C, so both setpoint rounds
-/// see both commands.
-fn temperature(sensor: SensorId, i: usize) -> f64 {
-    let phase = (i as f64) * 0.37 + f64::from(sensor) * 1.3;
-    let t = 20.75 + 3.0 * phase.sin() + 0.8 * (phase * 2.9).cos();
-    (t * 100.0).round() / 100.0
-}
-
-/// Setpoints for every sensor at `t_ms`, then `count` readings spread over the sensors, one ms apart.
+/// Setpoints for every sensor at `t_ms` (see `setpoint_testkit::logs`).
 fn round(entries: &mut Vec<Entry>, sensors: i32, t_ms: i64, desired: f64) {
-    for sensor in 1..=sensors {
-        entries.push(Entry::Setpoint(LoggedSetpoint {
-            sensor,
-            t_ms,
-            setpoint: Setpoint::new(desired, 1.0, 1.0),
-            version: 0,
-        }));
-    }
+    entries.extend(logs::setpoint_round(sensors, t_ms, desired).into_iter().map(Entry::Setpoint));
 }
 
+/// `count` readings over the sensors, one ms apart.
 fn readings(entries: &mut Vec<Entry>, sensors: i32, from_ms: i64, count: usize) {
-    for i in 0..count {
-        let sensor = (i % sensors as usize) as i32 + 1;
-        entries.push(Entry::Reading(LoggedReading {
-            sensor,
-            t_ms: from_ms + i as i64,
-            temperature: temperature(sensor, i / sensors as usize),
-        }));
-    }
+    entries.extend(logs::readings(sensors, from_ms, count).into_iter().map(Entry::Reading));
 }
 
 /// Writes entries as the reference tools do (no extension fields), with the event time as the record

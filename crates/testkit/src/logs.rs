@@ -1,0 +1,39 @@
+//! Deterministic logs for stream tests and benchmarks: setpoint rounds and readings that wander across the
+//! band, so every round sees both commands.
+
+use setpoint_control::{SensorId, Setpoint};
+
+use crate::reference::{LoggedReading, LoggedSetpoint};
+
+/// A room temperature that wanders across 17.5–24 °C (two hundredths of a degree resolution).
+pub fn temperature(sensor: SensorId, i: usize) -> f64 {
+    let phase = (i as f64) * 0.37 + f64::from(sensor) * 1.3;
+    let t = 20.75 + 3.0 * phase.sin() + 0.8 * (phase * 2.9).cos();
+    (t * 100.0).round() / 100.0
+}
+
+/// A setpoint (`desired` ± 1 °C) for each of sensors `1..=sensors`, all in force from `t_ms`.
+pub fn setpoint_round(sensors: SensorId, t_ms: i64, desired: f64) -> Vec<LoggedSetpoint> {
+    (1..=sensors)
+        .map(|sensor| LoggedSetpoint {
+            sensor,
+            t_ms,
+            setpoint: Setpoint::new(desired, 1.0, 1.0),
+            version: 0,
+        })
+        .collect()
+}
+
+/// `count` readings taking turns over sensors `1..=sensors`, one millisecond apart from `from_ms`.
+pub fn readings(sensors: SensorId, from_ms: i64, count: usize) -> Vec<LoggedReading> {
+    (0..count)
+        .map(|i| {
+            let sensor = (i % sensors as usize) as SensorId + 1;
+            LoggedReading {
+                sensor,
+                t_ms: from_ms + i as i64,
+                temperature: temperature(sensor, i / sensors as usize),
+            }
+        })
+        .collect()
+}
