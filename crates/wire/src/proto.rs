@@ -269,7 +269,7 @@ impl ControllerState {
         }
     }
 
-    /// Decodes a changelog record value, refusing command values outside the enum.
+    /// Decodes a changelog record value; [`ControllerState::memory`] refuses a command outside the enum.
     pub fn decode_value(bytes: &[u8]) -> Result<Self, DecodeError> {
         decode("ControllerState", bytes)
     }

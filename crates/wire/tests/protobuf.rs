@@ -234,3 +234,37 @@ fn keys_are_decimal_sensor_ids_and_optional() {
     ));
     assert_eq!(setpoint_wire::proto::sensor_key(-7), "-7");
 }
+
+/// The controllers' changelog record: optional fields say "unknown" by absence, so a heater that never got a
+/// command is told apart from one whose last command was On (enum value 0).
+#[test]
+fn controller_state_keeps_absent_and_zero_apart() {
+    use setpoint_control::HeaterMemory;
+    use setpoint_wire::proto::ControllerState;
+
+    let never = HeaterMemory::default();
+    let on = HeaterMemory {
+        last_command: Some(Command::On),
+        last_change_ms: Some(0),
+        newest_ms: Some(1_700_000_000_123),
+        last_temperature: Some(19.5),
+        stale: true,
+    };
+    let never_bytes = ControllerState::from_memory(7, &never).encode_to_vec();
+    // Only field 1 (sensorID = 7): nothing else is written for an empty memory.
+    assert_eq!(never_bytes, vec![0x08, 0x07]);
+    let on_bytes = ControllerState::from_memory(7, &on).encode_to_vec();
+    // lastCommand = On is present (0x10 0x00) although it is proto3's zero.
+    assert_eq!(&on_bytes[2..4], &[0x10, 0x00]);
+    for (memory, bytes) in [(never, never_bytes), (on, on_bytes)] {
+        let decoded = ControllerState::decode_value(&bytes).expect("decodes");
+        assert_eq!(decoded.sensor_id, 7);
+        assert_eq!(decoded.memory(), Ok(memory));
+    }
+    let unknown = ControllerState {
+        last_command: Some(9),
+        ..ControllerState::default()
+    }
+    .encode_to_vec();
+    assert!(ControllerState::decode_value(&unknown).and_then(|m| m.memory()).is_err());
+}

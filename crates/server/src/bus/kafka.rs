@@ -168,6 +168,10 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Decode-error kinds already logged, so a stream of bad records logs once per kind.
     logged: Mutex<HashSet<String>>,
+    /// A client that only asks for offsets. Its own connection matters: a broker that serves one
+    /// connection's requests in order (Tansu does) would answer an offsets request on a consumer's
+    /// connection only after that consumer's waiting fetch, `fetch.wait.max.ms` later.
+    offsets: BaseConsumer<Context>,
 }
 
 /// A [`Bus`] over Kafka. Cloning shares the producer.
@@ -191,6 +195,15 @@ impl KafkaBus {
             .finish(cfg)
             .create_with_context(context.clone())
             .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let mut offsets_cfg = options.base();
+        offsets_cfg.set("group.id", "setpoint-offsets").set("enable.auto.commit", "false");
+        let offsets: BaseConsumer<Context> = options
+            .finish(offsets_cfg)
+            .create_with_context(Context {
+                status: Arc::clone(&context.status),
+                rebalance: Arc::default(),
+            })
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 options,
@@ -198,6 +211,7 @@ impl KafkaBus {
                 context,
                 metrics,
                 logged: Mutex::default(),
+                offsets,
             }),
         })
     }
@@ -432,18 +446,47 @@ impl Bus for KafkaBus {
 impl<T> KafkaConsumer<T> {
     /// The end offset, taken now, of every assigned partition this consumer has not read up to.
     ///
-    /// Asked with `QueryWatermarkOffsets` per partition. (Tansu answers a ListOffsets for the special time
-    /// "latest", which `offsets_for_times` would send for all partitions at once, with a wrong offset.)
+    /// One ListOffsets request for all partitions, on the bus's offsets client. (Tansu reports a
+    /// partition's end as its last batch's first offset + 1; [`Consumer::read_to_end`] therefore also takes
+    /// what the fetches that reached it delivered.)
     fn unread_ends(&mut self, timeout: Duration) -> Result<HashMap<i32, i64>, BusError> {
         let assignment = self.consumer.assignment().map_err(unavailable)?;
-        let mut unread = HashMap::new();
+        let mut list = TopicPartitionList::new();
         for e in assignment.elements() {
+            list.add_partition_offset(&self.topic, e.partition(), Offset::End)
+                .map_err(unavailable)?;
+        }
+        if list.count() == 0 {
+            return Ok(HashMap::new());
+        }
+        let ends = blocking(|| self.bus.offsets.offsets_for_times(list, timeout)).map_err(unavailable)?;
+        let mut unread = HashMap::new();
+        for e in ends.elements() {
             let partition = e.partition();
-            let (low, high) =
-                blocking(|| self.consumer.fetch_watermarks(&self.topic, partition, timeout)).map_err(unavailable)?;
-            let position = self.pending.position.get(&partition).copied().unwrap_or(low);
-            if position < high {
-                unread.insert(partition, high);
+            let end = match e.offset() {
+                Offset::Offset(end) => end,
+                // No answer for this partition: ask the slow way.
+                _ => {
+                    blocking(|| self.bus.offsets.fetch_watermarks(&self.topic, partition, timeout))
+                        .map_err(unavailable)?
+                        .1
+                }
+            };
+            let position = match self.pending.position.get(&partition) {
+                Some(p) => *p,
+                None => {
+                    // Nothing read from it yet: start where the partition starts (retention may have
+                    // emptied it, and then there is nothing to wait for). Once per partition.
+                    let (low, _) = blocking(|| self.bus.offsets.fetch_watermarks(&self.topic, partition, timeout))
+                        .map_err(unavailable)?;
+                    if low >= end {
+                        self.pending.position.insert(partition, end);
+                    }
+                    low
+                }
+            };
+            if position < end {
+                unread.insert(partition, end);
             }
         }
         Ok(unread)

@@ -22,7 +22,7 @@ use join::Join;
 pub const CONTROLLER_GROUP: &str = "setpoint-controller";
 
 /// Most readings processed between two publishes; bounds the latency a large backlog adds.
-const READING_BATCH: usize = 8192;
+const READING_BATCH: usize = 16_384;
 
 /// Bound on one catch-up; a broker that cannot answer within it is retried with backoff.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
