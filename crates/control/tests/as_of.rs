@@ -18,11 +18,18 @@ fn reading(t_ms: i64, temperature: f64) -> Reading {
 fn a_reading_is_decided_with_the_setpoint_of_its_event_time_even_if_a_newer_one_arrived_first() {
     let mut c = Controller::new(Config::default());
     c.apply_setpoint_at(1, BAND, 1, 100).expect("valid");
-    c.apply_setpoint_at(1, Setpoint::new(30.0, 1.0, 1.0), 2, 300).expect("valid");
+    c.apply_setpoint_at(1, Setpoint::new(30.0, 1.0, 1.0), 2, 300)
+        .expect("valid");
     // 25 °C is above v1's band (Off) and below v2's (On).
-    let d = c.on_reading(1, reading(200, 25.0)).expect("ok").expect("decision");
+    let d = c
+        .on_reading(1, reading(200, 25.0))
+        .expect("ok")
+        .expect("decision");
     assert_eq!((d.command, d.setpoint_version), (Command::Off, 1));
-    let d = c.on_reading(1, reading(300, 25.0)).expect("ok").expect("decision");
+    let d = c
+        .on_reading(1, reading(300, 25.0))
+        .expect("ok")
+        .expect("decision");
     assert_eq!((d.command, d.setpoint_version), (Command::On, 2));
     // Before the first version, no setpoint is in force.
     let mut c = Controller::new(Config::default());
@@ -34,10 +41,19 @@ fn a_reading_is_decided_with_the_setpoint_of_its_event_time_even_if_a_newer_one_
 fn a_setpoint_dated_before_decided_readings_applies_from_the_next_reading() {
     let mut c = Controller::new(Config::default());
     c.apply_setpoint_at(1, BAND, 1, 0).expect("valid");
-    assert_eq!(c.on_reading(1, reading(500, 25.0)).expect("ok").map(|d| d.command), Some(Command::Off));
+    assert_eq!(
+        c.on_reading(1, reading(500, 25.0))
+            .expect("ok")
+            .map(|d| d.command),
+        Some(Command::Off)
+    );
     // Dated 100, read after the reading of 500: it cannot change that decision, but decides the next one.
-    c.apply_setpoint_at(1, Setpoint::new(30.0, 1.0, 1.0), 2, 100).expect("valid");
-    let d = c.on_reading(1, reading(600, 25.0)).expect("ok").expect("decision");
+    c.apply_setpoint_at(1, Setpoint::new(30.0, 1.0, 1.0), 2, 100)
+        .expect("valid");
+    let d = c
+        .on_reading(1, reading(600, 25.0))
+        .expect("ok")
+        .expect("decision");
     assert_eq!((d.command, d.setpoint_version), (Command::On, 2));
 }
 
@@ -45,8 +61,12 @@ fn a_setpoint_dated_before_decided_readings_applies_from_the_next_reading() {
 fn equal_event_times_go_to_the_later_setpoint_and_a_reading_at_that_time_uses_it() {
     let mut c = Controller::new(Config::default());
     c.apply_setpoint_at(1, BAND, 1, 100).expect("valid");
-    c.apply_setpoint_at(1, Setpoint::new(30.0, 1.0, 1.0), 2, 100).expect("valid");
-    let d = c.on_reading(1, reading(100, 25.0)).expect("ok").expect("decision");
+    c.apply_setpoint_at(1, Setpoint::new(30.0, 1.0, 1.0), 2, 100)
+        .expect("valid");
+    let d = c
+        .on_reading(1, reading(100, 25.0))
+        .expect("ok")
+        .expect("decision");
     assert_eq!(d.setpoint_version, 2);
 }
 
@@ -59,12 +79,25 @@ fn history_keeps_only_what_a_future_reading_can_use_and_is_bounded() {
     assert_eq!(c.sensor(1).map(|s| s.setpoints.versions().len()), Some(10));
     c.on_reading(1, reading(450, 20.0)).expect("ok");
     // Versions 0..=3 can never be used again: 4 is in force at 450 and older readings are out of order.
-    let kept: Vec<u64> = c.sensor(1).map(|s| s.setpoints.versions().iter().map(|v| v.setpoint.version).collect()).unwrap_or_default();
+    let kept: Vec<u64> = c
+        .sensor(1)
+        .map(|s| {
+            s.setpoints
+                .versions()
+                .iter()
+                .map(|v| v.setpoint.version)
+                .collect()
+        })
+        .unwrap_or_default();
     assert_eq!(kept, vec![4, 5, 6, 7, 8, 9]);
     for v in 0..(MAX_SETPOINT_VERSIONS as u64 + 10) {
-        c.apply_setpoint_at(1, BAND, 100 + v, 10_000 + v as i64).expect("valid");
+        c.apply_setpoint_at(1, BAND, 100 + v, 10_000 + v as i64)
+            .expect("valid");
     }
-    assert_eq!(c.sensor(1).map(|s| s.setpoints.versions().len()), Some(MAX_SETPOINT_VERSIONS));
+    assert_eq!(
+        c.sensor(1).map(|s| s.setpoints.versions().len()),
+        Some(MAX_SETPOINT_VERSIONS)
+    );
     assert_eq!(c.stats().setpoint_versions_dropped, 16);
 }
 
@@ -116,47 +149,63 @@ struct Log {
 fn log() -> impl Strategy<Value = Log> {
     let reading = (0..3i32, 0..300i64, 0..60i32);
     let setpoint = (0..3i32, 0..6_000i64, 15..25i32, 0..4i32, 0..200usize);
-    (proptest::collection::vec(reading, 1..200), proptest::collection::vec(setpoint, 0..12)).prop_map(|(rs, sps)| {
-        let mut t = 0i64;
-        let readings: Vec<LoggedReading> = rs
-            .into_iter()
-            .map(|(sensor, dt, temp)| {
-                t += dt;
-                LoggedReading {
-                    sensor,
-                    t_ms: t,
-                    temperature: f64::from(temp) * 0.5,
-                }
-            })
-            .collect();
-        let setpoints = sps
-            .into_iter()
-            .enumerate()
-            .map(|(i, (sensor, t_ms, desired, delta, arrival))| {
-                let setpoint = LoggedSetpoint {
-                    sensor,
-                    t_ms,
-                    setpoint: Setpoint::new(f64::from(desired), f64::from(delta) * 0.5, f64::from(delta) * 0.5),
-                    version: i as u64 + 1,
-                };
-                (setpoint, arrival)
-            })
-            .collect();
-        Log { setpoints, readings }
-    })
+    (
+        proptest::collection::vec(reading, 1..200),
+        proptest::collection::vec(setpoint, 0..12),
+    )
+        .prop_map(|(rs, sps)| {
+            let mut t = 0i64;
+            let readings: Vec<LoggedReading> = rs
+                .into_iter()
+                .map(|(sensor, dt, temp)| {
+                    t += dt;
+                    LoggedReading {
+                        sensor,
+                        t_ms: t,
+                        temperature: f64::from(temp) * 0.5,
+                    }
+                })
+                .collect();
+            let setpoints = sps
+                .into_iter()
+                .enumerate()
+                .map(|(i, (sensor, t_ms, desired, delta, arrival))| {
+                    let setpoint = LoggedSetpoint {
+                        sensor,
+                        t_ms,
+                        setpoint: Setpoint::new(
+                            f64::from(desired),
+                            f64::from(delta) * 0.5,
+                            f64::from(delta) * 0.5,
+                        ),
+                        version: i as u64 + 1,
+                    };
+                    (setpoint, arrival)
+                })
+                .collect();
+            Log { setpoints, readings }
+        })
 }
 
-fn run(config: Config, log: &Log, arrival_of: impl Fn(&LoggedSetpoint, usize) -> usize) -> HashMap<SensorId, Vec<Expected>> {
+fn run(
+    config: Config,
+    log: &Log,
+    arrival_of: impl Fn(&LoggedSetpoint, usize) -> usize,
+) -> HashMap<SensorId, Vec<Expected>> {
     let mut c = Controller::new(config);
-    let mut pending: Vec<(usize, LoggedSetpoint)> =
-        log.setpoints.iter().map(|(s, a)| (arrival_of(s, *a), *s)).collect();
+    let mut pending: Vec<(usize, LoggedSetpoint)> = log
+        .setpoints
+        .iter()
+        .map(|(s, a)| (arrival_of(s, *a), *s))
+        .collect();
     // Stable: setpoints arriving together keep their log order.
     pending.sort_by_key(|(at, _)| *at);
     let mut pending = pending.into_iter().peekable();
     let mut out: HashMap<SensorId, Vec<Expected>> = HashMap::new();
     for (i, r) in log.readings.iter().enumerate() {
         while let Some((_, s)) = pending.next_if(|(at, _)| *at <= i) {
-            c.apply_setpoint_at(s.sensor, s.setpoint, s.version, s.t_ms).expect("valid");
+            c.apply_setpoint_at(s.sensor, s.setpoint, s.version, s.t_ms)
+                .expect("valid");
         }
         if let Ok(Some(d)) = c.on_reading(r.sensor, reading(r.t_ms, r.temperature)) {
             out.entry(r.sensor).or_default().push(Expected {

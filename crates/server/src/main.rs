@@ -89,7 +89,11 @@ struct KafkaArgs {
     topic_commands: String,
     /// Compacted topic where controllers keep each heater's last command and dwell (their changelog), so
     /// the next owner of a sensor carries on after a handover or restart.
-    #[arg(long, env = "SETPOINT_TOPIC_CONTROLLER_STATE", default_value = "setpoint-controller-state")]
+    #[arg(
+        long,
+        env = "SETPOINT_TOPIC_CONTROLLER_STATE",
+        default_value = "setpoint-controller-state"
+    )]
     topic_controller_state: String,
     /// Copy records that fail to decode to this topic (raw key and value; headers `setpoint.error`,
     /// `setpoint.reason`, `setpoint.source` = topic/partition/offset). Unset: they are counted, logged once

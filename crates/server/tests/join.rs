@@ -25,12 +25,12 @@ use setpoint::bus::kafka::{KafkaBus, Topics};
 use setpoint::bus::{Bus, BusError, Consumer, Payload, Rebalance, Record, StartAt, StreamKind};
 use setpoint::metrics::Metrics;
 use setpoint::roles::controller::{self, ControllerOptions};
-use setpoint_wire::ws::BusStatus;
-use tokio_util::sync::CancellationToken;
 use setpoint_control::{Config, SensorId};
 use setpoint_testkit::logs;
 use setpoint_testkit::reference::{compare, expected_commands, Expected, LoggedReading, LoggedSetpoint};
 use setpoint_wire::proto::{HeaterControl, SensorData, TemperatureControl};
+use setpoint_wire::ws::BusStatus;
+use tokio_util::sync::CancellationToken;
 
 const SESSION_TIMEOUT_MS: u64 = 6_000;
 
@@ -74,12 +74,20 @@ impl Log {
 
 /// Setpoints for every sensor at `t_ms` (see `setpoint_testkit::logs`).
 fn round(entries: &mut Vec<Entry>, sensors: i32, t_ms: i64, desired: f64) {
-    entries.extend(logs::setpoint_round(sensors, t_ms, desired).into_iter().map(Entry::Setpoint));
+    entries.extend(
+        logs::setpoint_round(sensors, t_ms, desired)
+            .into_iter()
+            .map(Entry::Setpoint),
+    );
 }
 
 /// `count` readings over the sensors, one ms apart.
 fn readings(entries: &mut Vec<Entry>, sensors: i32, from_ms: i64, count: usize) {
-    entries.extend(logs::readings(sensors, from_ms, count).into_iter().map(Entry::Reading));
+    entries.extend(
+        logs::readings(sensors, from_ms, count)
+            .into_iter()
+            .map(Entry::Reading),
+    );
 }
 
 /// Writes entries as the reference tools do (no extension fields), with the event time as the record
@@ -128,7 +136,12 @@ async fn write(producer: &FutureProducer, topics: &Topics, entries: &[Entry]) {
 
 /// Reads `heatercontrol` from the beginning until `want` commands arrived and then nothing more for a
 /// while (so extra, repeated commands would be seen), bounded in time.
-async fn read_commands(broker: &Broker, topic: &str, want: usize, patience: Duration) -> HashMap<SensorId, Vec<Expected>> {
+async fn read_commands(
+    broker: &Broker,
+    topic: &str,
+    want: usize,
+    patience: Duration,
+) -> HashMap<SensorId, Vec<Expected>> {
     read_commands_then(broker, topic, want, patience, Duration::from_secs(3)).await
 }
 
@@ -171,12 +184,22 @@ struct Controller {
 impl Controller {
     fn spawn(broker: &Broker, t: &Topics, extra: &[&str], log: &str) -> Self {
         let log_path: PathBuf = std::env::temp_dir().join(log);
-        let stderr = std::fs::File::create(&log_path).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
+        let stderr = std::fs::File::create(&log_path)
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null());
         let child = Process::new(env!("CARGO_BIN_EXE_setpoint"))
             .args(["controller", "--kafka", &broker.brokers])
             .args(["--topic-readings", &t.readings, "--topic-setpoints", &t.setpoints])
-            .args(["--topic-commands", &t.commands, "--topic-controller-state", &t.controller_state])
-            .args(["--kafka-config", &format!("session.timeout.ms={SESSION_TIMEOUT_MS}")])
+            .args([
+                "--topic-commands",
+                &t.commands,
+                "--topic-controller-state",
+                &t.controller_state,
+            ])
+            .args([
+                "--kafka-config",
+                &format!("session.timeout.ms={SESSION_TIMEOUT_MS}"),
+            ])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -222,9 +245,16 @@ async fn a_backlog_with_a_setpoint_change_half_way_is_decided_as_of_each_reading
 
     let _controller = Controller::spawn(&broker, &t, &[], "setpoint-join-halfway.log");
     let got = read_commands(&broker, &t.commands, total(&expected), Duration::from_secs(120)).await;
-    println!("backlog with a change half-way: {} commands expected, {} received", total(&expected), total(&got));
+    println!(
+        "backlog with a change half-way: {} commands expected, {} received",
+        total(&expected),
+        total(&got)
+    );
     compare(&expected, &got).unwrap_or_else(|e| panic!("{e}"));
-    assert!(total(&expected) > 10 * SENSORS as usize, "the log exercises the rule");
+    assert!(
+        total(&expected) > 10 * SENSORS as usize,
+        "the log exercises the rule"
+    );
 }
 
 /// The second scenario: setpoints first, then 20,000 readings of 200 sensors, the controller last.
@@ -245,7 +275,11 @@ async fn setpoints_first_then_readings_then_the_controller_misses_no_first_comma
 
     let _controller = Controller::spawn(&broker, &t, &[], "setpoint-join-first.log");
     let got = read_commands(&broker, &t.commands, total(&expected), Duration::from_secs(120)).await;
-    println!("setpoints first: {} commands expected, {} received", total(&expected), total(&got));
+    println!(
+        "setpoints first: {} commands expected, {} received",
+        total(&expected),
+        total(&got)
+    );
     compare(&expected, &got).unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -302,11 +336,18 @@ struct Slow<C> {
 impl<B: Bus> Bus for SlowSetpoints<B> {
     type Consumer<T: Payload> = Slow<B::Consumer<T>>;
 
-    fn publish<T: Payload>(&self, values: Vec<T>) -> impl std::future::Future<Output = Result<(), BusError>> + Send {
+    fn publish<T: Payload>(
+        &self,
+        values: Vec<T>,
+    ) -> impl std::future::Future<Output = Result<(), BusError>> + Send {
         self.0.publish(values)
     }
 
-    fn subscribe<T: Payload>(&self, start: StartAt, group: Option<&str>) -> Result<Self::Consumer<T>, BusError> {
+    fn subscribe<T: Payload>(
+        &self,
+        start: StartAt,
+        group: Option<&str>,
+    ) -> Result<Self::Consumer<T>, BusError> {
         Ok(Slow {
             inner: self.0.subscribe(start, group)?,
             slow: T::STREAM == StreamKind::Setpoints,
@@ -364,8 +405,12 @@ async fn small_fetches_and_a_lagging_setpoint_consumer_do_not_change_the_command
     let t = topics("slow");
     let mut options = kafka_options(&broker, &t);
     options.client_config.extend(
-        [("max.partition.fetch.bytes", "2048"), ("fetch.max.bytes", "8192"), ("message.max.bytes", "8192")]
-            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        [
+            ("max.partition.fetch.bytes", "2048"),
+            ("fetch.max.bytes", "8192"),
+            ("message.max.bytes", "8192"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
     let kafka = KafkaBus::new(options, Arc::new(Metrics::default())).expect("bus");
     kafka.ensure_topics().await.expect("topics");
@@ -387,7 +432,12 @@ async fn small_fetches_and_a_lagging_setpoint_consumer_do_not_change_the_command
     let mut t_ms = setpoint::clock::now_ms();
     for phase in 0..10 {
         let mut chunk = Vec::new();
-        round(&mut chunk, SENSORS, t_ms, if phase % 2 == 0 { 20.0 } else { 21.5 });
+        round(
+            &mut chunk,
+            SENSORS,
+            t_ms,
+            if phase % 2 == 0 { 20.0 } else { 21.5 },
+        );
         readings(&mut chunk, SENSORS, t_ms, 1_000);
         t_ms += 1_000;
         write(&producer, &t, &chunk).await;
@@ -398,7 +448,14 @@ async fn small_fetches_and_a_lagging_setpoint_consumer_do_not_change_the_command
     let expected = log.expected(&Config::default());
     let got = read_commands(&broker, &t.commands, total(&expected), Duration::from_secs(120)).await;
     stop.cancel();
-    controller.await.expect("joined").expect("the controller ran until stopped");
-    println!("lagging setpoints: {} commands expected, {} received", total(&expected), total(&got));
+    controller
+        .await
+        .expect("joined")
+        .expect("the controller ran until stopped");
+    println!(
+        "lagging setpoints: {} commands expected, {} received",
+        total(&expected),
+        total(&got)
+    );
     compare(&expected, &got).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -99,7 +99,10 @@ async fn drive_heater_off(ws: &mut Client, server: &app::Running<KafkaBus>, sens
     let deadline = Instant::now() + PATIENCE;
     let hub = server.hub.as_ref().expect("bridge");
     while hub.last_command(sensor).map(|d| d.command) != Some(Command::Off) {
-        assert!(Instant::now() < deadline, "sensor {sensor}'s heater never turned off");
+        assert!(
+            Instant::now() < deadline,
+            "sensor {sensor}'s heater never turned off"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -122,7 +125,11 @@ async fn end_to_end_through_kafka_to_the_topic_and_a_websocket_client() {
     assert!(h.can_write);
     drive_heater_off(&mut ws, &server, 1).await;
     // Force sensor 1's heater on through a write: acked only once the broker has the record.
-    let v = server.hub.as_ref().and_then(|h| h.setpoint(1)).map_or(0, |s| s.version);
+    let v = server
+        .hub
+        .as_ref()
+        .and_then(|h| h.setpoint(1))
+        .map_or(0, |s| s.version);
     ws.send(&set_setpoint("k1", 1, 90.0, 1.0, 1.0, Some(v))).await;
     ws.until(|m| match m {
         ServerMessage::Ack { request_id } if request_id == "k1" => Some(()),
@@ -452,7 +459,10 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
         assert_eq!(repeats, 0, "sensor {sensor}: repeated commands in {cmds:?}");
         let too_soon = cmds.windows(2).filter(|w| w[1].0 - w[0].0 < MIN_DWELL_MS).count();
         assert_eq!(too_soon, 0, "sensor {sensor}: dwell violated in {cmds:?}");
-        println!("sensor {sensor}: {} commands, {repeats} repeated, {too_soon} inside the dwell", cmds.len());
+        println!(
+            "sensor {sensor}: {} commands, {repeats} repeated, {too_soon} inside the dwell",
+            cmds.len()
+        );
     }
     // Exactly what one controller that never failed would have sent: the new owner took over the heater
     // memory from the changelog, and replayed readings changed nothing. Readings published in the last

@@ -59,7 +59,8 @@ pub fn expected_commands(
         let mut in_force: Option<&LoggedSetpoint> = None;
         for s in setpoints {
             let valid = config.limits.validate(&s.setpoint).is_ok();
-            if s.sensor == r.sensor && valid && s.t_ms <= r.t_ms && in_force.is_none_or(|f| s.t_ms >= f.t_ms) {
+            if s.sensor == r.sensor && valid && s.t_ms <= r.t_ms && in_force.is_none_or(|f| s.t_ms >= f.t_ms)
+            {
                 in_force = Some(s);
             }
         }
@@ -102,7 +103,11 @@ pub fn compare(
             got.get(sensor).map_or(&[][..], Vec::as_slice),
         );
         if want != have {
-            let first = want.iter().zip(have).position(|(a, b)| a != b).unwrap_or(want.len().min(have.len()));
+            let first = want
+                .iter()
+                .zip(have)
+                .position(|(a, b)| a != b)
+                .unwrap_or(want.len().min(have.len()));
             wrong.push(format!(
                 "sensor {sensor}: expected {} commands, got {}; first difference at #{first}: expected {:?}, got {:?}",
                 want.len(),
@@ -117,7 +122,11 @@ pub fn compare(
     }
     let total = wrong.len();
     wrong.truncate(5);
-    Err(format!("{total} of {} sensors differ from the reference:\n  {}", sensors.len(), wrong.join("\n  ")))
+    Err(format!(
+        "{total} of {} sensors differ from the reference:\n  {}",
+        sensors.len(),
+        wrong.join("\n  ")
+    ))
 }
 
 #[cfg(test)]
@@ -155,8 +164,19 @@ mod tests {
             r(2, 10, 22.0),  // sensor 2, v1: Off
         ];
         let got = expected_commands(&Config::default(), &setpoints, &readings);
-        let e = |t_ms, command, version| Expected { t_ms, command, version };
-        assert_eq!(got[&1], vec![e(100, Command::On, 1), e(200, Command::Off, 1), e(300, Command::On, 2)]);
+        let e = |t_ms, command, version| Expected {
+            t_ms,
+            command,
+            version,
+        };
+        assert_eq!(
+            got[&1],
+            vec![
+                e(100, Command::On, 1),
+                e(200, Command::Off, 1),
+                e(300, Command::On, 2)
+            ]
+        );
         assert_eq!(got[&2], vec![e(10, Command::Off, 1)]);
         let dwell = Config {
             min_dwell_ms: 150,
@@ -165,6 +185,10 @@ mod tests {
         let got = expected_commands(&dwell, &setpoints, &readings);
         // 200 wants Off only 100 ms after the On; 300 wants On again, which is already in force.
         assert_eq!(got[&1], vec![e(100, Command::On, 1)]);
-        assert!(compare(&expected_commands(&Config::default(), &setpoints, &readings), &got).is_err());
+        assert!(compare(
+            &expected_commands(&Config::default(), &setpoints, &readings),
+            &got
+        )
+        .is_err());
     }
 }

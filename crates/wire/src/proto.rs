@@ -7,9 +7,7 @@
 //! zero values: `sensorID = 0` and `command = On` are absent from the bytes, and prost decodes absence as zero.
 
 use prost::Message;
-use setpoint_control::{
-    Command, Decision, DecisionCause, HeaterMemory, Reading, SensorId, Setpoint, TimeMs,
-};
+use setpoint_control::{Command, Decision, DecisionCause, HeaterMemory, Reading, SensorId, Setpoint, TimeMs};
 
 /// `SensorData`: one temperature reading, published by a heater to the `sensor` topic.
 #[derive(Clone, PartialEq, prost::Message)]

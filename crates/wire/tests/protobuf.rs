@@ -266,5 +266,7 @@ fn controller_state_keeps_absent_and_zero_apart() {
         ..ControllerState::default()
     }
     .encode_to_vec();
-    assert!(ControllerState::decode_value(&unknown).and_then(|m| m.memory()).is_err());
+    assert!(ControllerState::decode_value(&unknown)
+        .and_then(|m| m.memory())
+        .is_err());
 }

@@ -219,7 +219,12 @@ async fn metrics<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> impl IntoRespo
 }
 
 async fn ready<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
-    if bridge.metrics.controller_catching_up.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+    if bridge
+        .metrics
+        .controller_catching_up
+        .load(std::sync::atomic::Ordering::Relaxed)
+        != 0
+    {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "controller catching up with the setpoints\n",

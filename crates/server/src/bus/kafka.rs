@@ -196,7 +196,9 @@ impl KafkaBus {
             .create_with_context(context.clone())
             .map_err(|e| BusError::Unavailable(e.to_string()))?;
         let mut offsets_cfg = options.base();
-        offsets_cfg.set("group.id", "setpoint-offsets").set("enable.auto.commit", "false");
+        offsets_cfg
+            .set("group.id", "setpoint-offsets")
+            .set("enable.auto.commit", "false");
         let offsets: BaseConsumer<Context> = options
             .finish(offsets_cfg)
             .create_with_context(Context {
@@ -477,8 +479,9 @@ impl<T> KafkaConsumer<T> {
                 None => {
                     // Nothing read from it yet: start where the partition starts (retention may have
                     // emptied it, and then there is nothing to wait for). Once per partition.
-                    let (low, _) = blocking(|| self.bus.offsets.fetch_watermarks(&self.topic, partition, timeout))
-                        .map_err(unavailable)?;
+                    let (low, _) =
+                        blocking(|| self.bus.offsets.fetch_watermarks(&self.topic, partition, timeout))
+                            .map_err(unavailable)?;
                     if low >= end {
                         self.pending.position.insert(partition, end);
                     }

@@ -53,4 +53,3 @@ pub fn raw_producer(broker: &Broker) -> FutureProducer {
         .create()
         .expect("producer")
 }
-

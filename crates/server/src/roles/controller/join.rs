@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use setpoint_control::{Config, Controller, Decision, HeaterMemory, ReadingError, SensorId, SetpointError, Stats};
+use setpoint_control::{
+    Config, Controller, Decision, HeaterMemory, ReadingError, SensorId, SetpointError, Stats,
+};
 
 use crate::bus::{HeaterMemoryRecord, ReadingEvent, SetpointChange};
 
@@ -138,7 +140,10 @@ mod tests {
         assert_eq!(new.decide(0, &reading(1, 1_000, 10.0)), Ok(None));
         // Within the dwell of the previous owner's On: held.
         assert_eq!(new.decide(0, &reading(1, 5_000, 25.0)), Ok(None));
-        let off = new.decide(0, &reading(1, 11_000, 25.0)).expect("ok").expect("Off");
+        let off = new
+            .decide(0, &reading(1, 11_000, 25.0))
+            .expect("ok")
+            .expect("Off");
         assert_eq!(off.command, Command::Off);
     }
 
@@ -159,9 +164,15 @@ mod tests {
                 stale: false,
             },
         });
-        assert_eq!(join.decide(2, &reading(1, 2_500, 25.0)), Ok(None), "Off is in force");
         assert_eq!(
-            join.decide(2, &reading(1, 3_000, 10.0)).expect("ok").map(|d| d.command),
+            join.decide(2, &reading(1, 2_500, 25.0)),
+            Ok(None),
+            "Off is in force"
+        );
+        assert_eq!(
+            join.decide(2, &reading(1, 3_000, 10.0))
+                .expect("ok")
+                .map(|d| d.command),
             Some(Command::On)
         );
     }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use setpoint_control::{Config, Decision, Stats};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{Bus, BusError, Consumer, HeaterMemoryRecord, Payload, ReadingEvent, Record, SetpointChange, StartAt};
+use crate::bus::{
+    Bus, BusError, Consumer, HeaterMemoryRecord, Payload, ReadingEvent, Record, SetpointChange, StartAt,
+};
 use crate::clock::{now_ms, now_us};
 use crate::metrics::Metrics;
 use join::Join;
@@ -22,7 +24,7 @@ use join::Join;
 pub const CONTROLLER_GROUP: &str = "setpoint-controller";
 
 /// Most readings processed between two publishes; bounds the latency a large backlog adds.
-const READING_BATCH: usize = 16_384;
+const READING_BATCH: usize = 65_536;
 
 /// Bound on one catch-up; a broker that cannot answer within it is retried with backoff.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -156,8 +158,19 @@ pub async fn run<B: Bus>(
         }
         let moved = readings.take_rebalance();
         join.release(&moved.revoked);
-        catch_up(&mut join, &mut tables, !moved.assigned.is_empty(), &metrics, &no_stop).await?;
-        let decisions = decide(&mut join, batch.iter().filter(|r| !moved.lost(r.partition)), &metrics);
+        catch_up(
+            &mut join,
+            &mut tables,
+            !moved.assigned.is_empty(),
+            &metrics,
+            &no_stop,
+        )
+        .await?;
+        let decisions = decide(
+            &mut join,
+            batch.iter().filter(|r| !moved.lost(r.partition)),
+            &metrics,
+        );
         publish_decisions(&bus, &join, decisions, &metrics, &no_stop).await?;
         readings.commit()?;
     }
@@ -184,7 +197,11 @@ where
             if changelog {
                 remember(join, tables.changelog.read_to_end(CATCH_UP_TIMEOUT).await?);
             }
-            apply_setpoints(join, tables.setpoints.read_to_end(CATCH_UP_TIMEOUT).await?, metrics);
+            apply_setpoints(
+                join,
+                tables.setpoints.read_to_end(CATCH_UP_TIMEOUT).await?,
+                metrics,
+            );
             Ok::<(), BusError>(())
         }
         .await;
@@ -304,7 +321,11 @@ async fn publish_decisions<B: Bus>(
 /// Publishes records, retrying while the bus is unavailable: the readings that caused them are not
 /// committed until this succeeds, so giving up would only mean redoing the work. A stop request ends the
 /// retries (returns `false`).
-async fn publish<B: Bus, T: Payload>(bus: &B, records: &[T], shutdown: &CancellationToken) -> Result<bool, BusError> {
+async fn publish<B: Bus, T: Payload>(
+    bus: &B,
+    records: &[T],
+    shutdown: &CancellationToken,
+) -> Result<bool, BusError> {
     let mut backoff = Duration::from_millis(100);
     loop {
         match bus.publish(records.to_vec()).await {
