@@ -88,8 +88,23 @@ fn reference_temperature_control(sensor: i32, desired: f64, up: f64, down: f64) 
 /// next setpoint far above the room must produce an On (a command is only sent on change: had the heater
 /// been On already, raising the setpoint would rightly send nothing).
 async fn drive_heater_off(ws: &mut Client, server: &app::Running<KafkaBus>, sensor: i32) {
+    let hub = server.hub.as_ref().expect("bridge");
+    // The simulator seeds a setpoint for a room that has none; written after ours, it would replace it.
+    // Wait for the seed, then write on top of its version.
+    let deadline = Instant::now() + PATIENCE;
+    let version = loop {
+        if let Some(current) = hub.setpoint(sensor) {
+            break current.version;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sensor {sensor} never got its seeded setpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let id = format!("off-{sensor}");
-    ws.send(&set_setpoint(&id, sensor, -40.0, 1.0, 1.0, None)).await;
+    ws.send(&set_setpoint(&id, sensor, -40.0, 1.0, 1.0, Some(version)))
+        .await;
     ws.until(|m| match m {
         ServerMessage::Ack { request_id } if *request_id == id => Some(()),
         ServerMessage::Error(e) if e.request_id.as_deref() == Some(id.as_str()) => panic!("{e:?}"),
@@ -97,7 +112,6 @@ async fn drive_heater_off(ws: &mut Client, server: &app::Running<KafkaBus>, sens
     })
     .await;
     let deadline = Instant::now() + PATIENCE;
-    let hub = server.hub.as_ref().expect("bridge");
     while hub.last_command(sensor).map(|d| d.command) != Some(Command::Off) {
         assert!(
             Instant::now() < deadline,

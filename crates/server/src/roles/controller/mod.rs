@@ -60,7 +60,7 @@ pub async fn run<B: Bus>(
 ) -> Result<(), BusError> {
     metrics.controller_catching_up.store(1, Relaxed);
     // Retried: freshly created topics may not show their partitions yet, or the broker may be away.
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new();
     let (mut tables, mut readings) = loop {
         let subscribed = (|| {
             let tables = Tables {
@@ -76,12 +76,9 @@ pub async fn run<B: Bus>(
             Ok(s) => break s,
             Err(BusError::Closed) => return Err(BusError::Closed),
             Err(e) => {
-                tracing::warn!("cannot subscribe yet, retrying in {backoff:?}: {e}");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.cancelled() => return Ok(()),
+                if !backoff.wait("cannot subscribe yet", &e, &shutdown).await {
+                    return Ok(());
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     };
@@ -191,7 +188,7 @@ where
     S: Consumer<SetpointChange>,
     M: Consumer<HeaterMemoryRecord>,
 {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new();
     loop {
         let result = async {
             if changelog {
@@ -209,12 +206,12 @@ where
             Ok(()) => return Ok(true),
             Err(BusError::Closed) => return Err(BusError::Closed),
             Err(e) => {
-                tracing::warn!("cannot catch up with the setpoints yet, retrying in {backoff:?}: {e}");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.cancelled() => return Ok(false),
+                if !backoff
+                    .wait("cannot catch up with the setpoints yet", &e, shutdown)
+                    .await
+                {
+                    return Ok(false);
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -326,19 +323,36 @@ async fn publish<B: Bus, T: Payload>(
     records: &[T],
     shutdown: &CancellationToken,
 ) -> Result<bool, BusError> {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new();
     loop {
         match bus.publish(records.to_vec()).await {
             Ok(()) => return Ok(true),
             Err(BusError::Closed) => return Err(BusError::Closed),
             Err(e) => {
-                tracing::warn!("records not published, retrying in {backoff:?}: {e}");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.cancelled() => return Ok(false),
+                if !backoff.wait("records not published", &e, shutdown).await {
+                    return Ok(false);
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// The wait between two tries while the bus is away: 100 ms, doubling up to 5 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Self(Duration::from_millis(100))
+    }
+
+    /// Logs what failed, waits, and says whether to try again (`false`: a stop came meanwhile).
+    async fn wait(&mut self, what: &str, error: &BusError, shutdown: &CancellationToken) -> bool {
+        tracing::warn!("{what}, retrying in {:?}: {error}", self.0);
+        let again = tokio::select! {
+            _ = tokio::time::sleep(self.0) => true,
+            _ = shutdown.cancelled() => false,
+        };
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        again
     }
 }
