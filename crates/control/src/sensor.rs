@@ -115,10 +115,6 @@ impl SetpointHistory {
     pub fn versions(&self) -> &[TimedSetpoint] {
         &self.versions
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.versions.is_empty()
-    }
 }
 
 /// What a controller must remember of a sensor's heater to carry on where another instance (or an earlier

@@ -119,6 +119,17 @@ pub struct Context {
     rebalance: Arc<Mutex<Rebalance>>,
 }
 
+impl Context {
+    /// A context for one more client of this bus: it reports to the same broker status, and has its own
+    /// record of rebalances.
+    fn for_another_client(&self) -> Self {
+        Self {
+            status: Arc::clone(&self.status),
+            rebalance: Arc::default(),
+        }
+    }
+}
+
 impl ClientContext for Context {
     fn stats(&self, statistics: Statistics) {
         let up = statistics.brokers.values().any(|b| b.state == "UP");
@@ -201,10 +212,7 @@ impl KafkaBus {
             .set("enable.auto.commit", "false");
         let offsets: BaseConsumer<Context> = options
             .finish(offsets_cfg)
-            .create_with_context(Context {
-                status: Arc::clone(&context.status),
-                rebalance: Arc::default(),
-            })
+            .create_with_context(context.for_another_client())
             .map_err(|e| BusError::Unavailable(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -390,10 +398,7 @@ impl Bus for KafkaBus {
             .set("fetch.queue.backoff.ms", "10")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
-        let context = Context {
-            status: Arc::clone(&self.inner.context.status),
-            rebalance: Arc::default(),
-        };
+        let context = self.inner.context.for_another_client();
         let consumer: StreamConsumer<Context> = o
             .finish(cfg)
             .create_with_context(context.clone())

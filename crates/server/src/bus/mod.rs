@@ -212,10 +212,6 @@ pub struct Rebalance {
 }
 
 impl Rebalance {
-    pub fn is_empty(&self) -> bool {
-        self.revoked.is_empty() && self.assigned.is_empty()
-    }
-
     /// Whether records of `partition` fetched before this rebalance now belong to another member.
     pub fn lost(&self, partition: i32) -> bool {
         self.revoked.contains(&partition) && !self.assigned.contains(&partition)

@@ -2,6 +2,7 @@
 //! every heater's memory, and which sensors this instance owns. The async shell in `mod.rs` feeds it what
 //! the bus delivers and publishes what it returns; nothing here waits, reads a clock or touches a socket.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use setpoint_control::{
@@ -66,7 +67,9 @@ impl Join {
     /// over the heater memory from the changelog, so it neither repeats the previous owner's last command
     /// nor cuts its dwell short.
     pub fn decide(&mut self, partition: i32, event: &ReadingEvent) -> Result<Option<Decision>, ReadingError> {
-        if self.owned.insert(event.sensor, partition).is_none() {
+        // A lookup, not a write, for the sensors already owned: this runs for every reading.
+        if let Entry::Vacant(slot) = self.owned.entry(event.sensor) {
+            slot.insert(partition);
             if let Some(memory) = self.changelog.get(&event.sensor) {
                 self.controller.restore_heater(event.sensor, *memory);
             }
