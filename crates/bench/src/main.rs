@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use setpoint::bus::embedded::EmbeddedBus;
-use setpoint::bus::{Bus, Consumer, ReadingEvent, SetpointChange, StartAt};
+use setpoint::bus::{Bus, Consumer, SensorReading, SetpointChange, StartAt};
 use setpoint::metrics::Metrics;
 use setpoint::roles::controller::{self, ControllerOptions};
 use setpoint_control::{Config, Decision, Reading, Setpoint};
@@ -82,7 +82,7 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
                     Some(r) => (r / 1_000).clamp(1, batch),
                     None => batch,
                 };
-                let readings: Vec<ReadingEvent> = (seq..seq + n)
+                let readings: Vec<SensorReading> = (seq..seq + n)
                     .map(|i| {
                         let sensor = (i % SENSORS as u64) as i32;
                         let round = i / SENSORS as u64;
@@ -91,20 +91,16 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
                             5 => 15.0,
                             k => 19.5 + k as f64 * 0.1,
                         };
-                        ReadingEvent {
+                        SensorReading {
                             sensor,
-                            reading: Reading {
-                                t_ms: i as i64,
-                                temperature,
-                            },
+                            t_ms: i as i64,
+                            temperature,
                         }
                     })
-                    .chain(std::iter::once(ReadingEvent {
+                    .chain(std::iter::once(SensorReading {
                         sensor: PROBE,
-                        reading: Reading {
-                            t_ms: seq as i64,
-                            temperature: 20.0,
-                        },
+                        t_ms: seq as i64,
+                        temperature: 20.0,
                     }))
                     .collect();
                 if Instant::now() >= next_flip {

@@ -54,10 +54,38 @@ pub struct Reading {
     pub temperature: f64,
 }
 
+/// A reading with its sensor: the one shape a reading has on the readings stream, in the bridge and on the
+/// WebSocket (`{"sensor", "t_ms", "temperature"}`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SensorReading {
+    pub sensor: SensorId,
+    pub t_ms: TimeMs,
+    pub temperature: f64,
+}
+
+impl SensorReading {
+    pub fn new(sensor: SensorId, reading: Reading) -> Self {
+        Self {
+            sensor,
+            t_ms: reading.t_ms,
+            temperature: reading.temperature,
+        }
+    }
+
+    /// The reading without its sensor id, as the controller takes it.
+    pub fn reading(&self) -> Reading {
+        Reading {
+            t_ms: self.t_ms,
+            temperature: self.temperature,
+        }
+    }
+}
+
 /// Why a decision was made: the band rule, or the stale-sensor failsafe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionCause {
+    #[default]
     Band,
     Failsafe,
 }
@@ -71,7 +99,11 @@ pub struct Decision {
     pub command: Command,
     pub t_ms: TimeMs,
     pub temperature: f64,
+    /// Absent from the JSON of a server that predates versions: unversioned.
+    #[serde(default)]
     pub setpoint_version: u64,
+    /// Absent from the JSON of a server that predates the failsafe: the band rule.
+    #[serde(default)]
     pub cause: DecisionCause,
 }
 

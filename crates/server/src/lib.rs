@@ -10,4 +10,5 @@ pub mod bridge;
 pub mod bus;
 pub mod clock;
 pub mod metrics;
+pub mod retry;
 pub mod roles;

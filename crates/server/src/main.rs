@@ -13,6 +13,7 @@ use setpoint::bridge::BridgeOptions;
 use setpoint::bus::embedded::EmbeddedBus;
 use setpoint::bus::kafka::{KafkaBus, KafkaOptions, Topics};
 use setpoint::metrics::Metrics;
+use setpoint::retry;
 use setpoint::roles::controller::ControllerOptions;
 use setpoint_control::{Config, Limits};
 use setpoint_sim::SimConfig;
@@ -332,17 +333,15 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Some(kafka) => {
             let bus = KafkaBus::new(kafka, Arc::clone(&metrics)).map_err(|e| e.to_string())?;
-            let mut backoff = Duration::from_millis(500);
-            loop {
-                match bus.ensure_topics().await {
-                    Ok(()) => break,
-                    Err(e) => tracing::warn!("waiting for the Kafka cluster: {e}"),
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.cancelled() => return Ok(()),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+            let ready = retry::until_stopped(
+                "waiting for the Kafka cluster",
+                || bus.ensure_topics(),
+                |_| {},
+                &stop,
+            );
+            match ready.await {
+                None => return Ok(()),
+                Some(result) => result.map_err(|e| e.to_string())?,
             }
             let running = app::start(bus, options, metrics)
                 .await

@@ -5,6 +5,10 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use setpoint_control::Stats;
+
+use crate::bridge::hub::state::HubStats;
+
 /// Upper bounds of the reading→decision latency buckets, in microseconds.
 const LATENCY_BUCKETS_US: [u64; 12] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
@@ -27,6 +31,9 @@ pub struct Metrics {
     pub slow_clients_disconnected: AtomicU64,
     pub bus_lost_records: AtomicU64,
     pub failsafes: AtomicU64,
+    pub setpoint_versions_dropped: AtomicU64,
+    pub bridge_readings: AtomicU64,
+    pub bridge_decisions: AtomicU64,
     /// 1 while the controller in this process reads the setpoints (and, after an assignment, the
     /// controller state) up to their end before deciding; `/readyz` answers 503 meanwhile.
     pub controller_catching_up: AtomicU64,
@@ -36,6 +43,28 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Mirrors the controller's own counters ([`Stats`], kept by the control core): the one place they are
+    /// counted, exported as they are.
+    pub fn record_controller(&self, stats: &Stats) {
+        self.readings.store(stats.readings, Relaxed);
+        self.rejected_readings.store(stats.rejected_readings, Relaxed);
+        self.out_of_order_readings.store(stats.out_of_order, Relaxed);
+        self.decisions.store(stats.decisions, Relaxed);
+        self.failsafes.store(stats.failsafes, Relaxed);
+        self.setpoint_changes.store(stats.setpoints_applied, Relaxed);
+        self.rejected_setpoints.store(stats.setpoints_rejected, Relaxed);
+        self.setpoint_versions_dropped
+            .store(stats.setpoint_versions_dropped, Relaxed);
+    }
+
+    /// Mirrors the bridge hub's counters ([`HubStats`]).
+    pub fn record_bridge(&self, stats: &HubStats) {
+        self.ws_clients.store(stats.clients, Relaxed);
+        self.ws_connections_total.store(stats.connections, Relaxed);
+        self.bridge_readings.store(stats.readings, Relaxed);
+        self.bridge_decisions.store(stats.decisions, Relaxed);
+    }
+
     /// Records one reading→decision latency.
     pub fn observe_latency_us(&self, us: u64) {
         if let Some(i) = LATENCY_BUCKETS_US.iter().position(|b| us <= *b) {
@@ -48,7 +77,7 @@ impl Metrics {
     /// The Prometheus text exposition. Contains no secrets: the write token is never stored here.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 16] = [
             (
                 "setpoint_readings_total",
                 "Readings processed by the controller.",
@@ -56,7 +85,7 @@ impl Metrics {
             ),
             (
                 "setpoint_rejected_readings_total",
-                "Readings refused (non-finite temperature).",
+                "Readings refused (not a finite temperature, or below absolute zero).",
                 &self.rejected_readings,
             ),
             (
@@ -113,6 +142,21 @@ impl Metrics {
                 "setpoint_failsafes_total",
                 "Failsafe Off commands for sensors that fell silent.",
                 &self.failsafes,
+            ),
+            (
+                "setpoint_setpoint_versions_dropped_total",
+                "Setpoint versions pushed out of a sensor's bounded history before any reading used them.",
+                &self.setpoint_versions_dropped,
+            ),
+            (
+                "setpoint_bridge_readings_total",
+                "Readings relayed by the bridge to its WebSocket clients.",
+                &self.bridge_readings,
+            ),
+            (
+                "setpoint_bridge_decisions_total",
+                "Heater commands relayed by the bridge to its WebSocket clients.",
+                &self.bridge_decisions,
             ),
         ];
         for (name, help, value) in counters {

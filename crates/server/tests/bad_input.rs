@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use prost::Message as _;
-use setpoint::bus::{Payload, ReadingEvent, SetpointChange};
+use setpoint::bus::{Payload, SensorReading, SetpointChange};
 use setpoint_control::{Command, Config, Controller, Reading, ReadingError, Setpoint};
 use setpoint_wire::proto::{DecodeError, HeaterControl, SensorData};
 use setpoint_wire::ws::{ErrorCode, ServerMessage};
@@ -497,8 +497,8 @@ fn metric(text: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
-fn describe_reading(r: &ReadingEvent) -> String {
-    format!("sensor {} at {}", r.sensor, r.reading.temperature)
+fn describe_reading(r: &SensorReading) -> String {
+    format!("sensor {} at {}", r.sensor, r.temperature)
 }
 
 fn reading_error_kind(e: &ReadingError) -> &'static str {
@@ -551,7 +551,7 @@ async fn every_bad_input_gets_its_exact_response_and_nothing_breaks() {
             }
             Input::SensorRecord(key, value) => match value {
                 None => Expect::Decode(DecodeError::Tombstone.kind()),
-                Some(v) => match ReadingEvent::decode(key, &v, Some(0)) {
+                Some(v) => match SensorReading::decode(key, &v, Some(0)) {
                     Ok(r) => Expect::Decoded(describe_reading(&r)),
                     Err(e) => Expect::Decode(e.kind()),
                 },

@@ -340,7 +340,7 @@ async fn a_hundred_clients_are_served_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_flushes_and_closes_connections() {
-    use setpoint::bus::{Bus, ReadingEvent};
+    use setpoint::bus::{Bus, SensorReading};
     let server = start(3, 50).await;
     let a = addr(&server);
     let mut c = connect(a, Some(TOKEN), None).await.expect("connects");
@@ -350,12 +350,10 @@ async fn graceful_shutdown_flushes_and_closes_connections() {
         .await;
     // A reading published just before the stop must still be decided on and its command delivered
     // before the close frame: the controller drains the bus, then the bridge drains and flushes.
-    let cold = ReadingEvent {
+    let cold = SensorReading {
         sensor: 99,
-        reading: setpoint_control::Reading {
-            t_ms: setpoint::clock::now_ms(),
-            temperature: 0.0,
-        },
+        t_ms: setpoint::clock::now_ms(),
+        temperature: 0.0,
     };
     server.bus.publish(vec![cold]).await.expect("publish");
     let stop = server.stop_token();

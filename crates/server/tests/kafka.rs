@@ -340,7 +340,7 @@ async fn with_the_broker_down_writes_are_refused_and_the_bridge_stays_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed() {
-    use setpoint::bus::{Bus, ReadingEvent, SetpointChange};
+    use setpoint::bus::{Bus, SensorReading, SetpointChange};
     use setpoint_control::{Config, Reading, Setpoint};
     use setpoint_testkit::reference::{compare, expected_commands, Expected, LoggedReading, LoggedSetpoint};
     use std::collections::HashMap;
@@ -410,10 +410,10 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
     while setpoint::clock::now_ms() < end {
         // Every sensor's temperature flips across the band every second, so its heater flips too.
         let now = setpoint::clock::now_ms();
-        let readings: Vec<ReadingEvent> = (1..=SENSORS)
+        let readings: Vec<SensorReading> = (1..=SENSORS)
             .map(|sensor| {
                 let cold = ((tick / 10) + i64::from(sensor)) % 2 == 0;
-                ReadingEvent {
+                SensorReading {
                     sensor,
                     reading: Reading {
                         t_ms: now,
@@ -424,8 +424,8 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
             .collect();
         log.extend(readings.iter().map(|r| LoggedReading {
             sensor: r.sensor,
-            t_ms: r.reading.t_ms,
-            temperature: r.reading.temperature,
+            t_ms: r.t_ms,
+            temperature: r.temperature,
         }));
         bus.publish(readings).await.expect("readings");
         tick += 1;

@@ -5,7 +5,7 @@
 //! (so the protocol can grow); an unknown `type` or a wrong field type is a typed [`ProtocolError`].
 
 use serde::{Deserialize, Serialize};
-use setpoint_control::{Command, Config, Decision, DecisionCause, Reading, SensorId, Setpoint, TimeMs};
+use setpoint_control::{Config, Decision, SensorId, SensorReading, Setpoint, TimeMs};
 
 /// Protocol version announced in `hello`; bumped only for incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -99,23 +99,8 @@ pub struct Hello {
     pub server_time_ms: TimeMs,
 }
 
-/// One reading on the WebSocket.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ReadingItem {
-    pub sensor: SensorId,
-    pub t_ms: TimeMs,
-    pub temperature: f64,
-}
-
-impl ReadingItem {
-    /// The reading without its sensor id, as the control crate takes it.
-    pub fn reading(&self) -> Reading {
-        Reading {
-            t_ms: self.t_ms,
-            temperature: self.temperature,
-        }
-    }
-}
+/// Transitional name of [`SensorReading`] for the dashboard.
+pub type ReadingItem = SensorReading;
 
 /// A batch of readings. `missed` counts readings dropped for this client because it read too slowly (only
 /// the latest reading per sensor is kept for a slow client); `backfill` marks history sent after `hello`.
@@ -128,48 +113,8 @@ pub struct ReadingsBatch {
     pub backfill: bool,
 }
 
-/// A heater command as the browser sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DecisionMsg {
-    pub sensor: SensorId,
-    pub t_ms: TimeMs,
-    pub temperature: f64,
-    pub command: Command,
-    #[serde(default)]
-    pub setpoint_version: u64,
-    #[serde(default = "band")]
-    pub cause: DecisionCause,
-}
-
-fn band() -> DecisionCause {
-    DecisionCause::Band
-}
-
-impl From<&Decision> for DecisionMsg {
-    fn from(d: &Decision) -> Self {
-        Self {
-            sensor: d.sensor,
-            t_ms: d.t_ms,
-            temperature: d.temperature,
-            command: d.command,
-            setpoint_version: d.setpoint_version,
-            cause: d.cause,
-        }
-    }
-}
-
-impl From<&DecisionMsg> for Decision {
-    fn from(d: &DecisionMsg) -> Self {
-        Self {
-            sensor: d.sensor,
-            command: d.command,
-            t_ms: d.t_ms,
-            temperature: d.temperature,
-            setpoint_version: d.setpoint_version,
-            cause: d.cause,
-        }
-    }
-}
+/// Transitional name of [`Decision`] for the dashboard.
+pub type DecisionMsg = Decision;
 
 /// A setpoint in force, broadcast to every client when it changes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -273,7 +218,7 @@ pub enum ProtocolError {
     #[error("unknown message type {0:?}")]
     UnknownType(String),
     #[error("invalid {kind} message: {detail}")]
-    Invalid { kind: &'static str, detail: String },
+    Invalid { kind: String, detail: String },
 }
 
 impl ProtocolError {
@@ -294,11 +239,10 @@ struct TypeProbe {
     kind: Option<serde_json::Value>,
 }
 
-const CLIENT_TYPES: [&str; 2] = ["subscribe", "set_setpoint"];
-
 impl ClientMessage {
     /// Decodes a client text frame. Distinguishes not-JSON, unknown type and bad fields, so the client gets
-    /// an error that says which it was.
+    /// an error that says which it was. The set of known types is the enum's own: serde reports a tag it
+    /// has no variant for as an unknown variant of exactly that tag.
     pub fn from_json(text: &str) -> Result<Self, ProtocolError> {
         let probe: TypeProbe =
             serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
@@ -307,17 +251,21 @@ impl ClientMessage {
             Some(serde_json::Value::String(s)) => s,
             Some(other) => return Err(ProtocolError::UnknownType(truncate(&other.to_string()))),
         };
-        let Some(known) = CLIENT_TYPES.iter().find(|t| **t == kind) else {
-            return Err(ProtocolError::UnknownType(truncate(&kind)));
-        };
-        let msg: ClientMessage = serde_json::from_str(text).map_err(|e| ProtocolError::Invalid {
-            kind: known,
-            detail: e.to_string(),
+        let msg: ClientMessage = serde_json::from_str(text).map_err(|e| {
+            let detail = e.to_string();
+            if detail.starts_with(&format!("unknown variant `{kind}`")) {
+                ProtocolError::UnknownType(truncate(&kind))
+            } else {
+                ProtocolError::Invalid {
+                    kind: truncate(&kind),
+                    detail,
+                }
+            }
         })?;
         if let ClientMessage::SetSetpoint(s) = &msg {
             if s.request_id.len() > MAX_REQUEST_ID_LEN {
                 return Err(ProtocolError::Invalid {
-                    kind: known,
+                    kind,
                     detail: format!("request_id longer than {MAX_REQUEST_ID_LEN} bytes"),
                 });
             }

@@ -14,7 +14,7 @@ use rdkafka::message::Message as _;
 use rdkafka::ClientConfig;
 use serde_json::json;
 use setpoint::bus::kafka::{KafkaBus, KafkaOptions, Topics};
-use setpoint::bus::{Bus, ReadingEvent, SetpointChange};
+use setpoint::bus::{Bus, SensorReading, SetpointChange};
 use setpoint::clock::now_ms;
 use setpoint::metrics::Metrics;
 use setpoint::roles::controller::{self, ControllerOptions};
@@ -44,10 +44,11 @@ fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn reading(sensor: i32, t_ms: i64, temperature: f64) -> ReadingEvent {
-    ReadingEvent {
+fn reading(sensor: i32, t_ms: i64, temperature: f64) -> SensorReading {
+    SensorReading {
         sensor,
-        reading: Reading { t_ms, temperature },
+        t_ms,
+        temperature,
     }
 }
 
@@ -137,7 +138,7 @@ async fn run(brokers: &str, tag: &str, rate: Option<u64>, duration: Duration) ->
                 let t = now_ms();
                 // Every sensor's readings cross its band every 10th round, so ~10 % of readings cause a
                 // command; the probe sensor sits at 20 °C and only setpoint flips move it.
-                let readings: Vec<ReadingEvent> = (seq..seq + batch)
+                let readings: Vec<SensorReading> = (seq..seq + batch)
                     .map(|i| {
                         let sensor = (i % SENSORS as u64) as i32;
                         let round = i / SENSORS as u64;

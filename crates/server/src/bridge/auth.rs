@@ -1,13 +1,18 @@
 //! Who may write, and which pages may connect.
 //!
 //! Reading is open to anyone who can reach the port; writing needs the token printed at start. Browsers
-//! cannot set headers on a WebSocket, so the token travels as a subprotocol (`token.<hex>`) next to the
+//! cannot set headers on a WebSocket, so the token travels as a subprotocol (`token.<token>`) next to the
 //! protocol name (`setpoint.v1`): it stays out of URLs, and so out of proxy logs and browser history.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use setpoint_wire::ws::{is_token_syntax, MAX_TOKEN_LEN};
 pub use setpoint_wire::ws::{SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX as TOKEN_PREFIX};
+use subtle::ConstantTimeEq;
+
+/// Shortest token an operator may choose.
+pub const MIN_OPERATOR_TOKEN_LEN: usize = 16;
 
 /// The write token. Its `Debug` hides the value so it cannot end up in a log line by accident.
 #[derive(Clone)]
@@ -27,16 +32,16 @@ impl Token {
         Ok(Self(bytes.iter().map(|b| format!("{b:02x}")).collect()))
     }
 
-    /// A token chosen by the operator. Must be a valid subprotocol token character string.
+    /// A token chosen by the operator: the protocol's token syntax (the rule the dashboard checks a token
+    /// with, so a token accepted here is one the page accepts), and at least [`MIN_OPERATOR_TOKEN_LEN`]
+    /// characters so it cannot be guessed.
     pub fn from_operator(value: &str) -> Result<Self, String> {
-        let ok = value.len() >= 16
-            && value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if ok {
+        if value.len() >= MIN_OPERATOR_TOKEN_LEN && is_token_syntax(value) {
             Ok(Self(value.to_owned()))
         } else {
-            Err("the token must be at least 16 characters of A-Z, a-z, 0-9, '-' or '_'".into())
+            Err(format!(
+                "the token must be {MIN_OPERATOR_TOKEN_LEN} to {MAX_TOKEN_LEN} characters of A-Z, a-z, 0-9, '-' or '_'"
+            ))
         }
     }
 
@@ -46,35 +51,20 @@ impl Token {
     }
 
     /// Compares in time independent of where the first difference is, so the token cannot be guessed
-    /// byte by byte from response times.
+    /// byte by byte from response times. (The length may leak; it is not the secret.)
     pub fn matches(&self, candidate: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
-        let mut diff = a.len() ^ b.len();
-        for (i, x) in a.iter().enumerate() {
-            diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
-        }
-        std::hint::black_box(diff) == 0
+        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
     }
 }
 
-/// What the `Sec-WebSocket-Protocol` header offered.
-#[derive(Debug, Default, PartialEq)]
-pub struct Offered<'a> {
-    pub protocol: bool,
-    pub token: Option<&'a str>,
-}
-
-/// Parses the comma-separated subprotocol list.
-pub fn parse_subprotocols(header: Option<&str>) -> Offered<'_> {
-    let mut offered = Offered::default();
-    for item in header.unwrap_or("").split(',').map(str::trim) {
-        if item == SUBPROTOCOL {
-            offered.protocol = true;
-        } else if let Some(t) = item.strip_prefix(TOKEN_PREFIX) {
-            offered.token = Some(t);
-        }
-    }
-    offered
+/// The token offered in a `Sec-WebSocket-Protocol` list, if any. (Whether `setpoint.v1` itself was offered
+/// is the WebSocket library's business: it selects the protocol from the same header.)
+pub fn offered_token(header: Option<&str>) -> Option<&str> {
+    header
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .find_map(|item| item.strip_prefix(TOKEN_PREFIX))
 }
 
 /// Decides whether a WebSocket upgrade's `Origin` may connect: the server's own origins (as reached on
@@ -155,21 +145,43 @@ mod tests {
         assert_eq!(format!("{t:?}"), "Token(<redacted>)");
         assert!(Token::from_operator("short").is_err());
         assert!(Token::from_operator("has spaces in it, sadly").is_err());
+        // The bug this guards against: the server printed a long token the page then refused (read-only).
+        assert!(Token::from_operator(&"a".repeat(MAX_TOKEN_LEN)).is_ok());
+        assert!(Token::from_operator(&"a".repeat(MAX_TOKEN_LEN + 1)).is_err());
         let g = Token::generate().expect("random");
         assert_eq!(g.expose().len(), 32);
         assert_ne!(g.expose(), Token::generate().expect("random").expose());
     }
 
     #[test]
-    fn subprotocols_carry_protocol_and_token() {
-        assert_eq!(
-            parse_subprotocols(Some("setpoint.v1, token.abc")),
-            Offered {
-                protocol: true,
-                token: Some("abc")
+    fn a_token_the_server_accepts_is_one_the_page_accepts() {
+        let candidates = [
+            "0123456789abcdef".to_owned(),
+            "x".repeat(MAX_TOKEN_LEN - 1),
+            "x".repeat(MAX_TOKEN_LEN),
+            "x".repeat(MAX_TOKEN_LEN + 1),
+            "x".repeat(10_000),
+            "with.dot-0123456789".to_owned(),
+            "ünïcödé-0123456789".to_owned(),
+        ];
+        for c in candidates {
+            if Token::from_operator(&c).is_ok() {
+                assert!(
+                    is_token_syntax(&c),
+                    "server accepts {} chars the page refuses",
+                    c.len()
+                );
             }
-        );
-        assert_eq!(parse_subprotocols(None), Offered::default());
+        }
+        let g = Token::generate().expect("random");
+        assert!(is_token_syntax(g.expose()));
+    }
+
+    #[test]
+    fn the_token_travels_beside_the_protocol() {
+        assert_eq!(offered_token(Some("setpoint.v1, token.abc")), Some("abc"));
+        assert_eq!(offered_token(Some("setpoint.v1")), None);
+        assert_eq!(offered_token(None), None);
     }
 
     #[test]

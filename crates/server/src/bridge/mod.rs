@@ -193,12 +193,12 @@ async fn websocket<B: Bus>(
         )
             .into_response();
     }
-    let offered = auth::parse_subprotocols(
+    let offered = auth::offered_token(
         headers
             .get(header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|v| v.to_str().ok()),
     );
-    let can_write = offered.token.is_some_and(|t| bridge.options.token.matches(t));
+    let can_write = offered.is_some_and(|t| bridge.options.token.matches(t));
     upgrade
         .protocols([SUBPROTOCOL])
         .max_message_size(TRANSPORT_MAX_MESSAGE)

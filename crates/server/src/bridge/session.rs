@@ -8,6 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use setpoint_wire::ws::{ClientMessage, ErrorCode, ErrorMsg, ServerMessage};
 
 use super::auth::RateLimit;
+use super::hub::ClientId;
 use super::Bridge;
 use crate::bus::Bus;
 
@@ -70,7 +71,7 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, can_write: b
             };
             let reply = match message {
                 Message::Text(text) => {
-                    handle_text(&bridge, &outbox, text.as_str(), can_write, &mut limit).await
+                    handle_text(&bridge, id, &outbox, text.as_str(), can_write, &mut limit).await
                 }
                 Message::Binary(_) => Some(error(
                     None,
@@ -141,8 +142,11 @@ fn error(request_id: Option<String>, code: ErrorCode, message: &str) -> ServerMe
     })
 }
 
+/// Handles one client frame. Returns the reply when this layer has one; a setpoint write's answer comes
+/// from the hub, through the outbox, once the write is settled.
 async fn handle_text<B: Bus>(
     bridge: &Bridge<B>,
+    client: ClientId,
     outbox: &super::outbox::Outbox,
     text: &str,
     can_write: bool,
@@ -185,7 +189,11 @@ async fn handle_text<B: Bus>(
                     "too many setpoint writes; wait a moment",
                 ));
             }
-            Some(bridge.hub.write_setpoint(&bridge.bus, &req, "dashboard").await)
+            bridge
+                .hub
+                .write_setpoint(&bridge.bus, client, &req, "dashboard")
+                .await;
+            None
         }
     }
 }

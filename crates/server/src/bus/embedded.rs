@@ -2,29 +2,26 @@
 //! Kafka topic. Publishing never blocks; a consumer that falls further behind than the retention skips
 //! ahead and counts what it lost, as a Kafka consumer would after retention deleted a segment.
 
+use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use setpoint_control::Decision;
 use setpoint_wire::ws::BusStatus;
 use tokio::sync::Notify;
 
-use super::{
-    Bus, BusError, Consumer, HeaterMemoryRecord, Offset, Payload, ReadingEvent, Record, SetpointChange,
-    StartAt,
-};
+use super::{Bus, BusError, Consumer, Offset, Payload, Record, StartAt, StreamKind};
 
 /// Retention of the readings and commands logs, in records. At 10 k readings/s this is 100 s of history,
 /// far more than a healthy consumer lags, and about 3 MB of memory.
 pub const DEFAULT_RETENTION: usize = 1 << 20;
 
 /// One stream.
-pub struct Log<T> {
+struct Log<T> {
     inner: Mutex<LogInner<T>>,
     appended: Notify,
     retention: usize,
-    /// Setpoints are state: when full, keep the latest record per key (Kafka's log compaction) instead of
-    /// dropping the oldest records.
+    /// Tables (setpoints, controller state): when full, keep the latest record per key (Kafka's log
+    /// compaction) instead of dropping the oldest records.
     compacted: bool,
 }
 
@@ -113,31 +110,35 @@ fn compact<T: Payload>(records: &mut VecDeque<(Offset, T)>) {
     records.retain(|(offset, v)| latest.get(&v.key()) == Some(offset));
 }
 
-/// The three logs. Public only so [`Payload::select`] can name them.
-pub struct Logs {
-    pub(crate) readings: Arc<Log<ReadingEvent>>,
-    pub(crate) setpoints: Arc<Log<SetpointChange>>,
-    pub(crate) commands: Arc<Log<Decision>>,
-    pub(crate) controller_state: Arc<Log<HeaterMemoryRecord>>,
-}
-
 /// The in-process bus used by `setpoint run` without `--kafka`. Cloning shares the logs.
 #[derive(Clone)]
 pub struct EmbeddedBus {
-    logs: Arc<Logs>,
+    logs: Arc<Mutex<Logs>>,
+    retention: usize,
 }
 
+/// One log per stream, keyed by the stream's kind, so the bus needs to know nothing about the payload types
+/// beyond the [`Payload`] trait. Each entry is a `Log<T>` for the `T` whose `STREAM` is that kind.
+type Logs = HashMap<StreamKind, Arc<dyn Any + Send + Sync>>;
+
 impl EmbeddedBus {
-    /// A bus whose readings and commands logs keep `retention` records each.
+    /// A bus whose event logs (readings, commands) keep `retention` records each.
     pub fn new(retention: usize) -> Self {
         Self {
-            logs: Arc::new(Logs {
-                readings: Arc::new(Log::new(retention, false)),
-                setpoints: Arc::new(Log::new(retention, true)),
-                commands: Arc::new(Log::new(retention, false)),
-                controller_state: Arc::new(Log::new(retention, true)),
-            }),
+            logs: Arc::new(Mutex::new(HashMap::new())),
+            retention,
         }
+    }
+
+    /// The log of `T`'s stream, created on first use.
+    fn log<T: Payload>(&self) -> Result<Arc<Log<T>>, BusError> {
+        let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        let log = logs
+            .entry(T::STREAM)
+            .or_insert_with(|| Arc::new(Log::<T>::new(self.retention, T::STREAM.is_table())));
+        Arc::clone(log)
+            .downcast::<Log<T>>()
+            .map_err(|_| BusError::Unavailable(format!("stream {:?} holds another record type", T::STREAM)))
     }
 }
 
@@ -154,8 +155,7 @@ impl Bus for EmbeddedBus {
         &self,
         values: Vec<T>,
     ) -> impl std::future::Future<Output = Result<(), BusError>> + Send {
-        T::select(&self.logs).append(values);
-        std::future::ready(Ok(()))
+        std::future::ready(self.log::<T>().map(|log| log.append(values)))
     }
 
     fn subscribe<T: Payload>(
@@ -163,7 +163,7 @@ impl Bus for EmbeddedBus {
         start: StartAt,
         _group: Option<&str>,
     ) -> Result<EmbeddedConsumer<T>, BusError> {
-        let log = Arc::clone(T::select(&self.logs));
+        let log = self.log::<T>()?;
         let position = match start {
             StartAt::Beginning => 0,
             StartAt::End => log.end(),
@@ -234,15 +234,14 @@ impl<T: Payload> Consumer<T> for EmbeddedConsumer<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use setpoint_control::{Reading, Setpoint};
+    use crate::bus::{SensorReading, SetpointChange};
+    use setpoint_control::Setpoint;
 
-    fn reading(sensor: i32, t_ms: i64) -> ReadingEvent {
-        ReadingEvent {
+    fn reading(sensor: i32, t_ms: i64) -> SensorReading {
+        SensorReading {
             sensor,
-            reading: Reading {
-                t_ms,
-                temperature: 20.0,
-            },
+            t_ms,
+            temperature: 20.0,
         }
     }
 
@@ -261,10 +260,10 @@ mod tests {
         let bus = EmbeddedBus::new(100);
         bus.publish(vec![reading(1, 1)]).await.expect("publish");
         let mut from_end = bus
-            .subscribe::<ReadingEvent>(StartAt::End, None)
+            .subscribe::<SensorReading>(StartAt::End, None)
             .expect("subscribe");
         let mut from_start = bus
-            .subscribe::<ReadingEvent>(StartAt::Beginning, None)
+            .subscribe::<SensorReading>(StartAt::Beginning, None)
             .expect("subscribe");
         assert!(from_end.try_batch(10).expect("read").is_empty());
         bus.publish(vec![reading(1, 2), reading(2, 3)])
@@ -275,7 +274,7 @@ mod tests {
             .await
             .expect("read")
             .iter()
-            .map(|r| r.value.reading.t_ms)
+            .map(|r| r.value.t_ms)
             .collect();
         assert_eq!(got, vec![2, 3]);
         assert_eq!(from_start.next_batch(10).await.expect("read").len(), 3);
@@ -285,7 +284,7 @@ mod tests {
     async fn a_waiting_consumer_wakes_on_publish() {
         let bus = EmbeddedBus::new(100);
         let mut c = bus
-            .subscribe::<ReadingEvent>(StartAt::End, None)
+            .subscribe::<SensorReading>(StartAt::End, None)
             .expect("subscribe");
         let waiter = tokio::spawn(async move { c.next_batch(10).await });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -301,14 +300,14 @@ mod tests {
     async fn a_consumer_behind_retention_skips_ahead_and_counts_the_loss() {
         let bus = EmbeddedBus::new(10);
         let mut c = bus
-            .subscribe::<ReadingEvent>(StartAt::Beginning, None)
+            .subscribe::<SensorReading>(StartAt::Beginning, None)
             .expect("subscribe");
         bus.publish((0..25).map(|t| reading(1, t)).collect())
             .await
             .expect("publish");
         let batch = c.next_batch(100).await.expect("read");
         assert_eq!(batch.len(), 10);
-        assert_eq!(batch[0].value.reading.t_ms, 15);
+        assert_eq!(batch[0].value.t_ms, 15);
         assert_eq!(c.lost(), 15);
     }
 

@@ -12,7 +12,7 @@ pub mod kafka;
 use std::future::Future;
 
 use prost::Message as _;
-use setpoint_control::{Decision, HeaterMemory, Reading, SensorId, Setpoint, TimeMs};
+use setpoint_control::{Decision, HeaterMemory, SensorId, Setpoint, TimeMs};
 use setpoint_wire::proto::{self, DecodeError};
 use setpoint_wire::ws::BusStatus;
 
@@ -32,6 +32,14 @@ pub enum StreamKind {
     /// The controllers' changelog: each heater's last command and dwell, for the next owner
     /// (`setpoint-controller-state` topic, compacted).
     ControllerState,
+}
+
+impl StreamKind {
+    /// Streams that are state rather than events: only the latest record per key matters, so their logs
+    /// are compacted (Kafka's `cleanup.policy=compact`; the embedded bus keeps the latest per key when full).
+    pub fn is_table(self) -> bool {
+        matches!(self, StreamKind::Setpoints | StreamKind::ControllerState)
+    }
 }
 
 /// Where a new consumer starts reading.
@@ -61,12 +69,9 @@ pub enum BusError {
     Unavailable(String),
 }
 
-/// A reading on the readings stream, keyed by sensor.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ReadingEvent {
-    pub sensor: SensorId,
-    pub reading: Reading,
-}
+/// A reading on the readings stream, keyed by sensor: the control crate's type, which is also what the
+/// WebSocket carries.
+pub use setpoint_control::SensorReading;
 
 /// A setpoint on the setpoints stream, keyed by sensor. `version` is assigned by the bridge that accepted
 /// the write (0 when an outside tool, such as the reference thermostat's, wrote it).
@@ -87,8 +92,7 @@ pub struct HeaterMemoryRecord {
     pub memory: HeaterMemory,
 }
 
-/// A value that travels on one of the streams. The `select` hook lets the embedded bus find its log; the
-/// Kafka transport adds its codec alongside.
+/// A value that travels on one of the streams: which stream, its key, and its Kafka codec.
 pub trait Payload: Clone + Send + Sync + 'static {
     const STREAM: StreamKind;
     /// The record key: the sensor id, so all records of one sensor stay in order.
@@ -98,32 +102,24 @@ pub trait Payload: Clone + Send + Sync + 'static {
     /// Decodes a Kafka record. `key` is optional (reference writers may omit it) but must agree with the
     /// value when present; `timestamp_ms` stands in for a missing event time.
     fn decode(key: Option<&[u8]>, value: &[u8], timestamp_ms: Option<i64>) -> Result<Self, DecodeError>;
-    #[doc(hidden)]
-    fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>>;
 }
 
 fn fallback_ms(timestamp_ms: Option<i64>) -> TimeMs {
     timestamp_ms.unwrap_or_else(crate::clock::now_ms)
 }
 
-impl Payload for ReadingEvent {
+impl Payload for SensorReading {
     const STREAM: StreamKind = StreamKind::Readings;
     fn key(&self) -> SensorId {
         self.sensor
     }
     fn encode(&self) -> Vec<u8> {
-        proto::SensorData::from_reading(self.sensor, &self.reading).encode_to_vec()
+        proto::SensorData::from_reading(self.sensor, &self.reading()).encode_to_vec()
     }
     fn decode(key: Option<&[u8]>, value: &[u8], timestamp_ms: Option<i64>) -> Result<Self, DecodeError> {
         let m = proto::SensorData::decode_value(value)?;
         proto::check_key(key, m.sensor_id)?;
-        Ok(Self {
-            sensor: m.sensor_id,
-            reading: m.reading(fallback_ms(timestamp_ms)),
-        })
-    }
-    fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>> {
-        &logs.readings
+        Ok(Self::new(m.sensor_id, m.reading(fallback_ms(timestamp_ms))))
     }
 }
 
@@ -158,9 +154,6 @@ impl Payload for SetpointChange {
             t_ms,
         })
     }
-    fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>> {
-        &logs.setpoints
-    }
 }
 
 impl Payload for Decision {
@@ -175,9 +168,6 @@ impl Payload for Decision {
         let m = proto::HeaterControl::decode_value(value)?;
         proto::check_key(key, m.sensor_id)?;
         m.decision(fallback_ms(timestamp_ms))
-    }
-    fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>> {
-        &logs.commands
     }
 }
 
@@ -196,9 +186,6 @@ impl Payload for HeaterMemoryRecord {
             sensor: m.sensor_id,
             memory: m.memory()?,
         })
-    }
-    fn select(logs: &embedded::Logs) -> &std::sync::Arc<embedded::Log<Self>> {
-        &logs.controller_state
     }
 }
 

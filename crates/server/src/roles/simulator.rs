@@ -6,7 +6,7 @@ use setpoint_control::Decision;
 use setpoint_sim::{SimConfig, Simulator};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{Bus, BusError, Consumer, ReadingEvent, SetpointChange, StartAt};
+use crate::bus::{Bus, BusError, Consumer, SensorReading, SetpointChange, StartAt};
 use crate::clock::now_ms;
 
 /// Author recorded on the setpoints the simulator seeds.
@@ -42,8 +42,8 @@ pub async fn run<B: Bus>(
                 }
             }
             _ = interval.tick() => {
-                let readings: Vec<ReadingEvent> =
-                    sim.step(now_ms()).into_iter().map(|(sensor, reading)| ReadingEvent { sensor, reading }).collect();
+                let readings: Vec<SensorReading> =
+                    sim.step(now_ms()).into_iter().map(|(sensor, reading)| SensorReading::new(sensor, reading)).collect();
                 // Readings are perishable: when the bus is down they are dropped, not queued.
                 if let Err(e) = bus.publish(readings).await {
                     tracing::debug!("readings dropped: {e}");

@@ -9,7 +9,7 @@ use setpoint_control::{
     Config, Controller, Decision, HeaterMemory, ReadingError, SensorId, SetpointError, Stats,
 };
 
-use crate::bus::{HeaterMemoryRecord, ReadingEvent, SetpointChange};
+use crate::bus::{HeaterMemoryRecord, SensorReading, SetpointChange};
 
 /// One controller instance's view of the world.
 #[derive(Debug)]
@@ -66,7 +66,11 @@ impl Join {
     /// Decides one reading from `partition`. A sensor this instance did not own a moment ago first takes
     /// over the heater memory from the changelog, so it neither repeats the previous owner's last command
     /// nor cuts its dwell short.
-    pub fn decide(&mut self, partition: i32, event: &ReadingEvent) -> Result<Option<Decision>, ReadingError> {
+    pub fn decide(
+        &mut self,
+        partition: i32,
+        event: &SensorReading,
+    ) -> Result<Option<Decision>, ReadingError> {
         // A lookup, not a write, for the sensors already owned: this runs for every reading.
         if let Entry::Vacant(slot) = self.owned.entry(event.sensor) {
             slot.insert(partition);
@@ -74,7 +78,7 @@ impl Join {
                 self.controller.restore_heater(event.sensor, *memory);
             }
         }
-        self.controller.on_reading(event.sensor, event.reading)
+        self.controller.on_reading(event.sensor, event.reading())
     }
 
     /// Failsafe Offs for silent sensors at `now_ms`.
@@ -105,7 +109,7 @@ impl Join {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use setpoint_control::{Command, Reading, Setpoint};
+    use setpoint_control::{Command, Setpoint};
 
     fn setpoint(sensor: SensorId, t_ms: i64) -> SetpointChange {
         SetpointChange {
@@ -117,10 +121,11 @@ mod tests {
         }
     }
 
-    fn reading(sensor: SensorId, t_ms: i64, temperature: f64) -> ReadingEvent {
-        ReadingEvent {
+    fn reading(sensor: SensorId, t_ms: i64, temperature: f64) -> SensorReading {
+        SensorReading {
             sensor,
-            reading: Reading { t_ms, temperature },
+            t_ms,
+            temperature,
         }
     }
 

@@ -10,14 +10,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use setpoint_control::{Config, Decision, Stats};
+use setpoint_control::{Config, Decision};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{
-    Bus, BusError, Consumer, HeaterMemoryRecord, Payload, ReadingEvent, Record, SetpointChange, StartAt,
+    Bus, BusError, Consumer, HeaterMemoryRecord, Payload, Record, SensorReading, SetpointChange, StartAt,
 };
 use crate::clock::{now_ms, now_us};
 use crate::metrics::Metrics;
+use crate::retry::Backoff;
 use join::Join;
 
 /// Consumer group of the controllers; instances in one group share the readings' partitions.
@@ -60,7 +61,7 @@ pub async fn run<B: Bus>(
 ) -> Result<(), BusError> {
     metrics.controller_catching_up.store(1, Relaxed);
     // Retried: freshly created topics may not show their partitions yet, or the broker may be away.
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     let (mut tables, mut readings) = loop {
         let subscribed = (|| {
             let tables = Tables {
@@ -69,14 +70,17 @@ pub async fn run<B: Bus>(
             };
             // A group that never committed starts at the oldest retained reading, as Kafka Streams does: a
             // new deployment decides the backlog instead of skipping it.
-            let readings = bus.subscribe::<ReadingEvent>(StartAt::Beginning, Some(CONTROLLER_GROUP))?;
+            let readings = bus.subscribe::<SensorReading>(StartAt::Beginning, Some(CONTROLLER_GROUP))?;
             Ok::<_, BusError>((tables, readings))
         })();
         match subscribed {
             Ok(s) => break s,
             Err(BusError::Closed) => return Err(BusError::Closed),
             Err(e) => {
-                if !backoff.wait("cannot subscribe yet", &e, &shutdown).await {
+                if !backoff
+                    .wait("controller cannot subscribe yet", &e, &shutdown)
+                    .await
+                {
                     return Ok(());
                 }
             }
@@ -133,7 +137,7 @@ pub async fn run<B: Bus>(
                 for d in &failsafes {
                     tracing::warn!(sensor = d.sensor, "sensor silent: failsafe off");
                 }
-                metrics.failsafes.fetch_add(failsafes.len() as u64, Relaxed);
+                metrics.record_controller(&join.stats());
                 if !publish_decisions(&bus, &join, failsafes, &metrics, &shutdown).await? {
                     interrupted = true;
                     break;
@@ -188,7 +192,7 @@ where
     S: Consumer<SetpointChange>,
     M: Consumer<HeaterMemoryRecord>,
 {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     loop {
         let result = async {
             if changelog {
@@ -228,7 +232,6 @@ fn apply_setpoints(join: &mut Join, batch: Vec<Record<SetpointChange>>, metrics:
         let change = record.value;
         match join.apply_setpoint(&change) {
             Ok(()) => {
-                metrics.setpoint_changes.fetch_add(1, Relaxed);
                 tracing::debug!(
                     sensor = change.sensor,
                     desired = change.setpoint.desired,
@@ -240,7 +243,6 @@ fn apply_setpoints(join: &mut Join, batch: Vec<Record<SetpointChange>>, metrics:
                 );
             }
             Err(e) => {
-                metrics.rejected_setpoints.fetch_add(1, Relaxed);
                 tracing::warn!(
                     sensor = change.sensor,
                     offset = record.offset,
@@ -249,14 +251,14 @@ fn apply_setpoints(join: &mut Join, batch: Vec<Record<SetpointChange>>, metrics:
             }
         }
     }
+    metrics.record_controller(&join.stats());
 }
 
 fn decide<'a>(
     join: &mut Join,
-    batch: impl Iterator<Item = &'a Record<ReadingEvent>>,
+    batch: impl Iterator<Item = &'a Record<SensorReading>>,
     metrics: &Metrics,
 ) -> Vec<Decision> {
-    let before = join.stats();
     let mut decisions = Vec::new();
     for record in batch {
         match join.decide(record.partition, &record.value) {
@@ -265,20 +267,8 @@ fn decide<'a>(
             Err(e) => tracing::debug!(offset = record.offset, "reading refused: {e}"),
         }
     }
-    count(&before, &join.stats(), metrics);
+    metrics.record_controller(&join.stats());
     decisions
-}
-
-fn count(before: &Stats, after: &Stats, metrics: &Metrics) {
-    metrics
-        .readings
-        .fetch_add(after.readings - before.readings, Relaxed);
-    metrics
-        .rejected_readings
-        .fetch_add(after.rejected_readings - before.rejected_readings, Relaxed);
-    metrics
-        .out_of_order_readings
-        .fetch_add(after.out_of_order - before.out_of_order, Relaxed);
 }
 
 /// Publishes commands, then the changelog records that explain them. Returns `false` if a stop ended the
@@ -311,7 +301,6 @@ async fn publish_decisions<B: Bus>(
             "command"
         );
     }
-    metrics.decisions.fetch_add(decisions.len() as u64, Relaxed);
     publish(bus, &memories, shutdown).await
 }
 
@@ -323,7 +312,7 @@ async fn publish<B: Bus, T: Payload>(
     records: &[T],
     shutdown: &CancellationToken,
 ) -> Result<bool, BusError> {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     loop {
         match bus.publish(records.to_vec()).await {
             Ok(()) => return Ok(true),
@@ -334,25 +323,5 @@ async fn publish<B: Bus, T: Payload>(
                 }
             }
         }
-    }
-}
-
-/// The wait between two tries while the bus is away: 100 ms, doubling up to 5 s.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Self(Duration::from_millis(100))
-    }
-
-    /// Logs what failed, waits, and says whether to try again (`false`: a stop came meanwhile).
-    async fn wait(&mut self, what: &str, error: &BusError, shutdown: &CancellationToken) -> bool {
-        tracing::warn!("{what}, retrying in {:?}: {error}", self.0);
-        let again = tokio::select! {
-            _ = tokio::time::sleep(self.0) => true,
-            _ = shutdown.cancelled() => false,
-        };
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-        again
     }
 }

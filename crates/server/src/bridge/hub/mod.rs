@@ -1,0 +1,220 @@
+//! The bridge's fan-out: one set of bus subscriptions for all clients, whatever their number.
+//!
+//! [`state::HubState`] is the sans-IO state machine (what each client is told, and when); [`Hub`] is its
+//! thin shell: it holds the state behind one lock, stamps inputs with the clock, and delivers the outputs to
+//! the clients' [`Outbox`]es while still holding the lock — which is what makes "every event exactly once
+//! per client" hold for real connections. [`pump`] feeds it from the bus; [`Hub::write_setpoint`] publishes
+//! a browser's write.
+
+mod pump;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use setpoint_control::{Config, Decision, SensorId};
+use setpoint_wire::ws::{ReadingsBatch, ServerMessage, SetSetpoint, SetpointMsg};
+
+use super::outbox::{Frame, Outbox, SharedBatch};
+use crate::bus::{Bus, BusError};
+use crate::clock::now_ms;
+use crate::metrics::Metrics;
+pub use pump::pump;
+pub use state::{ClientId, HubOptions};
+use state::{HubState, Output, PublishFailure};
+
+/// Readings are sent to clients in batches at this interval rather than one frame per reading.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Status frames go out this often.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+struct Inner {
+    state: HubState,
+    outboxes: HashMap<ClientId, Arc<Outbox>>,
+}
+
+/// The hub. Shared by the pump task and every connection.
+pub struct Hub {
+    inner: Mutex<Inner>,
+    /// Serialises publishing, so records reach the bus in the order their versions were assigned.
+    write_lock: tokio::sync::Mutex<()>,
+    metrics: Arc<Metrics>,
+}
+
+/// What a new client starts from.
+pub struct Registration {
+    pub id: ClientId,
+    pub outbox: Arc<Outbox>,
+    pub hello: ServerMessage,
+    pub backfill: Vec<ServerMessage>,
+}
+
+impl Hub {
+    pub fn new(config: Config, options: HubOptions, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                state: HubState::new(config, options),
+                outboxes: HashMap::new(),
+            }),
+            write_lock: tokio::sync::Mutex::new(()),
+            metrics,
+        }
+    }
+
+    /// A poisoned lock means a panic elsewhere mid-update; every update leaves the state consistent between
+    /// outputs, so keep serving.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one input against the state and delivers its outputs under the same lock.
+    fn with_state<R>(&self, input: impl FnOnce(&mut HubState) -> R) -> R {
+        let mut inner = self.lock();
+        let result = input(&mut inner.state);
+        inner.deliver(&self.metrics);
+        result
+    }
+
+    /// Registers a client; its `hello` and backfill are a snapshot taken atomically with respect to fan-out.
+    pub fn register(&self, can_write: bool) -> Registration {
+        let outbox = Arc::new(Outbox::default());
+        let mut inner = self.lock();
+        let welcome = inner.state.register(can_write, now_ms());
+        inner.outboxes.insert(welcome.id, Arc::clone(&outbox));
+        inner.deliver(&self.metrics);
+        drop(inner);
+        Registration {
+            id: welcome.id,
+            outbox,
+            hello: welcome.hello,
+            backfill: welcome.backfill,
+        }
+    }
+
+    pub fn unregister(&self, id: ClientId) {
+        let mut inner = self.lock();
+        inner.state.unregister(id);
+        inner.outboxes.remove(&id);
+        inner.deliver(&self.metrics);
+    }
+
+    pub(crate) fn on_reading(&self, readings: impl IntoIterator<Item = crate::bus::SensorReading>) {
+        self.with_state(|s| readings.into_iter().for_each(|r| s.on_reading(r)));
+    }
+
+    pub(crate) fn on_decision(&self, decisions: impl IntoIterator<Item = Decision>) {
+        self.with_state(|s| decisions.into_iter().for_each(|d| s.on_decision(d)));
+    }
+
+    pub(crate) fn on_setpoint(&self, changes: impl IntoIterator<Item = crate::bus::SetpointChange>) {
+        self.with_state(|s| changes.into_iter().for_each(|c| s.on_setpoint(c)));
+    }
+
+    pub(crate) fn flush(&self) {
+        self.with_state(HubState::flush);
+    }
+
+    pub(crate) fn tick<B: Bus>(&self, bus: &B) {
+        let now = bus.status();
+        self.with_state(|s| {
+            let before = s.bus();
+            if now == setpoint_wire::ws::BusStatus::Unavailable && before != now {
+                tracing::warn!("broker unavailable: setpoint writes are refused until it is back");
+            } else if before == setpoint_wire::ws::BusStatus::Unavailable && before != now {
+                tracing::info!("broker reachable again");
+            }
+            s.tick(now_ms(), now);
+        });
+    }
+
+    /// Validates and publishes a browser's setpoint write. The answer (`ack` or an error) reaches the client
+    /// through its outbox: an ack only once the bus has the record and it has come back to this hub.
+    pub async fn write_setpoint<B: Bus>(&self, bus: &B, client: ClientId, req: &SetSetpoint, author: &str) {
+        let _order = self.write_lock.lock().await;
+        let Some((id, change)) = self.with_state(|s| s.begin_write(client, req, author, now_ms())) else {
+            return;
+        };
+        let outcome = match bus.publish(vec![change.clone()]).await {
+            Ok(()) => {
+                tracing::info!(
+                    sensor = change.sensor,
+                    desired = change.setpoint.desired,
+                    up_delta = change.setpoint.up_delta,
+                    down_delta = change.setpoint.down_delta,
+                    version = change.version,
+                    "setpoint written"
+                );
+                Ok(())
+            }
+            Err(BusError::Unavailable(why)) => Err(PublishFailure::Unavailable(why)),
+            Err(BusError::Closed) => Err(PublishFailure::ShuttingDown),
+        };
+        self.with_state(|s| s.write_published(id, outcome, now_ms()));
+    }
+
+    /// The setpoint in force for a sensor.
+    pub fn setpoint(&self, sensor: SensorId) -> Option<SetpointMsg> {
+        self.lock().state.setpoint(sensor).cloned()
+    }
+
+    /// The last command the bridge has seen for a sensor.
+    pub fn last_command(&self, sensor: SensorId) -> Option<Decision> {
+        self.lock().state.last_command(sensor).copied()
+    }
+
+    /// Readings batches queued per client, largest first: shows that a stalled client's queue stays bounded.
+    pub fn queue_depths(&self) -> Vec<usize> {
+        let mut depths: Vec<usize> = self
+            .lock()
+            .outboxes
+            .values()
+            .map(|o| o.queued_batches())
+            .collect();
+        depths.sort_unstable_by(|a, b| b.cmp(a));
+        depths
+    }
+}
+
+impl Inner {
+    /// Hands the state's outputs to the outboxes, encoding each message once, and mirrors its counters.
+    fn deliver(&mut self, metrics: &Metrics) {
+        for output in self.state.take_outputs() {
+            match output {
+                Output::Broadcast(msg) => {
+                    let frame: Frame = msg.to_json().into();
+                    for outbox in self.outboxes.values() {
+                        outbox.push_control(frame.clone());
+                    }
+                }
+                Output::Readings(items) => {
+                    let json = ServerMessage::Readings(ReadingsBatch {
+                        items: items.clone(),
+                        missed: 0,
+                        backfill: false,
+                    })
+                    .to_json();
+                    let batch = Arc::new(SharedBatch {
+                        items,
+                        json: json.into(),
+                    });
+                    let dropped: u64 = self.outboxes.values().map(|o| o.push_readings(&batch)).sum();
+                    metrics.dropped_readings.fetch_add(dropped, Relaxed);
+                }
+                Output::Send(client, msg) => {
+                    if matches!(msg, ServerMessage::Error(_)) {
+                        metrics.ws_errors_sent.fetch_add(1, Relaxed);
+                    }
+                    if let Some(outbox) = self.outboxes.get(&client) {
+                        outbox.push_control(msg.to_json().into());
+                    }
+                }
+            }
+        }
+        metrics.record_bridge(&self.state.stats());
+    }
+}

@@ -1,0 +1,65 @@
+//! Feeds the hub from the bus: one subscription per stream for all clients.
+
+use std::sync::Arc;
+
+use setpoint_wire::ws::BusStatus;
+use tokio_util::sync::CancellationToken;
+
+use super::{Hub, FLUSH_INTERVAL, STATUS_INTERVAL};
+use crate::bus::{Bus, BusError, Consumer, Payload, StartAt};
+use crate::clock::now_ms;
+use crate::retry;
+
+/// Subscribes to one stream, retrying until it works or `shutdown` fires. A bridge may start before the
+/// broker is reachable or before freshly created topics show their partitions; giving up there would leave
+/// it serving pages with no data and no status, forever. Meanwhile browsers are told the bus is unavailable.
+async fn subscribe<B: Bus, T: Payload>(
+    bus: &B,
+    hub: &Hub,
+    start: StartAt,
+    shutdown: &CancellationToken,
+) -> Option<B::Consumer<T>> {
+    let what = format!("bridge cannot subscribe to {:?} yet", T::STREAM);
+    retry::until_stopped(
+        &what,
+        || std::future::ready(bus.subscribe::<T>(start, None)),
+        |_| hub.with_state(|s| s.tick(now_ms(), BusStatus::Unavailable)),
+        shutdown,
+    )
+    .await?
+    .ok()
+}
+
+/// Feeds the hub from the bus until `shutdown` fires, then drains what is already there so the sessions'
+/// final frames include it.
+pub async fn pump<B: Bus>(bus: B, hub: Arc<Hub>, shutdown: CancellationToken) -> Result<(), BusError> {
+    let Some(mut readings) = subscribe(&bus, &hub, StartAt::End, &shutdown).await else {
+        return Ok(());
+    };
+    let Some(mut setpoints) = subscribe(&bus, &hub, StartAt::Beginning, &shutdown).await else {
+        return Ok(());
+    };
+    let Some(mut commands) = subscribe(&bus, &hub, StartAt::End, &shutdown).await else {
+        return Ok(());
+    };
+    let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+    let mut status = tokio::time::interval(STATUS_INTERVAL);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            batch = setpoints.next_batch(1024) => hub.on_setpoint(batch?.into_iter().map(|r| r.value)),
+            batch = commands.next_batch(1024) => hub.on_decision(batch?.into_iter().map(|r| r.value)),
+            batch = readings.next_batch(8192) => hub.on_reading(batch?.into_iter().map(|r| r.value)),
+            _ = flush.tick() => hub.flush(),
+            _ = status.tick() => hub.tick(&bus),
+        }
+    }
+    hub.on_setpoint(setpoints.try_batch(usize::MAX)?.into_iter().map(|r| r.value));
+    hub.on_decision(commands.try_batch(usize::MAX)?.into_iter().map(|r| r.value));
+    hub.on_reading(readings.try_batch(usize::MAX)?.into_iter().map(|r| r.value));
+    hub.flush();
+    Ok(())
+}

@@ -1,0 +1,378 @@
+//! The hub's invariants, on the sans-IO state alone: no sockets, no clock, no tasks.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use setpoint_control::{Command, Config, Decision, DecisionCause, SensorReading, Setpoint};
+use setpoint_wire::ws::{BusStatus, ErrorCode, ServerMessage, SetSetpoint};
+
+use super::state::{ClientId, HubOptions, HubState, Output, PublishFailure, READ_BACK_PATIENCE_MS};
+use crate::bus::SetpointChange;
+
+/// Every message each client was sent, in order: its welcome, then the outputs addressed to it while it was
+/// registered — what the shell's outboxes would hold.
+#[derive(Default)]
+struct Clients {
+    received: HashMap<ClientId, Vec<ServerMessage>>,
+    readings: HashMap<ClientId, Vec<SensorReading>>,
+}
+
+impl Clients {
+    fn register(&mut self, hub: &mut HubState) -> ClientId {
+        // The shell delivers every input's outputs before it takes the next input.
+        self.deliver(hub);
+        let w = hub.register(true, 0);
+        let mut msgs = vec![w.hello];
+        msgs.extend(w.backfill);
+        let readings = self.readings.entry(w.id).or_default();
+        for m in &msgs {
+            if let ServerMessage::Readings(b) = m {
+                readings.extend(b.items.iter().copied());
+            }
+        }
+        self.received.insert(w.id, msgs);
+        self.deliver(hub);
+        w.id
+    }
+
+    fn deliver(&mut self, hub: &mut HubState) {
+        for output in hub.take_outputs() {
+            match output {
+                Output::Broadcast(m) => self.received.values_mut().for_each(|r| r.push(m.clone())),
+                Output::Readings(items) => self
+                    .readings
+                    .values_mut()
+                    .for_each(|r| r.extend(items.iter().copied())),
+                Output::Send(id, m) => self.received.entry(id).or_default().push(m),
+            }
+        }
+    }
+
+    fn sent_to(&self, id: ClientId) -> &[ServerMessage] {
+        self.received.get(&id).map_or(&[], Vec::as_slice)
+    }
+}
+
+fn reading(sensor: i32, t_ms: i64) -> SensorReading {
+    SensorReading {
+        sensor,
+        t_ms,
+        temperature: 20.0,
+    }
+}
+
+fn decision(sensor: i32, t_ms: i64) -> Decision {
+    Decision {
+        sensor,
+        command: Command::On,
+        t_ms,
+        temperature: 18.0,
+        setpoint_version: 1,
+        cause: DecisionCause::Band,
+    }
+}
+
+fn request(sensor: i32, desired: f64, base_version: Option<u64>, id: &str) -> SetSetpoint {
+    SetSetpoint {
+        request_id: id.to_owned(),
+        sensor,
+        desired,
+        up_delta: 1.0,
+        down_delta: 1.0,
+        base_version,
+    }
+}
+
+fn hub() -> HubState {
+    HubState::new(Config::default(), HubOptions::default())
+}
+
+fn acks(msgs: &[ServerMessage]) -> Vec<String> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            ServerMessage::Ack { request_id } => Some(request_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn errors(msgs: &[ServerMessage]) -> Vec<(String, ErrorCode)> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            ServerMessage::Error(e) => Some((e.request_id.clone().unwrap_or_default(), e.code)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Register,
+    Reading(i32),
+    Flush,
+    Decision(i32),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        1 => Just(Step::Register),
+        6 => (1..4i32).prop_map(Step::Reading),
+        2 => Just(Step::Flush),
+        2 => (1..4i32).prop_map(Step::Decision),
+    ]
+}
+
+proptest! {
+    /// Whenever a client registers, it sees every reading exactly once — in its backfill or in the batches
+    /// after it — and the last command of every sensor, in `hello` or after it.
+    #[test]
+    fn every_client_sees_every_reading_exactly_once(steps in prop::collection::vec(step(), 1..120)) {
+        let mut hub = hub();
+        let mut clients = Clients::default();
+        let mut t = 0;
+        let mut all = Vec::new();
+        for s in &steps {
+            t += 1;
+            match s {
+                Step::Register => { clients.register(&mut hub); }
+                Step::Reading(sensor) => { let r = reading(*sensor, t); all.push(r); hub.on_reading(r); }
+                Step::Flush => hub.flush(),
+                Step::Decision(sensor) => hub.on_decision(decision(*sensor, t)),
+            }
+            clients.deliver(&mut hub);
+        }
+        hub.flush();
+        clients.deliver(&mut hub);
+        for (id, got) in &clients.readings {
+            // The client registered after some readings: those reached it in the backfill, the rest live.
+            let mut got = got.clone();
+            got.sort_by_key(|r| (r.t_ms, r.sensor));
+            let first = got.first().map_or(i64::MAX, |r| r.t_ms);
+            let expected: Vec<_> = all.iter().copied().filter(|r| r.t_ms >= first).collect();
+            prop_assert_eq!(&got, &expected, "client {}", id);
+        }
+        for (id, msgs) in &clients.received {
+            let mut last: HashMap<i32, i64> = HashMap::new();
+            for m in msgs {
+                match m {
+                    ServerMessage::Hello(h) => h.commands.iter().for_each(|d| { last.insert(d.sensor, d.t_ms); }),
+                    ServerMessage::Decision(d) => {
+                        prop_assert!(last.get(&d.sensor).is_none_or(|&prev| prev < d.t_ms), "client {} saw a command twice", id);
+                        last.insert(d.sensor, d.t_ms);
+                    }
+                    _ => {}
+                }
+            }
+            for sensor in 1..4 {
+                prop_assert_eq!(last.get(&sensor).copied(), hub.last_command(sensor).map(|d| d.t_ms));
+            }
+        }
+    }
+}
+
+#[test]
+fn backfill_holds_only_flushed_readings_and_live_batches_only_later_ones() {
+    let mut hub = hub();
+    let mut clients = Clients::default();
+    hub.on_reading(reading(1, 1));
+    hub.flush();
+    hub.on_reading(reading(1, 2));
+    let late = clients.register(&mut hub);
+    assert_eq!(clients.readings[&late], vec![reading(1, 1)]);
+    hub.flush();
+    clients.deliver(&mut hub);
+    assert_eq!(clients.readings[&late], vec![reading(1, 1), reading(1, 2)]);
+}
+
+/// Publishes `change` as the bus would and brings it back, like the shell and the pump do.
+fn publish_and_read_back(hub: &mut HubState, id: super::state::WriteId, change: SetpointChange) {
+    hub.write_published(id, Ok(()), 0);
+    hub.on_setpoint(change);
+}
+
+#[test]
+fn a_write_is_acknowledged_only_once_published_and_read_back_whatever_the_order() {
+    for read_back_first in [false, true] {
+        let mut hub = hub();
+        let mut clients = Clients::default();
+        let writer = clients.register(&mut hub);
+        let other = clients.register(&mut hub);
+        let (id, change) = hub
+            .begin_write(writer, &request(1, 21.0, Some(0), "a"), "admin", 5)
+            .expect("accepted");
+        assert_eq!(change.version, 1);
+        assert_eq!(change.author, "admin");
+        assert_eq!(
+            hub.setpoint(1),
+            None,
+            "not in force before it comes back from the bus"
+        );
+        if read_back_first {
+            hub.on_setpoint(change.clone());
+            clients.deliver(&mut hub);
+            assert!(
+                acks(clients.sent_to(writer)).is_empty(),
+                "not acknowledged before the bus did"
+            );
+            hub.write_published(id, Ok(()), 6);
+        } else {
+            hub.write_published(id, Ok(()), 6);
+            clients.deliver(&mut hub);
+            assert!(
+                acks(clients.sent_to(writer)).is_empty(),
+                "not acknowledged before it came back"
+            );
+            hub.on_setpoint(change.clone());
+        }
+        clients.deliver(&mut hub);
+        assert_eq!(acks(clients.sent_to(writer)), vec!["a"]);
+        assert!(acks(clients.sent_to(other)).is_empty());
+        // Everybody saw the setpoint once, and the writer saw it before its ack.
+        for c in [writer, other] {
+            let setpoints: Vec<u64> = clients
+                .sent_to(c)
+                .iter()
+                .filter_map(|m| match m {
+                    ServerMessage::Setpoint(s) => Some(s.version),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(setpoints, vec![1]);
+        }
+        let w = clients.sent_to(writer);
+        let sp = w.iter().position(|m| matches!(m, ServerMessage::Setpoint(_)));
+        let ack = w.iter().position(|m| matches!(m, ServerMessage::Ack { .. }));
+        assert!(sp < ack);
+    }
+}
+
+#[test]
+fn racing_writes_on_one_sensor_get_one_ack_and_one_conflict_and_versions_never_repeat() {
+    let mut hub = hub();
+    let mut clients = Clients::default();
+    let (a, b) = (clients.register(&mut hub), clients.register(&mut hub));
+    let (id_a, change_a) = hub
+        .begin_write(a, &request(1, 21.0, Some(0), "a"), "x", 1)
+        .expect("first");
+    // B read version 0 too, and writes while A's write is still in flight.
+    assert!(hub
+        .begin_write(b, &request(1, 22.0, Some(0), "b"), "y", 2)
+        .is_none());
+    clients.deliver(&mut hub);
+    assert_eq!(
+        errors(clients.sent_to(b)),
+        vec![("b".to_owned(), ErrorCode::Conflict)]
+    );
+    let conflict = clients.sent_to(b).iter().find_map(|m| match m {
+        ServerMessage::Error(e) => e.current.clone(),
+        _ => None,
+    });
+    assert_eq!(
+        conflict.map(|c| (c.version, c.desired)),
+        Some((1, 21.0)),
+        "the conflict carries the value that wins"
+    );
+    // A write without a base version goes after the one in flight.
+    let (id_c, change_c) = hub
+        .begin_write(b, &request(1, 23.0, None, "c"), "y", 3)
+        .expect("unconditional");
+    assert_eq!(change_c.version, 2);
+    publish_and_read_back(&mut hub, id_a, change_a);
+    publish_and_read_back(&mut hub, id_c, change_c);
+    clients.deliver(&mut hub);
+    assert_eq!(acks(clients.sent_to(a)), vec!["a"]);
+    assert_eq!(acks(clients.sent_to(b)), vec!["c"]);
+    assert_eq!(hub.setpoint(1).map(|s| (s.version, s.desired)), Some((2, 23.0)));
+}
+
+#[test]
+fn a_failed_publish_is_refused_and_frees_its_version() {
+    let mut hub = hub();
+    let mut clients = Clients::default();
+    let c = clients.register(&mut hub);
+    let (id, change) = hub
+        .begin_write(c, &request(1, 21.0, None, "a"), "x", 1)
+        .expect("accepted");
+    hub.write_published(id, Err(PublishFailure::Unavailable("broker down".into())), 2);
+    clients.deliver(&mut hub);
+    assert_eq!(
+        errors(clients.sent_to(c)),
+        vec![("a".to_owned(), ErrorCode::BrokerUnavailable)]
+    );
+    let (_, again) = hub
+        .begin_write(c, &request(1, 21.0, Some(0), "b"), "x", 3)
+        .expect("version 0 still in force");
+    assert_eq!(again.version, change.version);
+}
+
+#[test]
+fn a_published_write_whose_record_is_late_is_acknowledged_after_the_patience() {
+    let mut hub = hub();
+    let mut clients = Clients::default();
+    let c = clients.register(&mut hub);
+    let (id, _) = hub
+        .begin_write(c, &request(1, 21.0, None, "a"), "x", 0)
+        .expect("accepted");
+    hub.write_published(id, Ok(()), 1_000);
+    hub.tick(1_000 + READ_BACK_PATIENCE_MS - 1, BusStatus::Connected);
+    clients.deliver(&mut hub);
+    assert!(acks(clients.sent_to(c)).is_empty());
+    hub.tick(1_000 + READ_BACK_PATIENCE_MS, BusStatus::Connected);
+    clients.deliver(&mut hub);
+    assert_eq!(acks(clients.sent_to(c)), vec!["a"]);
+}
+
+#[test]
+fn invalid_setpoints_and_writes_with_the_broker_away_are_refused_with_their_codes() {
+    let mut hub = hub();
+    let mut clients = Clients::default();
+    let c = clients.register(&mut hub);
+    assert!(hub
+        .begin_write(c, &request(1, f64::MAX, None, "big"), "x", 0)
+        .is_none());
+    hub.tick(1, BusStatus::Unavailable);
+    hub.tick(2, BusStatus::Unavailable);
+    assert!(hub
+        .begin_write(c, &request(1, 21.0, None, "away"), "x", 3)
+        .is_none());
+    clients.deliver(&mut hub);
+    assert_eq!(
+        errors(clients.sent_to(c)),
+        vec![
+            ("big".to_owned(), ErrorCode::InvalidSetpoint),
+            (String::new(), ErrorCode::BrokerUnavailable),
+            ("away".to_owned(), ErrorCode::BrokerUnavailable),
+        ],
+        "one broadcast warning for the outage, not one per tick"
+    );
+}
+
+#[test]
+fn records_from_the_stream_are_numbered_alike_by_every_bridge() {
+    let change = |version, desired| SetpointChange {
+        sensor: 7,
+        setpoint: Setpoint::new(desired, 1.0, 1.0),
+        version,
+        author: String::new(),
+        t_ms: 0,
+    };
+    let mut hub = hub();
+    hub.on_setpoint(change(0, 20.0)); // another tool, unversioned: gets 1
+    hub.on_setpoint(change(0, 21.0)); // gets 2
+    hub.on_setpoint(change(1, 25.0)); // stale
+    hub.on_setpoint(change(2, 21.0)); // redelivery of what is in force
+    let mut clients = Clients::default();
+    let c = clients.register(&mut hub);
+    let ServerMessage::Hello(hello) = &clients.sent_to(c)[0] else {
+        panic!("hello first")
+    };
+    assert_eq!(
+        hello
+            .setpoints
+            .iter()
+            .map(|s| (s.version, s.desired))
+            .collect::<Vec<_>>(),
+        vec![(2, 21.0)]
+    );
+    assert_eq!(hub.stats().setpoints, 2);
+}
