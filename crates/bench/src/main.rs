@@ -9,12 +9,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use serde_json::json;
 use setpoint::bus::embedded::EmbeddedBus;
 use setpoint::bus::{Bus, Consumer, SensorReading, SetpointChange, StartAt};
 use setpoint::metrics::Metrics;
 use setpoint::roles::controller::{self, ControllerOptions};
-use setpoint_control::{Config, Decision, Reading, Setpoint};
+use setpoint_control::{Config, Decision, Setpoint};
+use setpoint_testkit::measure::percentile;
 use tokio_util::sync::CancellationToken;
 
 const SENSORS: i32 = 1_000;
@@ -182,11 +184,15 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
     }
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+/// The embedded pipeline's throughput and latency at full speed, 100k/s and 10k/s.
+#[derive(Parser)]
+struct Args {
+    /// Seconds measured per configuration.
+    #[arg(long, env = "BENCH_SECS", default_value_t = 5)]
+    secs: u64,
+    /// Perf smoke: exit non-zero on a gross regression (CI).
+    #[arg(long, env = "BENCH_ASSERT")]
+    assert: bool,
 }
 
 fn main() {
@@ -195,10 +201,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let args = Args::parse();
+    let secs = args.secs;
     let configs: [(&str, Option<u64>); 3] = [
         ("full speed", None),
         ("100k/s", Some(100_000)),
@@ -223,9 +227,18 @@ fn main() {
             r.latencies_us.sort_unstable();
         }
         let tput = stat(&|r| r.readings_per_s, &mut results);
-        let p50 = stat(&|r| percentile(&r.latencies_us, 0.50) as f64, &mut results);
-        let p99 = stat(&|r| percentile(&r.latencies_us, 0.99) as f64, &mut results);
-        let p999 = stat(&|r| percentile(&r.latencies_us, 0.999) as f64, &mut results);
+        let p50 = stat(
+            &|r| percentile(&r.latencies_us, 0.50).unwrap_or_default() as f64,
+            &mut results,
+        );
+        let p99 = stat(
+            &|r| percentile(&r.latencies_us, 0.99).unwrap_or_default() as f64,
+            &mut results,
+        );
+        let p999 = stat(
+            &|r| percentile(&r.latencies_us, 0.999).unwrap_or_default() as f64,
+            &mut results,
+        );
         let max = stat(
             &|r| r.latencies_us.last().copied().unwrap_or(0) as f64,
             &mut results,
@@ -242,17 +255,21 @@ fn main() {
             fmt(p50),
             fmt(p99),
             fmt(p999),
-            format!("{} / {}", percentile(&effects, 0.5), percentile(&effects, 0.99)),
+            format!(
+                "{} / {}",
+                percentile(&effects, 0.5).unwrap_or_default(),
+                percentile(&effects, 0.99).unwrap_or_default()
+            ),
             effects.len()
         );
         rows.push(json!({"load": name, "readings_per_s": [tput.0, tput.1, tput.2], "latency_us": {
             "p50": [p50.0, p50.1, p50.2], "p99": [p99.0, p99.1, p99.2], "p999": [p999.0, p999.1, p999.2], "max": [max.0, max.1, max.2]
-        }, "setpoint_effect_us": {"n": effects.len(), "p50": percentile(&effects, 0.5),
-            "p99": percentile(&effects, 0.99), "max": effects.last().copied().unwrap_or(0)}}));
+        }, "setpoint_effect_us": {"n": effects.len(), "p50": percentile(&effects, 0.5).unwrap_or_default(),
+            "p99": percentile(&effects, 0.99).unwrap_or_default(), "max": effects.last().copied().unwrap_or(0)}}));
     }
     // Perf smoke (CI): fail only on gross regressions, ~10× or worse than the figures in BENCHMARKS.md,
     // so a noisy machine does not make CI flaky.
-    if std::env::var_os("BENCH_ASSERT").is_some() {
+    if args.assert {
         let full_speed = rows[0]["readings_per_s"][1].as_f64().unwrap_or(0.0);
         let p99_10k = rows[2]["latency_us"]["p99"][1].as_f64().unwrap_or(f64::MAX);
         let mut failed = false;

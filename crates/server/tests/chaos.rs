@@ -34,14 +34,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 /// Resident set size in MiB, from `/proc/PID/status`.
 fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS");
-    kib / 1024.0
+    setpoint_testkit::measure::rss_kib(pid).expect("the server is running") as f64 / 1024.0
 }
 
 struct Setpoint {

@@ -341,7 +341,7 @@ async fn with_the_broker_down_writes_are_refused_and_the_bridge_stays_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed() {
     use setpoint::bus::{Bus, SensorReading, SetpointChange};
-    use setpoint_control::{Config, Reading, Setpoint};
+    use setpoint_control::{Config, Setpoint};
     use setpoint_testkit::reference::{compare, expected_commands, Expected, LoggedReading, LoggedSetpoint};
     use std::collections::HashMap;
     use std::process::{Command as Process, Stdio};
@@ -415,10 +415,8 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
                 let cold = ((tick / 10) + i64::from(sensor)) % 2 == 0;
                 SensorReading {
                     sensor,
-                    reading: Reading {
-                        t_ms: now,
-                        temperature: if cold { 15.0 } else { 25.0 },
-                    },
+                    t_ms: now,
+                    temperature: if cold { 15.0 } else { 25.0 },
                 }
             })
             .collect();

@@ -3,12 +3,17 @@
 //! - [`broker`]: a Kafka-protocol broker on a free loopback port (Tansu, or `KAFKA_BROKERS`), stopped on drop;
 //! - [`proxy`]: a TCP proxy that takes that broker "down" and back with its log intact;
 //! - [`reference`]: the offline reference of the controller's event-time join, written independently of
-//!   `setpoint-control`'s implementation, that every stream test compares the real commands with.
+//!   `setpoint-control`'s implementation, that every stream test compares the real commands with;
+//! - [`logs`]: generators of reading and setpoint logs for those tests;
+//! - [`ws`]: a WebSocket client that connects the way the dashboard does, every wait bounded;
+//! - [`measure`]: percentiles, and a process's memory and CPU time, for benchmarks and soak tests.
 
 pub mod broker;
 pub mod logs;
+pub mod measure;
 pub mod proxy;
 pub mod reference;
+pub mod ws;
 
 use std::path::PathBuf;
 

@@ -8,8 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use futures_util::StreamExt;
 use serde_json::json;
+use setpoint_testkit::measure::{cpu_ticks, percentile, rss_kib};
+use setpoint_wire::ws::SUBPROTOCOL;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
@@ -24,29 +27,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// (utime + stime in clock ticks, RSS in KiB) of a process.
-fn proc_usage(pid: u32) -> (u64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    (ticks, rss)
-}
-
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 async fn phase(addr: &str, pid: u32, stalled: usize, secs: u64) -> serde_json::Value {
     let lags: Arc<Mutex<Vec<i64>>> = Arc::default();
     let measuring = Arc::new(AtomicBool::new(false));
@@ -56,7 +36,7 @@ async fn phase(addr: &str, pid: u32, stalled: usize, secs: u64) -> serde_json::V
         let request = match format!("ws://{addr}/ws").into_client_request() {
             Ok(mut r) => {
                 r.headers_mut()
-                    .insert("sec-websocket-protocol", HeaderValue::from_static("setpoint.v1"));
+                    .insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
                 r
             }
             Err(e) => panic!("request: {e}"),
@@ -108,12 +88,12 @@ async fn phase(addr: &str, pid: u32, stalled: usize, secs: u64) -> serde_json::V
         }));
     }
     tokio::time::sleep(Duration::from_secs(3)).await; // connection burst and backfill settle
-    let (t0, _) = proc_usage(pid);
+    let t0 = cpu_ticks(pid).unwrap_or(0);
     let start = Instant::now();
     measuring.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(secs)).await;
     measuring.store(false, Ordering::Relaxed);
-    let (t1, rss) = proc_usage(pid);
+    let (t1, rss) = (cpu_ticks(pid).unwrap_or(0), rss_kib(pid).unwrap_or(0));
     let elapsed = start.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -124,7 +104,15 @@ async fn phase(addr: &str, pid: u32, stalled: usize, secs: u64) -> serde_json::V
     let ticks_per_s = 100.0;
     let cpu = (t1 - t0) as f64 / ticks_per_s / elapsed * 100.0;
     json!({"clients": CLIENTS, "stalled": stalled, "server_cpu_percent": cpu, "server_rss_mb": rss / 1024,
-           "batches_measured": lags.len(), "lag_ms": {"p50": percentile(&lags, 0.5), "p99": percentile(&lags, 0.99), "max": lags.last().copied().unwrap_or(0)}})
+           "batches_measured": lags.len(), "lag_ms": {"p50": percentile(&lags, 0.5).unwrap_or_default(), "p99": percentile(&lags, 0.99).unwrap_or_default(), "max": lags.last().copied().unwrap_or(0)}})
+}
+
+/// The bridge's fan-out to many WebSocket clients, with and without stalled ones.
+#[derive(Parser)]
+struct Args {
+    /// Seconds measured per phase.
+    #[arg(long, env = "BENCH_SECS", default_value_t = 15)]
+    secs: u64,
 }
 
 fn main() {
@@ -157,10 +145,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let secs = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(15);
+    let secs = Args::parse().secs;
     let all_live = runtime.block_on(phase(&addr, server.id(), 0, secs));
     let with_stalled = runtime.block_on(phase(&addr, server.id(), STALLED, secs));
     let _ = server.kill();

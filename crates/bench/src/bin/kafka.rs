@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::ClientConfig;
@@ -18,7 +19,8 @@ use setpoint::bus::{Bus, SensorReading, SetpointChange};
 use setpoint::clock::now_ms;
 use setpoint::metrics::Metrics;
 use setpoint::roles::controller::{self, ControllerOptions};
-use setpoint_control::{Config, Reading, Setpoint};
+use setpoint_control::{Config, Setpoint};
+use setpoint_testkit::measure::percentile;
 use setpoint_wire::proto::HeaterControl;
 use tokio_util::sync::CancellationToken;
 
@@ -35,13 +37,6 @@ struct RunResult {
     processed_per_s: f64,
     latencies_ms: Vec<i64>,
     setpoint_effect_ms: Vec<i64>,
-}
-
-fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
-    if sorted.is_empty() {
-        return T::default();
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn reading(sensor: i32, t_ms: i64, temperature: f64) -> SensorReading {
@@ -220,19 +215,32 @@ async fn run(brokers: &str, tag: &str, rate: Option<u64>, duration: Duration) ->
     }
 }
 
+/// The Kafka pipeline: live throughput and latency, then the catch-up of a backlog.
+#[derive(Parser)]
+struct Args {
+    /// Seconds measured per live configuration.
+    #[arg(long, env = "BENCH_SECS", default_value_t = 5)]
+    secs: u64,
+    /// Run only this part.
+    #[arg(long, env = "BENCH_ONLY")]
+    only: Option<Only>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Only {
+    CatchUp,
+}
+
 fn main() {
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let args = Args::parse();
+    let secs = args.secs;
     let broker = Broker::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    // BENCH_ONLY=catch-up skips the live runs.
-    let live = std::env::var("BENCH_ONLY").map_or(true, |only| only != "catch-up");
+    let live = args.only != Some(Only::CatchUp);
     let configs: Vec<(&str, Option<u64>)> = if live {
         vec![
             ("full speed", None),
@@ -264,9 +272,9 @@ fn main() {
         };
         let published = stat(&|r| r.published_per_s);
         let processed = stat(&|r| r.processed_per_s);
-        let p50 = stat(&|r| percentile(&r.latencies_ms, 0.50) as f64);
-        let p99 = stat(&|r| percentile(&r.latencies_ms, 0.99) as f64);
-        let p999 = stat(&|r| percentile(&r.latencies_ms, 0.999) as f64);
+        let p50 = stat(&|r| percentile(&r.latencies_ms, 0.50).unwrap_or_default() as f64);
+        let p99 = stat(&|r| percentile(&r.latencies_ms, 0.99).unwrap_or_default() as f64);
+        let p999 = stat(&|r| percentile(&r.latencies_ms, 0.999).unwrap_or_default() as f64);
         let max = stat(&|r| r.latencies_ms.last().copied().unwrap_or(0) as f64);
         let mut effects: Vec<i64> = results
             .iter()
@@ -282,15 +290,15 @@ fn main() {
             fmt(p99),
             fmt(p999),
             fmt(max),
-            percentile(&effects, 0.99),
+            percentile(&effects, 0.99).unwrap_or_default(),
             effects.len()
         );
         rows.push(json!({"load": name, "published_per_s": [published.0, published.1, published.2],
             "processed_per_s": [processed.0, processed.1, processed.2],
             "latency_ms": {"p50": [p50.0, p50.1, p50.2], "p99": [p99.0, p99.1, p99.2],
                            "p999": [p999.0, p999.1, p999.2], "max": [max.0, max.1, max.2]},
-            "setpoint_effect_ms": {"n": effects.len(), "p50": percentile(&effects, 0.5),
-                                   "p99": percentile(&effects, 0.99), "max": effects.last().copied().unwrap_or(0)}}));
+            "setpoint_effect_ms": {"n": effects.len(), "p50": percentile(&effects, 0.5).unwrap_or_default(),
+                                   "p99": percentile(&effects, 0.99).unwrap_or_default(), "max": effects.last().copied().unwrap_or(0)}}));
     }
     let catch_up = catch_up_table(&runtime, &broker);
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");

@@ -13,8 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use futures_util::StreamExt;
 use serde_json::json;
+use setpoint_testkit::measure::{cpu_ticks, rss_kib};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
@@ -26,22 +28,6 @@ const CLIENTS: usize = 50;
 const RETENTION: &str = "100000";
 const BACKFILL_SECS: &str = "10";
 const TOLERANCE: f64 = 0.10;
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-}
 
 /// One client slot: connect, read for a while, drop, repeat until `stop`. Counts sessions and frames.
 async fn churn(
@@ -79,12 +65,16 @@ async fn churn(
     }
 }
 
+/// Memory and CPU of the real binary under steady load and client churn, over a long run.
+#[derive(Parser)]
+struct Args {
+    /// Seconds to run.
+    #[arg(env = "SOAK_SECS", default_value_t = 600)]
+    secs: u64,
+}
+
 fn main() {
-    let secs: u64 = std::env::args()
-        .nth(1)
-        .or_else(|| std::env::var("SOAK_SECS").ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(600);
+    let secs = Args::parse().secs;
     // Retention fills in 20 s at this rate; the rest of the first quarter lets the allocator settle.
     let warmup = (secs / 4).max(25);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -140,7 +130,7 @@ fn main() {
     let mut died = None;
     let mut last_frames = 0;
     let mut starved_seconds = 0;
-    let cpu0 = cpu_ticks(pid);
+    let cpu0 = cpu_ticks(pid).unwrap_or(0);
     for second in 1..=secs {
         std::thread::sleep((start + Duration::from_secs(second)).saturating_duration_since(Instant::now()));
         if let Ok(Some(status)) = server.try_wait() {
@@ -164,7 +154,9 @@ fn main() {
             );
         }
     }
-    let cpu_percent = (cpu_ticks(pid) - cpu0) as f64 / 100.0 / start.elapsed().as_secs_f64() * 100.0;
+    let cpu_percent =
+        (cpu_ticks(pid).unwrap_or(cpu0).saturating_sub(cpu0)) as f64 / 100.0 / start.elapsed().as_secs_f64()
+            * 100.0;
     stop.store(true, Ordering::Relaxed);
     runtime.block_on(async {
         for t in tasks {

@@ -38,6 +38,16 @@ pub struct ControllerOptions {
     pub tick: Duration,
 }
 
+impl Default for ControllerOptions {
+    /// The reference thermostat's behaviour, checking for silent sensors every second.
+    fn default() -> Self {
+        Self {
+            config: Config::default(),
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
 /// The two tables the join reads from the beginning and keeps up to date.
 struct Tables<S, M> {
     setpoints: S,

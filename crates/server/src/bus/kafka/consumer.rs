@@ -1,0 +1,291 @@
+//! Reading a topic: batches, catch-up to the end offsets, commits after the effects are durable, and
+//! rebalances.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::DeliveryFuture;
+use rdkafka::{Offset, TopicPartitionList};
+use setpoint_wire::proto::DecodeError;
+
+use super::dead_letter::dead_letter;
+use super::{Context, Inner, KafkaBusError};
+use crate::bus::{BusError, Consumer, Payload, Rebalance, Record};
+
+impl<T> KafkaConsumer<T> {
+    pub(super) fn new(
+        consumer: StreamConsumer<Context>,
+        context: Context,
+        bus: Arc<Inner>,
+        topic: String,
+        grouped: bool,
+    ) -> Self {
+        Self {
+            consumer,
+            context,
+            bus,
+            topic,
+            grouped,
+            pending: Pending {
+                copies_dead_letters: grouped,
+                ..Pending::default()
+            },
+            _value: std::marker::PhantomData,
+        }
+    }
+
+    /// The end offset, taken now, of every assigned partition this consumer has not read up to.
+    ///
+    /// One ListOffsets request for all partitions, on the bus's offsets client. (Tansu reports a
+    /// partition's end as its last batch's first offset + 1; [`Consumer::read_to_end`] therefore also takes
+    /// what the fetches that reached it delivered.)
+    fn unread_ends(&mut self, timeout: Duration) -> Result<HashMap<i32, i64>, KafkaBusError> {
+        let assignment = self.consumer.assignment().map_err(KafkaBusError::from)?;
+        let mut list = TopicPartitionList::new();
+        for e in assignment.elements() {
+            list.add_partition_offset(&self.topic, e.partition(), Offset::End)
+                .map_err(KafkaBusError::from)?;
+        }
+        if list.count() == 0 {
+            return Ok(HashMap::new());
+        }
+        let ends =
+            blocking(|| self.bus.offsets.offsets_for_times(list, timeout)).map_err(KafkaBusError::from)?;
+        let mut unread = HashMap::new();
+        for e in ends.elements() {
+            let partition = e.partition();
+            let end = match e.offset() {
+                Offset::Offset(end) => end,
+                // No answer for this partition: ask the slow way.
+                _ => {
+                    blocking(|| self.bus.offsets.fetch_watermarks(&self.topic, partition, timeout))
+                        .map_err(KafkaBusError::from)?
+                        .1
+                }
+            };
+            let position = match self.pending.position.get(&partition) {
+                Some(p) => *p,
+                None => {
+                    // Nothing read from it yet: start where the partition starts (retention may have
+                    // emptied it, and then there is nothing to wait for). Once per partition.
+                    let (low, _) =
+                        blocking(|| self.bus.offsets.fetch_watermarks(&self.topic, partition, timeout))
+                            .map_err(KafkaBusError::from)?;
+                    if low >= end {
+                        self.pending.position.insert(partition, end);
+                    }
+                    low
+                }
+            };
+            if position < end {
+                unread.insert(partition, end);
+            }
+        }
+        Ok(unread)
+    }
+}
+
+/// Runs a blocking librdkafka call without stalling the other tasks of a multi-threaded runtime.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// A consumer of one topic.
+pub struct KafkaConsumer<T> {
+    consumer: StreamConsumer<Context>,
+    context: Context,
+    bus: Arc<Inner>,
+    topic: String,
+    grouped: bool,
+    pending: Pending,
+    _value: std::marker::PhantomData<fn() -> T>,
+}
+
+/// What a consumer has read but not yet committed.
+#[derive(Default)]
+pub(super) struct Pending {
+    /// Only a group member copies bad records to the dead-letter topic: each record has exactly one owner
+    /// there, which commits past it. Direct readers (bridges; everyone's read of the setpoints) see every
+    /// record of their topic, so their copies would multiply with each instance and each restart.
+    copies_dead_letters: bool,
+    /// Next offset to commit per partition.
+    uncommitted: HashMap<i32, i64>,
+    /// Next offset to read per partition (what catching up compares with the end offsets).
+    position: HashMap<i32, i64>,
+    /// Dead-letter copies not yet acknowledged by the broker; offsets are not committed past them.
+    dead_letters: Vec<DeliveryFuture>,
+}
+
+/// Decodes one message; bad ones are counted, logged once per kind, copied to the dead-letter topic when
+/// there is one, and skipped (their offset still advances, so a poison record cannot stall the stream).
+fn accept<T: Payload>(
+    bus: &Inner,
+    topic: &str,
+    pending: &mut Pending,
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    out: &mut Vec<Record<T>>,
+) {
+    {
+        pending.uncommitted.insert(m.partition(), m.offset() + 1);
+        pending.position.insert(m.partition(), m.offset() + 1);
+        let decoded = match m.payload() {
+            Some(payload) => T::decode(m.key(), payload, m.timestamp().to_millis()),
+            None => Err(DecodeError::Tombstone),
+        };
+        match decoded {
+            Ok(value) => out.push(Record {
+                partition: m.partition(),
+                offset: m.offset().max(0) as u64,
+                value,
+            }),
+            Err(e) => {
+                bus.metrics.decode_errors.fetch_add(1, Relaxed);
+                let kind = format!("{topic}:{}", e.kind());
+                let first = bus.logged.lock().unwrap_or_else(|p| p.into_inner()).insert(kind);
+                if first {
+                    tracing::warn!(
+                        topic,
+                        partition = m.partition(),
+                        offset = m.offset(),
+                        "skipping undecodable record: {e} (further ones of this kind are only counted)"
+                    );
+                }
+                if pending.copies_dead_letters {
+                    if let Some(delivery) = dead_letter(bus, topic, m, &e) {
+                        pending.dead_letters.push(delivery);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Pending {
+    /// Whether every dead-letter copy made so far is acknowledged; failed copies are logged and dropped.
+    fn dead_letters_settled(&mut self) -> bool {
+        self.dead_letters
+            .retain_mut(|delivery| match delivery.now_or_never() {
+                None => true,
+                Some(Ok(Ok(_))) => false,
+                Some(Ok(Err((e, _)))) => {
+                    tracing::warn!("a dead-letter copy was not delivered: {e}");
+                    false
+                }
+                Some(Err(_)) => false,
+            });
+        self.dead_letters.is_empty()
+    }
+}
+
+impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Record<T>>, BusError> {
+        let mut out = Vec::new();
+        loop {
+            match self.consumer.recv().await {
+                Ok(m) => accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out),
+                Err(e) => {
+                    tracing::debug!(topic = self.topic, "consume: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+            while out.len() < max {
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(m)) => accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out),
+                    _ => break,
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn try_batch(&mut self, max: usize) -> Result<Vec<Record<T>>, BusError> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            match self.consumer.recv().now_or_never() {
+                Some(Ok(m)) => accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read_to_end(&mut self, timeout: Duration) -> Result<Vec<Record<T>>, BusError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let targets = self.unread_ends(timeout)?;
+        let mut out = Vec::new();
+        while targets
+            .iter()
+            .any(|(p, end)| self.pending.position.get(p).copied().unwrap_or(-1) < *end)
+        {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(KafkaBusError::CatchUpTimeout {
+                    topic: self.topic.clone(),
+                    timeout,
+                }
+                .into());
+            }
+            match tokio::time::timeout(remaining, self.consumer.recv()).await {
+                Ok(Ok(m)) => accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out),
+                Ok(Err(e)) => tracing::debug!(topic = self.topic, "consume: {e}"),
+                Err(_) => {}
+            }
+        }
+        // Whatever the fetches that got us here delivered beyond the end offsets is in the local queue:
+        // take it too. A catch-up reads at least to the ends; and Tansu reports a partition's high
+        // watermark as its last batch's first offset + 1, so without this the rest of that batch — records
+        // written before this call — would be left for later.
+        while let Some(Ok(m)) = self.consumer.recv().now_or_never() {
+            accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out);
+        }
+        Ok(out)
+    }
+
+    fn commit(&mut self) -> Result<(), BusError> {
+        if !self.grouped || self.pending.uncommitted.is_empty() {
+            return Ok(());
+        }
+        if !self.pending.dead_letters_settled() {
+            // A skipped record's copy is still in flight: commit it (and what came with it) next time, so a
+            // crash now replays the record rather than losing its only copy.
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in self.pending.uncommitted.drain() {
+            list.add_partition_offset(&self.topic, partition, Offset::Offset(offset))
+                .map_err(KafkaBusError::from)?;
+        }
+        self.consumer
+            .commit(&list, CommitMode::Async)
+            .map_err(|e| KafkaBusError::from(e).into())
+    }
+
+    fn lost(&self) -> u64 {
+        0
+    }
+
+    fn take_rebalance(&mut self) -> Rebalance {
+        let moved = std::mem::take(&mut *self.context.rebalance.lock().unwrap_or_else(|e| e.into_inner()));
+        for partition in &moved.revoked {
+            if !moved.assigned.contains(partition) {
+                // Another member owns it now and starts from the last committed offset: committing what
+                // this member read there would skip records nobody decided.
+                self.pending.uncommitted.remove(partition);
+            }
+        }
+        moved
+    }
+}

@@ -1,0 +1,82 @@
+//! Where the cluster is, what the topics are called, and the client settings every client shares.
+
+use rdkafka::config::ClientConfig;
+
+use crate::bus::StreamKind;
+
+/// Topic names, configurable; defaults match the reference thermostat.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    pub readings: String,
+    pub setpoints: String,
+    pub commands: String,
+    /// The controllers' changelog (compacted).
+    pub controller_state: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self {
+            readings: "sensor".into(),
+            setpoints: "tempset".into(),
+            commands: "heatercontrol".into(),
+            controller_state: "setpoint-controller-state".into(),
+        }
+    }
+}
+
+impl Topics {
+    pub(super) fn name(&self, stream: StreamKind) -> &str {
+        match stream {
+            StreamKind::Readings => &self.readings,
+            StreamKind::Setpoints => &self.setpoints,
+            StreamKind::Commands => &self.commands,
+            StreamKind::ControllerState => &self.controller_state,
+        }
+    }
+}
+
+/// How to reach and use the cluster.
+#[derive(Clone, Debug)]
+pub struct KafkaOptions {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Client settings passed through to librdkafka (SASL, TLS, timeouts); applied last, so they win.
+    pub client_config: Vec<(String, String)>,
+    pub topics: Topics,
+    /// Partitions of topics this process creates.
+    pub partitions: i32,
+    pub replication: i32,
+    /// Where undecodable records are copied (raw key and value, with headers naming the error and the
+    /// source position), so an operator can inspect and replay them. `None`: they are only counted and
+    /// logged.
+    pub dead_letter: Option<String>,
+}
+
+impl KafkaOptions {
+    pub fn new(brokers: &str) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            client_config: Vec::new(),
+            topics: Topics::default(),
+            partitions: 3,
+            replication: 1,
+            dead_letter: None,
+        }
+    }
+
+    pub(super) fn base(&self) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers)
+            .set("statistics.interval.ms", "1000")
+            .set("reconnect.backoff.max.ms", "2000");
+        cfg
+    }
+
+    pub(super) fn finish(&self, mut cfg: ClientConfig) -> ClientConfig {
+        for (k, v) in &self.client_config {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+}

@@ -1,0 +1,309 @@
+//! The command line: one typed subcommand per way of running, each turned into the app's [`RunOptions`].
+//! Defaults come from the types they configure (the control crate's `Limits`, the hub's options), so the
+//! help text and the library cannot disagree.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use setpoint::app::RunOptions;
+use setpoint::bridge::auth::Token;
+use setpoint::bridge::hub::HubOptions;
+use setpoint::bridge::BridgeOptions;
+use setpoint::bus::kafka::{KafkaOptions, Topics};
+use setpoint::roles::controller::ControllerOptions;
+use setpoint_control::{Config, Limits};
+use setpoint_sim::SimConfig;
+
+/// Dynamically controlled streams: heaters publish temperature readings, people publish setpoints, and a
+/// controller joins both into heater On/Off commands — with a live dashboard to watch and steer it.
+///
+/// `setpoint run` starts everything in one process (no broker needed) and prints the dashboard URL. The
+/// other subcommands run one role each. Every flag can also be set with the environment variable shown.
+#[derive(Parser, Debug)]
+#[command(name = "setpoint", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Simulator + controller + bridge + dashboard in one process. Prints the URL to open.
+    Run(RunArgs),
+    /// Only the controller: joins readings and setpoints into commands.
+    Controller(ControllerArgs),
+    /// Only the bridge: dashboard hosting and the WebSocket relay.
+    Bridge(BridgeRoleArgs),
+    /// Only the simulator: rooms that publish readings and obey commands.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    bridge: BridgeArgs,
+    #[command(flatten)]
+    control: ControlArgs,
+    #[command(flatten)]
+    sim: SimArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    control: ControlArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BridgeRoleArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    bridge: BridgeArgs,
+    /// The controller's rules, sent to browsers so their copy of the control core decides alike.
+    #[command(flatten)]
+    control: ControlArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    sim: SimArgs,
+}
+
+impl Command {
+    /// The bus every subcommand runs on.
+    pub fn kafka(&self) -> &KafkaArgs {
+        match self {
+            Command::Run(a) => &a.kafka,
+            Command::Controller(a) => &a.kafka,
+            Command::Bridge(a) => &a.kafka,
+            Command::Simulate(a) => &a.kafka,
+        }
+    }
+
+    /// The roles this subcommand runs, with their settings.
+    pub fn run_options(&self) -> Result<RunOptions, String> {
+        Ok(match self {
+            Command::Run(a) => RunOptions {
+                bridge: Some(a.bridge.options()?),
+                controller: a.control.options(),
+                run_controller: true,
+                simulator: Some(a.sim.config()),
+                seed_setpoints: !a.sim.no_seed_setpoints,
+            },
+            Command::Controller(a) => RunOptions {
+                bridge: None,
+                controller: a.control.options(),
+                run_controller: true,
+                simulator: None,
+                seed_setpoints: false,
+            },
+            Command::Bridge(a) => RunOptions {
+                bridge: Some(a.bridge.options()?),
+                controller: a.control.options(),
+                run_controller: false,
+                simulator: None,
+                seed_setpoints: false,
+            },
+            Command::Simulate(a) => RunOptions {
+                bridge: None,
+                controller: ControllerOptions::default(),
+                run_controller: false,
+                simulator: Some(a.sim.config()),
+                seed_setpoints: !a.sim.no_seed_setpoints,
+            },
+        })
+    }
+
+    /// Whether this is one role alone, which on the embedded bus has no peers to talk to.
+    pub fn is_single_role(&self) -> bool {
+        !matches!(self, Command::Run(_))
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KafkaArgs {
+    /// Run on a Kafka cluster (host:port[,host:port…]) instead of the embedded bus. Roles in different
+    /// processes then talk through the topics; controllers form one consumer group.
+    #[arg(long, env = "SETPOINT_KAFKA")]
+    kafka: Option<String>,
+    /// A librdkafka client setting, key=value (SASL, TLS, timeouts). Repeatable.
+    #[arg(long = "kafka-config", env = "SETPOINT_KAFKA_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
+    kafka_config: Vec<(String, String)>,
+    /// Topic of temperature readings.
+    #[arg(long, env = "SETPOINT_TOPIC_READINGS", default_value = "sensor")]
+    topic_readings: String,
+    /// Topic of setpoints (compacted).
+    #[arg(long, env = "SETPOINT_TOPIC_SETPOINTS", default_value = "tempset")]
+    topic_setpoints: String,
+    /// Topic of heater commands.
+    #[arg(long, env = "SETPOINT_TOPIC_COMMANDS", default_value = "heatercontrol")]
+    topic_commands: String,
+    /// Compacted topic where controllers keep each heater's last command and dwell (their changelog), so
+    /// the next owner of a sensor carries on after a handover or restart.
+    #[arg(
+        long,
+        env = "SETPOINT_TOPIC_CONTROLLER_STATE",
+        default_value = "setpoint-controller-state"
+    )]
+    topic_controller_state: String,
+    /// Copy records that fail to decode to this topic (raw key and value; headers `setpoint.error`,
+    /// `setpoint.reason`, `setpoint.source` = topic/partition/offset). Unset: they are counted, logged once
+    /// per kind and skipped.
+    #[arg(long, env = "SETPOINT_DEAD_LETTER_TOPIC")]
+    dead_letter_topic: Option<String>,
+    /// Partitions of the topics created at start (existing topics are used as they are).
+    #[arg(long, env = "SETPOINT_PARTITIONS", default_value_t = 3)]
+    partitions: i32,
+    /// Without --kafka: records each stream of the embedded bus keeps (its memory bound; a consumer further
+    /// behind skips ahead and counts the loss).
+    #[arg(long, env = "SETPOINT_RETENTION_RECORDS", default_value_t = setpoint::bus::embedded::DEFAULT_RETENTION)]
+    pub retention_records: usize,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+impl KafkaArgs {
+    pub fn options(&self) -> Option<KafkaOptions> {
+        let brokers = self.kafka.as_deref()?;
+        let mut o = KafkaOptions::new(brokers);
+        o.client_config = self.kafka_config.clone();
+        o.topics = Topics {
+            readings: self.topic_readings.clone(),
+            setpoints: self.topic_setpoints.clone(),
+            commands: self.topic_commands.clone(),
+            controller_state: self.topic_controller_state.clone(),
+        };
+        o.partitions = self.partitions.max(1);
+        o.dead_letter = self.dead_letter_topic.clone();
+        Some(o)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+struct BridgeArgs {
+    /// Address to serve the dashboard, WebSocket and metrics on. A non-loopback address needs an explicit
+    /// --token.
+    #[arg(long, env = "SETPOINT_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory of the built dashboard (Trunk's dist/).
+    #[arg(long, env = "SETPOINT_DIST", default_value = "dist")]
+    dist: PathBuf,
+    /// Write token (16 to 256 characters of A-Z a-z 0-9 - _). Generated at start when not set.
+    #[arg(long, env = "SETPOINT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Extra origin allowed to open the WebSocket, e.g. https://thermo.example.com behind a reverse proxy.
+    /// Repeatable.
+    #[arg(long = "allow-origin", env = "SETPOINT_ALLOW_ORIGIN", value_delimiter = ',')]
+    allow_origin: Vec<String>,
+    /// Seconds of readings kept per sensor for a new client's backfill.
+    #[arg(long, env = "SETPOINT_BACKFILL_SECS", default_value_t = HubOptions::default().backfill_ms as u64 / 1000)]
+    backfill_secs: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ControlArgs {
+    /// Minimum time a heater command stays in force before the opposite one (anti short-cycling). 0 = off.
+    #[arg(long, env = "SETPOINT_MIN_DWELL_MS", default_value_t = 0)]
+    min_dwell_ms: i64,
+    /// A sensor silent this long gets one failsafe Off. Unset = off.
+    #[arg(long, env = "SETPOINT_STALE_AFTER_MS")]
+    stale_after_ms: Option<i64>,
+    /// Lowest accepted desired temperature, °C.
+    #[arg(long, env = "SETPOINT_DESIRED_MIN", default_value_t = Limits::default().desired_min, allow_negative_numbers = true)]
+    desired_min: f64,
+    /// Highest accepted desired temperature, °C.
+    #[arg(
+        long,
+        env = "SETPOINT_DESIRED_MAX",
+        default_value_t = Limits::default().desired_max,
+        allow_negative_numbers = true
+    )]
+    desired_max: f64,
+    /// Largest accepted up/down delta, °C.
+    #[arg(long, env = "SETPOINT_MAX_DELTA", default_value_t = Limits::default().max_delta)]
+    max_delta: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+struct SimArgs {
+    /// Number of simulated rooms (sensor ids 1..=N).
+    #[arg(long, env = "SETPOINT_SENSORS", default_value_t = 6)]
+    sensors: usize,
+    /// Seed of the simulated rooms and their noise.
+    #[arg(long, env = "SETPOINT_SEED", default_value_t = 42)]
+    seed: u64,
+    /// Milliseconds between two readings of one room.
+    #[arg(long, env = "SETPOINT_INTERVAL_MS", default_value_t = 100)]
+    interval_ms: i64,
+    /// Do not publish suggested setpoints for rooms that have none.
+    #[arg(long, env = "SETPOINT_NO_SEED_SETPOINTS")]
+    no_seed_setpoints: bool,
+}
+
+impl ControlArgs {
+    fn options(&self) -> ControllerOptions {
+        ControllerOptions {
+            config: Config {
+                limits: Limits {
+                    desired_min: self.desired_min,
+                    desired_max: self.desired_max,
+                    max_delta: self.max_delta,
+                },
+                min_dwell_ms: self.min_dwell_ms.max(0),
+                stale_after_ms: self.stale_after_ms,
+            },
+            ..ControllerOptions::default()
+        }
+    }
+}
+
+impl SimArgs {
+    fn config(&self) -> SimConfig {
+        SimConfig {
+            rooms: self.sensors,
+            first_sensor: 1,
+            seed: self.seed,
+            interval_ms: self.interval_ms.max(1),
+        }
+    }
+}
+
+impl BridgeArgs {
+    /// Resolves the token, refusing a non-loopback bind without an explicit one: a generated token printed
+    /// to a terminal is fine for a laptop, not for a port the whole network can reach.
+    fn options(&self) -> Result<BridgeOptions, String> {
+        let token = match &self.token {
+            Some(t) => Token::from_operator(t)?,
+            None if !self.listen.ip().is_loopback() => {
+                return Err(format!(
+                    "refusing to listen on {} (reachable from other machines) with a generated token: \
+                     set --token or SETPOINT_TOKEN explicitly, or listen on 127.0.0.1",
+                    self.listen
+                ))
+            }
+            None => Token::generate().map_err(|e| format!("cannot generate a token: {e}"))?,
+        };
+        let mut options = BridgeOptions::new(self.listen, token);
+        options.dist = self.dist.clone();
+        options.allow_origins = self.allow_origin.clone();
+        options.hub = HubOptions {
+            backfill_ms: (self.backfill_secs as i64).saturating_mul(1000),
+            ..HubOptions::default()
+        };
+        Ok(options)
+    }
+}
