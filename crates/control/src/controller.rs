@@ -108,8 +108,10 @@ pub struct Controller {
     stats: Stats,
 }
 
-/// Everything needed to resume a controller with identical future decisions: after a restart, on a
-/// partition handover, or in a browser tab that was handed the server's state.
+/// Everything needed to resume a controller with identical future decisions. The property tests and the
+/// fuzz model round-trip it through JSON to prove the state is complete. (Restarts and handovers need less:
+/// setpoints are rebuilt from their topic and each heater's memory comes from the controllers' changelog,
+/// see [`HeaterMemory`].)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ControllerSnapshot {
     pub config: Config,
@@ -218,8 +220,8 @@ impl Controller {
         self.states[slot].restore_heater(memory);
     }
 
-    /// Runs the rule for one reading. Returns the command to send, if any. A non-finite temperature is
-    /// refused without touching state; a reading older than one already processed is ignored and counted.
+    /// Runs the rule for one reading. Returns the command to send, if any. A temperature that is not finite,
+    /// or below absolute zero, is refused without touching state; a reading older than one already processed is ignored and counted.
     pub fn on_reading(
         &mut self,
         sensor: SensorId,
@@ -308,7 +310,7 @@ impl Controller {
 /// Replays one sensor's readings under a proposed setpoint, starting from `initial` state, and returns the
 /// decisions the controller would have made. Pure: the dashboard's what-if preview runs it on every slider
 /// move, and it shares the step function with [`Controller::on_reading`], so preview and reality agree.
-/// Readings the controller would refuse (non-finite) are skipped, as the controller skips them.
+/// Readings the controller would refuse (not finite, or below absolute zero) are skipped, as it skips them.
 pub fn replay(
     config: &Config,
     sensor: SensorId,

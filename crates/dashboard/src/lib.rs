@@ -8,11 +8,39 @@
 //! *cross-check* re-decides every live reading in the browser and raises a visible warning if the server ever
 //! decided differently.
 //!
-//! Layout: [`model`] is the state and its reducer (pure, tested natively and under wasm-bindgen-test),
-//! [`net`] the reconnect schedule, the token handling and (in the browser) the socket, [`ui`] the Yew components
-//! and the canvas drawing. Incoming frames are queued and applied once per animation frame, so a burst of
-//! messages costs one render, and only cards whose data changed re-render and redraw.
+//! # Layout
+//!
+//! The major components are:
+//!
+//! * [`model`]: the state and the one reducer. Everything that can happen is an [`model::Action`];
+//!   [`model::Model::dispatch`] applies it and bumps the revisions of what changed. Pure Rust, tested natively
+//!   and under wasm-bindgen-test, like the editor, the cross-check and the what-if preview it holds.
+//!
+//! * [`net`]: getting messages in and out — the reconnect schedule and the token (pure, tested) and, in the
+//!   browser, the WebSocket, which only queues what it receives.
+//!
+//! * `hooks` (browser only): the store context every component reads and dispatches to, and the frame loop
+//!   that feeds it.
+//!
+//! * [`ui`]: the Yew function components, one per file, and the hand-drawn canvas charts.
+//!
+//! # Data flow
+//!
+//! ```text
+//! socket ──text──▶ queue ──(each animation frame)──▶ Action::Frame ─┐
+//! components (input, click) ─────────────────────▶ Action::Edit … ─┼─▶ Model::dispatch ─▶ version / rev
+//! frame loop ────────────────────────────────────▶ Action::Tick ───┘        │
+//!                                       writes to send ◀────────────────────┘
+//! version moved ─▶ App re-renders ─▶ cards whose rev moved re-render ─▶ their canvas redraws
+//! ```
+//!
+//! The frame loop (`hooks::frame_loop`, browser only) drains the queue once per animation frame, so a
+//! burst of messages costs one render; it re-renders the page only when the model's version or the
+//! quarter-second clock moved. A card re-renders, and redraws its canvas, only when its sensor's revision
+//! (or the clock, or a view option) did.
 
+#[cfg(target_arch = "wasm32")]
+pub mod hooks;
 pub mod model;
 pub mod net;
 pub mod ui;

@@ -1,4 +1,5 @@
-//! `setpoint run`: every role in one process on the embedded bus, with an orderly shutdown.
+//! Starting the roles a process runs — simulator, controller, bridge — on any [`Bus`] (the embedded one for
+//! `setpoint run`, Kafka with `--kafka`), and stopping them in order.
 
 use std::sync::Arc;
 

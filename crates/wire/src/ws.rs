@@ -72,7 +72,7 @@ impl SetSetpoint {
 pub enum ServerMessage {
     Hello(Hello),
     Readings(ReadingsBatch),
-    Decision(DecisionMsg),
+    Decision(Decision),
     Setpoint(SetpointMsg),
     Ack { request_id: String },
     Error(ErrorMsg),
@@ -90,7 +90,7 @@ pub struct Hello {
     pub setpoints: Vec<SetpointMsg>,
     /// The last command per sensor, sorted by sensor.
     #[serde(default)]
-    pub commands: Vec<DecisionMsg>,
+    pub commands: Vec<Decision>,
     /// The controller configuration, so the browser's copy of the control core decides exactly as the
     /// server's does.
     pub config: Config,
@@ -99,22 +99,16 @@ pub struct Hello {
     pub server_time_ms: TimeMs,
 }
 
-/// Transitional name of [`SensorReading`] for the dashboard.
-pub type ReadingItem = SensorReading;
-
 /// A batch of readings. `missed` counts readings dropped for this client because it read too slowly (only
 /// the latest reading per sensor is kept for a slow client); `backfill` marks history sent after `hello`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReadingsBatch {
-    pub items: Vec<ReadingItem>,
+    pub items: Vec<SensorReading>,
     #[serde(default)]
     pub missed: u64,
     #[serde(default)]
     pub backfill: bool,
 }
-
-/// Transitional name of [`Decision`] for the dashboard.
-pub type DecisionMsg = Decision;
 
 /// A setpoint in force, broadcast to every client when it changes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

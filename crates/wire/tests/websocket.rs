@@ -1,7 +1,7 @@
 //! The WebSocket protocol v1: every message round-trips, the documented JSON shapes decode, and bad frames
 //! are typed errors.
 
-use setpoint_control::{Command, Config, DecisionCause, Setpoint};
+use setpoint_control::{Command, Config, Decision, DecisionCause, SensorReading, Setpoint};
 use setpoint_wire::ws::*;
 
 fn round_trip(msg: ServerMessage) {
@@ -12,7 +12,7 @@ fn round_trip(msg: ServerMessage) {
 #[test]
 fn every_server_message_round_trips() {
     let sp = SetpointMsg::new(1, &Setpoint::new(45.0, 1.0, 1.0), 3, Some(10));
-    let d = DecisionMsg {
+    let d = Decision {
         sensor: 1,
         t_ms: 0,
         temperature: 46.1,
@@ -30,7 +30,7 @@ fn every_server_message_round_trips() {
         server_time_ms: 5,
     }));
     round_trip(ServerMessage::Readings(ReadingsBatch {
-        items: vec![ReadingItem {
+        items: vec![SensorReading {
             sensor: 1,
             t_ms: 0,
             temperature: 44.2,
@@ -60,7 +60,7 @@ fn every_server_message_round_trips() {
 
 #[test]
 fn server_messages_have_the_documented_shape() {
-    let d = DecisionMsg {
+    let d = Decision {
         sensor: 1,
         t_ms: 0,
         temperature: 46.1,
@@ -98,7 +98,7 @@ fn server_messages_have_the_documented_shape() {
     .expect("decodes");
     assert!(matches!(
         m,
-        ServerMessage::Decision(DecisionMsg {
+        ServerMessage::Decision(Decision {
             command: Command::On,
             ..
         })

@@ -4,24 +4,48 @@
 //! retried, a commit is validated by the control crate's `Limits` before it is sent (the same function the server
 //! runs), and a write in flight when the connection drops is reported as lost rather than left "pending" forever.
 
-use setpoint_control::{Limits, SensorId, Setpoint};
+use setpoint_control::{Limits, SensorId, Setpoint, SetpointField};
 use setpoint_wire::ws::{ErrorCode, ErrorMsg, SetSetpoint, SetpointMsg};
 
 /// How long after a slider release or Enter the write goes out; repeated commits within it collapse into one.
-pub const COMMIT_DEBOUNCE_MS: f64 = 250.0;
+const COMMIT_DEBOUNCE_MS: f64 = 250.0;
 
 /// How long a write may wait for `ack`/`error` before the user is told it got no answer.
-pub const PENDING_TIMEOUT_MS: f64 = 10_000.0;
+const PENDING_TIMEOUT_MS: f64 = 10_000.0;
 
 /// Where the draft starts when a sensor has no setpoint yet.
 pub const DEFAULT_SETPOINT: Setpoint = Setpoint::new(20.0, 0.5, 0.5);
 
-/// Which of the three numbers an input edits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Field {
-    Desired,
-    Up,
-    Down,
+/// What the editor needs of the control crate's [`SetpointField`] beyond what that crate offers: every field,
+/// in the order a card shows them, and the number a field names in a setpoint.
+pub trait FieldExt: Sized {
+    const ALL: [Self; 3];
+    fn get(self, sp: &Setpoint) -> f64;
+    fn set(self, sp: &mut Setpoint, value: f64);
+}
+
+impl FieldExt for SetpointField {
+    const ALL: [Self; 3] = [
+        SetpointField::Desired,
+        SetpointField::UpDelta,
+        SetpointField::DownDelta,
+    ];
+
+    fn get(self, sp: &Setpoint) -> f64 {
+        match self {
+            SetpointField::Desired => sp.desired,
+            SetpointField::UpDelta => sp.up_delta,
+            SetpointField::DownDelta => sp.down_delta,
+        }
+    }
+
+    fn set(self, sp: &mut Setpoint, value: f64) {
+        match self {
+            SetpointField::Desired => sp.desired = value,
+            SetpointField::UpDelta => sp.up_delta = value,
+            SetpointField::DownDelta => sp.down_delta = value,
+        }
+    }
 }
 
 /// The outcome of the latest write, as shown in the card's `.save-status`.
@@ -102,7 +126,7 @@ impl Editor {
 
     /// Changes one field of the draft (starting one from the setpoint in force if needed). Non-finite input —
     /// a half-typed number — is ignored so the field keeps what the user is typing.
-    pub fn edit(&mut self, committed: Option<&SetpointMsg>, field: Field, value: f64) {
+    pub fn edit(&mut self, committed: Option<&SetpointMsg>, field: SetpointField, value: f64) {
         if !value.is_finite() {
             return;
         }
@@ -113,11 +137,7 @@ impl Editor {
                 committed.map_or(DEFAULT_SETPOINT, SetpointMsg::setpoint)
             }
         };
-        match field {
-            Field::Desired => d.desired = tidy(value),
-            Field::Up => d.up_delta = tidy(value),
-            Field::Down => d.down_delta = tidy(value),
-        }
+        field.set(&mut d, tidy(value));
         self.draft = Some(d);
         if !matches!(
             self.status,
@@ -283,7 +303,7 @@ mod tests {
         let c = committed(20.0, 4);
         let mut e = Editor::default();
         assert!(!e.is_dirty(Some(&c)));
-        e.edit(Some(&c), Field::Desired, 21.2);
+        e.edit(Some(&c), SetpointField::Desired, 21.2);
         assert!(e.is_dirty(Some(&c)));
         assert_eq!(e.shown(Some(&c)).map(|s| s.desired), Some(21.2));
         let req = e
@@ -304,12 +324,12 @@ mod tests {
     fn invalid_draft_is_not_sent_and_says_why() {
         let c = committed(20.0, 1);
         let mut e = Editor::default();
-        e.edit(Some(&c), Field::Up, 80.0);
+        e.edit(Some(&c), SetpointField::UpDelta, 80.0);
         assert!(e
             .commit(1, Some(&c), &Limits::default(), "r".into(), 0.0)
             .is_none());
         assert!(e.status.text().contains("up_delta"), "{}", e.status.text());
-        e.edit(Some(&c), Field::Desired, f64::NAN);
+        e.edit(Some(&c), SetpointField::Desired, f64::NAN);
         assert_eq!(
             e.draft.map(|d| d.desired),
             Some(20.0),
@@ -322,7 +342,7 @@ mod tests {
     fn conflict_keeps_draft_and_retries_from_the_current_version() {
         let c = committed(20.0, 1);
         let mut e = Editor::default();
-        e.edit(Some(&c), Field::Desired, 23.0);
+        e.edit(Some(&c), SetpointField::Desired, 23.0);
         e.commit(1, Some(&c), &Limits::default(), "r1".into(), 0.0);
         let current = committed(19.0, 2);
         let err = ErrorMsg {
@@ -347,7 +367,7 @@ mod tests {
     fn errors_disconnects_and_timeouts_are_reported() {
         let c = committed(20.0, 1);
         let mut e = Editor::default();
-        e.edit(Some(&c), Field::Down, 1.0);
+        e.edit(Some(&c), SetpointField::DownDelta, 1.0);
         e.commit(1, Some(&c), &Limits::default(), "r1".into(), 0.0);
         let err = ErrorMsg {
             request_id: Some("r1".into()),

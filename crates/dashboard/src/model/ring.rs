@@ -3,12 +3,11 @@
 //! Why not a plain ring: after a reconnect the server re-sends history (`backfill`) that overlaps what the tab
 //! already holds, and live batches may interleave with it. Charts need each `(sensor, t_ms)` point exactly once
 //! and in time order, so every insert is a sorted insert that ignores a timestamp already present. The common
-//! case — a newer point — is an O(1) append; overlap costs one binary search.
+//! case — a newer point — is an O(1) append; an older one costs a binary search and a shift.
 
 use std::collections::VecDeque;
 
-use setpoint_control::{Reading, TimeMs};
-use setpoint_wire::ws::DecisionMsg;
+use setpoint_control::{Decision, Reading, TimeMs};
 
 /// Anything with an event time; the ring orders and deduplicates by it.
 pub trait Timed {
@@ -21,7 +20,7 @@ impl Timed for Reading {
     }
 }
 
-impl Timed for DecisionMsg {
+impl Timed for Decision {
     fn t_ms(&self) -> TimeMs {
         self.t_ms
     }
@@ -78,11 +77,6 @@ impl<T: Timed + Copy> Ring<T> {
         inserted
     }
 
-    /// Merges many points (in any order); returns how many were new.
-    pub fn merge<I: IntoIterator<Item = T>>(&mut self, items: I) -> usize {
-        items.into_iter().map(|i| usize::from(self.insert(i))).sum()
-    }
-
     fn too_old(&self, t: TimeMs) -> bool {
         self.items
             .back()
@@ -104,24 +98,9 @@ impl<T: Timed + Copy> Ring<T> {
         }
     }
 
-    /// Number of points held.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// Whether no point is held.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
     /// The newest point.
     pub fn last(&self) -> Option<&T> {
         self.items.back()
-    }
-
-    /// All points, oldest first.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + ExactSizeIterator {
-        self.items.iter()
     }
 
     /// Points with `from <= t <= to`, oldest first.
@@ -149,8 +128,13 @@ mod tests {
         }
     }
 
+    /// Inserts every point; returns how many were new.
+    fn merge(ring: &mut Ring<Reading>, items: impl IntoIterator<Item = Reading>) -> usize {
+        items.into_iter().map(|i| usize::from(ring.insert(i))).sum()
+    }
+
     fn times(ring: &Ring<Reading>) -> Vec<TimeMs> {
-        ring.iter().map(|x| x.t_ms).collect()
+        ring.items.iter().map(|x| x.t_ms).collect()
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -169,9 +153,9 @@ mod tests {
     fn overlapping_backfill_merges_without_duplicates_or_gaps() {
         let mut ring = Ring::new(100, 60_000);
         // Live points the tab already had, with a gap (6..=8 were lost while disconnected).
-        ring.merge([1, 2, 3, 4, 5, 9, 10].map(|t| r(t, t as f64)));
+        merge(&mut ring, [1, 2, 3, 4, 5, 9, 10].map(|t| r(t, t as f64)));
         // Backfill re-sends 3..=10, out of order for good measure.
-        let new = ring.merge([10, 3, 4, 5, 6, 7, 8, 9].map(|t| r(t, t as f64)));
+        let new = merge(&mut ring, [10, 3, 4, 5, 6, 7, 8, 9].map(|t| r(t, t as f64)));
         assert_eq!(new, 3, "only the gap is new");
         assert_eq!(times(&ring), (1..=10).collect::<Vec<_>>());
     }
@@ -180,7 +164,7 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn bounded_by_capacity_and_span() {
         let mut ring = Ring::new(5, 1_000);
-        ring.merge((0..10).map(|t| r(t, 0.0)));
+        merge(&mut ring, (0..10).map(|t| r(t, 0.0)));
         assert_eq!(times(&ring), vec![5, 6, 7, 8, 9]);
         assert!(!ring.insert(r(1, 0.0)), "older than everything in a full ring");
         ring.insert(r(2_000, 0.0));
@@ -196,7 +180,7 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn range_and_before() {
         let mut ring = Ring::new(100, 60_000);
-        ring.merge([10, 20, 30, 40].map(|t| r(t, 0.0)));
+        merge(&mut ring, [10, 20, 30, 40].map(|t| r(t, 0.0)));
         let got: Vec<_> = ring.range(15, 30).map(|x| x.t_ms).collect();
         assert_eq!(got, vec![20, 30]);
         assert_eq!(ring.range(41, 50).count(), 0);

@@ -1,31 +1,34 @@
 //! Everything the dashboard holds about one sensor, and how urgently it needs a look.
 
-use setpoint_control::{Command, Reading, SensorId, TimeMs};
-use setpoint_wire::ws::{DecisionMsg, SetpointMsg};
+use setpoint_control::{
+    Command, Config, Decision, Reading, SensorId, SensorState, Setpoint, TimeMs, VersionedSetpoint,
+};
+use setpoint_wire::ws::SetpointMsg;
 
 use crate::model::editor::Editor;
 use crate::model::ring::Ring;
 
 /// The longest chart window offered (15 min); history beyond it is not kept.
-pub const HISTORY_SPAN_MS: TimeMs = 15 * 60_000;
+const HISTORY_SPAN_MS: TimeMs = 15 * 60_000;
 
 /// Decisions kept per sensor for the heater strip; a heater switching more often than this in 15 minutes is
 /// short-cycling and the strip is saturated anyway.
-pub const DECISIONS_PER_SENSOR: usize = 2_000;
+const DECISIONS_PER_SENSOR: usize = 2_000;
 
 /// A reading older than this (server time) marks the sensor stale.
-pub const STALE_AFTER_MS: f64 = 5_000.0;
+const STALE_AFTER_MS: f64 = 5_000.0;
 
 /// Chart history, decisions, the setpoint in force and the editor of one sensor.
 #[derive(Clone, Debug)]
 pub struct SensorView {
     pub id: SensorId,
     pub readings: Ring<Reading>,
-    pub decisions: Ring<DecisionMsg>,
+    pub decisions: Ring<Decision>,
     pub setpoint: Option<SetpointMsg>,
     pub editor: Editor,
-    /// Bumped whenever anything the card shows changes, so unchanged cards skip rendering and drawing.
-    pub rev: u64,
+    /// Bumped by the reducer ([`crate::model::Model::dispatch`]) whenever anything the card shows changes,
+    /// so unchanged cards skip rendering and drawing.
+    pub(in crate::model) rev: u64,
 }
 
 impl SensorView {
@@ -39,6 +42,11 @@ impl SensorView {
             editor: Editor::default(),
             rev: 0,
         }
+    }
+
+    /// The card's revision: equal revisions mean nothing the card shows has changed.
+    pub fn rev(&self) -> u64 {
+        self.rev
     }
 
     /// The heater command in force: the newest decision known.
@@ -60,10 +68,7 @@ impl SensorView {
     pub fn attention(&self, server_now: f64, divergent: bool) -> Attention {
         let stale = self.age_ms(server_now).is_none_or(|a| a > STALE_AFTER_MS);
         let out_of_band = match (self.current(), &self.setpoint) {
-            (Some(r), Some(sp)) => {
-                let s = sp.setpoint();
-                r.temperature > s.upper() || r.temperature < s.lower()
-            }
+            (Some(r), Some(sp)) => band_acts_on(sp.setpoint(), r),
             _ => false,
         };
         Attention {
@@ -82,9 +87,34 @@ pub struct Attention {
     pub out_of_band: bool,
 }
 
-impl Attention {
-    /// Whether anything is wrong.
-    pub fn any(&self) -> bool {
-        self.divergent || self.stale || self.out_of_band
+/// Whether the control crate's band rule acts on `reading` under `setpoint`: a sensor state with nothing but
+/// this setpoint (no previous command, so no dwell and no dedup) is stepped once, and any decision means the
+/// reading is outside the band. Asking the rule itself, rather than comparing with the band's edges here,
+/// keeps "out of band" on a card the same as "the controller would switch", whatever the rule becomes.
+fn band_acts_on(setpoint: Setpoint, reading: &Reading) -> bool {
+    let mut state = SensorState::default();
+    state
+        .setpoints
+        .replace(VersionedSetpoint { setpoint, version: 0 });
+    matches!(state.step(&Config::default(), 0, reading), Ok((_, Some(_))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn out_of_band_is_the_control_rule_edges_included() {
+        let sp = Setpoint::new(20.0, 0.5, 1.0);
+        let at = |temperature| Reading { t_ms: 0, temperature };
+        assert!(!band_acts_on(sp, &at(20.5)), "the upper edge is inside");
+        assert!(!band_acts_on(sp, &at(19.0)), "the lower edge is inside");
+        assert!(band_acts_on(sp, &at(20.51)));
+        assert!(band_acts_on(sp, &at(18.99)));
+        assert!(
+            !band_acts_on(sp, &at(f64::NAN)),
+            "a reading the controller refuses"
+        );
     }
 }

@@ -1,13 +1,51 @@
 //! Reducer tests: whole message sequences as the server sends them, including a reconnect.
 
 use super::*;
-use setpoint_control::{Command, DecisionCause, TimeMs};
-use setpoint_wire::ws::{ErrorCode, ReadingItem};
+use setpoint_control::{Command, DecisionCause, SensorReading, SetpointField, TimeMs};
+use setpoint_wire::ws::{
+    BusStatus, ClientMessage, ErrorCode, ErrorMsg, Hello, ReadingsBatch, ServerMessage, SetpointMsg,
+    StatusMsg,
+};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-fn hello(can_write: bool, sensors: &[SensorId], commands: Vec<DecisionMsg>) -> ServerMessage {
+/// The sequences below are written as the socket and the components would dispatch them.
+trait Drive {
+    fn apply(&mut self, msg: ServerMessage, now: f64);
+    fn frame(&mut self, text: &str, now: f64);
+    fn close(&mut self);
+    fn edit(&mut self, sensor: SensorId, field: SetpointField, value: f64);
+    fn commit(&mut self, sensor: SensorId, now: f64);
+    /// The writes the tick released.
+    fn tick(&mut self, now: f64) -> Vec<ClientMessage>;
+}
+
+impl Drive for Model {
+    fn apply(&mut self, msg: ServerMessage, now: f64) {
+        self.dispatch(Action::Server { msg, now });
+    }
+    fn frame(&mut self, text: &str, now: f64) {
+        self.dispatch(Action::Frame {
+            text: text.to_owned(),
+            now,
+        });
+    }
+    fn close(&mut self) {
+        self.dispatch(Action::Closed);
+    }
+    fn edit(&mut self, sensor: SensorId, field: SetpointField, value: f64) {
+        self.dispatch(Action::Edit { sensor, field, value });
+    }
+    fn commit(&mut self, sensor: SensorId, now: f64) {
+        self.dispatch(Action::Commit { sensor, now });
+    }
+    fn tick(&mut self, now: f64) -> Vec<ClientMessage> {
+        self.dispatch(Action::Tick { now })
+    }
+}
+
+fn hello(can_write: bool, sensors: &[SensorId], commands: Vec<Decision>) -> ServerMessage {
     ServerMessage::Hello(Hello {
         protocol: 1,
         can_write,
@@ -34,7 +72,7 @@ fn batch(sensor: SensorId, times: impl IntoIterator<Item = TimeMs>, backfill: bo
     ServerMessage::Readings(ReadingsBatch {
         items: times
             .into_iter()
-            .map(|t_ms| ReadingItem {
+            .map(|t_ms| SensorReading {
                 sensor,
                 t_ms,
                 temperature: 20.0,
@@ -45,8 +83,8 @@ fn batch(sensor: SensorId, times: impl IntoIterator<Item = TimeMs>, backfill: bo
     })
 }
 
-fn decision(sensor: SensorId, t_ms: TimeMs, command: Command) -> DecisionMsg {
-    DecisionMsg {
+fn decision(sensor: SensorId, t_ms: TimeMs, command: Command) -> Decision {
+    Decision {
         sensor,
         t_ms,
         temperature: 20.0,
@@ -57,7 +95,11 @@ fn decision(sensor: SensorId, t_ms: TimeMs, command: Command) -> DecisionMsg {
 }
 
 fn times(m: &Model, sensor: SensorId) -> Vec<TimeMs> {
-    m.sensors[&sensor].readings.iter().map(|r| r.t_ms).collect()
+    m.sensors[&sensor]
+        .readings
+        .range(TimeMs::MIN, TimeMs::MAX)
+        .map(|r| r.t_ms)
+        .collect()
 }
 
 #[test]
@@ -68,14 +110,14 @@ fn reconnect_resyncs_without_duplicates_or_gaps() {
     assert_eq!(m.conn_label(), "live");
     m.apply(batch(1, 0..50, true), 0.0);
     m.apply(batch(1, 50..60, false), 10.0);
-    m.on_close();
+    m.close();
     assert_eq!(m.conn_label(), "reconnecting");
     // While we were away the sensor produced 60..80. The new connection's backfill overlaps what we hold.
     m.apply(hello(true, &[1, 2], vec![]), 20.0);
     m.apply(batch(1, 30..75, true), 20.0);
     m.apply(batch(1, 73..80, false), 30.0);
     assert_eq!(times(&m, 1), (0..80).collect::<Vec<_>>());
-    assert_eq!(m.sensors[&2].readings.len(), 0);
+    assert_eq!(times(&m, 2), Vec::<TimeMs>::new());
 }
 
 #[test]
@@ -85,7 +127,7 @@ fn backfill_is_not_cross_checked_but_live_readings_are() {
     // 30 °C is far above 20 ± 0.5: the local core decides Off for the first reading it judges.
     let hot = |t: TimeMs, backfill| {
         ServerMessage::Readings(ReadingsBatch {
-            items: vec![ReadingItem {
+            items: vec![SensorReading {
                 sensor: 1,
                 t_ms: t,
                 temperature: 30.0,
@@ -135,11 +177,11 @@ fn decision_log_is_newest_first_deduplicated_and_bounded() {
 fn write_round_trip_routes_ack_and_conflict_to_the_card() {
     let mut m = Model::new("s".into());
     m.apply(hello(true, &[1, 2], vec![]), 0.0);
-    m.edit(1, Field::Desired, 22.0);
-    m.request_commit(1, 0.0);
-    m.request_commit(1, 100.0); // debounced: one write
-    assert!(m.take_due_commits(200.0).is_empty(), "not due yet");
-    let sent = m.take_due_commits(1_000.0);
+    m.edit(1, SetpointField::Desired, 22.0);
+    m.commit(1, 0.0);
+    m.commit(1, 100.0); // debounced: one write
+    assert!(m.tick(200.0).is_empty(), "not due yet");
+    let sent = m.tick(1_000.0);
     assert_eq!(sent.len(), 1);
     let ClientMessage::SetSetpoint(req) = &sent[0] else {
         panic!("expected set_setpoint")
@@ -157,9 +199,9 @@ fn write_round_trip_routes_ack_and_conflict_to_the_card() {
     assert_eq!(m.sensors[&1].editor.draft, None);
 
     // Second sensor: conflict keeps the draft and shows the current value.
-    m.edit(2, Field::Desired, 25.0);
-    m.request_commit(2, 2_000.0);
-    let sent = m.take_due_commits(3_000.0);
+    m.edit(2, SetpointField::Desired, 25.0);
+    m.commit(2, 2_000.0);
+    let sent = m.tick(3_000.0);
     let ClientMessage::SetSetpoint(req) = &sent[0] else {
         panic!("expected set_setpoint")
     };
@@ -183,15 +225,15 @@ fn read_only_and_disconnected_writes_are_refused_locally() {
     let mut m = Model::new("s".into());
     m.apply(hello(false, &[1], vec![]), 0.0);
     assert_eq!(m.conn_label(), "read-only");
-    m.edit(1, Field::Up, 1.0);
-    m.request_commit(1, 0.0);
-    assert!(m.take_due_commits(1_000.0).is_empty());
+    m.edit(1, SetpointField::UpDelta, 1.0);
+    m.commit(1, 0.0);
+    assert!(m.tick(1_000.0).is_empty());
     assert!(m.sensors[&1].editor.status.text().contains("read-only"));
     // Pending writes fail when the connection drops.
     m.apply(hello(true, &[1], vec![]), 0.0);
-    m.request_commit(1, 0.0);
-    assert_eq!(m.take_due_commits(1_000.0).len(), 1);
-    m.on_close();
+    m.commit(1, 0.0);
+    assert_eq!(m.tick(1_000.0).len(), 1);
+    m.close();
     assert!(m.sensors[&1].editor.status.text().contains("connection lost"));
 }
 
@@ -211,9 +253,9 @@ fn status_gives_rates_and_unknown_frames_become_a_notice() {
     m.apply(status(3_000, 500, 14), 0.0);
     assert_eq!(m.rates.readings_per_s, Some(200.0));
     assert_eq!(m.rates.decisions_per_min, Some(120.0));
-    m.on_text("{\"type\":\"nope\"}", 0.0);
+    m.frame("{\"type\":\"nope\"}", 0.0);
     assert!(m.notice.is_some());
-    m.on_text("not json", 0.0);
+    m.frame("not json", 0.0);
     assert!(m
         .notice
         .as_deref()
@@ -231,7 +273,7 @@ fn filter_sort_and_page() {
     for (s, temp) in [(17, 20.0), (23, 30.0)] {
         m.apply(
             ServerMessage::Readings(ReadingsBatch {
-                items: vec![ReadingItem {
+                items: vec![SensorReading {
                     sensor: s,
                     t_ms: now as TimeMs,
                     temperature: temp,
@@ -266,4 +308,31 @@ fn filter_sort_and_page() {
         now,
     );
     assert_eq!(&all[28..], &[23, 17]);
+}
+
+#[test]
+fn the_reducer_bumps_exactly_the_revisions_of_what_changed() {
+    let mut m = Model::new("s".into());
+    let revs = |m: &Model| (m.version(), m.sensors[&1].rev(), m.sensors[&2].rev());
+    m.apply(hello(true, &[1, 2], vec![]), 0.0);
+    let (v0, a0, b0) = revs(&m);
+    assert!(a0 > 0 && b0 > 0, "a hello redraws every card");
+
+    m.apply(batch(1, 0..3, false), 0.0);
+    let (v1, a1, b1) = revs(&m);
+    assert!(v1 > v0 && a1 > a0, "new readings change their card");
+    assert_eq!(b1, b0, "and no other");
+
+    m.apply(batch(1, 0..3, false), 0.0);
+    let (v2, a2, _) = revs(&m);
+    assert!(v2 > v1, "every message counts for the page");
+    assert_eq!(a2, a1, "but a duplicate reading leaves its card alone");
+
+    m.commit(2, 0.0);
+    assert_eq!(revs(&m), (v2, a2, b1), "a scheduled commit shows nothing yet");
+    m.edit(2, SetpointField::Desired, 21.0);
+    let (v3, _, b3) = revs(&m);
+    assert!(v3 > v2 && b3 > b1, "an edit changes its card");
+    m.edit(99, SetpointField::Desired, 21.0);
+    assert_eq!(m.version(), v3, "an edit of an unknown sensor changes nothing");
 }

@@ -5,9 +5,9 @@
 //! from the heater command that was actually in force at the window's start, so the first marker is a real
 //! switch, not an artefact of starting from "unknown".
 
-use setpoint_control::VersionedSetpoint;
 use setpoint_control::{
     replay, Config, Decision, Reading, SensorId, SensorState, Setpoint, SetpointError, TimeMs,
+    VersionedSetpoint,
 };
 
 use crate::model::sensor::SensorView;
@@ -61,15 +61,16 @@ pub fn what_if(
 mod tests {
     use super::*;
     use setpoint_control::{Command, DecisionCause};
-    use setpoint_wire::ws::DecisionMsg;
 
     fn view_with_wave() -> SensorView {
         let mut v = SensorView::new(9, 10_000);
         // 20 ± 1 °C sine, 100 points, 100 ms apart.
-        v.readings.merge((0..100).map(|i| Reading {
-            t_ms: 10_000 + i * 100,
-            temperature: 20.0 + ((i as f64) / 5.0).sin(),
-        }));
+        for i in 0..100 {
+            v.readings.insert(Reading {
+                t_ms: 10_000 + i * 100,
+                temperature: 20.0 + ((i as f64) / 5.0).sin(),
+            });
+        }
         v
     }
 
@@ -93,7 +94,7 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn starts_from_the_command_in_force_and_counts_actual_switches() {
         let mut v = view_with_wave();
-        let d = |t, command| DecisionMsg {
+        let d = |t, command| Decision {
             sensor: 9,
             t_ms: t,
             temperature: 0.0,

@@ -4,24 +4,20 @@
 //! jittered so a hundred tabs that lost the same server do not all reconnect in the same millisecond.
 
 /// First retry delay.
-pub const BASE_MS: f64 = 500.0;
+const BASE_MS: f64 = 500.0;
 /// Longest delay between attempts.
-pub const MAX_MS: f64 = 30_000.0;
+const MAX_MS: f64 = 30_000.0;
 /// A connection that stayed up at least this long counts as healthy: the next failure starts the schedule over.
-pub const HEALTHY_AFTER_MS: f64 = 10_000.0;
+const HEALTHY_AFTER_MS: f64 = 10_000.0;
 
 /// The retry schedule.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Backoff {
+    /// Retries made since the last healthy connection.
     attempt: u32,
 }
 
 impl Backoff {
-    /// Retries made since the last healthy connection.
-    pub fn attempt(&self) -> u32 {
-        self.attempt
-    }
-
     /// The delay before the next attempt. `up_for_ms` is how long the connection that just closed had been up
     /// (`None` if it never opened); `rand01` is a uniform random number in `[0, 1)`. "Equal jitter": half the
     /// exponential step is fixed, half random, so delays still grow but never line up.
@@ -70,6 +66,6 @@ mod tests {
         assert_eq!(b.next_delay(Some(2_000.0), 0.0), 8_000.0);
         // Up for a minute: start over.
         assert_eq!(b.next_delay(Some(60_000.0), 0.0), 250.0);
-        assert_eq!(b.attempt(), 1);
+        assert_eq!(b.attempt, 1);
     }
 }

@@ -1,8 +1,8 @@
 //! The browser WebSocket: connects with the token subprotocol, queues incoming frames, reconnects with backoff.
 //!
 //! Frames are not applied where they arrive: `onmessage` only appends the text to a queue, which the animation
-//! frame loop drains. A burst of a hundred frames thus costs one render, and the model is never borrowed from
-//! inside a DOM event handler.
+//! frame loop drains. A burst of a hundred frames thus costs one render, and the model is never touched from a
+//! socket callback.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

@@ -6,9 +6,7 @@
 //! new tab does not. The browser cannot set headers on a WebSocket handshake, so the token travels as a second
 //! subprotocol, `token.<token>`, next to `setpoint.v1`.
 
-/// The protocol name the server answers with (defined once, in the wire crate).
-pub use setpoint_wire::ws::SUBPROTOCOL as PROTOCOL;
-use setpoint_wire::ws::TOKEN_SUBPROTOCOL_PREFIX;
+use setpoint_wire::ws::{SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
 
 /// Extracts the token from a URL fragment such as `#token=ab12` or `#view=x&token=ab12`. Only the wire
 /// crate's token syntax is accepted: the value ends up in a header, and a subprotocol may not contain
@@ -22,13 +20,13 @@ pub fn from_fragment(fragment: &str) -> Option<String> {
 }
 
 /// Whether `t` looks like a token: the same rule the server applies.
-pub fn is_token(t: &str) -> bool {
+fn is_token(t: &str) -> bool {
     setpoint_wire::ws::is_token_syntax(t)
 }
 
 /// The subprotocols to offer: always the protocol version, plus the token when there is one.
 pub fn subprotocols(token: Option<&str>) -> Vec<String> {
-    let mut out = vec![PROTOCOL.to_owned()];
+    let mut out = vec![SUBPROTOCOL.to_owned()];
     if let Some(t) = token.filter(|t| is_token(t)) {
         out.push(format!("{TOKEN_SUBPROTOCOL_PREFIX}{t}"));
     }

@@ -1,14 +1,13 @@
 //! The decision log: the latest commands, newest first.
 
-use setpoint_control::Command;
-use setpoint_wire::ws::DecisionMsg;
+use setpoint_control::{Command, Decision, DecisionCause};
 use yew::prelude::*;
 
 use crate::model::format;
 
 #[derive(Clone, PartialEq, Properties)]
 pub struct LogProps {
-    pub rows: Vec<DecisionMsg>,
+    pub rows: Vec<Decision>,
     /// Browser's offset from UTC in minutes (east positive), for local wall-clock times.
     pub utc_offset_min: i64,
 }
@@ -25,8 +24,8 @@ pub fn DecisionLog(p: &LogProps) -> Html {
                         { for p.rows.iter().map(|d| {
                             let (cls, text) = match d.command { Command::On => ("cmd on", "ON"), Command::Off => ("cmd off", "OFF") };
                             let cause = match d.cause {
-                                setpoint_control::DecisionCause::Band => "band",
-                                setpoint_control::DecisionCause::Failsafe => "failsafe (sensor silent)",
+                                DecisionCause::Band => "band",
+                                DecisionCause::Failsafe => "failsafe (sensor silent)",
                             };
                             html! {
                                 <tr class="log-row" key={format!("{}-{}", d.sensor, d.t_ms)}>

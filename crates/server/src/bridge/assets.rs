@@ -1,4 +1,5 @@
-//! Serving the built dashboard, with the security headers every response carries.
+//! The built dashboard: where it is, and the Content-Security-Policy derived from it. The router
+//! (`bridge/mod.rs`) puts that policy, with the other security headers, on every response.
 //!
 //! The Content-Security-Policy allows the page's own scripts and WebAssembly and nothing from elsewhere.
 //! Trunk's loader is an inline module script; rather than allowing inline scripts wholesale, the policy

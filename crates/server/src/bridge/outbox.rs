@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use setpoint_control::SensorId;
-use setpoint_wire::ws::{ReadingItem, ReadingsBatch, ServerMessage};
+use setpoint_control::SensorReading;
+use setpoint_wire::ws::{ReadingsBatch, ServerMessage};
 use tokio::sync::Notify;
 
 /// Readings batches queued before coalescing starts: about one second at the 50 ms flush interval.
@@ -21,7 +22,7 @@ pub const MAX_QUEUED_CONTROL: usize = 10_000;
 
 /// A readings batch encoded once and shared by every client that wants all sensors.
 pub struct SharedBatch {
-    pub items: Vec<ReadingItem>,
+    pub items: Vec<SensorReading>,
     pub json: Frame,
 }
 
@@ -41,7 +42,7 @@ struct State {
     control: VecDeque<Frame>,
     batches: VecDeque<Arc<SharedBatch>>,
     /// Latest reading per sensor once the client fell behind.
-    coalesced: HashMap<SensorId, ReadingItem>,
+    coalesced: HashMap<SensorId, SensorReading>,
     missed: u64,
     /// Sensors the client subscribed to; `None` means all.
     filter: Option<HashSet<SensorId>>,
@@ -78,7 +79,7 @@ impl Outbox {
         let dropped = {
             let mut s = self.lock();
             let s = &mut *s;
-            let wanted: Option<Vec<ReadingItem>> = s.filter.as_ref().map(|f| {
+            let wanted: Option<Vec<SensorReading>> = s.filter.as_ref().map(|f| {
                 batch
                     .items
                     .iter()
@@ -145,7 +146,7 @@ impl Outbox {
         let mut frames: Vec<Frame> = s.control.drain(..).collect();
         frames.extend(s.batches.drain(..).map(|b| b.json.clone()));
         if !s.coalesced.is_empty() {
-            let mut items: Vec<ReadingItem> = s.coalesced.drain().map(|(_, v)| v).collect();
+            let mut items: Vec<SensorReading> = s.coalesced.drain().map(|(_, v)| v).collect();
             items.sort_by_key(|i| (i.t_ms, i.sensor));
             let missed = std::mem::take(&mut s.missed);
             frames.push(
@@ -175,9 +176,9 @@ mod tests {
     use super::*;
 
     fn batch(t_ms: i64, sensors: &[i32]) -> Arc<SharedBatch> {
-        let items: Vec<ReadingItem> = sensors
+        let items: Vec<SensorReading> = sensors
             .iter()
-            .map(|&sensor| ReadingItem {
+            .map(|&sensor| SensorReading {
                 sensor,
                 t_ms,
                 temperature: 20.0,

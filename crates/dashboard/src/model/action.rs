@@ -1,0 +1,109 @@
+//! Everything that can happen to the dashboard, and the reducer that applies it.
+//!
+//! Components re-render by comparing revisions (the model's `version`, each card's `rev`), so a change that
+//! forgets its bump is a card that silently stops updating. Handlers therefore never bump anything: they
+//! record what they touched in [`Changes`], and [`Model::dispatch`] bumps exactly those revisions, here and
+//! nowhere else.
+
+use setpoint_control::{SensorId, SetpointField};
+use setpoint_wire::ws::{ClientMessage, ServerMessage};
+
+use crate::model::Model;
+
+/// Something that happened, with the local time (ms) it happened at where the outcome depends on it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// A text frame from the socket, still to be decoded.
+    Frame { text: String, now: f64 },
+    /// A decoded server message.
+    Server { msg: ServerMessage, now: f64 },
+    /// The connection closed.
+    Closed,
+    /// The user moved a slider or typed a number.
+    Edit {
+        sensor: SensorId,
+        field: SetpointField,
+        value: f64,
+    },
+    /// The user released a slider, pressed Enter or clicked Save: commit once the debounce has passed.
+    Commit { sensor: SensorId, now: f64 },
+    /// The user abandoned a draft.
+    Revert { sensor: SensorId },
+    /// A write could not be handed to the socket; `why` is shown on the card.
+    SendFailed { sensor: SensorId, why: String },
+    /// Housekeeping, once per animation frame (once a second in a background tab): release the writes whose
+    /// debounce has passed, judge settled cross-check events, time out unanswered writes.
+    Tick { now: f64 },
+}
+
+/// What one action touched; [`Model::dispatch`] turns it into revision bumps.
+#[derive(Debug, Default)]
+pub(super) struct Changes {
+    model: bool,
+    all_sensors: bool,
+    sensors: Vec<SensorId>,
+}
+
+impl Changes {
+    /// Something outside the cards changed (the header, the log, the page).
+    pub(super) fn model(&mut self) {
+        self.model = true;
+    }
+
+    /// Something `sensor`'s card shows changed (which also changes the model).
+    pub(super) fn sensor(&mut self, sensor: SensorId) {
+        self.model = true;
+        // A batch of readings touches the same sensor many times in a row.
+        if self.sensors.last() != Some(&sensor) {
+            self.sensors.push(sensor);
+        }
+    }
+
+    /// Every card changed (a new connection's state).
+    pub(super) fn all_sensors(&mut self) {
+        self.model = true;
+        self.all_sensors = true;
+    }
+}
+
+impl Model {
+    /// The reducer: applies `action` and bumps the revisions of what it changed. Returns the writes it
+    /// released, for the caller to send (see [`Action::SendFailed`] for one that cannot be).
+    pub fn dispatch(&mut self, action: Action) -> Vec<ClientMessage> {
+        let mut changes = Changes::default();
+        let mut out = Vec::new();
+        match action {
+            Action::Frame { text, now } => self.on_frame(&text, now, &mut changes),
+            Action::Server { msg, now } => self.on_server(msg, now, &mut changes),
+            Action::Closed => self.on_close(&mut changes),
+            Action::Edit { sensor, field, value } => self.edit_draft(sensor, field, value, &mut changes),
+            Action::Commit { sensor, now } => self.request_commit(sensor, now),
+            Action::Revert { sensor } => self.revert(sensor, &mut changes),
+            Action::SendFailed { sensor, why } => self.send_failed(sensor, &why, &mut changes),
+            Action::Tick { now } => {
+                out = self.release_due_commits(now, &mut changes);
+                if self.crosscheck.settle(now) {
+                    changes.model();
+                }
+                self.time_out_writes(now, &mut changes);
+            }
+        }
+        self.bump(changes);
+        out
+    }
+
+    fn bump(&mut self, changes: Changes) {
+        if changes.all_sensors {
+            self.sensors.values_mut().for_each(|v| v.rev += 1);
+        } else {
+            for id in changes.sensors {
+                if let Some(v) = self.sensors.get_mut(&id) {
+                    v.rev += 1;
+                }
+            }
+        }
+        if changes.model {
+            self.version += 1;
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Applying what the server sends: the state of a (re)connection, live data, write outcomes and status.
+
+use std::cmp::Reverse;
+
+use setpoint_control::Decision;
+use setpoint_wire::ws::{ErrorMsg, Hello, ReadingsBatch, ServerMessage, SetpointMsg, StatusMsg};
+
+use crate::model::action::Changes;
+use crate::model::editor::explain;
+use crate::model::sensor::SensorView;
+use crate::model::{ConnState, Model, Rates, LOG_LEN};
+
+impl Model {
+    /// A frame that does not decode is reported in the header, never a panic.
+    pub(super) fn on_frame(&mut self, text: &str, now: f64, changes: &mut Changes) {
+        match ServerMessage::from_json(text) {
+            Ok(msg) => self.on_server(msg, now, changes),
+            Err(e) => {
+                self.notice = Some(format!(
+                    "ignored a message the dashboard does not understand: {e}"
+                ));
+                changes.model();
+            }
+        }
+    }
+
+    /// Every message counts as a change, even one that turns out to hold nothing new: telling the two apart
+    /// costs more than the render it would save.
+    pub(super) fn on_server(&mut self, msg: ServerMessage, now: f64, changes: &mut Changes) {
+        changes.model();
+        match msg {
+            ServerMessage::Hello(h) => self.on_hello(h, now, changes),
+            ServerMessage::Readings(b) => self.on_readings(b, now, changes),
+            ServerMessage::Decision(d) => self.on_decision(d, changes),
+            ServerMessage::Setpoint(s) => self.on_setpoint(s, now, changes),
+            ServerMessage::Ack { request_id } => self.on_ack(&request_id, changes),
+            ServerMessage::Error(e) => self.on_error(e, changes),
+            ServerMessage::Status(s) => self.on_status(s, now),
+        }
+    }
+
+    /// Start of a (re)connection's state: setpoints, last commands and config are the server's, and the
+    /// chart history already held is kept (the backfill that follows is merged into it without duplicates).
+    fn on_hello(&mut self, h: Hello, now: f64, changes: &mut Changes) {
+        self.conn = ConnState::Live;
+        self.can_write = h.can_write;
+        self.config = h.config;
+        self.clock_offset = h.server_time_ms as f64 - now;
+        self.rates = Rates::default();
+        self.status = None;
+        self.notice = None;
+        // Size new rings for the full sensor count before creating them.
+        for id in &h.sensors {
+            if !self.sensors.contains_key(id) {
+                let cap = Self::capacity_for(self.sensors.len().max(h.sensors.len()));
+                self.sensors.insert(*id, SensorView::new(*id, cap));
+            }
+        }
+        for sp in &h.setpoints {
+            let v = self.sensor_mut(sp.sensor);
+            v.editor.on_setpoint(sp);
+            v.setpoint = Some(sp.clone());
+        }
+        for d in &h.commands {
+            self.sensor_mut(d.sensor).decisions.insert(*d);
+            self.log_insert(*d);
+        }
+        self.crosscheck.reset(h.config, &h.setpoints, &h.commands);
+        changes.all_sensors();
+    }
+
+    fn on_readings(&mut self, b: ReadingsBatch, now: f64, changes: &mut Changes) {
+        if b.missed > 0 {
+            self.missed_total += b.missed;
+            if !b.backfill {
+                self.crosscheck.on_missed(&b.items);
+            }
+        }
+        let live = !b.backfill && self.conn == ConnState::Live;
+        for item in b.items {
+            if self.sensor_mut(item.sensor).readings.insert(item.reading()) {
+                changes.sensor(item.sensor);
+                // Only new live readings go to the cross-check: backfill happened before the state in `hello`.
+                if live {
+                    self.crosscheck.on_reading(item, now);
+                }
+            }
+        }
+    }
+
+    fn on_decision(&mut self, d: Decision, changes: &mut Changes) {
+        if self.sensor_mut(d.sensor).decisions.insert(d) {
+            changes.sensor(d.sensor);
+            self.log_insert(d);
+        }
+        self.crosscheck.on_server_decision(d);
+    }
+
+    fn on_setpoint(&mut self, s: SetpointMsg, now: f64, changes: &mut Changes) {
+        let v = self.sensor_mut(s.sensor);
+        if v.setpoint.as_ref().is_some_and(|cur| cur.version > s.version) {
+            return; // an older broadcast overtaken by a newer one
+        }
+        v.editor.on_setpoint(&s);
+        v.setpoint = Some(s.clone());
+        changes.sensor(s.sensor);
+        self.crosscheck.on_setpoint(s, now);
+    }
+
+    fn on_ack(&mut self, request_id: &str, changes: &mut Changes) {
+        let Some(sensor) = self.inflight.remove(request_id) else {
+            return;
+        };
+        if let Some(v) = self.sensors.get_mut(&sensor) {
+            if v.editor.on_ack(request_id) {
+                changes.sensor(sensor);
+            }
+        }
+    }
+
+    /// An error answering one of our writes goes to its card; any other is shown in the header.
+    fn on_error(&mut self, e: ErrorMsg, changes: &mut Changes) {
+        let routed = e.request_id.as_ref().and_then(|id| self.inflight.remove(id));
+        match routed.and_then(|sensor| self.sensors.get_mut(&sensor)) {
+            Some(v) => {
+                if let Some(current) = e.current.as_ref().filter(|c| c.sensor == v.id) {
+                    // A conflict tells us the value in force; show it even before its broadcast arrives.
+                    if v.setpoint
+                        .as_ref()
+                        .is_none_or(|cur| cur.version <= current.version)
+                    {
+                        v.setpoint = Some(current.clone());
+                    }
+                }
+                v.editor.on_error(&e);
+                changes.sensor(v.id);
+            }
+            None => self.notice = Some(format!("server: {}", explain(e.code, &e.message))),
+        }
+    }
+
+    fn on_status(&mut self, s: StatusMsg, now: f64) {
+        if let Some(prev) = self.status {
+            let dt = (s.server_time_ms - prev.server_time_ms) as f64 / 1000.0;
+            // Two statuses closer together than this (or out of order) give a rate that is mostly noise.
+            if dt > 0.2 {
+                let dr = s.readings_total.saturating_sub(prev.readings_total) as f64;
+                let dd = s.decisions_total.saturating_sub(prev.decisions_total) as f64;
+                self.rates = Rates {
+                    readings_per_s: Some(dr / dt),
+                    decisions_per_min: Some(dd * 60.0 / dt),
+                };
+            }
+        }
+        self.clock_offset = s.server_time_ms as f64 - now;
+        self.status = Some(s);
+    }
+
+    /// The connection closed: show it, and fail writes that can no longer be answered.
+    pub(super) fn on_close(&mut self, changes: &mut Changes) {
+        self.conn = ConnState::Reconnecting;
+        self.inflight.clear();
+        changes.model();
+        for v in self.sensors.values_mut() {
+            let before = v.editor.status.clone();
+            v.editor.on_disconnect();
+            if v.editor.status != before {
+                changes.sensor(v.id);
+            }
+        }
+    }
+
+    /// Keeps the log sorted newest first and free of duplicates, whatever order decisions arrive in.
+    fn log_insert(&mut self, d: Decision) {
+        let mut idx = 0;
+        for (i, e) in self.log.iter().enumerate() {
+            if e.t_ms == d.t_ms && e.sensor == d.sensor {
+                return;
+            }
+            if (e.t_ms, Reverse(e.sensor)) < (d.t_ms, Reverse(d.sensor)) {
+                break;
+            }
+            idx = i + 1;
+        }
+        if idx >= LOG_LEN {
+            return;
+        }
+        self.log.insert(idx, d);
+        self.log.truncate(LOG_LEN);
+    }
+}

@@ -1,0 +1,75 @@
+//! The view options above the grid: filter, order, chart window and compact mode, with the pager as child.
+
+use web_sys::{HtmlInputElement, HtmlSelectElement};
+use yew::prelude::*;
+
+use crate::model::SortBy;
+
+/// Chart windows offered, in minutes.
+const WINDOWS_MIN: [i64; 3] = [1, 5, 15];
+/// The chart window a page opens with, in minutes.
+pub const DEFAULT_WINDOW_MIN: i64 = 5;
+
+#[derive(Properties, PartialEq)]
+pub struct ToolbarProps {
+    pub filter: AttrValue,
+    pub sort: SortBy,
+    /// Chart window in minutes.
+    pub window_min: i64,
+    pub compact: bool,
+    pub on_filter: Callback<String>,
+    pub on_sort: Callback<SortBy>,
+    pub on_window: Callback<i64>,
+    pub on_compact: Callback<bool>,
+    /// Rendered at the end of the bar (the pager).
+    #[prop_or_default]
+    pub children: Html,
+}
+
+#[function_component]
+pub fn Toolbar(p: &ToolbarProps) -> Html {
+    let on_filter = p.on_filter.reform(|e: InputEvent| {
+        let input: HtmlInputElement = e.target_unchecked_into();
+        input.value()
+    });
+    let on_sort = p.on_sort.reform(|e: Event| {
+        let sel: HtmlSelectElement = e.target_unchecked_into();
+        if sel.value() == "attention" {
+            SortBy::Attention
+        } else {
+            SortBy::Id
+        }
+    });
+    let on_window = p.on_window.reform(|e: Event| {
+        let sel: HtmlSelectElement = e.target_unchecked_into();
+        sel.value().parse().unwrap_or(DEFAULT_WINDOW_MIN)
+    });
+    let on_compact = p.on_compact.reform(|e: Event| {
+        let input: HtmlInputElement = e.target_unchecked_into();
+        input.checked()
+    });
+    html! {
+        <section class="toolbar" aria-label="View options">
+            <label class="tool">{ "Filter" }
+                <input type="search" placeholder="sensor id" value={p.filter.clone()} oninput={on_filter} />
+            </label>
+            <label class="tool">{ "Sort" }
+                <select onchange={on_sort}>
+                    <option value="id" selected={p.sort == SortBy::Id}>{ "by id" }</option>
+                    <option value="attention" selected={p.sort == SortBy::Attention}>{ "needs attention first" }</option>
+                </select>
+            </label>
+            <label class="tool">{ "Window" }
+                <select onchange={on_window}>
+                    { for WINDOWS_MIN.into_iter().map(|m| html! {
+                        <option value={m.to_string()} selected={p.window_min == m}>{ format!("{m} min") }</option>
+                    }) }
+                </select>
+            </label>
+            <label class="tool check">
+                <input type="checkbox" checked={p.compact} onchange={on_compact} />{ "Compact" }
+            </label>
+            { p.children.clone() }
+        </section>
+    }
+}
