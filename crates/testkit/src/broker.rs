@@ -1,19 +1,13 @@
 //! A Kafka-protocol broker for tests: `KAFKA_BROKERS` if set (e.g. a real Apache Kafka), otherwise a Tansu
 //! process on a free loopback port, stopped when the handle drops.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::free_port;
 use crate::proxy::FaultProxy;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 pub struct Broker {
     pub brokers: String,

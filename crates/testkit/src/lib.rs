@@ -21,3 +21,16 @@ use std::path::PathBuf;
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// A loopback port nobody listens on right now (for a process that binds it itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The release build of the `setpoint` binary, which the benchmarks and the soak test run.
+pub fn release_binary() -> PathBuf {
+    root().join("target/release/setpoint")
+}

@@ -116,13 +116,8 @@ struct Args {
 }
 
 fn main() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(18555);
-    let addr = format!("127.0.0.1:{port}");
-    let mut server = Command::new(root.join("target/release/setpoint"))
+    let addr = format!("127.0.0.1:{}", setpoint_testkit::free_port());
+    let mut server = Command::new(setpoint_testkit::release_binary())
         .args([
             "run",
             "--listen",
@@ -165,7 +160,7 @@ fn main() {
             r["lag_ms"]["max"]
         );
     }
-    let out = root.join("target/bench");
+    let out = setpoint_testkit::root().join("target/bench");
     let _ = std::fs::create_dir_all(&out);
     let _ = std::fs::write(
         out.join("fanout.json"),

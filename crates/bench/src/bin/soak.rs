@@ -77,13 +77,8 @@ fn main() {
     let secs = Args::parse().secs;
     // Retention fills in 20 s at this rate; the rest of the first quarter lets the allocator settle.
     let warmup = (secs / 4).max(25);
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(18556);
-    let addr = format!("127.0.0.1:{port}");
-    let mut server = Command::new(root.join("target/release/setpoint"))
+    let addr = format!("127.0.0.1:{}", setpoint_testkit::free_port());
+    let mut server = Command::new(setpoint_testkit::release_binary())
         .args([
             "run",
             "--listen",
@@ -95,7 +90,7 @@ fn main() {
         ])
         .args(["--backfill-secs", BACKFILL_SECS, "--retention-records", RETENTION])
         .env("RUST_LOG", "warn")
-        .env("SETPOINT_DIST", root.join("dist"))
+        .env("SETPOINT_DIST", setpoint_testkit::root().join("dist"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -204,7 +199,7 @@ fn main() {
         sessions.load(Ordering::Relaxed),
         frames.load(Ordering::Relaxed)
     );
-    let out = root.join("target/bench");
+    let out = setpoint_testkit::root().join("target/bench");
     let _ = std::fs::create_dir_all(&out);
     let _ = std::fs::write(
         out.join("soak.json"),
