@@ -29,18 +29,13 @@ fn dist() -> PathBuf {
         .unwrap_or_else(|| root().join("dist"))
 }
 
-/// Starts `setpoint run` in-process on an ephemeral port; returns the runtime that keeps it alive.
-fn start_server() -> (tokio::runtime::Runtime, std::net::SocketAddr, StopOnDrop) {
+/// Starts `setpoint run` in-process on an ephemeral port, on the test's runtime.
+async fn start_server() -> (std::net::SocketAddr, StopOnDrop) {
     assert!(
         dist().join("index.html").exists(),
         "no dashboard build at {} — run `cargo xtask dist`",
         dist().display()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
     let mut bridge = BridgeOptions::new(
         "127.0.0.1:0".parse().expect("addr"),
         Token::from_operator(TOKEN).expect("token"),
@@ -61,11 +56,11 @@ fn start_server() -> (tokio::runtime::Runtime, std::net::SocketAddr, StopOnDrop)
         }),
         seed_setpoints: true,
     };
-    let running = rt.block_on(app::start_embedded(options)).expect("server starts");
+    let running = app::start_embedded(options).await.expect("server starts");
     let addr = running.addr.expect("bridge");
     let stop = running.stop_token();
-    rt.spawn(running.wait());
-    (rt, addr, StopOnDrop(stop))
+    tokio::spawn(running.wait());
+    (addr, StopOnDrop(stop))
 }
 
 /// Stops the server when the test ends, even on failure.
@@ -81,8 +76,9 @@ fn card(sensor: i32, css: &str) -> String {
     format!(".card[data-sensor=\"{sensor}\"] {css}")
 }
 
-fn number(s: &Session, css: &str) -> Option<f64> {
-    s.text_of(css)?
+async fn number(s: &Session, css: &str) -> Option<f64> {
+    s.text_of(css)
+        .await?
         .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
         .find(|t| !t.is_empty())?
         .parse()
@@ -90,8 +86,8 @@ fn number(s: &Session, css: &str) -> Option<f64> {
 }
 
 /// Sets an input's value and fires `input` (what a drag does), and optionally `change` (what a release does).
-fn set_input(s: &Session, css: &str, value: f64, release: bool) {
-    let e = s.find(css).unwrap_or_else(|e| panic!("{css}: {e}"));
+async fn set_input(s: &Session, css: &str, value: f64, release: bool) {
+    let e = s.find(css).await.unwrap_or_else(|e| panic!("{css}: {e}"));
     let script = "const [el, v, release] = arguments; \
                   const setter = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set; \
                   setter.call(el, String(v)); \
@@ -99,6 +95,7 @@ fn set_input(s: &Session, css: &str, value: f64, release: bool) {
                   if (release) { el.dispatchEvent(new Event('change', {bubbles: true})); } \
                   return el.value;";
     s.execute(script, vec![Session::arg(&e), json!(value), json!(release)])
+        .await
         .unwrap_or_else(|e| panic!("set {css}: {e}"));
 }
 
@@ -106,111 +103,134 @@ fn artifact(name: &str) -> PathBuf {
     root().join("tests/artifacts").join(name)
 }
 
-#[test]
-fn a_person_with_the_token_watches_previews_commits_and_sees_the_heater_follow() {
-    let (_rt, addr, _stop) = start_server();
-    let mut driver = Driver::start().expect("chromedriver");
-    let s = driver.session(1280, 1000).expect("session");
+// Multi-threaded: the server and fantoccini's session task run beside the test body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_with_the_token_watches_previews_commits_and_sees_the_heater_follow() {
+    let (addr, _stop) = start_server().await;
+    let mut driver = Driver::start().await.expect("chromedriver");
+    let s = driver.session(1280, 1000).await.expect("session");
     s.goto(&format!("http://{addr}/#token={TOKEN}"))
+        .await
         .expect("navigate");
 
-    s.wait_for("connection state live", PATIENCE, |s| {
-        s.text_of("#conn-state").filter(|t| t == "live")
+    s.wait_for("connection state live", PATIENCE, async |s| {
+        s.text_of("#conn-state").await.filter(|t| t == "live")
     })
+    .await
     .expect("live");
-    let hash = s.execute("return location.hash", vec![]).expect("script");
+    let hash = s.execute("return location.hash", vec![]).await.expect("script");
     assert_eq!(
         hash,
         Value::String(String::new()),
         "the token is removed from the address bar"
     );
     let temp = s
-        .wait_for("a live temperature on sensor 1", PATIENCE, |s| {
-            number(s, &card(1, ".current-temp"))
+        .wait_for("a live temperature on sensor 1", PATIENCE, async |s| {
+            number(s, &card(1, ".current-temp")).await
         })
+        .await
         .expect("temperature renders");
     assert!((-50.0..150.0).contains(&temp), "{temp}");
-    assert_eq!(s.find_all(".card").expect("cards").len(), 3);
+    assert_eq!(s.find_all(".card").await.expect("cards").len(), 3);
 
     // Dragging (input events only) previews: the what-if overlay appears with its switch counts.
-    let desired_now = s
-        .property(&s.find(&card(1, ".num-desired")).expect("input"), "value")
-        .expect("value");
-    let desired_now: f64 = desired_now
-        .as_str()
+    let input = s.find(&card(1, ".num-desired")).await.expect("input");
+    let desired_now: f64 = s
+        .property(&input, "value")
+        .await
+        .expect("value")
         .and_then(|v| v.parse().ok())
         .expect("desired");
-    set_input(&s, &card(1, ".slider-desired"), desired_now + 5.0, false);
+    set_input(&s, &card(1, ".slider-desired"), desired_now + 5.0, false).await;
     let whatif = s
-        .wait_for("the what-if overlay", PATIENCE, |s| {
-            s.text_of(&card(1, ".whatif")).filter(|t| t.contains("what-if"))
+        .wait_for("the what-if overlay", PATIENCE, async |s| {
+            s.text_of(&card(1, ".whatif"))
+                .await
+                .filter(|t| t.contains("what-if"))
         })
+        .await
         .expect("what-if");
     assert!(
         whatif.chars().any(|c| c.is_ascii_digit()),
         "shows counts: {whatif}"
     );
     s.screenshot(&artifact("dashboard-whatif.png"))
+        .await
         .expect("screenshot");
 
     // Committing a band far above the room turns its heater on; far below turns it off.
-    let room = number(&s, &card(1, ".current-temp")).expect("temperature");
+    let room = number(&s, &card(1, ".current-temp")).await.expect("temperature");
     for (desired, badge) in [(room + 10.0, "ON"), (room - 10.0, "OFF")] {
-        set_input(&s, &card(1, ".num-desired"), (desired * 2.0).round() / 2.0, true);
-        s.wait_for("saved", PATIENCE, |s| {
+        set_input(&s, &card(1, ".num-desired"), (desired * 2.0).round() / 2.0, true).await;
+        s.wait_for("saved", PATIENCE, async |s| {
             s.text_of(&card(1, ".save-status"))
+                .await
                 .filter(|t| t.contains("saved"))
         })
+        .await
         .expect("saved");
-        s.wait_for(&format!("heater {badge}"), PATIENCE, |s| {
-            s.text_of(&card(1, ".heater-badge")).filter(|t| t == badge)
+        s.wait_for(&format!("heater {badge}"), PATIENCE, async |s| {
+            s.text_of(&card(1, ".heater-badge")).await.filter(|t| t == badge)
         })
+        .await
         .expect("the heater follows the new band");
-        s.wait_for("a decision row", PATIENCE, |s| {
+        s.wait_for("a decision row", PATIENCE, async |s| {
             s.text_of("#decision-log")
+                .await
                 .filter(|t| t.to_uppercase().contains(badge))
         })
+        .await
         .expect("decision logged");
     }
     assert!(
-        s.find("#divergence").is_err(),
+        s.find("#divergence").await.is_err(),
         "the browser's control core agrees with the server"
     );
-    let bytes = s.screenshot(&artifact("dashboard.png")).expect("screenshot");
+    let bytes = s
+        .screenshot(&artifact("dashboard.png"))
+        .await
+        .expect("screenshot");
     assert!(bytes > 10_000, "a real screenshot ({bytes} bytes)");
 }
 
-#[test]
-fn without_the_token_the_dashboard_is_live_but_read_only() {
-    let (_rt, addr, _stop) = start_server();
-    let mut driver = Driver::start().expect("chromedriver");
-    let s = driver.session(1000, 800).expect("session");
-    s.goto(&format!("http://{addr}/")).expect("navigate");
-    if let Err(e) = s.wait_for("read-only state", PATIENCE, |s| {
-        s.text_of("#conn-state").filter(|t| t == "read-only")
-    }) {
-        let shot = s.screenshot(&artifact("dashboard-readonly-failed.png"));
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_token_the_dashboard_is_live_but_read_only() {
+    let (addr, _stop) = start_server().await;
+    let mut driver = Driver::start().await.expect("chromedriver");
+    let s = driver.session(1000, 800).await.expect("session");
+    s.goto(&format!("http://{addr}/")).await.expect("navigate");
+    if let Err(e) = s
+        .wait_for("read-only state", PATIENCE, async |s| {
+            s.text_of("#conn-state").await.filter(|t| t == "read-only")
+        })
+        .await
+    {
+        let shot = s.screenshot(&artifact("dashboard-readonly-failed.png")).await;
         panic!(
             "{e}; connection state {:?}; finding <body>: {:?}; screenshot: {shot:?}",
-            s.text_of("#conn-state"),
-            s.find("body").err()
+            s.text_of("#conn-state").await,
+            s.find("body").await.err()
         );
     }
-    s.wait_for("live data", PATIENCE, |s| number(s, &card(2, ".current-temp")))
-        .expect("data is live");
-    let note = s.text_of(".readonly-note").expect("a read-only note");
+    s.wait_for("live data", PATIENCE, async |s| {
+        number(s, &card(2, ".current-temp")).await
+    })
+    .await
+    .expect("data is live");
+    let note = s.text_of(".readonly-note").await.expect("a read-only note");
     assert!(
         note.to_lowercase().contains("token"),
         "says how to get write access: {note}"
     );
     for css in [".slider-desired", ".slider-up", ".slider-down", ".num-desired"] {
-        let e = s.find(&card(2, css)).expect("control");
+        let e = s.find(&card(2, css)).await.expect("control");
         assert_eq!(
-            s.property(&e, "disabled").expect("property"),
-            json!(true),
+            s.property(&e, "disabled").await.expect("property").as_deref(),
+            Some("true"),
             "{css} disabled"
         );
     }
     s.screenshot(&artifact("dashboard-readonly.png"))
+        .await
         .expect("screenshot");
 }

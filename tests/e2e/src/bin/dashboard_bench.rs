@@ -10,13 +10,17 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use setpoint_e2e::{Driver, Session};
+use setpoint_e2e::{Driver, Result, Session};
+use tokio::time::sleep;
 
 const TOKEN: &str = "bench-token_0123456789abcdef";
+
+/// How long the release server may take to print its URL.
+const SERVER_START: Duration = Duration::from_secs(60);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -34,7 +38,7 @@ impl Drop for Server {
     }
 }
 
-fn start_server(sensors: usize) -> Server {
+async fn start_server(sensors: usize) -> Result<Server> {
     let mut child = Command::new(root().join("target/release/setpoint"))
         .args(["run", "--listen", "127.0.0.1:0", "--interval-ms", "100"])
         .args(["--sensors", &sensors.to_string()])
@@ -44,31 +48,42 @@ fn start_server(sensors: usize) -> Server {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("build first: cargo build --release -p setpoint && cargo xtask dist");
-    let stdout = child.stdout.take().expect("stdout");
-    let url = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.trim().starts_with("http://").then(|| l.trim().to_owned()))
-        .expect("the server prints its URL");
-    Server { child, url }
+        .map_err(|e| format!("{e}: build first: cargo build --release -p setpoint && cargo xtask dist"))?;
+    let stdout = child.stdout.take().ok_or("no stdout from the server")?;
+    // Blocking reads on a thread of their own; the timeout bounds them, and killing the server (Drop) ends
+    // the read if it is still waiting.
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(std::result::Result::ok)
+            .find_map(|l| l.trim().starts_with("http://").then(|| l.trim().to_owned()))
+    });
+    let mut server = Server {
+        child,
+        url: String::new(),
+    };
+    server.url = tokio::time::timeout(SERVER_START, lines)
+        .await
+        .map_err(|_| format!("the server printed no URL within {SERVER_START:?}"))?
+        .map_err(|e| e.to_string())?
+        .ok_or("the server exited without printing its URL")?;
+    Ok(server)
 }
 
-fn metrics(s: &Session) -> HashMap<String, f64> {
-    let v = s.cdp("Performance.getMetrics", json!({})).expect("metrics");
-    v["metrics"]
+async fn metrics(s: &Session) -> Result<HashMap<String, f64>> {
+    let v = s.cdp("Performance.getMetrics", json!({})).await?;
+    Ok(v["metrics"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|m| Some((m["name"].as_str()?.to_owned(), m["value"].as_f64()?)))
-        .collect()
+        .collect())
 }
 
-fn heap_mb(s: &Session) -> f64 {
-    let _ = s.cdp("HeapProfiler.collectGarbage", json!({}));
-    metrics(s).get("JSHeapUsedSize").copied().unwrap_or(0.0) / 1e6
+async fn heap_mb(s: &Session) -> Result<f64> {
+    let _ = s.cdp("HeapProfiler.collectGarbage", json!({})).await;
+    Ok(metrics(s).await?.get("JSHeapUsedSize").copied().unwrap_or(0.0) / 1e6)
 }
-
 /// Self time per function from a DevTools CPU profile, top `n`.
 fn top_functions(profile: &Value, n: usize) -> Vec<(String, f64)> {
     let nodes = profile["nodes"].as_array().cloned().unwrap_or_default();
@@ -109,34 +124,40 @@ fn top_functions(profile: &Value, n: usize) -> Vec<(String, f64)> {
     v
 }
 
-fn open(driver: &mut Driver, server: &Server) -> Session {
-    let s = driver.session(1400, 1000).expect("session");
-    s.goto(&server.url).expect("goto");
-    s.wait_for("sensor cards", Duration::from_secs(60), |s| {
-        s.find_all(".card[data-sensor]").ok().filter(|c| !c.is_empty())
+async fn open(driver: &mut Driver, server: &Server) -> Result<Session> {
+    let s = driver.session(1400, 1000).await?;
+    s.goto(&server.url).await?;
+    s.wait_for("sensor cards", Duration::from_secs(60), async |s| {
+        s.find_all(".card[data-sensor]")
+            .await
+            .ok()
+            .filter(|c| !c.is_empty())
     })
-    .expect("cards");
-    s.cdp("Performance.enable", json!({}))
-        .expect("Performance.enable");
-    s
+    .await?;
+    s.cdp("Performance.enable", json!({})).await?;
+    Ok(s)
 }
 
-fn measure(driver: &mut Driver, sensors: usize, secs: u64, profile: bool) -> Value {
-    let server = start_server(sensors);
-    let s = open(driver, &server);
-    std::thread::sleep(Duration::from_secs(8)); // backfill drawn, steady state
-    let cards = s.find_all(".card[data-sensor]").map(|c| c.len()).unwrap_or(0);
+async fn measure(driver: &mut Driver, sensors: usize, secs: u64, profile: bool) -> Result<Value> {
+    let server = start_server(sensors).await?;
+    let s = open(driver, &server).await?;
+    sleep(Duration::from_secs(8)).await; // backfill drawn, steady state
+    let cards = s
+        .find_all(".card[data-sensor]")
+        .await
+        .map(|c| c.len())
+        .unwrap_or(0);
     s.execute(
         "window.__frames = []; const tick = (t) => { window.__frames.push(t); requestAnimationFrame(tick); }; requestAnimationFrame(tick);",
         vec![],
     )
-    .expect("rAF recorder");
-    let m0 = metrics(&s);
-    std::thread::sleep(Duration::from_secs(secs));
-    let m1 = metrics(&s);
+    .await?;
+    let m0 = metrics(&s).await?;
+    sleep(Duration::from_secs(secs)).await;
+    let m1 = metrics(&s).await?;
     let frames: Vec<f64> = s
         .execute("return window.__frames", vec![])
-        .expect("frames")
+        .await?
         .as_array()
         .into_iter()
         .flatten()
@@ -155,38 +176,54 @@ fn measure(driver: &mut Driver, sensors: usize, secs: u64, profile: bool) -> Val
     let busy_per_frame = delta("TaskDuration") / n;
     let script_per_frame = delta("ScriptDuration") / n;
     let layout_per_frame = (delta("LayoutDuration") + delta("RecalcStyleDuration")) / n;
-    let heap = heap_mb(&s);
+    let heap = heap_mb(&s).await?;
     let top = if profile {
-        let _ = s.cdp("Profiler.enable", json!({}));
-        let _ = s.cdp("Profiler.start", json!({}));
-        std::thread::sleep(Duration::from_secs(5));
-        let p = s.cdp("Profiler.stop", json!({})).expect("profile");
+        let _ = s.cdp("Profiler.enable", json!({})).await;
+        let _ = s.cdp("Profiler.start", json!({})).await;
+        sleep(Duration::from_secs(5)).await;
+        let p = s.cdp("Profiler.stop", json!({})).await?;
         top_functions(&p["profile"], 15)
     } else {
         Vec::new()
     };
-    json!({"sensors": sensors, "cards": cards, "fps": fps, "p95_frame_ms": p95,
+    // Closing before the server goes keeps a dying page from skewing the next size's figures.
+    s.close().await?;
+    Ok(
+        json!({"sensors": sensors, "cards": cards, "fps": fps, "p95_frame_ms": p95,
            "main_thread_ms_per_frame": busy_per_frame, "script_ms_per_frame": script_per_frame,
            "style_layout_ms_per_frame": layout_per_frame, "heap_mb": heap,
-           "profile_self_percent": top.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()})
+           "profile_self_percent": top.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()}),
+    )
 }
 
-fn main() {
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    match bench().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dashboard_bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench() -> Result<()> {
     let sizes: Vec<usize> = std::env::var("DASH_SENSORS")
         .unwrap_or_else(|_| "20,200,1000".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let secs: u64 = std::env::var("DASH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    let heap_secs: u64 = std::env::var("DASH_HEAP_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(600);
+    let secs = env_u64("DASH_SECS", 10);
+    let heap_secs = env_u64("DASH_HEAP_SECS", 600);
     let profile = std::env::var_os("DASH_PROFILE").is_some();
-    let mut driver = Driver::start().expect("chromedriver");
+    let mut driver = Driver::start().await?;
     println!(
         "dashboard in headless Chromium, 1400×1000, readings at 10/s per sensor, {secs} s measured per size"
     );
@@ -196,7 +233,7 @@ fn main() {
     );
     let mut rows = Vec::new();
     for n in sizes {
-        let r = measure(&mut driver, n, secs, profile);
+        let r = measure(&mut driver, n, secs, profile).await?;
         println!(
             "{:>8} {:>6} {:>7.1} {:>9.1} ms {:>13.2} ms {:>9.2} ms {:>11.2} ms {:>6.1} MB",
             n,
@@ -221,18 +258,18 @@ fn main() {
     let mut heap_series = Vec::new();
     if heap_secs > 0 {
         println!("JS heap at 200 sensors over {heap_secs} s (after a forced GC, every 60 s):");
-        let server = start_server(200);
-        let s = open(&mut driver, &server);
+        let server = start_server(200).await?;
+        let s = open(&mut driver, &server).await?;
         let start = Instant::now();
         loop {
             let t = start.elapsed().as_secs();
-            let h = heap_mb(&s);
+            let h = heap_mb(&s).await?;
             println!("  {t:>4} s  {h:6.2} MB");
             heap_series.push(json!([t, h]));
             if t >= heap_secs {
                 break;
             }
-            std::thread::sleep(Duration::from_secs(60.min(heap_secs - t).max(1)));
+            sleep(Duration::from_secs(60.min(heap_secs - t).max(1))).await;
         }
     }
     let out = root().join("target/bench");
@@ -241,4 +278,5 @@ fn main() {
         out.join("dashboard.json"),
         serde_json::to_string_pretty(&json!({"rows": rows, "heap_200": heap_series})).unwrap_or_default(),
     );
+    Ok(())
 }

@@ -1,0 +1,103 @@
+//! `cargo xtask bench`: the benchmarks of BENCHMARKS.md, one per variant of [`Bench`].
+
+use clap::ValueEnum;
+
+use crate::exec::{cargo, describe, root, run};
+use crate::setup::WASM_TARGET;
+use crate::Result;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Bench {
+    /// criterion, the control crate
+    Core,
+    /// native vs WASM on the same trace
+    Wasm,
+    /// the embedded runtime's load generator
+    Pipeline,
+    /// the pipeline against a Kafka broker
+    Kafka,
+    /// WebSocket fan-out to many browsers
+    Fanout,
+    /// the built dashboard in headless Chromium
+    Dashboard,
+    /// a seconds-long pipeline run for CI that fails only on gross regressions
+    Smoke,
+}
+
+pub fn bench(which: Bench) -> Result {
+    match which {
+        Bench::Core => run(cargo().args(["bench", "-p", "setpoint-control", "--bench", "core"])),
+        Bench::Wasm => wasm(),
+        Bench::Pipeline => run(release_bin("setpoint-bench")),
+        Bench::Kafka => run(release_bin("kafka")),
+        Bench::Fanout => {
+            // The fan-out harness starts the release server as a child; it does not build it.
+            run(cargo().args(["build", "--release", "-p", "setpoint"]))?;
+            run(release_bin("fanout"))
+        }
+        Bench::Dashboard => {
+            crate::setup::setup()?;
+            crate::dist::build_dashboard()?;
+            run(cargo().args(["build", "--release", "-p", "setpoint"]))?;
+            run(cargo().args([
+                "run",
+                "--release",
+                "-p",
+                "setpoint-e2e",
+                "--bin",
+                "dashboard_bench",
+            ]))
+        }
+        Bench::Smoke => run(release_bin("setpoint-bench")
+            .env("BENCH_SECS", "1")
+            .env("BENCH_ASSERT", "1")),
+    }
+}
+
+/// `cargo run --release` of one of setpoint-bench's binaries.
+fn release_bin(bin: &str) -> std::process::Command {
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "-p", "setpoint-bench", "--bin", bin]);
+    cmd
+}
+
+/// Native vs WASM on the same trace, both release builds, in one run: prints ns per reading and the ratio.
+fn wasm() -> Result {
+    let native = speed(None)?;
+    let wasm = speed(Some(WASM_TARGET))?;
+    println!(
+        "native {native:.2} ns/reading, wasm {wasm:.2} ns/reading, wasm/native {:.2}",
+        wasm / native
+    );
+    Ok(())
+}
+
+/// Runs the control crate's `speed` test and reads its `SPEED <what> <ns>` line.
+fn speed(target: Option<&str>) -> Result<f64> {
+    let mut cmd = cargo();
+    cmd.current_dir(root())
+        .args(["test", "--release", "-p", "setpoint-control", "--test", "speed"]);
+    if let Some(t) = target {
+        cmd.args(["--target", t]).env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        );
+    }
+    cmd.args(["--", "--nocapture"])
+        .env("SETPOINT_SPEED_ROUNDS", "2000");
+    eprintln!("xtask: $ {}", describe(&cmd));
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", describe(&cmd)))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let line = text
+        .lines()
+        .find(|l| l.contains("SPEED "))
+        .ok_or_else(|| format!("no SPEED line in:\n{text}"))?;
+    eprintln!("{}", line.trim());
+    line.split_whitespace()
+        .skip_while(|w| *w != "SPEED")
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("cannot parse {line}"))
+}
