@@ -1,5 +1,8 @@
 //! The embedded runtime over real sockets: hello, backfill, live data, writes, security, bad frames,
 //! slow clients, many clients and graceful shutdown.
+//!
+//! Over 400 lines on purpose: one scenario per test, each readable top to bottom; the shared client and
+//! server start live in `setpoint_testkit` and `common`.
 
 mod common;
 

@@ -6,6 +6,8 @@
 //! Logs are written the way the reference thermostat's tools write them: protobuf without our extension
 //! fields (no `eventTimeMs`), keyed by sensor id; the event time is the record's timestamp, set explicitly
 //! so that the reference knows it.
+//!
+//! Over 400 lines on purpose: each schedule is one self-contained test with its own log and reference.
 
 mod common;
 

@@ -1,4 +1,7 @@
 //! Kafka mode against a real Kafka-protocol broker (Tansu, or `KAFKA_BROKERS`).
+//!
+//! Over 400 lines on purpose: one scenario per test (end to end, interop, outages, two controllers), each
+//! readable top to bottom.
 
 mod common;
 

@@ -16,6 +16,9 @@
 //! - **Versions never repeat.** A write gets the version after the highest one in force or in flight for its
 //!   sensor, and `base_version` is checked against that same number, so two racing writes on this bridge get
 //!   one ack and one `conflict`.
+//!
+//! Over 400 lines on purpose: one state machine whose inputs all touch the same fields; its tests are in
+//! `tests.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
