@@ -191,7 +191,7 @@ struct Args {
     #[arg(long, env = "BENCH_SECS", default_value_t = 5)]
     secs: u64,
     /// Perf smoke: exit non-zero on a gross regression (CI).
-    #[arg(long, env = "BENCH_ASSERT")]
+    #[arg(long, env = "BENCH_ASSERT", value_parser = clap::builder::FalseyValueParser::new())]
     assert: bool,
 }
 
