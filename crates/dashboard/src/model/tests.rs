@@ -58,14 +58,12 @@ fn hello(can_write: bool, sensors: &[SensorId], commands: Vec<Decision>) -> Serv
 }
 
 fn setpoint(sensor: SensorId, desired: f64, version: u64) -> SetpointMsg {
-    SetpointMsg {
+    SetpointMsg::new(
         sensor,
-        desired,
-        up_delta: 0.5,
-        down_delta: 0.5,
+        &setpoint_control::Setpoint::new(desired, 0.5, 0.5),
         version,
-        t_ms: None,
-    }
+        None,
+    )
 }
 
 fn batch(sensor: SensorId, times: impl IntoIterator<Item = TimeMs>, backfill: bool) -> ServerMessage {

@@ -12,14 +12,12 @@ impl CrossCheck {
 }
 
 fn sp(sensor: SensorId, desired: f64, version: u64) -> SetpointMsg {
-    SetpointMsg {
+    SetpointMsg::new(
         sensor,
-        desired,
-        up_delta: 0.5,
-        down_delta: 0.5,
+        &setpoint_control::Setpoint::new(desired, 0.5, 0.5),
         version,
-        t_ms: None,
-    }
+        None,
+    )
 }
 
 fn item(sensor: SensorId, t_ms: TimeMs, temperature: f64) -> SensorReading {
