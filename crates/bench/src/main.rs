@@ -40,6 +40,8 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
     let stop = CancellationToken::new();
     let setpoints: Vec<SetpointChange> = (0..=SENSORS)
         .map(|sensor| SetpointChange {
+            base_version: None,
+            write_id: String::new(),
             sensor,
             setpoint: Setpoint::new(20.0, 1.0, 1.0),
             version: 1,
@@ -110,6 +112,8 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
                     let version = flips.lock().unwrap_or_else(|e| e.into_inner()).len() as u64 + 2;
                     let desired = if version.is_multiple_of(2) { 30.0 } else { 10.0 };
                     let change = SetpointChange {
+                        base_version: None,
+                        write_id: String::new(),
                         sensor: PROBE,
                         setpoint: Setpoint::new(desired, 1.0, 1.0),
                         version,

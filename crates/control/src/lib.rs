@@ -8,10 +8,12 @@
 //! plus opt-in extensions (minimum dwell, out-of-order rejection, a stale-sensor failsafe) whose defaults keep
 //! the reference behaviour.
 
+mod arbiter;
 mod controller;
 mod sensor;
 mod setpoint;
 
+pub use arbiter::{Verdict, VersionArbiter};
 pub use controller::{replay, Controller, ControllerSnapshot, Stats};
 pub use sensor::{
     HeaterMemory, ReadingOutcome, SensorState, SetpointHistory, TimedSetpoint, VersionedSetpoint,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use setpoint::app::RunOptions;
-use setpoint::bridge::auth::Token;
+use setpoint::bridge::auth::{Token, Tokens, DEFAULT_TOKEN_NAME};
 use setpoint::bridge::hub::HubOptions;
 use setpoint::bridge::BridgeOptions;
 use setpoint::bus::kafka::{KafkaOptions, Topics};
@@ -43,6 +43,8 @@ pub enum Command {
 pub struct RunArgs {
     #[command(flatten)]
     kafka: KafkaArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(flatten)]
     bridge: BridgeArgs,
     #[command(flatten)]
@@ -123,6 +125,14 @@ impl Command {
         })
     }
 
+    /// Where the embedded bus keeps its data (`setpoint run` only; other subcommands are one role each).
+    pub fn store(&self) -> Option<&StoreArgs> {
+        match self {
+            Command::Run(a) => Some(&a.store),
+            _ => None,
+        }
+    }
+
     /// Whether this is one role alone, which on the embedded bus has no peers to talk to.
     pub fn is_single_role(&self) -> bool {
         !matches!(self, Command::Run(_))
@@ -169,6 +179,36 @@ pub struct KafkaArgs {
     pub retention_records: usize,
 }
 
+/// Where the embedded default keeps what people give it.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Without --kafka: directory of the data file (setpoints with their versions and history, readings,
+    /// decisions, controller state). Default: the user's data directory, e.g. ~/.local/share/setpoint.
+    #[arg(long, env = "SETPOINT_DATA_DIR", conflicts_with = "in_memory")]
+    data_dir: Option<PathBuf>,
+    /// Without --kafka: keep nothing on disk; everything is gone when the process stops (tests, demos).
+    #[arg(long, env = "SETPOINT_IN_MEMORY")]
+    pub in_memory: bool,
+    /// Without --kafka: readings and decisions older than this are pruned (e.g. 24h, 90m, 7d).
+    #[arg(long, env = "SETPOINT_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub retention: std::time::Duration,
+}
+
+impl StoreArgs {
+    /// The data directory to use, unless running in memory.
+    pub fn data_dir(&self) -> Result<Option<PathBuf>, String> {
+        if self.in_memory {
+            return Ok(None);
+        }
+        match &self.data_dir {
+            Some(d) => Ok(Some(d.clone())),
+            None => dirs::data_dir().map(|d| Some(d.join("setpoint"))).ok_or_else(|| {
+                "no user data directory on this system: pass --data-dir or --in-memory".into()
+            }),
+        }
+    }
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -202,9 +242,14 @@ struct BridgeArgs {
     /// Directory of the built dashboard (Trunk's dist/).
     #[arg(long, env = "SETPOINT_DIST", default_value = "dist")]
     dist: PathBuf,
-    /// Write token (16 to 256 characters of A-Z a-z 0-9 - _). Generated at start when not set.
-    #[arg(long, env = "SETPOINT_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// A named write token, NAME=SECRET (a bare SECRET is named admin); repeatable. The name is recorded as
+    /// the author of every setpoint change made with it. Secrets: 16 to 256 characters of A-Z a-z 0-9 - _.
+    /// Without any token, one named admin is generated at start.
+    #[arg(long, env = "SETPOINT_TOKEN", hide_env_values = true, value_delimiter = ',')]
+    token: Vec<String>,
+    /// A file of named write tokens, one NAME=SECRET per line (# comments), in addition to --token.
+    #[arg(long, env = "SETPOINT_TOKENS_FILE")]
+    tokens_file: Option<PathBuf>,
     /// Extra origin allowed to open the WebSocket, e.g. https://thermo.example.com behind a reverse proxy.
     /// Repeatable.
     #[arg(long = "allow-origin", env = "SETPOINT_ALLOW_ORIGIN", value_delimiter = ',')]
@@ -286,18 +331,30 @@ impl BridgeArgs {
     /// Resolves the token, refusing a non-loopback bind without an explicit one: a generated token printed
     /// to a terminal is fine for a laptop, not for a port the whole network can reach.
     fn options(&self) -> Result<BridgeOptions, String> {
-        let token = match &self.token {
-            Some(t) => Token::from_operator(t)?,
-            None if !self.listen.ip().is_loopback() => {
+        let mut entries = self
+            .token
+            .iter()
+            .map(|spec| Tokens::parse_entry(spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(path) = &self.tokens_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the tokens file {}: {e}", path.display()))?;
+            entries.extend(
+                Tokens::parse_file(&text).map_err(|e| format!("tokens file {}: {e}", path.display()))?,
+            );
+        }
+        if entries.is_empty() {
+            if !self.listen.ip().is_loopback() {
                 return Err(format!(
                     "refusing to listen on {} (reachable from other machines) with a generated token: \
                      set --token or SETPOINT_TOKEN explicitly, or listen on 127.0.0.1",
                     self.listen
-                ))
+                ));
             }
-            None => Token::generate().map_err(|e| format!("cannot generate a token: {e}"))?,
-        };
-        let mut options = BridgeOptions::new(self.listen, token);
+            let token = Token::generate().map_err(|e| format!("cannot generate a token: {e}"))?;
+            entries.push((DEFAULT_TOKEN_NAME.to_owned(), token));
+        }
+        let mut options = BridgeOptions::new(self.listen, Tokens::new(entries)?);
         options.dist = self.dist.clone();
         options.allow_origins = self.allow_origin.clone();
         options.hub = HubOptions {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use setpoint::app;
-use setpoint::bus::embedded::EmbeddedBus;
+use setpoint::bus::embedded::{EmbeddedBus, Retention};
 use setpoint::bus::kafka::KafkaBus;
 use setpoint::metrics::Metrics;
 use setpoint::retry;
@@ -49,7 +49,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         tracing::warn!("on the embedded bus a single role has no peers; use --kafka, or `setpoint run` to compose all roles");
     }
     let options = command.run_options()?;
-    let token = options.bridge.as_ref().map(|b| b.token.clone());
+    let token = options.bridge.as_ref().map(|b| b.tokens.first().1.clone());
+    if let Some(b) = &options.bridge {
+        // Names only: a secret never goes to the log.
+        let names: Vec<&str> = b.tokens.names().collect();
+        tracing::info!(tokens = %names.join(", "), "write tokens");
+    }
     let metrics = Arc::new(Metrics::default());
     let stop = CancellationToken::new();
     let signal_stop = stop.clone();
@@ -68,12 +73,15 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     match kafka {
         None => {
-            let running = app::start(EmbeddedBus::new(retention_records), options, metrics)
+            let bus = embedded_bus(command.store(), retention_records)?;
+            let running = app::start(bus.clone(), options, metrics)
                 .await
                 .map_err(|e| format!("cannot start: {e}"))?;
             announce(running.addr);
             stop.cancelled().await;
             running.shutdown().await;
+            bus.close()
+                .map_err(|e| format!("could not save the last records: {e}"))?;
         }
         Some(kafka) => {
             let bus = KafkaBus::new(kafka, Arc::clone(&metrics)).map_err(|e| e.to_string())?;
@@ -96,6 +104,29 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The embedded bus: kept in the data directory unless `--in-memory` (or a single role, which has no use
+/// for one).
+fn embedded_bus(store: Option<&cli::StoreArgs>, retention_records: usize) -> Result<EmbeddedBus, String> {
+    let Some(store) = store else {
+        return Ok(EmbeddedBus::new(retention_records));
+    };
+    let retention = Retention {
+        records: retention_records,
+        max_age: Some(store.retention),
+    };
+    match store.data_dir()? {
+        None => {
+            tracing::info!("in memory: nothing is kept when the process stops");
+            Ok(EmbeddedBus::in_memory(retention))
+        }
+        Some(dir) => {
+            let bus = EmbeddedBus::open(&dir, retention).map_err(|e| e.to_string())?;
+            tracing::info!(data_dir = %dir.display(), "keeping data in {}", dir.join(setpoint::bus::store::FILE_NAME).display());
+            Ok(bus)
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM.

@@ -40,7 +40,7 @@ fn help_explains_every_subcommand_and_env_vars() {
 #[test]
 fn run_prints_the_url_with_the_token_and_exits_cleanly_on_sigterm() {
     let mut child = Command::new(BIN)
-        .args(["run", "--listen", "127.0.0.1:0", "--sensors", "2"])
+        .args(["run", "--in-memory", "--listen", "127.0.0.1:0", "--sensors", "2"])
         .env("SETPOINT_TOKEN", "cli-test-token-0123456789")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

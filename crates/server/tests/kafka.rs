@@ -360,6 +360,8 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
     bus.ensure_topics().await.expect("topics");
     let setpoints: Vec<SetpointChange> = (1..=SENSORS)
         .map(|sensor| SetpointChange {
+            base_version: None,
+            write_id: String::new(),
             sensor,
             setpoint: Setpoint::new(20.0, 1.0, 1.0),
             version: 1,

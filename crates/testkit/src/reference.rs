@@ -8,6 +8,11 @@
 //! the log (an as-of join). Above `desired + up_delta` → Off, below `desired − down_delta` → On; a command
 //! only when it differs from the previous one, and (with a minimum dwell) not before the previous one has
 //! been in force that long. No setpoint, no command.
+//!
+//! Setpoint versions follow the stream (the rule of `setpoint_control::arbiter`, restated here for the records
+//! these logs hold, which carry no base version): per sensor, in log order, an unversioned record (version
+//! 0, the reference thermostat's tools) takes effect as the version in force + 1; a versioned one takes
+//! effect only above the version in force; the first record of a sensor always takes effect.
 
 use std::collections::HashMap;
 
@@ -46,6 +51,7 @@ pub fn expected_commands(
     setpoints: &[LoggedSetpoint],
     readings: &[LoggedReading],
 ) -> HashMap<SensorId, Vec<Expected>> {
+    let setpoints = &numbered(setpoints);
     let mut out: HashMap<SensorId, Vec<Expected>> = HashMap::new();
     let mut newest: HashMap<SensorId, TimeMs> = HashMap::new();
     for r in readings {
@@ -83,6 +89,24 @@ pub fn expected_commands(
             command: wanted,
             version: sp.version,
         });
+    }
+    out
+}
+
+/// The setpoint records that take effect, with the version each is in force under.
+fn numbered(setpoints: &[LoggedSetpoint]) -> Vec<LoggedSetpoint> {
+    let mut in_force: HashMap<SensorId, u64> = HashMap::new();
+    let mut out = Vec::new();
+    for s in setpoints {
+        let version = match (in_force.get(&s.sensor), s.version) {
+            (None, 0) => 1,
+            (None, v) => v,
+            (Some(current), 0) => current + 1,
+            (Some(current), v) if v > *current => v,
+            (Some(_), _) => continue,
+        };
+        in_force.insert(s.sensor, version);
+        out.push(LoggedSetpoint { version, ..*s });
     }
     out
 }

@@ -118,7 +118,17 @@ impl TemperatureControl {
             version,
             author: author.to_owned(),
             event_time_ms: t_ms,
+            base_version: None,
+            write_id: String::new(),
         }
+    }
+
+    /// Makes the record conditional on `base` being in force (see `control::arbiter`), tagged with the
+    /// writer's `write_id`.
+    pub fn with_claim(mut self, base: Option<u64>, write_id: &str) -> Self {
+        self.base_version = base;
+        self.write_id = write_id.to_owned();
+        self
     }
 
     /// Decodes a `tempset` record value. Validation of the numbers is the control crate's job.

@@ -44,6 +44,8 @@ pub enum ClientMessage {
     },
     /// Asks for a new setpoint. Needs write access.
     SetSetpoint(SetSetpoint),
+    /// Asks for a sensor's setpoint changes (who, when, from → to); answered with `setpoint_history`.
+    SetpointHistory { sensor: SensorId },
 }
 
 /// A setpoint write. `base_version`, when given, must equal the version currently in force, so two people
@@ -73,8 +75,13 @@ pub enum ServerMessage {
     Hello(Hello),
     Readings(ReadingsBatch),
     Decision(Decision),
+    /// Past decisions, sent after `hello` so the heater strip covers the chart window from the first frame.
+    Decisions(DecisionsBatch),
     Setpoint(SetpointMsg),
-    Ack { request_id: String },
+    SetpointHistory(SetpointHistoryMsg),
+    Ack {
+        request_id: String,
+    },
     Error(ErrorMsg),
     Status(StatusMsg),
 }
@@ -110,6 +117,34 @@ pub struct ReadingsBatch {
     pub backfill: bool,
 }
 
+/// Decisions made before the client connected, oldest first (`backfill` is always true today; live
+/// decisions come one by one as `decision`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionsBatch {
+    pub items: Vec<Decision>,
+    #[serde(default)]
+    pub backfill: bool,
+}
+
+/// One setpoint change of the audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetpointChangeEntry {
+    pub version: u64,
+    /// The name of the token that made it (`admin`, `simulator`, a tool's name…).
+    pub author: String,
+    pub t_ms: TimeMs,
+    /// The setpoint it replaced; `None` for the sensor's first.
+    pub from: Option<Setpoint>,
+    pub to: Setpoint,
+}
+
+/// A sensor's setpoint changes, oldest first, as far back as the bridge keeps them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetpointHistoryMsg {
+    pub sensor: SensorId,
+    pub changes: Vec<SetpointChangeEntry>,
+}
+
 /// A setpoint in force, broadcast to every client when it changes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SetpointMsg {
@@ -120,6 +155,9 @@ pub struct SetpointMsg {
     pub version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub t_ms: Option<TimeMs>,
+    /// Who made the change, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 impl SetpointMsg {
@@ -132,6 +170,7 @@ impl SetpointMsg {
             down_delta: sp.down_delta,
             version,
             t_ms,
+            author: None,
         }
     }
 
@@ -165,6 +204,9 @@ pub enum ErrorCode {
     BinaryFrame,
     /// The message broker cannot be reached; writes are refused, not queued.
     BrokerUnavailable,
+    /// The write was saved, but this bridge has not read it back in time to know whether it took effect;
+    /// the outcome shows as a `setpoint` update (or none, if it lost a race).
+    Unconfirmed,
     /// Something failed inside the server; the request may be retried.
     Internal,
 }

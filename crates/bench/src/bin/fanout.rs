@@ -120,6 +120,7 @@ fn main() {
     let mut server = Command::new(setpoint_testkit::release_binary())
         .args([
             "run",
+            "--in-memory",
             "--listen",
             &addr,
             "--sensors",

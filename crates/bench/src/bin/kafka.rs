@@ -68,6 +68,8 @@ async fn run(brokers: &str, tag: &str, rate: Option<u64>, duration: Duration) ->
     bus.ensure_topics().await.expect("topics");
     let setpoints: Vec<SetpointChange> = (0..=SENSORS)
         .map(|sensor| SetpointChange {
+            base_version: None,
+            write_id: String::new(),
             sensor,
             setpoint: Setpoint::new(20.0, 1.0, 1.0),
             version: 1,
@@ -160,6 +162,8 @@ async fn run(brokers: &str, tag: &str, rate: Option<u64>, duration: Duration) ->
                     let desired = if version.is_multiple_of(2) { 30.0 } else { 10.0 };
                     let published = now_ms();
                     let change = SetpointChange {
+                        base_version: None,
+                        write_id: String::new(),
                         sensor: PROBE,
                         setpoint: Setpoint::new(desired, 1.0, 1.0),
                         version,
@@ -387,6 +391,8 @@ async fn catch_up(brokers: &str, run: usize) -> Result<CatchUp, String> {
         setpoints
             .iter()
             .map(|s| SetpointChange {
+                base_version: None,
+                write_id: String::new(),
                 sensor: s.sensor,
                 setpoint: s.setpoint,
                 version: s.version,

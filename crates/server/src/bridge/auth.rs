@@ -1,6 +1,9 @@
-//! Who may write, and which pages may connect.
+//! Who may write, under which name, and which pages may connect.
 //!
-//! Reading is open to anyone who can reach the port; writing needs the token printed at start. Browsers
+//! Reading is open to anyone who can reach the port; writing needs one of the operator's named tokens
+//! (`--token NAME=SECRET`, a tokens file, or the `admin` token generated at start). The token's *name* is
+//! recorded as the author of every setpoint change made with it; the secret never leaves this module
+//! except in the URL printed at start. Browsers
 //! cannot set headers on a WebSocket, so the token travels as a subprotocol (`token.<token>`) next to the
 //! protocol name (`setpoint.v1`): it stays out of URLs, and so out of proxy logs and browser history.
 
@@ -13,6 +16,25 @@ use subtle::ConstantTimeEq;
 
 /// Shortest token an operator may choose.
 pub const MIN_OPERATOR_TOKEN_LEN: usize = 16;
+
+/// Name of the token generated at start, and of a token given without a name.
+pub const DEFAULT_TOKEN_NAME: &str = "admin";
+
+/// Longest token name: it is shown in every change history entry.
+pub const MAX_TOKEN_NAME_LEN: usize = 64;
+
+/// Authors the server itself writes under; no token may take them, so a change's author cannot be forged.
+const RESERVED_NAMES: [&str; 1] = [crate::roles::simulator::SEED_AUTHOR];
+
+/// Whether `name` can name a token: 1 to [`MAX_TOKEN_NAME_LEN`] of ASCII letters, digits, `.`, `-`, `_`.
+/// No `:` — names with a colon (`schedule:…`) are the server's own kinds of author.
+pub fn is_token_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_TOKEN_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
 
 /// The write token. Its `Debug` hides the value so it cannot end up in a log line by accident.
 #[derive(Clone)]
@@ -54,6 +76,98 @@ impl Token {
     /// byte by byte from response times. (The length may leak; it is not the secret.)
     pub fn matches(&self, candidate: &str) -> bool {
         self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
+    }
+}
+
+/// The operator's named write tokens.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    entries: Vec<(String, Token)>,
+}
+
+impl Tokens {
+    /// Checks that there is at least one token, that every name is valid and not reserved, and that no
+    /// name or secret appears twice (a shared secret would make the author ambiguous).
+    pub fn new(entries: Vec<(String, Token)>) -> Result<Self, String> {
+        if entries.is_empty() {
+            return Err("at least one token is needed".into());
+        }
+        for (i, (name, token)) in entries.iter().enumerate() {
+            if !is_token_name(name) {
+                return Err(format!(
+                    "token name {name:?} must be 1 to {MAX_TOKEN_NAME_LEN} characters of A-Z, a-z, 0-9, '.', '-' or '_'"
+                ));
+            }
+            if RESERVED_NAMES.contains(&name.as_str()) {
+                return Err(format!(
+                    "token name {name:?} is reserved for the server's own changes"
+                ));
+            }
+            for (other_name, other) in &entries[..i] {
+                if other_name == name {
+                    return Err(format!("token name {name:?} is given twice"));
+                }
+                if other.matches(token.expose()) {
+                    return Err(format!("tokens {other_name:?} and {name:?} have the same secret"));
+                }
+            }
+        }
+        Ok(Self { entries })
+    }
+
+    /// Parses `NAME=SECRET`, or a bare `SECRET` named [`DEFAULT_TOKEN_NAME`].
+    pub fn parse_entry(spec: &str) -> Result<(String, Token), String> {
+        let (name, secret) = spec.split_once('=').unwrap_or((DEFAULT_TOKEN_NAME, spec));
+        let token =
+            Token::from_operator(secret.trim()).map_err(|e| format!("token {:?}: {e}", name.trim()))?;
+        Ok((name.trim().to_owned(), token))
+    }
+
+    /// Reads a tokens file: one `NAME=SECRET` per line; blank lines and lines starting with `#` are skipped.
+    /// Errors name the line, never its secret.
+    pub fn parse_file(text: &str) -> Result<Vec<(String, Token)>, String> {
+        text.lines()
+            .enumerate()
+            .map(|(i, line)| (i + 1, line.trim()))
+            .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+            .map(|(n, line)| {
+                if !line.contains('=') {
+                    return Err(format!("line {n}: expected NAME=SECRET"));
+                }
+                Self::parse_entry(line).map_err(|e| format!("line {n}: {e}"))
+            })
+            .collect()
+    }
+
+    /// The name of the token `candidate` is, if any. Every token is compared, in constant time, so the
+    /// answer's timing tells nothing about which token came close.
+    pub fn identify(&self, candidate: &str) -> Option<&str> {
+        let mut found = None;
+        for (name, token) in &self.entries {
+            if token.matches(candidate) {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+
+    /// The first token: the one the start-up URL carries.
+    pub fn first(&self) -> (&str, &Token) {
+        let (name, token) = &self.entries[0];
+        (name, token)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+impl From<Token> for Tokens {
+    /// One token, named [`DEFAULT_TOKEN_NAME`].
+    fn from(token: Token) -> Self {
+        Self {
+            entries: vec![(DEFAULT_TOKEN_NAME.to_owned(), token)],
+        }
     }
 }
 
@@ -175,6 +289,46 @@ mod tests {
         }
         let g = Token::generate().expect("random");
         assert!(is_token_syntax(g.expose()));
+    }
+
+    #[test]
+    fn named_tokens_identify_their_holder_and_refuse_ambiguity() {
+        let entry = |s: &str| Tokens::parse_entry(s).expect("valid entry");
+        let tokens = Tokens::new(vec![
+            entry("alice=aaaaaaaaaaaaaaaa"),
+            entry("ops.bot-1=bbbbbbbbbbbbbbbb"),
+        ])
+        .expect("valid");
+        assert_eq!(tokens.identify("aaaaaaaaaaaaaaaa"), Some("alice"));
+        assert_eq!(tokens.identify("bbbbbbbbbbbbbbbb"), Some("ops.bot-1"));
+        assert_eq!(tokens.identify("cccccccccccccccc"), None);
+        assert_eq!(tokens.first().0, "alice");
+        assert_eq!(entry("cccccccccccccccc").0, DEFAULT_TOKEN_NAME);
+        let refused = |entries: Vec<(String, Token)>| Tokens::new(entries).expect_err("refused");
+        assert!(refused(vec![entry("a=aaaaaaaaaaaaaaaa"), entry("a=bbbbbbbbbbbbbbbb")]).contains("twice"));
+        assert!(
+            refused(vec![entry("a=aaaaaaaaaaaaaaaa"), entry("b=aaaaaaaaaaaaaaaa")]).contains("same secret")
+        );
+        assert!(refused(vec![entry("simulator=aaaaaaaaaaaaaaaa")]).contains("reserved"));
+        assert!(refused(vec![entry("schedule:x=aaaaaaaaaaaaaaaa")]).contains("token name"));
+        assert!(refused(vec![]).contains("at least one"));
+        // A bad secret's error names the token, not the secret.
+        let e = Tokens::parse_entry("bob=short").expect_err("too short");
+        assert!(e.contains("bob") && !e.contains("short\""), "{e}");
+    }
+
+    #[test]
+    fn a_tokens_file_names_its_bad_line_without_its_secret() {
+        let ok = Tokens::parse_file("# operators\n\nalice=aaaaaaaaaaaaaaaa\n  bob = bbbbbbbbbbbbbbbb \n")
+            .expect("valid file");
+        assert_eq!(
+            ok.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
+        let e = Tokens::parse_file("alice=aaaaaaaaaaaaaaaa\nbob=not valid!secret\n").expect_err("bad");
+        assert!(e.starts_with("line 2:") && !e.contains("not valid!secret"), "{e}");
+        let e = Tokens::parse_file("justasecretwithoutname\n").expect_err("no name");
+        assert!(e.starts_with("line 1:") && !e.contains("justasecret"), "{e}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tower_http::services::{ServeDir, ServeFile};
 use crate::bus::Bus;
 use crate::metrics::Metrics;
 use assets::Dashboard;
-use auth::{OriginPolicy, Token, SUBPROTOCOL};
+use auth::{OriginPolicy, Tokens, SUBPROTOCOL};
 use hub::{Hub, HubOptions};
 
 /// Largest WebSocket message the transport accepts at all; bigger ones close the connection. Frames
@@ -43,7 +43,8 @@ pub struct BridgeOptions {
     pub listen: SocketAddr,
     /// Trunk's output directory.
     pub dist: PathBuf,
-    pub token: Token,
+    /// Who may write, and the names their changes are recorded under.
+    pub tokens: Tokens,
     /// Origins allowed to open a WebSocket besides the server's own (e.g. behind a reverse proxy).
     pub allow_origins: Vec<String>,
     pub hub: HubOptions,
@@ -54,12 +55,12 @@ pub struct BridgeOptions {
 }
 
 impl BridgeOptions {
-    /// Defaults for a bridge on `listen` with `token`.
-    pub fn new(listen: SocketAddr, token: Token) -> Self {
+    /// Defaults for a bridge on `listen` with `tokens` (one [`Token`] becomes the `admin` token).
+    pub fn new(listen: SocketAddr, tokens: impl Into<Tokens>) -> Self {
         Self {
             listen,
             dist: PathBuf::from("dist"),
-            token,
+            tokens: tokens.into(),
             allow_origins: Vec::new(),
             hub: HubOptions::default(),
             max_frame_bytes: 64 * 1024,
@@ -198,7 +199,10 @@ async fn websocket<B: Bus>(
             .get(header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|v| v.to_str().ok()),
     );
-    let can_write = offered.is_some_and(|t| bridge.options.token.matches(t));
+    // The token's name, not the token, goes on: it is what the change history records.
+    let author: Option<Arc<str>> = offered
+        .and_then(|t| bridge.options.tokens.identify(t))
+        .map(Arc::from);
     upgrade
         .protocols([SUBPROTOCOL])
         .max_message_size(TRANSPORT_MAX_MESSAGE)
@@ -208,7 +212,7 @@ async fn websocket<B: Bus>(
         .read_buffer_size(8 * 1024)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(2 * TRANSPORT_MAX_MESSAGE)
-        .on_upgrade(move |socket| session::run(socket, bridge, can_write))
+        .on_upgrade(move |socket| session::run(socket, bridge, author))
 }
 
 async fn metrics<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> impl IntoResponse {

@@ -18,8 +18,10 @@ const CLOSE_TOO_SLOW: u16 = 1008;
 const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// Serves one connection until the client leaves, falls hopelessly behind, or the server shuts down.
-pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, can_write: bool) {
-    let registration = bridge.hub.register(can_write);
+///
+/// `author` is the name of the token the client presented, `None` for a read-only connection.
+pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, author: Option<Arc<str>>) {
+    let registration = bridge.hub.register(author.is_some());
     let id = registration.id;
     let outbox = Arc::clone(&registration.outbox);
     // Moved into the writer and dropped once sent: a client must not hold its backfill for its lifetime.
@@ -71,7 +73,7 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, can_write: b
             };
             let reply = match message {
                 Message::Text(text) => {
-                    handle_text(&bridge, id, &outbox, text.as_str(), can_write, &mut limit).await
+                    handle_text(&bridge, id, &outbox, text.as_str(), author.as_deref(), &mut limit).await
                 }
                 Message::Binary(_) => Some(error(
                     None,
@@ -149,7 +151,7 @@ async fn handle_text<B: Bus>(
     client: ClientId,
     outbox: &super::outbox::Outbox,
     text: &str,
-    can_write: bool,
+    author: Option<&str>,
     limit: &mut RateLimit,
 ) -> Option<ServerMessage> {
     if text.len() > bridge.options.max_frame_bytes {
@@ -173,15 +175,19 @@ async fn handle_text<B: Bus>(
             outbox.set_filter(sensors);
             None
         }
+        ClientMessage::SetpointHistory { sensor } => {
+            bridge.hub.send_history(client, sensor);
+            None
+        }
         ClientMessage::SetSetpoint(req) => {
             let id = Some(req.request_id.clone());
-            if !can_write {
+            let Some(author) = author else {
                 return Some(error(
                     id,
                     ErrorCode::Unauthorized,
                     "this connection is read-only: open the dashboard with the URL printed at start (it carries #token=…)",
                 ));
-            }
+            };
             if !limit.allow() {
                 return Some(error(
                     id,
@@ -189,10 +195,7 @@ async fn handle_text<B: Bus>(
                     "too many setpoint writes; wait a moment",
                 ));
             }
-            bridge
-                .hub
-                .write_setpoint(&bridge.bus, client, &req, "dashboard")
-                .await;
+            bridge.hub.write_setpoint(&bridge.bus, client, &req, author).await;
             None
         }
     }

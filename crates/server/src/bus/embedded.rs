@@ -1,46 +1,123 @@
-//! The embedded bus: each stream an in-memory, bounded, append-only log with offsets, like a one-partition
-//! Kafka topic. Publishing never blocks; a consumer that falls further behind than the retention skips
-//! ahead and counts what it lost, as a Kafka consumer would after retention deleted a segment.
+//! The embedded bus: each stream an append-only log with offsets, like a one-partition Kafka topic,
+//! bounded in records and (for events) in age. Publishing never blocks on readers; a consumer that falls
+//! further behind than the retention skips ahead and counts what it lost, as a Kafka consumer would after
+//! retention deleted a segment.
+//!
+//! With a [`Store`] (the default of `setpoint run`) every log is also kept on disk and comes back on
+//! restart: tables (setpoints, controller state) are durable *before* a reader can see them or a publisher
+//! is answered; events are committed within [`super::store::COMMIT_INTERVAL`]. Without one (`--in-memory`, tests,
+//! benchmarks) the logs live and die with the process.
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
+use setpoint_control::{Decision, TimeMs};
 use setpoint_wire::ws::BusStatus;
 use tokio::sync::Notify;
 
-use super::{Bus, BusError, Consumer, Offset, Payload, Record, StartAt, StreamKind};
+use super::store::{Encoded, Store, StoreError};
+use super::{
+    Bus, BusError, Consumer, HeaterMemoryRecord, Offset, Payload, Record, SensorReading, SetpointChange,
+    StartAt, StreamKind,
+};
+use crate::clock::now_ms;
 
-/// Retention of the readings and commands logs, in records. At 10 k readings/s this is 100 s of history,
-/// far more than a healthy consumer lags, and about 3 MB of memory.
+/// Retention of each log, in records. At 10 k readings/s this is 100 s of history, far more than a healthy
+/// consumer lags, and about 40 MB of memory.
 pub const DEFAULT_RETENTION: usize = 1 << 20;
+
+/// Retention of the event logs (readings, commands), by age.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// How often old events are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long the logs keep records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Records per log (tables keep the newest per key beyond it).
+    pub records: usize,
+    /// Age of the oldest event kept; `None` keeps events until the record bound pushes them out.
+    pub max_age: Option<Duration>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            records: DEFAULT_RETENTION,
+            max_age: Some(DEFAULT_MAX_AGE),
+        }
+    }
+}
+
+/// One record in a log: its offset, when it was appended (what a consumer starting at a time seeks by,
+/// like Kafka's record timestamps), and the value.
+struct Entry<T> {
+    offset: Offset,
+    ts: TimeMs,
+    value: T,
+}
 
 /// One stream.
 struct Log<T> {
+    stream: StreamKind,
     inner: Mutex<LogInner<T>>,
     appended: Notify,
     retention: usize,
     /// Tables (setpoints, controller state): when full, keep the latest record per key (Kafka's log
-    /// compaction) instead of dropping the oldest records.
+    /// compaction) instead of dropping the oldest records; never pruned by age.
     compacted: bool,
+    store: Option<Store>,
 }
 
 struct LogInner<T> {
-    records: VecDeque<(Offset, T)>,
+    records: VecDeque<Entry<T>>,
+    /// The next offset to hand out. With a store, table records get theirs when queued for disk and enter
+    /// `records` once durable, so this can be ahead of the last record.
     next_offset: Offset,
+    last_ts: TimeMs,
 }
 
 impl<T: Payload> Log<T> {
-    fn new(retention: usize, compacted: bool) -> Self {
+    fn new(retention: usize, store: Option<Store>) -> Self {
         Self {
+            stream: T::STREAM,
             inner: Mutex::new(LogInner {
                 records: VecDeque::new(),
                 next_offset: 0,
+                last_ts: 0,
             }),
             appended: Notify::new(),
             retention: retention.max(1),
-            compacted,
+            compacted: T::STREAM.is_table(),
+            store,
         }
+    }
+
+    /// Fills a new log from the store, dropping events older than `cutoff`.
+    fn restore(&self, records: Vec<Encoded>, cutoff: Option<TimeMs>, path: &Path) -> Result<(), StoreError> {
+        let mut entries = Vec::with_capacity(records.len());
+        let mut next_offset = 0;
+        for (offset, ts, bytes) in records {
+            next_offset = offset + 1;
+            if !self.compacted && cutoff.is_some_and(|c| ts < c) {
+                continue;
+            }
+            let value = T::decode(None, &bytes, Some(ts)).map_err(|e| StoreError::Damaged {
+                path: path.to_owned(),
+                detail: format!("record {offset} of {:?}: {e}", self.stream),
+            })?;
+            entries.push(Entry { offset, ts, value });
+        }
+        let mut inner = self.lock();
+        inner.next_offset = next_offset;
+        inner.last_ts = entries.last().map_or(0, |e| e.ts);
+        inner.records = entries.into();
+        self.enforce_retention(&mut inner);
+        Ok(())
     }
 
     /// A poisoned lock only means another thread panicked mid-append; the log itself is still consistent
@@ -49,42 +126,98 @@ impl<T: Payload> Log<T> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn append(&self, values: Vec<T>) {
+    /// Appends `values`. Returns, for a table with a store, the wait for their durability: they become
+    /// visible to readers only then.
+    fn append(
+        self: &Arc<Self>,
+        values: Vec<T>,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<(), String>>> {
         if values.is_empty() {
+            return None;
+        }
+        let mut inner = self.lock();
+        let ts = now_ms().max(inner.last_ts);
+        inner.last_ts = ts;
+        let first = inner.next_offset;
+        inner.next_offset += values.len() as u64;
+        let entries: Vec<Entry<T>> = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| Entry {
+                offset: first + i as u64,
+                ts,
+                value,
+            })
+            .collect();
+        let Some(store) = &self.store else {
+            self.push(&mut inner, entries);
+            drop(inner);
+            self.appended.notify_waiters();
+            return None;
+        };
+        let encoded = entries
+            .iter()
+            .map(|e| (e.offset, e.ts, e.value.encode()))
+            .collect();
+        if !self.compacted {
+            // Queued while still holding the lock, so the store sees this log's records in offset order.
+            store.append(self.stream, encoded, None);
+            self.push(&mut inner, entries);
+            drop(inner);
+            self.appended.notify_waiters();
+            return None;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let log = Arc::clone(self);
+        store.append(
+            self.stream,
+            encoded,
+            Some(Box::new(move |result: Result<(), String>| {
+                if result.is_ok() {
+                    let mut inner = log.lock();
+                    log.push(&mut inner, entries);
+                    drop(inner);
+                    log.appended.notify_waiters();
+                }
+                let _ = tx.send(result);
+            })),
+        );
+        Some(rx)
+    }
+
+    fn push(&self, inner: &mut LogInner<T>, entries: Vec<Entry<T>>) {
+        inner.records.extend(entries);
+        self.enforce_retention(inner);
+    }
+
+    fn enforce_retention(&self, inner: &mut LogInner<T>) {
+        if inner.records.len() <= self.retention {
             return;
         }
-        {
-            let mut inner = self.lock();
-            for v in values {
-                let offset = inner.next_offset;
-                inner.next_offset += 1;
-                inner.records.push_back((offset, v));
-            }
-            if inner.records.len() > self.retention {
-                if self.compacted {
-                    compact(&mut inner.records);
-                }
-                while inner.records.len() > self.retention {
-                    inner.records.pop_front();
-                }
+        if self.compacted {
+            compact(&mut inner.records);
+            if let Some(store) = &self.store {
+                store.keep(self.stream, inner.records.iter().map(|e| e.offset).collect());
             }
         }
-        self.appended.notify_waiters();
+        while inner.records.len() > self.retention {
+            inner.records.pop_front();
+        }
     }
 
     /// Records from `position` on, at most `max`; returns them with the new position and how many records
     /// between `position` and the first returned one were no longer retained.
     fn read(&self, position: Offset, max: usize) -> (Vec<Record<T>>, Offset, u64) {
         let inner = self.lock();
-        let start = inner.records.partition_point(|(o, _)| *o < position);
+        let start = inner.records.partition_point(|e| e.offset < position);
         let batch: Vec<Record<T>> = inner
             .records
             .range(start..)
             .take(max)
-            .map(|(offset, value)| Record {
+            .map(|e| Record {
                 partition: 0,
-                offset: *offset,
-                value: value.clone(),
+                offset: e.offset,
+                value: e.value.clone(),
             })
             .collect();
         let Some(last) = batch.last() else {
@@ -98,44 +231,168 @@ impl<T: Payload> Log<T> {
     }
 
     fn end(&self) -> Offset {
-        self.lock().next_offset
+        let inner = self.lock();
+        inner.records.back().map_or(inner.next_offset, |e| e.offset + 1)
+    }
+
+    /// The offset of the first record appended at or after `t_ms`.
+    fn offset_at(&self, t_ms: TimeMs) -> Offset {
+        let inner = self.lock();
+        let i = inner.records.partition_point(|e| e.ts < t_ms);
+        inner.records.get(i).map_or(inner.next_offset, |e| e.offset)
     }
 }
 
-fn compact<T: Payload>(records: &mut VecDeque<(Offset, T)>) {
-    let mut latest: HashMap<i32, Offset> = HashMap::new();
-    for (offset, v) in records.iter() {
-        latest.insert(v.key(), *offset);
+/// What the pruning thread needs of a log, whatever its record type.
+trait Prune: Send + Sync {
+    /// Drops events appended before `cutoff` and mirrors the log's start into the store.
+    fn prune(&self, cutoff: Option<TimeMs>);
+}
+
+impl<T: Payload> Prune for Log<T> {
+    fn prune(&self, cutoff: Option<TimeMs>) {
+        if self.compacted {
+            return;
+        }
+        let mut inner = self.lock();
+        if let Some(cutoff) = cutoff {
+            while inner.records.front().is_some_and(|e| e.ts < cutoff) {
+                inner.records.pop_front();
+            }
+        }
+        let start = inner.records.front().map_or(inner.next_offset, |e| e.offset);
+        drop(inner);
+        if let Some(store) = &self.store {
+            store.truncate(self.stream, start);
+        }
     }
-    records.retain(|(offset, v)| latest.get(&v.key()) == Some(offset));
+}
+
+fn compact<T: Payload>(records: &mut VecDeque<Entry<T>>) {
+    let mut latest: HashMap<i32, Offset> = HashMap::new();
+    for e in records.iter() {
+        latest.insert(e.value.key(), e.offset);
+    }
+    records.retain(|e| latest.get(&e.value.key()) == Some(&e.offset));
 }
 
 /// The in-process bus used by `setpoint run` without `--kafka`. Cloning shares the logs.
 #[derive(Clone)]
 pub struct EmbeddedBus {
     logs: Arc<Mutex<Logs>>,
-    retention: usize,
+    retention: Retention,
+    store: Option<Store>,
 }
 
 /// One log per stream, keyed by the stream's kind, so the bus needs to know nothing about the payload types
-/// beyond the [`Payload`] trait. Each entry is a `Log<T>` for the `T` whose `STREAM` is that kind.
-type Logs = HashMap<StreamKind, Arc<dyn Any + Send + Sync>>;
+/// beyond the [`Payload`] trait. Each entry is a `Log<T>` for the `T` whose `STREAM` is that kind, and the
+/// same log as something to prune.
+type Logs = HashMap<StreamKind, (Arc<dyn Any + Send + Sync>, Arc<dyn Prune>)>;
 
 impl EmbeddedBus {
-    /// A bus whose event logs (readings, commands) keep `retention` records each.
+    /// An in-memory bus whose logs keep `retention` records each.
     pub fn new(retention: usize) -> Self {
+        Self::in_memory(Retention {
+            records: retention,
+            max_age: None,
+        })
+    }
+
+    /// An in-memory bus.
+    pub fn in_memory(retention: Retention) -> Self {
         Self {
             logs: Arc::new(Mutex::new(HashMap::new())),
             retention,
+            store: None,
+        }
+    }
+
+    /// A bus kept in `dir`: what earlier runs published there is back, and what this one publishes stays.
+    /// Fails with a clear error if another process uses `dir` or its data file is damaged.
+    pub fn open(dir: &Path, retention: Retention) -> Result<Self, StoreError> {
+        let store = Store::open(dir)?;
+        let bus = Self {
+            logs: Arc::new(Mutex::new(HashMap::new())),
+            retention,
+            store: Some(store.clone()),
+        };
+        let cutoff = bus.cutoff();
+        // Every stream now, so a damaged record is reported at start, not when a role first reads it.
+        bus.restore::<SensorReading>(&store, cutoff)?;
+        bus.restore::<SetpointChange>(&store, cutoff)?;
+        bus.restore::<Decision>(&store, cutoff)?;
+        bus.restore::<HeaterMemoryRecord>(&store, cutoff)?;
+        bus.prune_in_background();
+        Ok(bus)
+    }
+
+    fn restore<T: Payload>(&self, store: &Store, cutoff: Option<TimeMs>) -> Result<(), StoreError> {
+        let records = store.load(T::STREAM)?;
+        let count = records.len();
+        self.log::<T>()
+            .map_err(|e| StoreError::Damaged {
+                path: store.path().to_owned(),
+                detail: e.to_string(),
+            })?
+            .restore(records, cutoff, store.path())?;
+        if count > 0 {
+            tracing::info!(stream = ?T::STREAM, records = count, "restored from {}", store.path().display());
+        }
+        Ok(())
+    }
+
+    fn cutoff(&self) -> Option<TimeMs> {
+        self.retention
+            .max_age
+            .map(|age| now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// Prunes old events every [`PRUNE_INTERVAL`] until the bus is dropped.
+    fn prune_in_background(&self) {
+        let logs: Weak<Mutex<Logs>> = Arc::downgrade(&self.logs);
+        let retention = self.retention;
+        let spawned = std::thread::Builder::new()
+            .name("setpoint-retention".into())
+            .spawn(move || loop {
+                std::thread::sleep(PRUNE_INTERVAL);
+                let Some(logs) = logs.upgrade() else {
+                    return;
+                };
+                let cutoff = retention
+                    .max_age
+                    .map(|age| now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+                let all: Vec<Arc<dyn Prune>> = logs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .map(|(_, p)| Arc::clone(p))
+                    .collect();
+                drop(logs);
+                for log in all {
+                    log.prune(cutoff);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("old records will not be pruned: cannot start the retention thread: {e}");
+        }
+    }
+
+    /// Commits everything published so far and releases the data file (and its lock). Call after every
+    /// role has stopped; publishing afterwards fails.
+    pub fn close(&self) -> Result<(), String> {
+        match &self.store {
+            Some(store) => store.sync(true),
+            None => Ok(()),
         }
     }
 
     /// The log of `T`'s stream, created on first use.
     fn log<T: Payload>(&self) -> Result<Arc<Log<T>>, BusError> {
         let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
-        let log = logs
-            .entry(T::STREAM)
-            .or_insert_with(|| Arc::new(Log::<T>::new(self.retention, T::STREAM.is_table())));
+        let (log, _) = logs.entry(T::STREAM).or_insert_with(|| {
+            let log = Arc::new(Log::<T>::new(self.retention.records, self.store.clone()));
+            (log.clone(), log)
+        });
         Arc::clone(log)
             .downcast::<Log<T>>()
             .map_err(|_| BusError::Unavailable(format!("stream {:?} holds another record type", T::STREAM)))
@@ -155,7 +412,17 @@ impl Bus for EmbeddedBus {
         &self,
         values: Vec<T>,
     ) -> impl std::future::Future<Output = Result<(), BusError>> + Send {
-        std::future::ready(self.log::<T>().map(|log| log.append(values)))
+        let durable = self.log::<T>().map(|log| log.append(values));
+        async move {
+            match durable? {
+                None => Ok(()),
+                Some(wait) => match wait.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(BusError::Unavailable(format!("not saved to the data file: {e}"))),
+                    Err(_) => Err(BusError::Closed),
+                },
+            }
+        }
     }
 
     fn subscribe<T: Payload>(
@@ -167,6 +434,7 @@ impl Bus for EmbeddedBus {
         let position = match start {
             StartAt::Beginning => 0,
             StartAt::End => log.end(),
+            StartAt::Time(t_ms) => log.offset_at(t_ms),
         };
         Ok(EmbeddedConsumer {
             log,
@@ -181,7 +449,8 @@ impl Bus for EmbeddedBus {
 }
 
 /// A consumer of one embedded log. With one process there is one member per group, so committing only
-/// acknowledges; nothing survives the process anyway.
+/// acknowledges: a restarted role starts where its stream tells it to (tables from the beginning, events
+/// from the end or a time).
 pub struct EmbeddedConsumer<T> {
     log: Arc<Log<T>>,
     position: Offset,
@@ -247,6 +516,8 @@ mod tests {
 
     fn setpoint(sensor: i32, version: u64) -> SetpointChange {
         SetpointChange {
+            base_version: None,
+            write_id: String::new(),
             sensor,
             setpoint: Setpoint::new(20.0, 1.0, 1.0),
             version,

@@ -8,6 +8,7 @@
 
 pub mod embedded;
 pub mod kafka;
+pub mod store;
 
 use std::future::Future;
 
@@ -49,6 +50,9 @@ pub enum StartAt {
     Beginning,
     /// Only records published after subscribing: for live data, like readings.
     End,
+    /// The first record published at or after this time (ms since the epoch; Kafka's record timestamps):
+    /// recent history, like the decisions a new dashboard shows.
+    Time(TimeMs),
 }
 
 /// One record as a consumer sees it.
@@ -82,6 +86,12 @@ pub struct SetpointChange {
     pub version: u64,
     pub author: String,
     pub t_ms: TimeMs,
+    /// The version this write replaces: it takes effect only if that version is in force at its position
+    /// in the stream (see `setpoint_control::VersionArbiter`). `None` for records without a condition.
+    pub base_version: Option<u64>,
+    /// Unique per write (empty for other tools' records), so the writing bridge recognises its record when
+    /// it reads it back and learns whether it won.
+    pub write_id: String,
 }
 
 /// The controllers' changelog record of one heater, keyed by sensor: written after the commands it
@@ -136,6 +146,7 @@ impl Payload for SetpointChange {
             &self.author,
             self.t_ms,
         )
+        .with_claim(self.base_version, &self.write_id)
         .encode_to_vec()
     }
     fn decode(key: Option<&[u8]>, value: &[u8], timestamp_ms: Option<i64>) -> Result<Self, DecodeError> {
@@ -152,6 +163,8 @@ impl Payload for SetpointChange {
             version: m.version,
             author: m.author,
             t_ms,
+            base_version: m.base_version,
+            write_id: m.write_id,
         })
     }
 }

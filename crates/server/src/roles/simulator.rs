@@ -69,6 +69,9 @@ async fn seed<B: Bus>(bus: &B, sim: &Simulator) -> Result<(), BusError> {
         .iter()
         .filter(|room| !known.contains(&room.sensor))
         .map(|room| SetpointChange {
+            // Conditional on nothing being in force: of two simulators seeding at once, one wins.
+            base_version: Some(0),
+            write_id: String::new(),
             sensor: room.sensor,
             setpoint: room.suggested,
             version: 1,

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use setpoint::app::{self, RunOptions, Running};
 use setpoint::bridge::auth::Token;
+use setpoint::bridge::hub::HubOptions;
 use setpoint::bridge::BridgeOptions;
 use setpoint::bus::embedded::EmbeddedBus;
 use setpoint::roles::controller::ControllerOptions;
@@ -28,6 +29,12 @@ pub fn options(rooms: usize, interval_ms: i64) -> RunOptions {
         Token::from_operator(TOKEN).expect("token"),
     );
     bridge.dist = std::env::temp_dir().join("setpoint-no-dist-here");
+    // A one-minute window at up to 50 readings/s per sensor: the backfill keeps every reading these tests
+    // produce (the default thins to 2/s for a 15-minute window).
+    bridge.hub = HubOptions {
+        backfill_ms: 60_000,
+        backfill_max_per_sensor: 3_000,
+    };
     RunOptions {
         bridge: Some(bridge),
         controller: ControllerOptions {

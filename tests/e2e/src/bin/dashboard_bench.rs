@@ -5,7 +5,12 @@
 //! the top functions by self time from the DevTools CPU profiler. Then the JS heap sampled every minute
 //! for `DASH_HEAP_SECS` (default 600) at 200 sensors, to show whether it stays flat.
 //!
-//! Environment: `DASH_SENSORS` (default `20,200,1000`), `DASH_SECS` (measured seconds per size, default 10).
+//! Per size the server runs `DASH_WARMUP_SECS` (default 60) before the page opens, so the page starts with
+//! history to draw — the readings and heater decisions of that minute arrive as backfill and every heater
+//! strip (a compact card's sparkline shows the last minute) is full of On/Off periods from the first frame.
+//!
+//! Environment: `DASH_SENSORS` (default `20,200,1000`), `DASH_SECS` (measured seconds per size, default 10),
+//! `DASH_WARMUP_SECS`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -40,7 +45,14 @@ impl Drop for Server {
 
 async fn start_server(sensors: usize) -> Result<Server> {
     let mut child = Command::new(root().join("target/release/setpoint"))
-        .args(["run", "--listen", "127.0.0.1:0", "--interval-ms", "100"])
+        .args([
+            "run",
+            "--in-memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval-ms",
+            "100",
+        ])
         .args(["--sensors", &sensors.to_string()])
         .env("SETPOINT_TOKEN", TOKEN)
         .env("SETPOINT_DIST", root().join("dist"))
@@ -138,14 +150,35 @@ async fn open(driver: &mut Driver, server: &Server) -> Result<Session> {
     Ok(s)
 }
 
-async fn measure(driver: &mut Driver, sensors: usize, secs: u64, profile: bool) -> Result<Value> {
+async fn measure(
+    driver: &mut Driver,
+    sensors: usize,
+    secs: u64,
+    warmup: u64,
+    profile: bool,
+) -> Result<Value> {
     let server = start_server(sensors).await?;
+    sleep(Duration::from_secs(warmup)).await; // history before the page exists
     let s = open(driver, &server).await?;
     sleep(Duration::from_secs(8)).await; // backfill drawn, steady state
     let cards = s
         .find_all(".card[data-sensor]")
         .await
         .map(|c| c.len())
+        .unwrap_or(0);
+    // Heater switches drawn that were made before the page opened (`data-heater` on each drawn canvas lists
+    // the switches in its strip as `t_ms:on|off`): the run measures the page with its history, not without.
+    let drawn_history = s
+        .execute(
+            "const opened = performance.timeOrigin; let n = 0; \
+             for (const c of document.querySelectorAll('canvas[data-heater]')) { \
+               for (const sw of c.dataset.heater.split(' ')) { \
+                 if (sw && Number(sw.split(':')[0]) < opened) n++; } } \
+             return n;",
+            vec![],
+        )
+        .await?
+        .as_u64()
         .unwrap_or(0);
     s.execute(
         "window.__frames = []; const tick = (t) => { window.__frames.push(t); requestAnimationFrame(tick); }; requestAnimationFrame(tick);",
@@ -189,7 +222,7 @@ async fn measure(driver: &mut Driver, sensors: usize, secs: u64, profile: bool) 
     // Closing before the server goes keeps a dying page from skewing the next size's figures.
     s.close().await?;
     Ok(
-        json!({"sensors": sensors, "cards": cards, "fps": fps, "p95_frame_ms": p95,
+        json!({"sensors": sensors, "cards": cards, "history_segments": drawn_history, "fps": fps, "p95_frame_ms": p95,
            "main_thread_ms_per_frame": busy_per_frame, "script_ms_per_frame": script_per_frame,
            "style_layout_ms_per_frame": layout_per_frame, "heap_mb": heap,
            "profile_self_percent": top.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()}),
@@ -221,23 +254,34 @@ async fn bench() -> Result<()> {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let secs = env_u64("DASH_SECS", 10);
+    let warmup = env_u64("DASH_WARMUP_SECS", 60);
     let heap_secs = env_u64("DASH_HEAP_SECS", 600);
     let profile = std::env::var_os("DASH_PROFILE").is_some();
     let mut driver = Driver::start().await?;
     println!(
-        "dashboard in headless Chromium, 1400×1000, readings at 10/s per sensor, {secs} s measured per size"
+        "dashboard in headless Chromium, 1400×1000, readings at 10/s per sensor, page opened after {warmup} s, \
+         {secs} s measured per size"
     );
     println!(
-        "{:>8} {:>6} {:>7} {:>12} {:>16} {:>12} {:>14} {:>9}",
-        "sensors", "cards", "fps", "p95 frame", "main thread/frame", "script/frame", "style+layout", "heap"
+        "{:>8} {:>6} {:>8} {:>7} {:>12} {:>16} {:>12} {:>14} {:>9}",
+        "sensors",
+        "cards",
+        "history",
+        "fps",
+        "p95 frame",
+        "main thread/frame",
+        "script/frame",
+        "style+layout",
+        "heap"
     );
     let mut rows = Vec::new();
     for n in sizes {
-        let r = measure(&mut driver, n, secs, profile).await?;
+        let r = measure(&mut driver, n, secs, warmup, profile).await?;
         println!(
-            "{:>8} {:>6} {:>7.1} {:>9.1} ms {:>13.2} ms {:>9.2} ms {:>11.2} ms {:>6.1} MB",
+            "{:>8} {:>6} {:>8} {:>7.1} {:>9.1} ms {:>13.2} ms {:>9.2} ms {:>11.2} ms {:>6.1} MB",
             n,
             r["cards"],
+            r["history_segments"],
             r["fps"].as_f64().unwrap_or(0.0),
             r["p95_frame_ms"].as_f64().unwrap_or(0.0),
             r["main_thread_ms_per_frame"].as_f64().unwrap_or(0.0),

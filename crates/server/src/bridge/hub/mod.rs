@@ -20,7 +20,7 @@ use setpoint_control::{Config, Decision, SensorId};
 use setpoint_wire::ws::{ReadingsBatch, ServerMessage, SetSetpoint, SetpointMsg};
 
 use super::outbox::{Frame, Outbox, SharedBatch};
-use crate::bus::{Bus, BusError};
+use crate::bus::{Bus, BusError, SetpointChange};
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 pub use pump::pump;
@@ -36,6 +36,8 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 struct Inner {
     state: HubState,
     outboxes: HashMap<ClientId, Arc<Outbox>>,
+    /// Records the state asked to publish (restatements after a lost race), for the pump to send.
+    to_publish: Vec<SetpointChange>,
 }
 
 /// The hub. Shared by the pump task and every connection.
@@ -58,8 +60,9 @@ impl Hub {
     pub fn new(config: Config, options: HubOptions, metrics: Arc<Metrics>) -> Self {
         Self {
             inner: Mutex::new(Inner {
-                state: HubState::new(config, options),
+                state: HubState::new(config, options).with_writer(&writer_name()),
                 outboxes: HashMap::new(),
+                to_publish: Vec::new(),
             }),
             write_lock: tokio::sync::Mutex::new(()),
             metrics,
@@ -111,8 +114,19 @@ impl Hub {
         self.with_state(|s| decisions.into_iter().for_each(|d| s.on_decision(d)));
     }
 
-    pub(crate) fn on_setpoint(&self, changes: impl IntoIterator<Item = crate::bus::SetpointChange>) {
-        self.with_state(|s| changes.into_iter().for_each(|c| s.on_setpoint(c)));
+    pub(crate) fn on_setpoint(&self, changes: impl IntoIterator<Item = SetpointChange>) {
+        let now = now_ms();
+        self.with_state(|s| changes.into_iter().for_each(|c| s.on_setpoint(c, now)));
+    }
+
+    /// Records the state asked to publish since the last call.
+    pub(crate) fn take_to_publish(&self) -> Vec<SetpointChange> {
+        std::mem::take(&mut self.lock().to_publish)
+    }
+
+    /// Sends a sensor's setpoint change history to one client.
+    pub fn send_history(&self, client: ClientId, sensor: SensorId) {
+        self.with_state(|s| s.send_history(client, sensor));
     }
 
     pub(crate) fn flush(&self) {
@@ -143,10 +157,11 @@ impl Hub {
             Ok(()) => {
                 tracing::info!(
                     sensor = change.sensor,
+                    author = %change.author,
+                    base_version = ?change.base_version,
                     desired = change.setpoint.desired,
                     up_delta = change.setpoint.up_delta,
                     down_delta = change.setpoint.down_delta,
-                    version = change.version,
                     "setpoint written"
                 );
                 Ok(())
@@ -155,6 +170,11 @@ impl Hub {
             Err(BusError::Closed) => Err(PublishFailure::ShuttingDown),
         };
         self.with_state(|s| s.write_published(id, outcome, now_ms()));
+    }
+
+    /// How far back a new client's history reaches.
+    pub fn backfill_ms(&self) -> i64 {
+        self.lock().state.options().backfill_ms
     }
 
     /// The setpoint in force for a sensor.
@@ -180,11 +200,23 @@ impl Hub {
     }
 }
 
+/// A name for this process's writes, distinct from every other bridge's on the same stream.
+fn writer_name() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Without randomness, the process id and start time still tell bridges apart in practice.
+        let fallback = (u64::from(std::process::id()) << 32) ^ now_ms() as u64;
+        bytes = fallback.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Inner {
     /// Hands the state's outputs to the outboxes, encoding each message once, and mirrors its counters.
     fn deliver(&mut self, metrics: &Metrics) {
         for output in self.state.take_outputs() {
             match output {
+                Output::Publish(change) => self.to_publish.push(change),
                 Output::Broadcast(msg) => {
                     let frame: Frame = msg.to_json().into();
                     for outbox in self.outboxes.values() {

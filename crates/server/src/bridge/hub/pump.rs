@@ -30,16 +30,32 @@ async fn subscribe<B: Bus, T: Payload>(
     .ok()
 }
 
+/// Publishes the restatements the hub asked for. Losing one costs nothing today (every reader already
+/// skipped the record it restates), so a failure is only logged.
+async fn restate<B: Bus>(bus: &B, hub: &Hub) {
+    let records = hub.take_to_publish();
+    if records.is_empty() {
+        return;
+    }
+    if let Err(e) = bus.publish(records).await {
+        tracing::warn!("could not restate a setpoint after a lost race: {e}");
+    }
+}
+
 /// Feeds the hub from the bus until `shutdown` fires, then drains what is already there so the sessions'
 /// final frames include it.
 pub async fn pump<B: Bus>(bus: B, hub: Arc<Hub>, shutdown: CancellationToken) -> Result<(), BusError> {
-    let Some(mut readings) = subscribe(&bus, &hub, StartAt::End, &shutdown).await else {
+    // Readings and decisions from the start of the backfill window, so the first browser already gets
+    // complete charts and heater strips (on Kafka: a seek by time; after a restart of the embedded default:
+    // what the data file kept).
+    let window_start = StartAt::Time(now_ms() - hub.backfill_ms());
+    let Some(mut readings) = subscribe(&bus, &hub, window_start, &shutdown).await else {
         return Ok(());
     };
     let Some(mut setpoints) = subscribe(&bus, &hub, StartAt::Beginning, &shutdown).await else {
         return Ok(());
     };
-    let Some(mut commands) = subscribe(&bus, &hub, StartAt::End, &shutdown).await else {
+    let Some(mut commands) = subscribe(&bus, &hub, window_start, &shutdown).await else {
         return Ok(());
     };
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
@@ -50,7 +66,10 @@ pub async fn pump<B: Bus>(bus: B, hub: Arc<Hub>, shutdown: CancellationToken) ->
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            batch = setpoints.next_batch(1024) => hub.on_setpoint(batch?.into_iter().map(|r| r.value)),
+            batch = setpoints.next_batch(1024) => {
+                hub.on_setpoint(batch?.into_iter().map(|r| r.value));
+                restate(&bus, &hub).await;
+            }
             batch = commands.next_batch(1024) => hub.on_decision(batch?.into_iter().map(|r| r.value)),
             batch = readings.next_batch(8192) => hub.on_reading(batch?.into_iter().map(|r| r.value)),
             _ = flush.tick() => hub.flush(),

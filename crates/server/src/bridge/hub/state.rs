@@ -13,19 +13,26 @@
 //!   back from the bus, like anybody else's; every bridge reading the stream therefore shows the same
 //!   setpoints with the same versions. The writer's `ack` waits for both the bus's acknowledgement and the
 //!   record's return, so the client sees the new setpoint in force before (or with) its ack.
-//! - **Versions never repeat.** A write gets the version after the highest one in force or in flight for its
-//!   sensor, and `base_version` is checked against that same number, so two racing writes on this bridge get
-//!   one ack and one `conflict`.
+//! - **The stream decides conflicts.** A write with a `base_version` is published as a record conditional on
+//!   that version (a write without one, on the version this bridge sees in force), and which record takes effect is decided by [`VersionArbiter`] at its position in the
+//!   stream — the rule every controller and bridge applies. The writer learns its outcome by reading its own
+//!   record back (by `write_id`): `ack` if it took effect, `conflict` with the value in force if another
+//!   write got there first, through this bridge or any other. A losing writer also publishes a restatement
+//!   of the value in force, so the newest record of the sensor — all that compaction keeps — is one that
+//!   holds.
+//! - **History.** Each sensor's readings (thinned to at most one per `backfill_ms / backfill_max_per_sensor`),
+//!   its decisions and its setpoint changes (who, when, from → to) over the backfill window are kept, so a
+//!   new client starts with complete charts, heater strips and change history.
 //!
 //! Over 400 lines on purpose: one state machine whose inputs all touch the same fields; its tests are in
 //! `tests.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
-use setpoint_control::{Config, Decision, SensorId, SensorReading, TimeMs};
+use setpoint_control::{Config, Decision, SensorId, SensorReading, TimeMs, Verdict, VersionArbiter};
 use setpoint_wire::ws::{
-    BusStatus, ErrorCode, ErrorMsg, Hello, ReadingsBatch, ServerMessage, SetSetpoint, SetpointMsg, StatusMsg,
-    PROTOCOL_VERSION,
+    BusStatus, DecisionsBatch, ErrorCode, ErrorMsg, Hello, ReadingsBatch, ServerMessage, SetSetpoint,
+    SetpointChangeEntry, SetpointHistoryMsg, SetpointMsg, StatusMsg, PROTOCOL_VERSION,
 };
 
 use crate::bus::SetpointChange;
@@ -33,25 +40,40 @@ use crate::bus::SetpointChange;
 /// Most readings in one backfill frame, so a large history arrives in digestible pieces.
 const BACKFILL_FRAME_ITEMS: usize = 5_000;
 
-/// A published write whose record has not come back from the bus after this long is acknowledged anyway:
-/// the bus accepted it, so it is durable; only this bridge's view of it is late.
+/// A published write whose record has not come back from the bus after this long is answered
+/// `unconfirmed`: the bus has it durably, but whether it took effect is not known here yet.
 pub const READ_BACK_PATIENCE_MS: i64 = 10_000;
+
+/// Setpoint changes kept per sensor for the change history.
+pub const CHANGES_PER_SENSOR: usize = 200;
+
+/// Decisions kept per sensor whatever their age: a heater that flaps still has a bounded history.
+const DECISIONS_PER_SENSOR: usize = 5_000;
 
 /// How the hub bounds its memory.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HubOptions {
-    /// Readings older than this (relative to the newest of their sensor) leave the backfill ring.
+    /// Readings and decisions older than this (relative to the newest of their sensor) leave the backfill:
+    /// the dashboard's widest chart window.
     pub backfill_ms: i64,
-    /// Hard cap of readings kept per sensor, whatever their age.
+    /// Readings kept per sensor: older readings are thinned to one per `backfill_ms / this`, so the backfill
+    /// covers the whole window at any reading rate and its size stays bounded.
     pub backfill_max_per_sensor: usize,
 }
 
 impl Default for HubOptions {
     fn default() -> Self {
         Self {
-            backfill_ms: 5 * 60_000,
-            backfill_max_per_sensor: 3_000,
+            backfill_ms: 15 * 60_000,
+            backfill_max_per_sensor: 1_800,
         }
+    }
+}
+
+impl HubOptions {
+    /// Least time between two readings of one sensor kept for the backfill.
+    fn backfill_spacing_ms(&self) -> i64 {
+        self.backfill_ms / self.backfill_max_per_sensor.max(1) as i64
     }
 }
 
@@ -64,6 +86,8 @@ pub struct WriteId(u64);
 /// What the shell must deliver.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
+    /// A record for the setpoint stream (a restatement after a lost race); the shell publishes it.
+    Publish(SetpointChange),
     /// To every client (encode once).
     Broadcast(ServerMessage),
     /// Readings for every client; each client's outbox applies its filter and coalesces when it is behind.
@@ -96,12 +120,13 @@ pub struct HubStats {
 struct InFlight {
     client: ClientId,
     request_id: String,
-    sensor: SensorId,
+    write_id: String,
+    /// What it asks for, with the version it will have if it takes effect.
     value: SetpointMsg,
     /// The bus acknowledged the record, at this time.
     published_at: Option<TimeMs>,
-    /// The record (or a newer one for the sensor) came back from the bus.
-    read_back: bool,
+    /// The record came back: `Ok` if it took effect, else the value in force that beat it.
+    outcome: Option<Result<(), Option<SetpointMsg>>>,
 }
 
 /// The state; see the module documentation.
@@ -110,7 +135,10 @@ pub struct HubState {
     config: Config,
     options: HubOptions,
     setpoints: BTreeMap<SensorId, SetpointMsg>,
+    arbiter: VersionArbiter,
+    changes: HashMap<SensorId, VecDeque<SetpointChangeEntry>>,
     commands: BTreeMap<SensorId, Decision>,
+    decisions: HashMap<SensorId, VecDeque<Decision>>,
     sensors: BTreeSet<SensorId>,
     history: HashMap<SensorId, VecDeque<SensorReading>>,
     /// Readings received since the last flush; they enter `history` when flushed, so history and batches
@@ -120,6 +148,8 @@ pub struct HubState {
     next_client: ClientId,
     writes: HashMap<WriteId, InFlight>,
     next_write: u64,
+    /// Prefix of this hub's write ids, unique per bridge process (the shell draws it at random).
+    writer: String,
     bus: BusStatus,
     stats: HubStats,
     outputs: Vec<Output>,
@@ -133,7 +163,10 @@ impl HubState {
             config,
             options,
             setpoints: BTreeMap::new(),
+            arbiter: VersionArbiter::new(),
+            changes: HashMap::new(),
             commands: BTreeMap::new(),
+            decisions: HashMap::new(),
             sensors: BTreeSet::new(),
             history: HashMap::new(),
             pending: Vec::new(),
@@ -141,15 +174,27 @@ impl HubState {
             next_client: 0,
             writes: HashMap::new(),
             next_write: 0,
+            writer: "hub".to_owned(),
             bus: BusStatus::Connected,
             stats: HubStats::default(),
             outputs: Vec::new(),
         }
     }
 
+    /// Names this hub's writes `<writer>-<n>`: two bridges on one stream must use different names, or each
+    /// could take the other's record for its own.
+    pub fn with_writer(mut self, writer: &str) -> Self {
+        self.writer = writer.to_owned();
+        self
+    }
+
     /// What the shell must deliver, in order, since the last call.
     pub fn take_outputs(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.outputs)
+    }
+
+    pub fn options(&self) -> HubOptions {
+        self.options
     }
 
     pub fn stats(&self) -> HubStats {
@@ -175,7 +220,7 @@ impl HubState {
         });
         let mut items: Vec<SensorReading> = self.history.values().flat_map(|h| h.iter().copied()).collect();
         items.sort_by_key(|i| (i.t_ms, i.sensor));
-        let backfill = items
+        let mut backfill: Vec<ServerMessage> = items
             .chunks(BACKFILL_FRAME_ITEMS)
             .map(|c| {
                 ServerMessage::Readings(ReadingsBatch {
@@ -185,6 +230,14 @@ impl HubState {
                 })
             })
             .collect();
+        let mut decisions: Vec<Decision> = self.decisions.values().flat_map(|h| h.iter().copied()).collect();
+        decisions.sort_by_key(|d| (d.t_ms, d.sensor));
+        backfill.extend(decisions.chunks(BACKFILL_FRAME_ITEMS).map(|c| {
+            ServerMessage::Decisions(DecisionsBatch {
+                items: c.to_vec(),
+                backfill: true,
+            })
+        }));
         Welcome { id, hello, backfill }
     }
 
@@ -208,8 +261,12 @@ impl HubState {
         }
         let items = std::mem::take(&mut self.pending);
         let (keep_ms, keep_max) = (self.options.backfill_ms, self.options.backfill_max_per_sensor);
+        let spacing = self.options.backfill_spacing_ms();
         for item in &items {
             let ring = self.history.entry(item.sensor).or_default();
+            if ring.back().is_some_and(|last| item.t_ms - last.t_ms < spacing) {
+                continue;
+            }
             ring.push_back(*item);
             while ring.len() > keep_max || ring.front().is_some_and(|f| item.t_ms - f.t_ms > keep_ms) {
                 ring.pop_front();
@@ -221,40 +278,76 @@ impl HubState {
     pub fn on_decision(&mut self, decision: Decision) {
         self.sensors.insert(decision.sensor);
         self.commands.insert(decision.sensor, decision);
+        let ring = self.decisions.entry(decision.sensor).or_default();
+        ring.push_back(decision);
+        // Keep the newest decision before the window too: it is the heater's state where the window starts.
+        let cutoff = decision.t_ms - self.options.backfill_ms;
+        while ring.len() > DECISIONS_PER_SENSOR || (ring.len() > 1 && ring[1].t_ms < cutoff) {
+            ring.pop_front();
+        }
         self.stats.decisions += 1;
         self.outputs
             .push(Output::Broadcast(ServerMessage::Decision(decision)));
     }
 
-    /// Applies a setpoint record from the stream — every setpoint, this bridge's writes included, comes
-    /// this way. A record below the version in force is stale, one equal to it in version and value a
-    /// redelivery; both are dropped. An unversioned record (written by another tool) gets the next version,
-    /// so every bridge reading the stream numbers it alike.
-    pub fn on_setpoint(&mut self, change: SetpointChange) {
-        let current = self.setpoints.get(&change.sensor);
-        let current_version = current.map_or(0, |c| c.version);
-        let mut msg = SetpointMsg::new(change.sensor, &change.setpoint, change.version, Some(change.t_ms));
-        let applied = if change.version == 0 {
-            msg.version = current_version + 1;
-            true
-        } else {
-            change.version >= current_version
-                && !current.is_some_and(|c| c.version == msg.version && c.setpoint() == msg.setpoint())
-        };
-        if applied {
-            self.sensors.insert(change.sensor);
-            self.setpoints.insert(change.sensor, msg.clone());
-            self.stats.setpoints += 1;
-            self.outputs
-                .push(Output::Broadcast(ServerMessage::Setpoint(msg.clone())));
-        }
-        let seen = msg.version.max(current_version);
-        for write in self.writes.values_mut() {
-            if write.sensor == change.sensor && write.value.version <= seen {
-                write.read_back = true;
+    /// Reads the next setpoint record of the stream — every setpoint, this bridge's writes included, comes
+    /// this way. [`VersionArbiter`] decides whether it takes effect; if it is one of this hub's writes, its
+    /// writer now knows its outcome.
+    pub fn on_setpoint(&mut self, change: SetpointChange, now: TimeMs) {
+        let verdict = self
+            .arbiter
+            .judge(change.sensor, change.version, change.base_version);
+        if let Verdict::Applied { version, .. } = verdict {
+            let mut msg = SetpointMsg::new(change.sensor, &change.setpoint, version, Some(change.t_ms));
+            msg.author = (!change.author.is_empty()).then(|| change.author.clone());
+            let previous = self.setpoints.insert(change.sensor, msg.clone());
+            let changes = self.changes.entry(change.sensor).or_default();
+            changes.push_back(SetpointChangeEntry {
+                version,
+                author: change.author.clone(),
+                t_ms: change.t_ms,
+                from: previous.map(|p| p.setpoint()),
+                to: change.setpoint,
+            });
+            if changes.len() > CHANGES_PER_SENSOR {
+                changes.pop_front();
             }
+            self.sensors.insert(change.sensor);
+            self.stats.setpoints += 1;
+            self.outputs.push(Output::Broadcast(ServerMessage::Setpoint(msg)));
         }
-        self.settle_writes(None);
+        if change.write_id.is_empty() {
+            return;
+        }
+        let Some(write) = self.writes.values_mut().find(|w| w.write_id == change.write_id) else {
+            return;
+        };
+        if write.outcome.is_some() {
+            return; // a redelivery of a record already judged
+        }
+        if let Verdict::Skipped { .. } = verdict {
+            let current = self.setpoints.get(&change.sensor).cloned();
+            if let Some(c) = &current {
+                self.outputs.push(Output::Publish(restatement(c)));
+            }
+            write.outcome = Some(Err(current));
+        } else {
+            write.outcome = Some(Ok(()));
+        }
+        self.settle_writes(now);
+    }
+
+    /// A sensor's setpoint changes, for one client.
+    pub fn send_history(&mut self, client: ClientId, sensor: SensorId) {
+        let changes = self
+            .changes
+            .get(&sensor)
+            .map(|c| c.iter().cloned().collect())
+            .unwrap_or_default();
+        self.send(
+            client,
+            ServerMessage::SetpointHistory(SetpointHistoryMsg { sensor, changes }),
+        );
     }
 
     /// Checks a browser's setpoint request. On success returns the record to publish; the shell publishes
@@ -292,36 +385,46 @@ impl HubState {
             ));
             return None;
         }
+        // This bridge's own writes in flight count, so one client's quick succession of writes chains up
+        // instead of conflicting with itself, and a write this bridge already knows to be stale is refused
+        // without a record. The stream has the final word on the rest.
         let latest = self.latest_value(req.sensor);
         let latest_version = latest.as_ref().map_or(0, |c| c.version);
         if let Some(base) = req.base_version {
             if base != latest_version {
-                let message = format!(
-                    "sensor {} changed meanwhile: version {latest_version} is in force, not {base}",
-                    req.sensor
-                );
-                self.outputs.push(refuse(ErrorCode::Conflict, message, latest));
+                self.outputs.push(refuse(
+                    ErrorCode::Conflict,
+                    conflict_message(req.sensor, latest_version, base),
+                    latest,
+                ));
                 return None;
             }
         }
+        let id = WriteId(self.next_write);
+        self.next_write += 1;
+        let write_id = format!("{}-{}", self.writer, id.0);
+        // Without a base version the write replaces the latest this bridge knows of. Every record a bridge
+        // writes is conditional and carries its version: if another bridge's write lands first, this one is
+        // answered `conflict` like any other, rather than silently overwriting a change its author never saw.
+        let base = req.base_version.unwrap_or(latest_version);
         let change = SetpointChange {
             sensor: req.sensor,
             setpoint,
-            version: latest_version + 1,
+            version: base + 1,
             author: author.to_owned(),
             t_ms: now,
+            base_version: Some(base),
+            write_id: write_id.clone(),
         };
-        let id = WriteId(self.next_write);
-        self.next_write += 1;
         self.writes.insert(
             id,
             InFlight {
                 client,
                 request_id: req.request_id.clone(),
-                sensor: req.sensor,
-                value: SetpointMsg::new(req.sensor, &setpoint, change.version, Some(now)),
+                write_id,
+                value: SetpointMsg::new(req.sensor, &setpoint, base + 1, Some(now)),
                 published_at: None,
-                read_back: false,
+                outcome: None,
             },
         );
         Some((id, change))
@@ -335,7 +438,14 @@ impl HubState {
                 if let Some(w) = self.writes.get_mut(&id) {
                     w.published_at = Some(now);
                 }
-                self.settle_writes(None);
+                self.settle_writes(now);
+            }
+            Err(_) if self.writes.get(&id).is_some_and(|w| w.outcome.is_some()) => {
+                // The record came back, so it is in the stream whatever the producer says: answer that.
+                if let Some(w) = self.writes.get_mut(&id) {
+                    w.published_at = Some(now);
+                }
+                self.settle_writes(now);
             }
             Err(failure) => {
                 if let Some(w) = self.writes.remove(&id) {
@@ -374,7 +484,7 @@ impl HubState {
                 current: None,
             })));
         }
-        self.settle_writes(Some(now));
+        self.settle_writes(now);
         self.outputs
             .push(Output::Broadcast(ServerMessage::Status(StatusMsg {
                 clients: self.clients.len() as u64,
@@ -400,12 +510,13 @@ impl HubState {
         self.commands.get(&sensor)
     }
 
-    /// The newest value of a sensor's setpoint, counting writes in flight: what a new write replaces.
+    /// The newest value of a sensor's setpoint, counting this bridge's writes in flight: what a new write
+    /// replaces.
     fn latest_value(&self, sensor: SensorId) -> Option<SetpointMsg> {
         let in_flight = self
             .writes
             .values()
-            .filter(|w| w.sensor == sensor)
+            .filter(|w| w.value.sensor == sensor && w.outcome.is_none())
             .map(|w| &w.value)
             .max_by_key(|v| v.version);
         match (self.setpoints.get(&sensor), in_flight) {
@@ -415,30 +526,47 @@ impl HubState {
         }
     }
 
-    /// Acknowledges writes that are both published and read back — or, with `now`, published longer ago
-    /// than the read-back patience.
-    fn settle_writes(&mut self, now: Option<TimeMs>) {
-        let done: Vec<WriteId> = self
+    /// Answers the writes whose outcome is known and whose record the bus has acknowledged; and, once
+    /// published longer ago than the read-back patience, the writes still unread.
+    fn settle_writes(&mut self, now: TimeMs) {
+        let mut done: Vec<WriteId> = self
             .writes
             .iter()
-            .filter(|(_, w)| match w.published_at {
-                None => false,
-                Some(at) => w.read_back || now.is_some_and(|now| now - at >= READ_BACK_PATIENCE_MS),
+            .filter(|(_, w)| {
+                w.published_at
+                    .is_some_and(|at| w.outcome.is_some() || now - at >= READ_BACK_PATIENCE_MS)
             })
             .map(|(id, _)| *id)
             .collect();
-        let mut done: Vec<(WriteId, InFlight)> = done
-            .into_iter()
-            .filter_map(|id| self.writes.remove(&id).map(|w| (id, w)))
-            .collect();
-        done.sort_by_key(|(id, _)| id.0);
-        for (_, w) in done {
-            self.send(
-                w.client,
-                ServerMessage::Ack {
+        done.sort_by_key(|id| id.0);
+        for id in done {
+            let Some(w) = self.writes.remove(&id) else {
+                continue;
+            };
+            let answer = match w.outcome {
+                Some(Ok(())) => ServerMessage::Ack {
                     request_id: w.request_id,
                 },
-            );
+                Some(Err(current)) => {
+                    let in_force = current.as_ref().map_or(0, |c| c.version);
+                    ServerMessage::Error(ErrorMsg {
+                        request_id: Some(w.request_id),
+                        code: ErrorCode::Conflict,
+                        message: format!(
+                            "another write to this sensor took effect first: version {in_force} is in force"
+                        ),
+                        current,
+                    })
+                }
+                None => ServerMessage::Error(ErrorMsg {
+                    request_id: Some(w.request_id),
+                    code: ErrorCode::Unconfirmed,
+                    message: "setpoint saved, but not yet confirmed: it shows as an update if it took effect"
+                        .to_owned(),
+                    current: None,
+                }),
+            };
+            self.send(w.client, answer);
         }
     }
 
@@ -446,6 +574,23 @@ impl HubState {
         if self.clients.contains(&client) {
             self.outputs.push(Output::Send(client, msg));
         }
+    }
+}
+
+fn conflict_message(sensor: SensorId, in_force: u64, base: u64) -> String {
+    format!("sensor {sensor} changed meanwhile: version {in_force} is in force, not {base}")
+}
+
+/// A record that states `current` again, so it is the newest record of its sensor (see the module docs).
+fn restatement(current: &SetpointMsg) -> SetpointChange {
+    SetpointChange {
+        sensor: current.sensor,
+        setpoint: current.setpoint(),
+        version: current.version,
+        author: current.author.clone().unwrap_or_default(),
+        t_ms: current.t_ms.unwrap_or_default(),
+        base_version: Some(current.version),
+        write_id: String::new(),
     }
 }
 

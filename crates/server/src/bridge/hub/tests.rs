@@ -15,6 +15,8 @@ use crate::bus::SetpointChange;
 struct Clients {
     received: HashMap<ClientId, Vec<ServerMessage>>,
     readings: HashMap<ClientId, Vec<SensorReading>>,
+    /// Records the hub asked the shell to publish.
+    published: Vec<SetpointChange>,
 }
 
 impl Clients {
@@ -44,6 +46,7 @@ impl Clients {
                     .values_mut()
                     .for_each(|r| r.extend(items.iter().copied())),
                 Output::Send(id, m) => self.received.entry(id).or_default().push(m),
+                Output::Publish(change) => self.published.push(change),
             }
         }
     }
@@ -127,7 +130,8 @@ proptest! {
     /// after it — and the last command of every sensor, in `hello` or after it.
     #[test]
     fn every_client_sees_every_reading_exactly_once(steps in prop::collection::vec(step(), 1..120)) {
-        let mut hub = hub();
+        // Thinning off (one reading per ms may stay), so the backfill holds every reading of the window.
+        let mut hub = HubState::new(Config::default(), HubOptions { backfill_ms: 1_000_000, backfill_max_per_sensor: 1_000_000 });
         let mut clients = Clients::default();
         let mut t = 0;
         let mut all = Vec::new();
@@ -187,7 +191,7 @@ fn backfill_holds_only_flushed_readings_and_live_batches_only_later_ones() {
 /// Publishes `change` as the bus would and brings it back, like the shell and the pump do.
 fn publish_and_read_back(hub: &mut HubState, id: super::state::WriteId, change: SetpointChange) {
     hub.write_published(id, Ok(()), 0);
-    hub.on_setpoint(change);
+    hub.on_setpoint(change, 0);
 }
 
 #[test]
@@ -208,7 +212,7 @@ fn a_write_is_acknowledged_only_once_published_and_read_back_whatever_the_order(
             "not in force before it comes back from the bus"
         );
         if read_back_first {
-            hub.on_setpoint(change.clone());
+            hub.on_setpoint(change.clone(), 7);
             clients.deliver(&mut hub);
             assert!(
                 acks(clients.sent_to(writer)).is_empty(),
@@ -222,7 +226,7 @@ fn a_write_is_acknowledged_only_once_published_and_read_back_whatever_the_order(
                 acks(clients.sent_to(writer)).is_empty(),
                 "not acknowledged before it came back"
             );
-            hub.on_setpoint(change.clone());
+            hub.on_setpoint(change.clone(), 7);
         }
         clients.deliver(&mut hub);
         assert_eq!(acks(clients.sent_to(writer)), vec!["a"]);
@@ -247,14 +251,15 @@ fn a_write_is_acknowledged_only_once_published_and_read_back_whatever_the_order(
 }
 
 #[test]
-fn racing_writes_on_one_sensor_get_one_ack_and_one_conflict_and_versions_never_repeat() {
+fn racing_writes_through_one_bridge_get_one_ack_and_one_conflict() {
     let mut hub = hub();
     let mut clients = Clients::default();
     let (a, b) = (clients.register(&mut hub), clients.register(&mut hub));
     let (id_a, change_a) = hub
         .begin_write(a, &request(1, 21.0, Some(0), "a"), "x", 1)
         .expect("first");
-    // B read version 0 too, and writes while A's write is still in flight.
+    assert_eq!((change_a.base_version, change_a.version), (Some(0), 1));
+    // B read version 0 too, and writes while A's write is still in flight: this bridge knows it is stale.
     assert!(hub
         .begin_write(b, &request(1, 22.0, Some(0), "b"), "y", 2)
         .is_none());
@@ -272,11 +277,11 @@ fn racing_writes_on_one_sensor_get_one_ack_and_one_conflict_and_versions_never_r
         Some((1, 21.0)),
         "the conflict carries the value that wins"
     );
-    // A write without a base version goes after the one in flight.
+    // A write without a base version chains after the one in flight.
     let (id_c, change_c) = hub
         .begin_write(b, &request(1, 23.0, None, "c"), "y", 3)
-        .expect("unconditional");
-    assert_eq!(change_c.version, 2);
+        .expect("no base");
+    assert_eq!((change_c.base_version, change_c.version), (Some(1), 2));
     publish_and_read_back(&mut hub, id_a, change_a);
     publish_and_read_back(&mut hub, id_c, change_c);
     clients.deliver(&mut hub);
@@ -286,12 +291,151 @@ fn racing_writes_on_one_sensor_get_one_ack_and_one_conflict_and_versions_never_r
 }
 
 #[test]
+fn a_write_that_loses_in_the_stream_is_answered_conflict_and_restates_the_winner() {
+    let mut hub = hub().with_writer("mine");
+    let mut clients = Clients::default();
+    let c = clients.register(&mut hub);
+    let (id, mine) = hub
+        .begin_write(c, &request(1, 21.0, Some(0), "mine"), "alice", 1)
+        .expect("accepted");
+    // Another bridge's write on the same base reached the stream first.
+    let theirs = SetpointChange {
+        write_id: "theirs-0".into(),
+        author: "bob".into(),
+        setpoint: Setpoint::new(22.0, 1.0, 1.0),
+        ..mine.clone()
+    };
+    hub.on_setpoint(theirs, 2);
+    publish_and_read_back(&mut hub, id, mine);
+    clients.deliver(&mut hub);
+    assert!(acks(clients.sent_to(c)).is_empty());
+    assert_eq!(
+        errors(clients.sent_to(c)),
+        vec![("mine".to_owned(), ErrorCode::Conflict)]
+    );
+    assert_eq!(
+        clients
+            .published
+            .iter()
+            .map(|r| (r.version, r.base_version, r.setpoint.desired, r.author.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(1, Some(1), 22.0, "bob")],
+        "the loser restates the winner, so compaction keeps a record that holds"
+    );
+    assert_eq!(hub.setpoint(1).map(|s| (s.version, s.desired)), Some((1, 22.0)));
+}
+
+#[test]
+fn two_bridges_reading_one_stream_agree_on_which_racing_write_won() {
+    let mut one = HubState::new(Config::default(), HubOptions::default()).with_writer("one");
+    let mut two = HubState::new(Config::default(), HubOptions::default()).with_writer("two");
+    let (mut c1, mut c2) = (Clients::default(), Clients::default());
+    let (w1, w2) = (c1.register(&mut one), c2.register(&mut two));
+    let (id1, r1) = one
+        .begin_write(w1, &request(1, 21.0, Some(0), "from-one"), "alice", 1)
+        .expect("accepted by one");
+    let (id2, r2) = two
+        .begin_write(w2, &request(1, 22.0, Some(0), "from-two"), "bob", 1)
+        .expect("accepted by two");
+    one.write_published(id1, Ok(()), 2);
+    two.write_published(id2, Ok(()), 2);
+    // The stream holds two's record first; both bridges read it in that order.
+    for hub in [&mut one, &mut two] {
+        hub.on_setpoint(r2.clone(), 3);
+        hub.on_setpoint(r1.clone(), 3);
+    }
+    c1.deliver(&mut one);
+    c2.deliver(&mut two);
+    assert_eq!(acks(c2.sent_to(w2)), vec!["from-two"]);
+    assert_eq!(
+        errors(c1.sent_to(w1)),
+        vec![("from-one".to_owned(), ErrorCode::Conflict)]
+    );
+    for hub in [&one, &two] {
+        let s = hub.setpoint(1).expect("in force");
+        assert_eq!(
+            (s.version, s.desired, s.author.as_deref()),
+            (1, 22.0, Some("bob"))
+        );
+    }
+}
+
+#[test]
+fn a_new_client_gets_the_decisions_of_the_window_and_the_change_history_with_authors() {
+    let options = HubOptions {
+        backfill_ms: 10_000,
+        backfill_max_per_sensor: 10,
+    };
+    let mut hub = HubState::new(Config::default(), options);
+    let sp = |version, base, desired, author: &str, t_ms| SetpointChange {
+        sensor: 1,
+        setpoint: Setpoint::new(desired, 1.0, 1.0),
+        version,
+        author: author.to_owned(),
+        t_ms,
+        base_version: base,
+        write_id: String::new(),
+    };
+    hub.on_setpoint(sp(1, Some(0), 20.0, "simulator", 0), 0);
+    hub.on_setpoint(sp(2, Some(1), 21.0, "alice", 5), 5);
+    hub.on_setpoint(sp(2, Some(1), 99.0, "mallory", 6), 6); // lost a race: not a change
+    for t in [1_000, 4_000, 9_000, 14_000, 20_000] {
+        hub.on_decision(decision(1, t));
+    }
+    // Readings every 100 ms for 20 s: thinned to one per second, and only the last 10 s.
+    for t in (0..=20_000).step_by(100) {
+        hub.on_reading(reading(1, t));
+    }
+    hub.flush();
+    let mut clients = Clients::default();
+    let c = clients.register(&mut hub);
+    let decisions: Vec<i64> = clients
+        .sent_to(c)
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Decisions(b) if b.backfill => Some(b.items.iter().map(|d| d.t_ms)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    // 9 000 is before the window (20 000 − 10 000) but is the state where the window starts.
+    assert_eq!(decisions, vec![9_000, 14_000, 20_000]);
+    let times: Vec<i64> = clients.readings[&c].iter().map(|r| r.t_ms).collect();
+    assert_eq!(
+        times,
+        (11..=20).map(|s| s * 1_000).collect::<Vec<_>>(),
+        "at most 10 per sensor"
+    );
+    hub.send_history(c, 1);
+    clients.deliver(&mut hub);
+    let Some(ServerMessage::SetpointHistory(history)) = clients.sent_to(c).last() else {
+        panic!("history answered")
+    };
+    let entries: Vec<_> = history
+        .changes
+        .iter()
+        .map(|e| {
+            (
+                e.version,
+                e.author.as_str(),
+                e.from.map(|f| f.desired),
+                e.to.desired,
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        vec![(1, "simulator", None, 20.0), (2, "alice", Some(20.0), 21.0)]
+    );
+}
+
+#[test]
 fn a_failed_publish_is_refused_and_frees_its_version() {
     let mut hub = hub();
     let mut clients = Clients::default();
     let c = clients.register(&mut hub);
     let (id, change) = hub
-        .begin_write(c, &request(1, 21.0, None, "a"), "x", 1)
+        .begin_write(c, &request(1, 21.0, Some(0), "a"), "x", 1)
         .expect("accepted");
     hub.write_published(id, Err(PublishFailure::Unavailable("broker down".into())), 2);
     clients.deliver(&mut hub);
@@ -306,7 +450,7 @@ fn a_failed_publish_is_refused_and_frees_its_version() {
 }
 
 #[test]
-fn a_published_write_whose_record_is_late_is_acknowledged_after_the_patience() {
+fn a_published_write_whose_record_is_late_is_answered_unconfirmed_after_the_patience() {
     let mut hub = hub();
     let mut clients = Clients::default();
     let c = clients.register(&mut hub);
@@ -316,10 +460,14 @@ fn a_published_write_whose_record_is_late_is_acknowledged_after_the_patience() {
     hub.write_published(id, Ok(()), 1_000);
     hub.tick(1_000 + READ_BACK_PATIENCE_MS - 1, BusStatus::Connected);
     clients.deliver(&mut hub);
-    assert!(acks(clients.sent_to(c)).is_empty());
+    assert!(errors(clients.sent_to(c)).is_empty());
     hub.tick(1_000 + READ_BACK_PATIENCE_MS, BusStatus::Connected);
     clients.deliver(&mut hub);
-    assert_eq!(acks(clients.sent_to(c)), vec!["a"]);
+    assert!(acks(clients.sent_to(c)).is_empty(), "the outcome is not known");
+    assert_eq!(
+        errors(clients.sent_to(c)),
+        vec![("a".to_owned(), ErrorCode::Unconfirmed)]
+    );
 }
 
 #[test]
@@ -350,6 +498,8 @@ fn invalid_setpoints_and_writes_with_the_broker_away_are_refused_with_their_code
 #[test]
 fn records_from_the_stream_are_numbered_alike_by_every_bridge() {
     let change = |version, desired| SetpointChange {
+        base_version: None,
+        write_id: String::new(),
         sensor: 7,
         setpoint: Setpoint::new(desired, 1.0, 1.0),
         version,
@@ -357,10 +507,10 @@ fn records_from_the_stream_are_numbered_alike_by_every_bridge() {
         t_ms: 0,
     };
     let mut hub = hub();
-    hub.on_setpoint(change(0, 20.0)); // another tool, unversioned: gets 1
-    hub.on_setpoint(change(0, 21.0)); // gets 2
-    hub.on_setpoint(change(1, 25.0)); // stale
-    hub.on_setpoint(change(2, 21.0)); // redelivery of what is in force
+    hub.on_setpoint(change(0, 20.0), 0); // another tool, unversioned: gets 1
+    hub.on_setpoint(change(0, 21.0), 0); // gets 2
+    hub.on_setpoint(change(1, 25.0), 0); // stale
+    hub.on_setpoint(change(2, 21.0), 0); // redelivery of what is in force
     let mut clients = Clients::default();
     let c = clients.register(&mut hub);
     let ServerMessage::Hello(hello) = &clients.sent_to(c)[0] else {

@@ -114,6 +114,37 @@ impl KafkaBus {
     fn topic(&self, stream: StreamKind) -> &str {
         self.inner.options.topics.name(stream)
     }
+
+    /// Resolves a list of timestamps into offsets (one ListOffsets request). A partition with no record at
+    /// or after its time starts at its end; one the broker cannot answer for starts at its beginning, which
+    /// reads more than needed but misses nothing.
+    fn offsets_at_times(&self, times: TopicPartitionList) -> Result<TopicPartitionList, KafkaBusError> {
+        let resolved = match self
+            .inner
+            .offsets
+            .offsets_for_times(times.clone(), Duration::from_secs(10))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("cannot look up offsets by time ({e}); reading from the beginning instead");
+                let mut all = TopicPartitionList::new();
+                for e in times.elements() {
+                    all.add_partition_offset(e.topic(), e.partition(), Offset::Beginning)?;
+                }
+                return Ok(all);
+            }
+        };
+        let mut list = TopicPartitionList::new();
+        for e in resolved.elements() {
+            let offset = match e.offset() {
+                Offset::Offset(o) if o >= 0 => Offset::Offset(o),
+                Offset::End | Offset::Offset(_) => Offset::End,
+                _ => Offset::Beginning,
+            };
+            list.add_partition_offset(e.topic(), e.partition(), offset)?;
+        }
+        Ok(list)
+    }
 }
 
 impl Bus for KafkaBus {
@@ -177,10 +208,10 @@ impl Bus for KafkaBus {
             .set("enable.auto.offset.store", "false")
             .set(
                 "auto.offset.reset",
-                if start == StartAt::Beginning {
-                    "earliest"
-                } else {
+                if start == StartAt::End {
                     "latest"
+                } else {
+                    "earliest"
                 },
             )
             .set("fetch.wait.max.ms", "10")
@@ -205,10 +236,11 @@ impl Bus for KafkaBus {
                     source,
                 })?;
             let mut list = TopicPartitionList::new();
-            let offset = if start == StartAt::Beginning {
-                Offset::Beginning
-            } else {
-                Offset::End
+            let offset = match start {
+                StartAt::Beginning => Offset::Beginning,
+                StartAt::End => Offset::End,
+                // A timestamp, which ListOffsets turns into the first offset at or after it.
+                StartAt::Time(t_ms) => Offset::Offset(t_ms),
             };
             for t in metadata.topics() {
                 for p in t.partitions() {
@@ -218,6 +250,9 @@ impl Bus for KafkaBus {
             }
             if list.count() == 0 {
                 return Err(KafkaBusError::NoPartitions(topic).into());
+            }
+            if let StartAt::Time(_) = start {
+                list = self.offsets_at_times(list)?;
             }
             consumer.assign(&list).map_err(KafkaBusError::from)?;
         }

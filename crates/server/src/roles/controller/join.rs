@@ -6,7 +6,8 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use setpoint_control::{
-    Config, Controller, Decision, HeaterMemory, ReadingError, SensorId, SetpointError, Stats,
+    Config, Controller, Decision, HeaterMemory, ReadingError, SensorId, SetpointError, Stats, Verdict,
+    VersionArbiter,
 };
 
 use crate::bus::{HeaterMemoryRecord, SensorReading, SetpointChange};
@@ -15,6 +16,9 @@ use crate::bus::{HeaterMemoryRecord, SensorReading, SetpointChange};
 #[derive(Debug)]
 pub struct Join {
     controller: Controller,
+    /// Which setpoint records take effect: the same rule every bridge applies, so the controller decides
+    /// with exactly the versions the dashboards show.
+    arbiter: VersionArbiter,
     /// The changelog read as a table: the newest memory of every heater, whichever instance wrote it.
     /// Consulted when this instance starts deciding a sensor it did not own a moment ago.
     changelog: HashMap<SensorId, HeaterMemory>,
@@ -26,15 +30,26 @@ impl Join {
     pub fn new(config: Config) -> Self {
         Self {
             controller: Controller::new(config),
+            arbiter: VersionArbiter::new(),
             changelog: HashMap::new(),
             owned: HashMap::new(),
         }
     }
 
-    /// Adds a setpoint version, in force from its event time.
+    /// Reads the next setpoint record of the stream: if it takes effect (the arbiter's rule), its version is
+    /// in force from its event time; a record that lost a race or restates the version in force changes
+    /// nothing.
     pub fn apply_setpoint(&mut self, change: &SetpointChange) -> Result<(), SetpointError> {
-        self.controller
-            .apply_setpoint_at(change.sensor, change.setpoint, change.version, change.t_ms)
+        match self
+            .arbiter
+            .judge(change.sensor, change.version, change.base_version)
+        {
+            Verdict::Applied { version, .. } => {
+                self.controller
+                    .apply_setpoint_at(change.sensor, change.setpoint, version, change.t_ms)
+            }
+            Verdict::Restated { .. } | Verdict::Skipped { .. } => Ok(()),
+        }
     }
 
     /// A changelog record (another instance's, an earlier run's, or this one's own, read back).
@@ -113,6 +128,8 @@ mod tests {
 
     fn setpoint(sensor: SensorId, t_ms: i64) -> SetpointChange {
         SetpointChange {
+            base_version: None,
+            write_id: String::new(),
             sensor,
             setpoint: Setpoint::new(20.0, 1.0, 1.0),
             version: 1,

@@ -1,0 +1,328 @@
+//! The embedded bus's durable copy: every stream's log in one redb file, written by one thread.
+//!
+//! Why redb: it is an embedded, pure-Rust, ACID key-value store with no C to build and no dependencies of its
+//! own (SQLite would bring a C build, fjall an LSM tree and its compaction threads for a write load of a few
+//! thousand small records per second). Its commits are copy-on-write with a checksummed commit slot, so a
+//! crash — `kill -9` included — leaves the last committed transaction intact; it takes an exclusive lock on
+//! the file, which is what refuses a second process on the same directory; and it reports a damaged file as
+//! an error instead of starting empty.
+//!
+//! Each stream is one table, offset → (append time, protobuf value): the same record encoding as on Kafka.
+//! One writer thread applies what the logs hand it, in order, as *group commits*: events (readings,
+//! commands) are batched for up to [`COMMIT_INTERVAL`]; a table record (a setpoint, a controller-state
+//! record) is committed at once, with everything queued before it, and only then enters the in-memory log —
+//! so anything a reader sees of a table, and any ack given for it, is already on disk. Every commit is
+//! `Durability::Immediate` (fsync): at most one [`COMMIT_INTERVAL`] of readings and decisions is lost to a
+//! crash, and no setpoint that was acknowledged.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redb::{Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Offset, StreamKind};
+use setpoint_control::TimeMs;
+
+/// Longest time an event record waits for its commit.
+pub const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The data file inside the data directory.
+pub const FILE_NAME: &str = "setpoint.redb";
+
+/// Marks a file as ours, and its layout version.
+const FORMAT: &[u8] = b"setpoint-store-1";
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// A record as stored: offset, append time, encoded value.
+pub type Encoded = (Offset, TimeMs, Vec<u8>);
+
+/// Called by the writer thread once a batch is committed (or failed).
+pub type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Why the data directory cannot be used. Every message names the path, so the operator knows what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "another setpoint process is using the data directory {0} (its data file is locked): stop that \
+         process, or give this one another --data-dir"
+    )]
+    Locked(PathBuf),
+    #[error(
+        "the data file {path} is damaged ({detail}); it was left untouched: restore it from a backup, or \
+         move it away to start with an empty one"
+    )]
+    Damaged { path: PathBuf, detail: String },
+    #[error("cannot use the data directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn table(stream: StreamKind) -> TableDefinition<'static, u64, &'static [u8]> {
+    TableDefinition::new(match stream {
+        StreamKind::Readings => "readings",
+        StreamKind::Setpoints => "setpoints",
+        StreamKind::Commands => "commands",
+        StreamKind::ControllerState => "controller_state",
+    })
+}
+
+enum Op {
+    Append {
+        stream: StreamKind,
+        records: Vec<Encoded>,
+        done: Option<Done>,
+    },
+    /// Deletes the records below an offset (retention).
+    Truncate { stream: StreamKind, below: Offset },
+    /// Keeps only these offsets at or below the largest of them (compaction).
+    Keep {
+        stream: StreamKind,
+        offsets: Vec<Offset>,
+    },
+    /// Commits what is queued and reports; with `close`, the thread then stops.
+    Sync {
+        reply: Sender<Result<(), String>>,
+        close: bool,
+    },
+}
+
+impl Op {
+    /// Someone waits for this op's commit: do not hold it back for more events.
+    fn urgent(&self) -> bool {
+        matches!(self, Op::Append { done: Some(_), .. } | Op::Sync { .. })
+    }
+}
+
+/// The open data file. Cloning shares it.
+#[derive(Clone)]
+pub struct Store {
+    path: PathBuf,
+    db: Arc<Database>,
+    ops: Sender<Op>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Store {
+    /// Opens (or creates) the data file in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(FILE_NAME);
+        let damaged = |detail: String| StoreError::Damaged {
+            path: path.clone(),
+            detail,
+        };
+        let existed = match std::fs::metadata(&path) {
+            // redb would initialise an empty file as a new database: a file that lost its contents must
+            // not become a silent empty start.
+            Ok(m) if m.len() == 0 => return Err(damaged("the file is empty".into())),
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        let db = Database::create(&path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(dir.to_owned()),
+            DatabaseError::Storage(redb::StorageError::Io(source)) => StoreError::Io {
+                path: path.clone(),
+                source,
+            },
+            other => damaged(other.to_string()),
+        })?;
+        let db = Arc::new(db);
+        let fail = |e: redb::Error| damaged(e.to_string());
+        if existed {
+            let read = db.begin_read().map_err(|e| fail(e.into()))?;
+            let format = match read.open_table(META) {
+                Ok(meta) => meta
+                    .get("format")
+                    .map_err(|e| fail(e.into()))?
+                    .map(|v| v.value().to_vec()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(fail(e.into())),
+            };
+            match format {
+                Some(f) if f == FORMAT => {}
+                Some(f) => {
+                    return Err(damaged(format!(
+                        "unknown format {:?}",
+                        String::from_utf8_lossy(&f)
+                    )))
+                }
+                None => return Err(damaged("not a setpoint data file".into())),
+            }
+        } else {
+            let mut write = db.begin_write().map_err(|e| fail(e.into()))?;
+            write
+                .set_durability(Durability::Immediate)
+                .map_err(|e| damaged(e.to_string()))?;
+            {
+                let mut meta = write.open_table(META).map_err(|e| fail(e.into()))?;
+                meta.insert("format", FORMAT).map_err(|e| fail(e.into()))?;
+            }
+            write.commit().map_err(|e| fail(e.into()))?;
+        }
+        let (ops, rx) = mpsc::channel();
+        let writer_db = Arc::clone(&db);
+        let writer_path = path.clone();
+        let writer = std::thread::Builder::new()
+            .name("setpoint-store".into())
+            .spawn(move || write_loop(&writer_db, &writer_path, rx))
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self {
+            path,
+            db,
+            ops,
+            writer: Arc::new(Mutex::new(Some(writer))),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every record of `stream`, oldest first. A table that was never written is empty.
+    pub fn load(&self, stream: StreamKind) -> Result<Vec<Encoded>, StoreError> {
+        let damaged = |e: redb::Error| StoreError::Damaged {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        };
+        let read = self.db.begin_read().map_err(|e| damaged(e.into()))?;
+        let t = match read.open_table(table(stream)) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(damaged(e.into())),
+        };
+        let mut records = Vec::new();
+        for entry in t.iter().map_err(|e| damaged(e.into()))? {
+            let (offset, value) = entry.map_err(|e| damaged(e.into()))?;
+            let bytes = value.value();
+            let Some((ts, payload)) = bytes.split_first_chunk::<8>() else {
+                return Err(StoreError::Damaged {
+                    path: self.path.clone(),
+                    detail: format!("record {} of {stream:?} is too short", offset.value()),
+                });
+            };
+            records.push((offset.value(), i64::from_le_bytes(*ts), payload.to_vec()));
+        }
+        Ok(records)
+    }
+
+    /// Queues records for the next commit; `done` (if any) runs once they are durable, or failed.
+    pub fn append(&self, stream: StreamKind, records: Vec<Encoded>, done: Option<Done>) {
+        if let Err(mpsc::SendError(Op::Append { done: Some(done), .. })) = self.ops.send(Op::Append {
+            stream,
+            records,
+            done,
+        }) {
+            done(Err("the data file is closed".into()));
+        }
+    }
+
+    /// Deletes `stream`'s records below `below`.
+    pub fn truncate(&self, stream: StreamKind, below: Offset) {
+        let _ = self.ops.send(Op::Truncate { stream, below });
+    }
+
+    /// Keeps only `offsets` of `stream` (up to the largest of them): a compaction.
+    pub fn keep(&self, stream: StreamKind, offsets: Vec<Offset>) {
+        let _ = self.ops.send(Op::Keep { stream, offsets });
+    }
+
+    /// Commits everything queued and, with `close`, stops the writer and releases the file (and its
+    /// lock) once the last handle is dropped.
+    pub fn sync(&self, close: bool) -> Result<(), String> {
+        let (reply, answer) = mpsc::channel();
+        self.ops
+            .send(Op::Sync { reply, close })
+            .map_err(|_| "the data file is closed".to_owned())?;
+        let result = answer
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| "the data file did not answer".to_owned())?;
+        if close {
+            let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(handle) = handle {
+                let _ = handle.join();
+            }
+        }
+        result
+    }
+}
+
+fn write_loop(db: &Database, path: &Path, ops: Receiver<Op>) {
+    loop {
+        let Ok(first) = ops.recv() else {
+            return;
+        };
+        let mut batch = vec![first];
+        let deadline = Instant::now() + COMMIT_INTERVAL;
+        while !batch.iter().any(Op::urgent) {
+            match ops.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(op) => batch.push(op),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        batch.extend(ops.try_iter());
+        let result = commit(db, &mut batch).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(path = %path.display(), "writing the data file failed: {e}");
+        }
+        let mut close = false;
+        for op in batch {
+            match op {
+                Op::Append { done: Some(done), .. } => done(result.clone()),
+                Op::Sync { reply, close: c } => {
+                    close |= c;
+                    let _ = reply.send(result.clone());
+                }
+                _ => {}
+            }
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+fn commit(db: &Database, batch: &mut [Op]) -> Result<(), redb::Error> {
+    let mut write = db.begin_write()?;
+    write
+        .set_durability(Durability::Immediate)
+        .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+    for op in batch.iter_mut() {
+        match op {
+            Op::Append { stream, records, .. } => {
+                let mut t = write.open_table(table(*stream))?;
+                let mut value = Vec::new();
+                for (offset, ts, payload) in records.drain(..) {
+                    value.clear();
+                    value.extend_from_slice(&ts.to_le_bytes());
+                    value.extend_from_slice(&payload);
+                    t.insert(offset, value.as_slice())?;
+                }
+            }
+            Op::Truncate { stream, below } => {
+                let mut t = write.open_table(table(*stream))?;
+                t.retain_in(..*below, |_, _| false)?;
+            }
+            Op::Keep { stream, offsets } => {
+                let Some(&last) = offsets.iter().max() else {
+                    continue;
+                };
+                let keep: std::collections::HashSet<Offset> = offsets.iter().copied().collect();
+                let mut t = write.open_table(table(*stream))?;
+                t.retain_in(..=last, |offset, _| keep.contains(&offset))?;
+            }
+            Op::Sync { .. } => {}
+        }
+    }
+    write.commit()?;
+    Ok(())
+}
