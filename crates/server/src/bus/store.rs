@@ -55,7 +55,7 @@ pub enum StoreError {
          move it away to start with an empty one"
     )]
     Damaged { path: PathBuf, detail: String },
-    #[error("cannot use the data directory {path}: {source}")]
+    #[error("cannot use {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
 
@@ -126,10 +126,15 @@ impl Store {
         };
         let db = Database::create(&path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(dir.to_owned()),
-            DatabaseError::Storage(redb::StorageError::Io(source)) => StoreError::Io {
-                path: path.clone(),
-                source,
-            },
+            // redb reports a foreign or mangled header as invalid data.
+            DatabaseError::Storage(redb::StorageError::Io(source))
+                if source.kind() != std::io::ErrorKind::InvalidData =>
+            {
+                StoreError::Io {
+                    path: path.clone(),
+                    source,
+                }
+            }
             other => damaged(other.to_string()),
         })?;
         let db = Arc::new(db);

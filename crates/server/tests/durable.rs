@@ -1,0 +1,387 @@
+//! The embedded default keeps what people give it: the real binary on a data directory, stopped gently,
+//! killed with SIGKILL, pointed at a damaged file, and started twice on one directory.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::set_setpoint;
+use setpoint_control::TimeMs;
+use setpoint_testkit::ws::{connect, Client};
+use setpoint_wire::ws::{Hello, ServerMessage, SetpointChangeEntry};
+
+const BIN: &str = env!("CARGO_BIN_EXE_setpoint");
+const ALICE: &str = "alice-secret-0123456789";
+const BOB: &str = "bob-secret-9876543210xyz";
+
+/// A `setpoint run` process on a data directory; killed if still running when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    stderr: PathBuf,
+    started_in: Duration,
+}
+
+impl Server {
+    fn start(dir: &Path, log_name: &str) -> Server {
+        let stderr = dir.with_extension(format!("{log_name}.log"));
+        let started = Instant::now();
+        let mut child = Command::new(BIN)
+            .args([
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--sensors",
+                "2",
+                "--interval-ms",
+                "50",
+            ])
+            .arg("--data-dir")
+            .arg(dir)
+            .args([
+                "--token",
+                &format!("alice={ALICE}"),
+                "--token",
+                &format!("bob={BOB}"),
+            ])
+            .env("RUST_LOG", "info")
+            .env_remove("SETPOINT_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("log file"))
+            .spawn()
+            .expect("starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.trim().strip_prefix("http://") {
+                    let _ = tx.send(url.split('/').next().unwrap_or_default().to_owned());
+                }
+            }
+        });
+        let host = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no URL printed; stderr:\n{}", read(&stderr)));
+        Server {
+            child,
+            addr: host.parse().expect("host:port"),
+            stderr,
+            started_in: started.elapsed(),
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill")
+            .success());
+    }
+
+    /// SIGTERM, and the exit status within 20 s.
+    fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        wait(&mut self.child, Duration::from_secs(20)).expect("stops within 20 s")
+    }
+
+    fn kill_9(mut self) {
+        self.signal("-KILL");
+        wait(&mut self.child, Duration::from_secs(10)).expect("dies");
+    }
+
+    fn log(&self) -> String {
+        read(&self.stderr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait(child: &mut Child, patience: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn read(path: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = f.read_to_string(&mut s);
+    }
+    s
+}
+
+fn hello(m: ServerMessage) -> Hello {
+    match m {
+        ServerMessage::Hello(h) => h,
+        other => panic!("expected hello, got {other:?}"),
+    }
+}
+
+/// Writes and waits for the answer: `Some(version)` when acknowledged.
+async fn write(c: &mut Client, id: &str, sensor: i32, desired: f64, base: Option<u64>) -> Option<u64> {
+    c.send(&set_setpoint(id, sensor, desired, 1.0, 1.0, base)).await;
+    let (mut acked, mut version) = (false, None);
+    c.until(|m| {
+        match m {
+            ServerMessage::Ack { request_id } if request_id == id => acked = true,
+            ServerMessage::Error(e) if e.request_id.as_deref() == Some(id) => return Some(()),
+            ServerMessage::Setpoint(s) if s.sensor == sensor && s.desired == desired => {
+                version = Some(s.version)
+            }
+            _ => {}
+        }
+        (acked && version.is_some()).then_some(())
+    })
+    .await;
+    version.filter(|_| acked)
+}
+
+async fn history(c: &mut Client, sensor: i32) -> Vec<SetpointChangeEntry> {
+    c.send(&format!(r#"{{"type":"setpoint_history","sensor":{sensor}}}"#))
+        .await;
+    c.until(|m| match m {
+        ServerMessage::SetpointHistory(h) if h.sensor == sensor => Some(h.changes.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// The decisions a new client gets as history: (sensor, t_ms, command).
+async fn decision_backfill(c: &mut Client) -> Vec<(i32, TimeMs)> {
+    let mut got = Vec::new();
+    while let Some(m) = c.next_within(Duration::from_millis(500)).await {
+        match m {
+            ServerMessage::Decisions(b) if b.backfill => {
+                got.extend(b.items.iter().map(|d| (d.sensor, d.t_ms)))
+            }
+            ServerMessage::Readings(b) if !b.backfill => break,
+            _ => {}
+        }
+    }
+    got
+}
+
+fn summary(changes: &[SetpointChangeEntry]) -> Vec<(u64, String, Option<f64>, f64)> {
+    changes
+        .iter()
+        .map(|e| {
+            (
+                e.version,
+                e.author.clone(),
+                e.from.map(|f| f.desired),
+                e.to.desired,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_setpoints_versions_change_history_and_heater_periods() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let server = Server::start(&dir, "first");
+    let mut alice = connect(server.addr, Some(ALICE), None).await.expect("connects");
+    let h = hello(alice.next().await);
+    assert!(h.can_write);
+    // Seeding runs beside the bridge's start: the seed is in `hello` or follows it.
+    let seeded = match h.setpoints.iter().find(|s| s.sensor == 1) {
+        Some(s) => s.clone(),
+        None => {
+            alice
+                .until(|m| match m {
+                    ServerMessage::Setpoint(s) if s.sensor == 1 => Some(s.clone()),
+                    _ => None,
+                })
+                .await
+        }
+    };
+    assert_eq!(seeded.author.as_deref(), Some("simulator"));
+    // Far above the room: the heater turns On, a period that must be there after the restart.
+    let v_alice = write(&mut alice, "a1", 1, 60.0, Some(seeded.version))
+        .await
+        .expect("alice's write");
+    let mut bob = connect(server.addr, Some(BOB), None).await.expect("connects");
+    hello(bob.next().await);
+    let v_bob = write(&mut bob, "b1", 1, 61.0, Some(v_alice))
+        .await
+        .expect("bob's write");
+    alice
+        .until(|m| {
+            matches!(m, ServerMessage::Decision(d) if d.sensor == 1 && d.setpoint_version == v_bob)
+                .then_some(())
+        })
+        .await;
+    let before = summary(&history(&mut alice, 1).await);
+    assert_eq!(
+        before,
+        vec![
+            (seeded.version, "simulator".into(), None, seeded.desired),
+            (v_alice, "alice".into(), Some(seeded.desired), 60.0),
+            (v_bob, "bob".into(), Some(60.0), 61.0),
+        ]
+    );
+    let (_, _, metrics) = common::http_get(server.addr, "/metrics").await;
+    let first_log_path = server.stderr.clone();
+    let stopped_at = setpoint_now();
+    assert!(server.stop().success(), "a clean exit");
+
+    let server = Server::start(&dir, "second");
+    let mut reader = connect(server.addr, None, None).await.expect("connects");
+    let h = hello(reader.next().await);
+    let sp = h.setpoints.iter().find(|s| s.sensor == 1).expect("kept");
+    assert_eq!(
+        (sp.version, sp.desired, sp.author.as_deref()),
+        (v_bob, 61.0, Some("bob"))
+    );
+    let decisions = decision_backfill(&mut reader).await;
+    assert!(
+        decisions.iter().any(|&(s, t)| s == 1 && t < stopped_at),
+        "heater periods from before the restart are in the backfill: {decisions:?}"
+    );
+    assert_eq!(
+        summary(&history(&mut reader, 1).await),
+        before,
+        "the change history is kept"
+    );
+    assert_eq!(
+        history(&mut reader, 2).await.len(),
+        1,
+        "the simulator did not seed a sensor that has a setpoint"
+    );
+    println!("restart: URL printed {:?} after the start", server.started_in);
+    let logs = read(&first_log_path) + &server.log();
+    for secret in [ALICE, BOB] {
+        assert!(!logs.contains(secret), "a token secret is in the logs");
+        assert!(!metrics.contains(secret), "a token secret is in the metrics");
+    }
+    assert!(
+        logs.contains("alice") && logs.contains("bob"),
+        "token names are logged"
+    );
+    assert!(server.stop().success());
+}
+
+fn setpoint_now() -> TimeMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as TimeMs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_right_after_acknowledged_writes_loses_none_of_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let server = Server::start(&dir, "first");
+    let mut c = connect(server.addr, Some(ALICE), None).await.expect("connects");
+    hello(c.next().await);
+    let mut acked: Vec<(i32, u64, f64)> = Vec::new();
+    let started = Instant::now();
+    for i in 0..20 {
+        let (sensor, desired) = (1 + i % 2, 30.0 + f64::from(i));
+        // No base version: each write replaces whatever is in force.
+        let mut attempt = 0;
+        let version = loop {
+            if let Some(v) = write(&mut c, &format!("w{i}-{attempt}"), sensor, desired, None).await {
+                break v;
+            }
+            // Refused by the rate limit (5/s, burst 10): wait and try again.
+            attempt += 1;
+            assert!(attempt < 50, "write {i} never acknowledged");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        acked.push((sensor, version, desired));
+    }
+    let writing = started.elapsed();
+    server.kill_9();
+
+    let server = Server::start(&dir, "second");
+    let mut reader = connect(server.addr, None, None).await.expect("connects");
+    let h = hello(reader.next().await);
+    for sensor in [1, 2] {
+        let last = acked.iter().rev().find(|a| a.0 == sensor).expect("written");
+        let sp = h.setpoints.iter().find(|s| s.sensor == sensor).expect("kept");
+        assert_eq!((sp.version, sp.desired), (last.1, last.2), "sensor {sensor}");
+        let kept: Vec<(u64, f64)> = history(&mut reader, sensor)
+            .await
+            .iter()
+            .map(|e| (e.version, e.to.desired))
+            .collect();
+        for a in acked.iter().filter(|a| a.0 == sensor) {
+            assert!(
+                kept.contains(&(a.1, a.2)),
+                "acknowledged {a:?} lost after kill -9: {kept:?}"
+            );
+        }
+    }
+    println!(
+        "kill -9: {} acknowledged writes in {writing:?}, all {} back after a restart in {:?}",
+        acked.len(),
+        acked.len(),
+        server.started_in
+    );
+    assert!(server.stop().success());
+}
+
+/// Starts on `dir` expecting a refusal; returns the error output.
+fn refused(dir: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["run", "--listen", "127.0.0.1:0", "--sensors", "1"])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success(), "must not start");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_damaged_or_emptied_data_file_is_refused_with_its_name() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join(setpoint::bus::store::FILE_NAME);
+    for (what, bytes) in [("garbage", vec![0xAB_u8; 64 * 1024]), ("empty", Vec::new())] {
+        std::fs::write(&file, &bytes).expect("write");
+        let err = refused(tmp.path());
+        assert!(
+            err.contains("damaged") && err.contains(&file.display().to_string()),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&file).expect("still there"),
+            bytes,
+            "{what}: left untouched"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_directory_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let first = Server::start(&dir, "first");
+    let err = refused(&dir);
+    assert!(
+        err.contains("another setpoint process") && err.contains(&dir.display().to_string()),
+        "{err}"
+    );
+    // The first one is unaffected.
+    let mut c = connect(first.addr, None, None).await.expect("still serving");
+    hello(c.next().await);
+    assert!(first.stop().success());
+}
