@@ -18,9 +18,11 @@ pub enum Bench {
     Kafka,
     /// WebSocket fan-out to many browsers
     Fanout,
+    /// a new browser's history: 200 sensors × 15 min of readings and decisions
+    Backfill,
     /// the built dashboard in headless Chromium
     Dashboard,
-    /// a seconds-long pipeline run for CI that fails only on gross regressions
+    /// seconds-long pipeline and backfill runs for CI that fail only on gross regressions
     Smoke,
 }
 
@@ -30,6 +32,7 @@ pub fn bench(which: Bench) -> Result {
         Bench::Wasm => wasm(),
         Bench::Pipeline => run(release_bin("setpoint-bench")),
         Bench::Kafka => run(release_bin("kafka")),
+        Bench::Backfill => run(release_bin("backfill")),
         Bench::Fanout => {
             // The fan-out harness starts the release server as a child; it does not build it.
             run(cargo().args(["build", "--release", "-p", "setpoint"]))?;
@@ -48,9 +51,14 @@ pub fn bench(which: Bench) -> Result {
                 "dashboard_bench",
             ]))
         }
-        Bench::Smoke => run(release_bin("setpoint-bench")
-            .env("BENCH_SECS", "1")
-            .env("BENCH_ASSERT", "1")),
+        Bench::Smoke => {
+            run(release_bin("setpoint-bench")
+                .env("BENCH_SECS", "1")
+                .env("BENCH_ASSERT", "1"))?;
+            run(release_bin("backfill")
+                .env("BENCH_RUNS", "3")
+                .env("BENCH_ASSERT", "1"))
+        }
     }
 }
 

@@ -601,4 +601,86 @@ mod tests {
         assert_eq!(got, vec![(0, 9), (1, 10), (2, 8)]);
         assert_eq!(c.lost(), 0);
     }
+
+    #[tokio::test]
+    async fn start_at_a_time_reads_from_the_first_record_appended_then() {
+        let bus = EmbeddedBus::new(100);
+        bus.publish(vec![reading(1, 1), reading(1, 2)]).await.expect("publish");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let t = now_ms();
+        bus.publish(vec![reading(1, 3)]).await.expect("publish");
+        let mut c = bus
+            .subscribe::<SensorReading>(StartAt::Time(t), None)
+            .expect("subscribe");
+        let got: Vec<i64> = c.try_batch(10).expect("read").iter().map(|r| r.value.t_ms).collect();
+        assert_eq!(got, vec![3]);
+        let mut future = bus
+            .subscribe::<SensorReading>(StartAt::Time(t + 60_000), None)
+            .expect("subscribe");
+        assert!(future.try_batch(10).expect("read").is_empty(), "nothing yet");
+    }
+
+    #[tokio::test]
+    async fn a_reopened_bus_has_its_tables_and_the_events_within_the_age_limit() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let keep_all = Retention {
+            records: 100,
+            max_age: None,
+        };
+        let bus = EmbeddedBus::open(dir.path(), keep_all).expect("opens");
+        bus.publish((1..=3).map(|v| setpoint(1, v)).collect())
+            .await
+            .expect("durable");
+        bus.publish(vec![reading(1, 10), reading(2, 11)]).await.expect("publish");
+        bus.close().expect("closes");
+        assert!(
+            bus.publish(vec![reading(1, 12)]).await.is_ok(),
+            "an event after close stays in memory only"
+        );
+        assert!(bus.publish(vec![setpoint(1, 4)]).await.is_err(), "a table record after close is refused");
+        drop(bus);
+
+        let again = EmbeddedBus::open(dir.path(), keep_all).expect("reopens");
+        let versions = |bus: &EmbeddedBus| -> Vec<u64> {
+            bus.subscribe::<SetpointChange>(StartAt::Beginning, None)
+                .expect("subscribe")
+                .try_batch(100)
+                .expect("read")
+                .iter()
+                .map(|r| r.value.version)
+                .collect()
+        };
+        assert_eq!(versions(&again), vec![1, 2, 3]);
+        let readings: Vec<i64> = again
+            .subscribe::<SensorReading>(StartAt::Beginning, None)
+            .expect("subscribe")
+            .try_batch(100)
+            .expect("read")
+            .iter()
+            .map(|r| r.value.t_ms)
+            .collect();
+        assert_eq!(readings, vec![10, 11]);
+        // New records continue the offsets.
+        again.publish(vec![setpoint(1, 4)]).await.expect("durable");
+        assert_eq!(versions(&again), vec![1, 2, 3, 4]);
+        again.close().expect("closes");
+        drop(again);
+
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let short = Retention {
+            records: 100,
+            max_age: Some(std::time::Duration::from_millis(10)),
+        };
+        let aged = EmbeddedBus::open(dir.path(), short).expect("reopens");
+        assert_eq!(versions(&aged), vec![1, 2, 3, 4], "tables are not aged out");
+        assert!(
+            aged.subscribe::<SensorReading>(StartAt::Beginning, None)
+                .expect("subscribe")
+                .try_batch(100)
+                .expect("read")
+                .is_empty(),
+            "events older than the age limit are gone"
+        );
+        aged.close().expect("closes");
+    }
 }
