@@ -240,6 +240,7 @@ async fn a_restart_keeps_setpoints_versions_change_history_and_heater_periods() 
     let stopped_at = setpoint_now();
     assert!(server.stop().success(), "a clean exit");
 
+    let restarted_at = setpoint_now();
     let server = Server::start(&dir, "second");
     let mut reader = connect(server.addr, None, None).await.expect("connects");
     let h = hello(reader.next().await);
@@ -257,6 +258,34 @@ async fn a_restart_keeps_setpoints_versions_change_history_and_heater_periods() 
         summary(&history(&mut reader, 1).await),
         before,
         "the change history is kept"
+    );
+    // The controller's memory came back too: the heater is On and stays On, so a controller that forgot
+    // would send On again with the first reading; this one sends nothing.
+    let distinct: std::collections::HashSet<_> = decisions.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        decisions.len(),
+        "a decision repeated: {decisions:?}"
+    );
+    let mut repeated: Vec<(i32, TimeMs)> = decisions
+        .iter()
+        .copied()
+        .filter(|&(s, t)| s == 1 && t >= restarted_at)
+        .collect();
+    let watch = tokio::time::Instant::now() + Duration::from_millis(1_500);
+    while let Some(m) = reader
+        .next_within(watch.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        if let ServerMessage::Decision(d) = m {
+            if d.sensor == 1 {
+                repeated.push((d.sensor, d.t_ms));
+            }
+        }
+    }
+    assert!(
+        repeated.is_empty(),
+        "commands repeated after the restart: {repeated:?}"
     );
     assert_eq!(
         history(&mut reader, 2).await.len(),

@@ -428,18 +428,32 @@ impl Bus for EmbeddedBus {
     fn subscribe<T: Payload>(
         &self,
         start: StartAt,
-        _group: Option<&str>,
+        group: Option<&str>,
     ) -> Result<EmbeddedConsumer<T>, BusError> {
         let log = self.log::<T>()?;
-        let position = match start {
-            StartAt::Beginning => 0,
-            StartAt::End => log.end(),
-            StartAt::Time(t_ms) => log.offset_at(t_ms),
+        // A group carries on where it committed (as on Kafka), so a restarted controller does not decide
+        // the retained readings again; `start` applies to a group that never committed.
+        let committed = match (&self.store, group) {
+            (Some(store), Some(group)) => store
+                .committed(group, T::STREAM)
+                .map_err(|e| BusError::Unavailable(e.to_string()))?,
+            _ => None,
+        };
+        let position = match (committed, start) {
+            (Some(offset), _) => offset,
+            (None, StartAt::Beginning) => 0,
+            (None, StartAt::End) => log.end(),
+            (None, StartAt::Time(t_ms)) => log.offset_at(t_ms),
+        };
+        let commits = match (&self.store, group) {
+            (Some(store), Some(group)) => Some((store.clone(), group.to_owned())),
+            _ => None,
         };
         Ok(EmbeddedConsumer {
             log,
             position,
             lost: 0,
+            commits,
         })
     }
 
@@ -448,13 +462,14 @@ impl Bus for EmbeddedBus {
     }
 }
 
-/// A consumer of one embedded log. With one process there is one member per group, so committing only
-/// acknowledges: a restarted role starts where its stream tells it to (tables from the beginning, events
-/// from the end or a time).
+/// A consumer of one embedded log. With one process there is one member per group; with a store, a group's
+/// commits are kept, so a restarted role carries on where it left off.
 pub struct EmbeddedConsumer<T> {
     log: Arc<Log<T>>,
     position: Offset,
     lost: u64,
+    /// Where a group's commits go, with a store.
+    commits: Option<(Store, String)>,
 }
 
 impl<T: Payload> EmbeddedConsumer<T> {
@@ -492,6 +507,9 @@ impl<T: Payload> Consumer<T> for EmbeddedConsumer<T> {
     }
 
     fn commit(&mut self) -> Result<(), BusError> {
+        if let Some((store, group)) = &self.commits {
+            store.commit_offset(group, self.log.stream, self.position);
+        }
         Ok(())
     }
 
@@ -605,14 +623,21 @@ mod tests {
     #[tokio::test]
     async fn start_at_a_time_reads_from_the_first_record_appended_then() {
         let bus = EmbeddedBus::new(100);
-        bus.publish(vec![reading(1, 1), reading(1, 2)]).await.expect("publish");
+        bus.publish(vec![reading(1, 1), reading(1, 2)])
+            .await
+            .expect("publish");
         std::thread::sleep(std::time::Duration::from_millis(5));
         let t = now_ms();
         bus.publish(vec![reading(1, 3)]).await.expect("publish");
         let mut c = bus
             .subscribe::<SensorReading>(StartAt::Time(t), None)
             .expect("subscribe");
-        let got: Vec<i64> = c.try_batch(10).expect("read").iter().map(|r| r.value.t_ms).collect();
+        let got: Vec<i64> = c
+            .try_batch(10)
+            .expect("read")
+            .iter()
+            .map(|r| r.value.t_ms)
+            .collect();
         assert_eq!(got, vec![3]);
         let mut future = bus
             .subscribe::<SensorReading>(StartAt::Time(t + 60_000), None)
@@ -631,13 +656,18 @@ mod tests {
         bus.publish((1..=3).map(|v| setpoint(1, v)).collect())
             .await
             .expect("durable");
-        bus.publish(vec![reading(1, 10), reading(2, 11)]).await.expect("publish");
+        bus.publish(vec![reading(1, 10), reading(2, 11)])
+            .await
+            .expect("publish");
         bus.close().expect("closes");
         assert!(
             bus.publish(vec![reading(1, 12)]).await.is_ok(),
             "an event after close stays in memory only"
         );
-        assert!(bus.publish(vec![setpoint(1, 4)]).await.is_err(), "a table record after close is refused");
+        assert!(
+            bus.publish(vec![setpoint(1, 4)]).await.is_err(),
+            "a table record after close is refused"
+        );
         drop(bus);
 
         let again = EmbeddedBus::open(dir.path(), keep_all).expect("reopens");

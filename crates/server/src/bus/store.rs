@@ -35,6 +35,8 @@ pub const FILE_NAME: &str = "setpoint.redb";
 /// Marks a file as ours, and its layout version.
 const FORMAT: &[u8] = b"setpoint-store-1";
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Consumer groups' committed positions, `group/stream` → next offset (Kafka's `__consumer_offsets`).
+const OFFSETS: TableDefinition<&str, u64> = TableDefinition::new("offsets");
 
 /// A record as stored: offset, append time, encoded value.
 pub type Encoded = (Offset, TimeMs, Vec<u8>);
@@ -81,6 +83,8 @@ enum Op {
         stream: StreamKind,
         offsets: Vec<Offset>,
     },
+    /// A consumer group's position in a stream.
+    Commit { key: String, offset: Offset },
     /// Commits what is queued and reports; with `close`, the thread then stops.
     Sync {
         reply: Sender<Result<(), String>>,
@@ -235,6 +239,32 @@ impl Store {
         let _ = self.ops.send(Op::Truncate { stream, below });
     }
 
+    /// Records a consumer group's position in `stream`, with the next commit.
+    pub fn commit_offset(&self, group: &str, stream: StreamKind, offset: Offset) {
+        let _ = self.ops.send(Op::Commit {
+            key: offset_key(group, stream),
+            offset,
+        });
+    }
+
+    /// The position a consumer group committed in `stream`, if any.
+    pub fn committed(&self, group: &str, stream: StreamKind) -> Result<Option<Offset>, StoreError> {
+        let damaged = |e: redb::Error| StoreError::Damaged {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        };
+        let read = self.db.begin_read().map_err(|e| damaged(e.into()))?;
+        let t = match read.open_table(OFFSETS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(damaged(e.into())),
+        };
+        let value = t
+            .get(offset_key(group, stream).as_str())
+            .map_err(|e| damaged(e.into()))?;
+        Ok(value.map(|v| v.value()))
+    }
+
     /// Keeps only `offsets` of `stream` (up to the largest of them): a compaction.
     pub fn keep(&self, stream: StreamKind, offsets: Vec<Offset>) {
         let _ = self.ops.send(Op::Keep { stream, offsets });
@@ -258,6 +288,10 @@ impl Store {
         }
         result
     }
+}
+
+fn offset_key(group: &str, stream: StreamKind) -> String {
+    format!("{group}/{stream:?}")
 }
 
 fn write_loop(db: &Database, path: &Path, ops: Receiver<Op>) {
@@ -324,6 +358,10 @@ fn commit(db: &Database, batch: &mut [Op]) -> Result<(), redb::Error> {
                 let keep: std::collections::HashSet<Offset> = offsets.iter().copied().collect();
                 let mut t = write.open_table(table(*stream))?;
                 t.retain_in(..=last, |offset, _| keep.contains(&offset))?;
+            }
+            Op::Commit { key, offset } => {
+                let mut t = write.open_table(OFFSETS)?;
+                t.insert(key.as_str(), *offset)?;
             }
             Op::Sync { .. } => {}
         }
