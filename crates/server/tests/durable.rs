@@ -220,9 +220,11 @@ async fn a_restart_keeps_setpoints_versions_change_history_and_heater_periods() 
     let v_bob = write(&mut bob, "b1", 1, 61.0, Some(v_alice))
         .await
         .expect("bob's write");
+    // The heater turns On under Alice's setpoint or, if no reading fell between the two writes, Bob's.
+    let on = setpoint_control::Command::On;
     alice
         .until(|m| {
-            matches!(m, ServerMessage::Decision(d) if d.sensor == 1 && d.setpoint_version == v_bob)
+            matches!(m, ServerMessage::Decision(d) if d.sensor == 1 && d.command == on && d.setpoint_version >= v_alice)
                 .then_some(())
         })
         .await;
