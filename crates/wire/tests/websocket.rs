@@ -206,3 +206,47 @@ fn token_syntax_is_the_shared_rule() {
     }
     assert_eq!((SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX), ("setpoint.v1", "token."));
 }
+
+#[test]
+fn history_messages_have_their_documented_shapes() {
+    assert_eq!(
+        ClientMessage::from_json(r#"{"type":"setpoint_history","sensor":3}"#),
+        Ok(ClientMessage::SetpointHistory { sensor: 3 })
+    );
+    let entry = SetpointChangeEntry {
+        version: 2,
+        author: "alice".into(),
+        t_ms: 10,
+        from: Some(Setpoint::new(20.0, 1.0, 1.0)),
+        to: Setpoint::new(21.0, 1.0, 1.0),
+    };
+    let history = ServerMessage::SetpointHistory(SetpointHistoryMsg {
+        sensor: 3,
+        changes: vec![entry.clone()],
+    });
+    round_trip(history.clone());
+    assert_eq!(
+        serde_json::to_value(&history).expect("json"),
+        serde_json::json!({"type": "setpoint_history", "sensor": 3, "changes": [{
+            "version": 2, "author": "alice", "t_ms": 10,
+            "from": {"desired": 20.0, "up_delta": 1.0, "down_delta": 1.0},
+            "to": {"desired": 21.0, "up_delta": 1.0, "down_delta": 1.0}}]})
+    );
+    let d = Decision {
+        sensor: 3,
+        t_ms: 5,
+        temperature: 18.0,
+        command: Command::On,
+        setpoint_version: 2,
+        cause: DecisionCause::Band,
+    };
+    round_trip(ServerMessage::Decisions(DecisionsBatch {
+        items: vec![d],
+        backfill: true,
+    }));
+    // The author travels with a setpoint, and is omitted when unknown (older bridges, other tools).
+    let mut sp = SetpointMsg::new(3, &Setpoint::new(21.0, 1.0, 1.0), 2, Some(10));
+    assert!(!ServerMessage::Setpoint(sp.clone()).to_json().contains("author"));
+    sp.author = Some("alice".into());
+    round_trip(ServerMessage::Setpoint(sp));
+}
