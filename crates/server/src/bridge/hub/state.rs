@@ -37,7 +37,7 @@ use setpoint_wire::ws::{
 
 use crate::bus::SetpointChange;
 
-/// Most readings in one backfill frame, so a large history arrives in digestible pieces.
+/// Most readings (or decisions) in one frame, so a large history or a replay arrives in digestible pieces.
 const BACKFILL_FRAME_ITEMS: usize = 5_000;
 
 /// A published write whose record has not come back from the bus after this long is answered
@@ -272,7 +272,11 @@ impl HubState {
                 ring.pop_front();
             }
         }
-        self.outputs.push(Output::Readings(items));
+        // A replay (a bridge starting on a backlog) can flush many readings at once: split them so no frame
+        // outgrows the transport's write buffer.
+        for chunk in items.chunks(BACKFILL_FRAME_ITEMS) {
+            self.outputs.push(Output::Readings(chunk.to_vec()));
+        }
     }
 
     pub fn on_decision(&mut self, decision: Decision) {

@@ -526,3 +526,23 @@ fn records_from_the_stream_are_numbered_alike_by_every_bridge() {
     );
     assert_eq!(hub.stats().setpoints, 2);
 }
+
+#[test]
+fn a_large_flush_is_split_into_frames_of_bounded_size() {
+    // A bridge starting on a backlog flushes a replay at once; one 10 MB frame would overflow the
+    // transport's write buffer and cut every client off.
+    let mut hub = hub();
+    for t in 0..12_000 {
+        hub.on_reading(reading(1 + (t % 7) as i32, t));
+    }
+    hub.flush();
+    let sizes: Vec<usize> = hub
+        .take_outputs()
+        .iter()
+        .filter_map(|o| match o {
+            Output::Readings(items) => Some(items.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sizes, vec![5_000, 5_000, 2_000]);
+}
