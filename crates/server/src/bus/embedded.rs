@@ -358,22 +358,31 @@ impl EmbeddedBus {
                 let Some(logs) = logs.upgrade() else {
                     return;
                 };
-                let cutoff = retention
-                    .max_age
-                    .map(|age| now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
-                let all: Vec<Arc<dyn Prune>> = logs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .values()
-                    .map(|(_, p)| Arc::clone(p))
-                    .collect();
-                drop(logs);
-                for log in all {
-                    log.prune(cutoff);
-                }
+                let bus = EmbeddedBus {
+                    logs,
+                    retention,
+                    store: None,
+                };
+                bus.prune();
             });
         if let Err(e) = spawned {
             tracing::warn!("old records will not be pruned: cannot start the retention thread: {e}");
+        }
+    }
+
+    /// Drops the events older than the age limit, and deletes from the store what the logs no longer hold
+    /// (aged out, or pushed out by the record bound).
+    fn prune(&self) {
+        let cutoff = self.cutoff();
+        let all: Vec<Arc<dyn Prune>> = self
+            .logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|(_, p)| Arc::clone(p))
+            .collect();
+        for log in all {
+            log.prune(cutoff);
         }
     }
 
@@ -712,5 +721,54 @@ mod tests {
             "events older than the age limit are gone"
         );
         aged.close().expect("closes");
+    }
+
+    #[tokio::test]
+    async fn pruning_deletes_aged_and_excess_events_from_the_data_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let three = Retention {
+            records: 3,
+            max_age: None,
+        };
+        let bus = EmbeddedBus::open(dir.path(), three).expect("opens");
+        bus.publish((0..5).map(|t| reading(1, t)).collect())
+            .await
+            .expect("publish");
+        bus.prune();
+        bus.close().expect("closes");
+        drop(bus);
+        let roomy = Retention {
+            records: 100,
+            max_age: None,
+        };
+        let times = |bus: &EmbeddedBus| -> Vec<i64> {
+            bus.subscribe::<SensorReading>(StartAt::Beginning, None)
+                .expect("subscribe")
+                .try_batch(100)
+                .expect("read")
+                .iter()
+                .map(|r| r.value.t_ms)
+                .collect()
+        };
+        let again = EmbeddedBus::open(dir.path(), roomy).expect("reopens");
+        assert_eq!(times(&again), vec![2, 3, 4], "the record bound reached the disk");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let aged = EmbeddedBus {
+            retention: Retention {
+                records: 100,
+                max_age: Some(std::time::Duration::from_millis(10)),
+            },
+            ..again.clone()
+        };
+        aged.prune();
+        assert!(times(&again).is_empty(), "aged out in memory");
+        again.close().expect("closes");
+        drop((again, aged));
+        let last = EmbeddedBus::open(dir.path(), roomy).expect("reopens");
+        assert!(
+            times(&last).is_empty(),
+            "and on disk, even for a reader without an age limit"
+        );
+        last.close().expect("closes");
     }
 }
