@@ -103,6 +103,68 @@ fn artifact(name: &str) -> PathBuf {
     root().join("tests/artifacts").join(name)
 }
 
+/// Commits `desired` on sensor 1's card and waits until it is saved and the heater shows `badge`.
+async fn write_and_see_the_heater(s: &Session, desired: f64, badge: &str) {
+    set_input(s, &card(1, ".num-desired"), (desired * 2.0).round() / 2.0, true).await;
+    s.wait_for("saved", PATIENCE, async |s| {
+        s.text_of(&card(1, ".save-status"))
+            .await
+            .filter(|t| t.contains("saved"))
+    })
+    .await
+    .expect("saved");
+    s.wait_for(&format!("heater {badge}"), PATIENCE, async |s| {
+        s.text_of(&card(1, ".heater-badge")).await.filter(|t| t == badge)
+    })
+    .await
+    .expect("the heater follows the new band");
+}
+
+/// One heater decision as the page shows it: (sensor, event time, "ON"/"OFF").
+type Switch = (i64, i64, String);
+
+/// The decision log's rows, from their `data-*` attributes.
+async fn logged_decisions(s: &Session) -> Vec<Switch> {
+    let rows = s
+        .execute(
+            "return [...document.querySelectorAll('#decision-log tr.log-row')] \
+               .map(r => [Number(r.dataset.sensor), Number(r.dataset.tMs), r.dataset.command]);",
+            vec![],
+        )
+        .await
+        .unwrap_or(Value::Null);
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            Some((
+                r.get(0)?.as_i64()?,
+                r.get(1)?.as_i64()?,
+                r.get(2)?.as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The heater switches drawn in a card's strip, from its canvas's `data-heater` (`t_ms:on|off …`).
+async fn drawn_switches(s: &Session, sensor: i64) -> Vec<Switch> {
+    let attr = s
+        .execute(
+            "const c = document.querySelector(arguments[0]); return c && c.getAttribute('data-heater');",
+            vec![json!(card(sensor as i32, "canvas"))],
+        )
+        .await
+        .unwrap_or(Value::Null);
+    attr.as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|sw| {
+            let (t, c) = sw.split_once(':')?;
+            Some((sensor, t.parse().ok()?, c.to_uppercase()))
+        })
+        .collect()
+}
+
 // Multi-threaded: the server and fantoccini's session task run beside the test body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_with_the_token_watches_previews_commits_and_sees_the_heater_follow() {
@@ -231,6 +293,128 @@ async fn without_the_token_the_dashboard_is_live_but_read_only() {
         );
     }
     s.screenshot(&artifact("dashboard-readonly.png"))
+        .await
+        .expect("screenshot");
+}
+
+/// Opens sensor 1's setpoint history and waits for a change by `author` (the token's name) in it.
+async fn history_shows(s: &Session, author: &str) -> String {
+    let toggle = s.find(&card(1, ".history-toggle")).await.expect("history toggle");
+    s.click(&toggle).await.expect("open history");
+    s.wait_for(
+        &format!("a change by {author} in the history"),
+        PATIENCE,
+        async |s| {
+            s.text_of(&card(1, ".setpoint-history"))
+                .await
+                .filter(|t| t.contains(author))
+        },
+    )
+    .await
+    .expect("history lists the author")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heater_history_and_setpoint_changes_from_before_the_page_opened_are_shown() {
+    let (addr, _stop) = start_server().await;
+    let mut driver = Driver::start().await.expect("chromedriver");
+
+    // Someone with the token switches sensor 1's heater on and then off (seconds, not the room's minutes).
+    let a = driver.session(1280, 1000).await.expect("session");
+    a.goto(&format!("http://{addr}/#token={TOKEN}"))
+        .await
+        .expect("navigate");
+    a.wait_for("connection state live", PATIENCE, async |s| {
+        s.text_of("#conn-state").await.filter(|t| t == "live")
+    })
+    .await
+    .expect("live");
+    let room = a
+        .wait_for("a live temperature on sensor 1", PATIENCE, async |s| {
+            number(s, &card(1, ".current-temp")).await
+        })
+        .await
+        .expect("temperature");
+    write_and_see_the_heater(&a, room + 10.0, "ON").await;
+    // The history names who made the change (the server's answer), and a change made while it is open is
+    // added to it (the live broadcast).
+    let listed = history_shows(&a, "admin").await;
+    assert!(listed.contains('→'), "from → to: {listed}");
+    write_and_see_the_heater(&a, room - 10.0, "OFF").await;
+    a.wait_for("the second change in the open history", PATIENCE, async |s| {
+        s.text_of(&card(1, ".setpoint-history"))
+            .await
+            .filter(|t| t.matches("admin").count() >= 2)
+    })
+    .await
+    .expect("live change listed");
+    let before: Vec<Switch> = a
+        .wait_for("both switches of sensor 1 in the log", PATIENCE, async |s| {
+            let rows = logged_decisions(s).await;
+            let ones = rows.iter().filter(|r| r.0 == 1).count();
+            (ones >= 2).then_some(rows)
+        })
+        .await
+        .expect("decisions logged");
+    a.close().await.expect("close");
+
+    // A new reader opens the page afterwards: no token, a fresh browser, nothing live of the above.
+    let b = driver.session(1280, 1000).await.expect("session");
+    b.goto(&format!("http://{addr}/")).await.expect("navigate");
+    b.wait_for("read-only state", PATIENCE, async |s| {
+        s.text_of("#conn-state").await.filter(|t| t == "read-only")
+    })
+    .await
+    .expect("read-only");
+    let opened = b
+        .execute("return performance.timeOrigin", vec![])
+        .await
+        .expect("script")
+        .as_f64()
+        .expect("a time") as i64;
+    assert!(
+        before.iter().all(|(_, t, _)| *t < opened),
+        "the fixture: every decision above was made before the page opened"
+    );
+
+    // Every decision the first page saw is in the new page's log, once.
+    let logged = b
+        .wait_for("the earlier decisions in the log", PATIENCE, async |s| {
+            let rows = logged_decisions(s).await;
+            before.iter().all(|d| rows.contains(d)).then_some(rows)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: saw {before:?}"));
+    let mut keys: Vec<_> = logged.iter().map(|(s, t, _)| (*s, *t)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), logged.len(), "no row twice: {logged:?}");
+
+    // And in sensor 1's heater strip: both switches, made before the page existed, are drawn.
+    let ones: Vec<Switch> = before.iter().filter(|d| d.0 == 1).cloned().collect();
+    let drawn = b
+        .wait_for(
+            "sensor 1's earlier switches in its heater strip",
+            PATIENCE,
+            async |s| {
+                let drawn = drawn_switches(s, 1).await;
+                ones.iter().all(|d| drawn.contains(d)).then_some(drawn)
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}: expected {ones:?}"));
+    assert!(
+        drawn.iter().filter(|(_, t, _)| *t < opened).count() >= 2,
+        "more than the last command: {drawn:?}"
+    );
+
+    // A reader may ask for the change history too; the changes made before it came are attributed.
+    let listed = history_shows(&b, "admin").await;
+    assert!(
+        listed.matches("admin").count() >= 2,
+        "both writes are listed: {listed}"
+    );
+    b.screenshot(&artifact("dashboard-history.png"))
         .await
         .expect("screenshot");
 }

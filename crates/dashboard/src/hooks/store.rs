@@ -10,7 +10,6 @@ use std::cell::{Ref, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use setpoint_wire::ws::ClientMessage;
 use yew::prelude::*;
 
 use crate::model::{Action, Model};
@@ -67,15 +66,12 @@ impl Store {
         self.0.model.borrow()
     }
 
-    /// Applies `action` and sends the writes it released; one the socket refuses is reported on its card.
+    /// Applies `action` and sends the messages it released; one the socket refuses is reported on its card.
     pub fn dispatch(&self, action: Action) {
         let out = self.0.model.borrow_mut().dispatch(action);
         for msg in out {
-            if let (Err(why), ClientMessage::SetSetpoint(req)) = (self.0.socket.send(&msg), &msg) {
-                self.dispatch(Action::SendFailed {
-                    sensor: req.sensor,
-                    why,
-                });
+            if let Err(why) = self.0.socket.send(&msg) {
+                self.dispatch(Action::SendFailed { msg, why });
             }
         }
     }

@@ -29,19 +29,22 @@ pub enum Action {
     Commit { sensor: SensorId, now: f64 },
     /// The user abandoned a draft.
     Revert { sensor: SensorId },
-    /// A write could not be handed to the socket; `why` is shown on the card.
-    SendFailed { sensor: SensorId, why: String },
+    /// The user opened or closed a card's setpoint history.
+    ToggleHistory { sensor: SensorId },
+    /// A message the reducer released could not be handed to the socket; `why` is shown where it was for.
+    SendFailed { msg: ClientMessage, why: String },
     /// Housekeeping, once per animation frame (once a second in a background tab): release the writes whose
     /// debounce has passed, judge settled cross-check events, time out unanswered writes.
     Tick { now: f64 },
 }
 
-/// What one action touched; [`Model::dispatch`] turns it into revision bumps.
+/// What one action touched, which [`Model::dispatch`] turns into revision bumps, and the messages it released.
 #[derive(Debug, Default)]
 pub(super) struct Changes {
     model: bool,
     all_sensors: bool,
     sensors: Vec<SensorId>,
+    send: Vec<ClientMessage>,
 }
 
 impl Changes {
@@ -64,11 +67,17 @@ impl Changes {
         self.model = true;
         self.all_sensors = true;
     }
+
+    /// A message for the server, returned by [`Model::dispatch`] for the caller to send.
+    pub(super) fn send(&mut self, msg: ClientMessage) {
+        self.send.push(msg);
+    }
 }
 
 impl Model {
-    /// The reducer: applies `action` and bumps the revisions of what it changed. Returns the writes it
-    /// released, for the caller to send (see [`Action::SendFailed`] for one that cannot be).
+    /// The reducer: applies `action` and bumps the revisions of what it changed. Returns the messages it
+    /// released (writes, history requests), for the caller to send (see [`Action::SendFailed`] for one that
+    /// cannot be).
     pub fn dispatch(&mut self, action: Action) -> Vec<ClientMessage> {
         let mut changes = Changes::default();
         let mut out = Vec::new();
@@ -79,7 +88,12 @@ impl Model {
             Action::Edit { sensor, field, value } => self.edit_draft(sensor, field, value, &mut changes),
             Action::Commit { sensor, now } => self.request_commit(sensor, now),
             Action::Revert { sensor } => self.revert(sensor, &mut changes),
-            Action::SendFailed { sensor, why } => self.send_failed(sensor, &why, &mut changes),
+            Action::ToggleHistory { sensor } => self.toggle_history(sensor, &mut changes),
+            Action::SendFailed { msg, why } => match msg {
+                ClientMessage::SetSetpoint(req) => self.send_failed(req.sensor, &why, &mut changes),
+                ClientMessage::SetpointHistory { sensor } => self.history_failed(sensor, &why, &mut changes),
+                ClientMessage::Subscribe { .. } => {}
+            },
             Action::Tick { now } => {
                 out = self.release_due_commits(now, &mut changes);
                 if self.crosscheck.settle(now) {
@@ -88,6 +102,7 @@ impl Model {
                 self.time_out_writes(now, &mut changes);
             }
         }
+        out.append(&mut changes.send);
         self.bump(changes);
         out
     }

@@ -3,6 +3,9 @@
 //! Kept apart from the DOM so the rules a user relies on are testable: a draft survives a conflict so it can be
 //! retried, a commit is validated by the control crate's `Limits` before it is sent (the same function the server
 //! runs), and a write in flight when the connection drops is reported as lost rather than left "pending" forever.
+//!
+//! Over 400 lines on purpose: about half is its tests, which walk every order in which an answer (`ack`,
+//! `conflict`, `unconfirmed`, a setpoint update, a lost connection) can reach a pending write.
 
 use setpoint_control::{Limits, SensorId, Setpoint, SetpointField};
 use setpoint_wire::ws::{ErrorCode, ErrorMsg, SetSetpoint, SetpointMsg};
@@ -59,6 +62,9 @@ pub enum SaveStatus {
     Pending { request_id: String, sent_at: f64 },
     /// Acknowledged by the server.
     Saved,
+    /// The server saved the write but could not yet confirm it took effect (`unconfirmed`); the outcome
+    /// arrives as a `setpoint` update: ours (→ saved) or someone else's that won (→ conflict).
+    Unconfirmed,
     /// Refused by the server or lost; the text says why.
     Failed(String),
     /// Someone else changed the setpoint first; `current` is what is in force now. The draft is kept.
@@ -73,6 +79,7 @@ impl SaveStatus {
             SaveStatus::Invalid(m) => format!("not sent: {m}"),
             SaveStatus::Pending { .. } => "pending…".to_owned(),
             SaveStatus::Saved => "saved".to_owned(),
+            SaveStatus::Unconfirmed => "saved; waiting for it to take effect…".to_owned(),
             SaveStatus::Failed(m) => format!("error: {m}"),
             SaveStatus::Conflict { current } => format!(
                 "conflict: someone else set {} (+{}/−{}) — your draft is kept; save again to overwrite",
@@ -226,14 +233,41 @@ impl Editor {
                     current: current.clone(),
                 }
             }
+            (ErrorCode::Unconfirmed, _) => SaveStatus::Unconfirmed,
             (code, _) => SaveStatus::Failed(explain(code, &err.message)),
         };
         true
     }
 
+    /// Settles an [`SaveStatus::Unconfirmed`] write against the setpoint in force: our value in force (or the
+    /// draft already gone because it landed) means it took effect; a different value newer than the write's
+    /// base means another write won — the same as a conflict, draft kept. Anything else: still waiting.
+    pub fn settle_unconfirmed(&mut self, in_force: Option<&SetpointMsg>) {
+        if self.status != SaveStatus::Unconfirmed {
+            return;
+        }
+        let Some(draft) = self.draft else {
+            self.status = SaveStatus::Saved;
+            return;
+        };
+        let Some(current) = in_force else { return };
+        if current.setpoint() == draft {
+            self.draft = None;
+            self.base_version = None;
+            self.status = SaveStatus::Saved;
+        } else if self.base_version.is_none_or(|base| current.version > base) {
+            self.base_version = Some(current.version);
+            self.status = SaveStatus::Conflict {
+                current: current.clone(),
+            };
+        }
+    }
+
     /// A new setpoint is in force. Once it matches the draft (our write landed), the draft is dropped; an
-    /// unrelated change leaves a draft alone — saving it will then report the conflict.
+    /// unrelated change leaves a draft alone — saving it will then report the conflict (or, for a write the
+    /// server could not confirm, this change is its outcome).
     pub fn on_setpoint(&mut self, msg: &SetpointMsg) {
+        self.settle_unconfirmed(Some(msg));
         if self.draft == Some(msg.setpoint()) {
             self.draft = None;
             self.base_version = None;
@@ -269,6 +303,7 @@ pub fn explain(code: ErrorCode, message: &str) -> String {
         ErrorCode::RateLimited => "too many changes at once; wait a moment and save again",
         ErrorCode::BrokerUnavailable => "the message bus is unavailable; the change was not saved",
         ErrorCode::Internal => "server error; save again",
+        ErrorCode::Unconfirmed => "saved, but not yet confirmed to have taken effect",
         ErrorCode::MalformedFrame
         | ErrorCode::UnknownType
         | ErrorCode::InvalidMessage
@@ -294,6 +329,7 @@ mod tests {
             down_delta: 0.5,
             version,
             t_ms: None,
+            author: None,
         }
     }
 

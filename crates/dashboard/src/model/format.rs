@@ -1,6 +1,6 @@
 //! Number and time formatting shared by the cards, the header and the log, kept pure so it is tested once.
 
-use setpoint_control::TimeMs;
+use setpoint_control::{Setpoint, TimeMs};
 
 /// A setpoint-style number: at most two decimals, at least one (`20.0`, `20.5`, `20.25`).
 pub fn num(v: f64) -> String {
@@ -15,6 +15,16 @@ pub fn num(v: f64) -> String {
 /// A temperature with its unit.
 pub fn temp(v: f64) -> String {
     format!("{} °C", num(v))
+}
+
+/// A setpoint in one short phrase: desired, then the deltas above and below (`21.0 °C +0.5/−1.0`).
+pub fn band(sp: &Setpoint) -> String {
+    format!(
+        "{} +{}/−{}",
+        temp(sp.desired),
+        num(sp.up_delta),
+        num(sp.down_delta)
+    )
 }
 
 /// Wall-clock time of an event, `HH:MM:SS.mmm`, shifted by the browser's UTC offset (minutes east of UTC).
@@ -56,6 +66,7 @@ mod tests {
         assert_eq!(num(0.1 + 0.2), "0.3");
         assert_eq!(num(f64::NAN), "—");
         assert_eq!(temp(-3.5), "-3.5 °C");
+        assert_eq!(band(&Setpoint::new(21.0, 0.5, 1.25)), "21.0 °C +0.5/−1.25");
         assert_eq!(clock(3_723_004, 0), "01:02:03.004");
         assert_eq!(clock(0, 60), "01:00:00.000");
         assert_eq!(age(400.0), "0.4 s");

@@ -2,8 +2,10 @@
 
 use std::cmp::Reverse;
 
-use setpoint_control::Decision;
-use setpoint_wire::ws::{ErrorMsg, Hello, ReadingsBatch, ServerMessage, SetpointMsg, StatusMsg};
+use setpoint_control::{Decision, TimeMs};
+use setpoint_wire::ws::{
+    DecisionsBatch, ErrorMsg, Hello, ReadingsBatch, ServerMessage, SetpointMsg, StatusMsg,
+};
 
 use crate::model::action::Changes;
 use crate::model::editor::explain;
@@ -32,15 +34,20 @@ impl Model {
             ServerMessage::Hello(h) => self.on_hello(h, now, changes),
             ServerMessage::Readings(b) => self.on_readings(b, now, changes),
             ServerMessage::Decision(d) => self.on_decision(d, changes),
+            ServerMessage::Decisions(b) => self.on_decisions(b, now, changes),
             ServerMessage::Setpoint(s) => self.on_setpoint(s, now, changes),
+            ServerMessage::SetpointHistory(h) => self.on_setpoint_history(h, changes),
             ServerMessage::Ack { request_id } => self.on_ack(&request_id, changes),
             ServerMessage::Error(e) => self.on_error(e, changes),
             ServerMessage::Status(s) => self.on_status(s, now),
         }
     }
 
-    /// Start of a (re)connection's state: setpoints, last commands and config are the server's, and the
-    /// chart history already held is kept (the backfill that follows is merged into it without duplicates).
+    /// Start of a (re)connection's state: setpoints, last commands and config are the server's. The readings
+    /// already held are kept (the backfill that follows is merged into them without duplicates); the heater
+    /// history is replaced: it restarts from the last commands here, the `decisions` backfill that follows
+    /// fills in the window, and live decisions append — so what was decided while away is neither missing nor
+    /// doubled, and nothing this tab held that the server no longer has survives.
     fn on_hello(&mut self, h: Hello, now: f64, changes: &mut Changes) {
         self.conn = ConnState::Live;
         self.can_write = h.can_write;
@@ -61,11 +68,16 @@ impl Model {
             v.editor.on_setpoint(sp);
             v.setpoint = Some(sp.clone());
         }
+        for v in self.sensors.values_mut() {
+            v.decisions.clear();
+        }
+        self.log.clear();
         for d in &h.commands {
             self.sensor_mut(d.sensor).decisions.insert(*d);
             self.log_insert(*d);
         }
         self.crosscheck.reset(h.config, &h.setpoints, &h.commands);
+        self.refresh_histories(changes);
         changes.all_sensors();
     }
 
@@ -88,20 +100,47 @@ impl Model {
         }
     }
 
+    /// A live decision. Only one new to this tab reaches the cross-check: a copy of one already held came
+    /// in `hello` or the backfill too, and the cross-check knows those already.
     fn on_decision(&mut self, d: Decision, changes: &mut Changes) {
         if self.sensor_mut(d.sensor).decisions.insert(d) {
             changes.sensor(d.sensor);
             self.log_insert(d);
+            self.crosscheck.on_server_decision(d);
         }
-        self.crosscheck.on_server_decision(d);
+    }
+
+    /// Decisions from before this connection (sent after `hello`), merged like live ones. They are history
+    /// to the cross-check, not decisions to compare: their readings are not judged here (only live readings
+    /// are), so they only bring its state forward where they are newer than what `hello` said.
+    fn on_decisions(&mut self, b: DecisionsBatch, now: f64, changes: &mut Changes) {
+        if !b.backfill {
+            b.items.into_iter().for_each(|d| self.on_decision(d, changes));
+            return;
+        }
+        let mut any = false;
+        for d in b.items {
+            if self.sensor_mut(d.sensor).decisions.insert(d) {
+                any = true;
+                self.log_insert(d);
+                self.crosscheck.on_backfill_decision(d, now);
+            }
+        }
+        if any {
+            changes.all_sensors();
+        }
     }
 
     fn on_setpoint(&mut self, s: SetpointMsg, now: f64, changes: &mut Changes) {
+        let server_now = self.server_now(now) as TimeMs;
         let v = self.sensor_mut(s.sensor);
         if v.setpoint.as_ref().is_some_and(|cur| cur.version > s.version) {
             return; // an older broadcast overtaken by a newer one
         }
         v.editor.on_setpoint(&s);
+        if let Some(list) = v.history.as_mut() {
+            list.on_live(&s, v.setpoint.as_ref(), server_now);
+        }
         v.setpoint = Some(s.clone());
         changes.sensor(s.sensor);
         self.crosscheck.on_setpoint(s, now);
@@ -133,6 +172,8 @@ impl Model {
                     }
                 }
                 v.editor.on_error(&e);
+                // An `unconfirmed` write's outcome may already be in force.
+                v.editor.settle_unconfirmed(v.setpoint.as_ref());
                 changes.sensor(v.id);
             }
             None => self.notice = Some(format!("server: {}", explain(e.code, &e.message))),
@@ -172,6 +213,10 @@ impl Model {
 
     /// Keeps the log sorted newest first and free of duplicates, whatever order decisions arrive in.
     fn log_insert(&mut self, d: Decision) {
+        let key = |e: &Decision| (e.t_ms, Reverse(e.sensor));
+        if self.log.len() >= LOG_LEN && self.log.back().is_some_and(|oldest| key(&d) < key(oldest)) {
+            return; // older than every row of a full log: a backfill mostly is
+        }
         let mut idx = 0;
         for (i, e) in self.log.iter().enumerate() {
             if e.t_ms == d.t_ms && e.sensor == d.sensor {

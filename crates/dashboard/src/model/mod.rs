@@ -9,6 +9,7 @@ mod action;
 pub mod crosscheck;
 pub mod editor;
 pub mod format;
+pub mod history;
 mod inbound;
 pub mod ring;
 pub mod sensor;

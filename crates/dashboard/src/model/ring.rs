@@ -26,7 +26,9 @@ impl Timed for Decision {
     }
 }
 
-/// Time-ordered, deduplicated, bounded by both a point count and a time span behind the newest point.
+/// Time-ordered, deduplicated, bounded by both a point count and a time span behind the newest point — plus
+/// the newest point before that span, which says what was in force where the span starts (a heater strip
+/// whose window opens between two decisions needs the older one).
 #[derive(Clone, Debug)]
 pub struct Ring<T> {
     items: VecDeque<T>,
@@ -60,9 +62,9 @@ impl<T: Timed + Copy> Ring<T> {
             Some(_) => match self.items.binary_search_by_key(&t, Timed::t_ms) {
                 Ok(_) => false,
                 Err(idx) => {
-                    if idx == 0 && (self.items.len() >= self.capacity || self.too_old(t)) {
-                        // Older than everything kept and there is no room (or it is beyond the span): it would be
-                        // evicted at once.
+                    if idx == 0 && (self.items.len() >= self.capacity || self.front_beyond_span()) {
+                        // Older than everything kept and there is no room (or a point before the span is
+                        // already kept, and newer): it would be evicted at once.
                         false
                     } else {
                         self.items.insert(idx, item);
@@ -77,25 +79,43 @@ impl<T: Timed + Copy> Ring<T> {
         inserted
     }
 
-    fn too_old(&self, t: TimeMs) -> bool {
+    fn beyond_span(&self, t: TimeMs) -> bool {
         self.items
             .back()
             .is_some_and(|last| last.t_ms().saturating_sub(t) > self.span_ms)
+    }
+
+    fn front_beyond_span(&self) -> bool {
+        self.items.front().is_some_and(|f| self.beyond_span(f.t_ms()))
     }
 
     fn evict(&mut self) {
         while self.items.len() > self.capacity {
             self.items.pop_front();
         }
-        if let Some(newest) = self.items.back().map(Timed::t_ms) {
-            while self
-                .items
-                .front()
-                .is_some_and(|f| newest.saturating_sub(f.t_ms()) > self.span_ms)
-            {
-                self.items.pop_front();
-            }
+        // Only the newest point before the span stays.
+        while self
+            .items
+            .get(1)
+            .is_some_and(|second| self.beyond_span(second.t_ms()))
+        {
+            self.items.pop_front();
         }
+    }
+
+    /// Forgets every point (a new connection's history replaces the old one).
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+
+    /// How many points are kept.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether no point is kept.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 
     /// The newest point.
@@ -170,10 +190,29 @@ mod tests {
         ring.insert(r(2_000, 0.0));
         assert_eq!(
             times(&ring),
-            vec![2_000],
-            "points more than span behind the newest go"
+            vec![9, 2_000],
+            "points more than span behind the newest go, except the newest of them"
         );
-        assert!(!ring.insert(r(500, 0.0)), "beyond the span is refused");
+        assert!(
+            !ring.insert(r(8, 0.0)),
+            "beyond the span and older than the point kept there: refused"
+        );
+        assert!(
+            ring.insert(r(500, 0.0)),
+            "a newer point before the span replaces it"
+        );
+        assert_eq!(times(&ring), vec![500, 2_000]);
+        ring.insert(r(3_500, 0.0));
+        assert_eq!(times(&ring), vec![2_000, 3_500]);
+        let mut ring = Ring::new(5, 1_000);
+        ring.insert(r(5_000, 0.0));
+        assert!(
+            ring.insert(r(1_000, 0.0)),
+            "what was in force before the span is kept"
+        );
+        assert!(!ring.insert(r(500, 0.0)), "but only the newest such point");
+        assert_eq!(times(&ring), vec![1_000, 5_000]);
+        assert_eq!(ring.before(4_000).map(|x| x.t_ms), Some(1_000));
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

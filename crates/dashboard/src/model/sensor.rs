@@ -6,6 +6,7 @@ use setpoint_control::{
 use setpoint_wire::ws::SetpointMsg;
 
 use crate::model::editor::Editor;
+use crate::model::history::ChangeList;
 use crate::model::ring::Ring;
 
 /// The longest chart window offered (15 min); history beyond it is not kept.
@@ -26,6 +27,8 @@ pub struct SensorView {
     pub decisions: Ring<Decision>,
     pub setpoint: Option<SetpointMsg>,
     pub editor: Editor,
+    /// The setpoint change history, while the user has it open.
+    pub history: Option<ChangeList>,
     /// Bumped by the reducer ([`crate::model::Model::dispatch`]) whenever anything the card shows changes,
     /// so unchanged cards skip rendering and drawing.
     pub(in crate::model) rev: u64,
@@ -40,6 +43,7 @@ impl SensorView {
             decisions: Ring::new(DECISIONS_PER_SENSOR, HISTORY_SPAN_MS),
             setpoint: None,
             editor: Editor::default(),
+            history: None,
             rev: 0,
         }
     }

@@ -15,6 +15,7 @@ use crate::model::whatif::what_if;
 use crate::ui::card_head::CardHead;
 use crate::ui::chart::{draw, ChartSpec};
 use crate::ui::setpoint_editor::SetpointEditor;
+use crate::ui::setpoint_history::SetpointHistory;
 
 #[derive(Properties, PartialEq)]
 pub struct CardProps {
@@ -175,6 +176,7 @@ pub fn Card(props: &CardProps) -> Html {
             <SetpointEditor sensor={id} shown={shown.unwrap_or(DEFAULT_SETPOINT)} committed={committed}
                 limits={props.limits} can_write={props.can_write} dirty={dirty}
                 has_draft={view.editor.draft.is_some()} status={view.editor.status.clone()} />
+            <SetpointHistory sensor={id} list={view.history.clone()} />
         </article>
     }
 }

@@ -5,10 +5,15 @@
 //! Canvas rather than SVG/DOM: a chart is redrawn up to 20 times a second and a DOM of thousands of path points
 //! per card would dominate the frame. On/Off differ in more than hue — On is hatched and labelled, Off is flat
 //! grey, markers point up (On) or down (Off) — so the strip reads without colour vision.
+//!
+//! Over 400 lines on purpose: the temperature plot and the heater strip share one time axis and one
+//! canvas, and the strip's cached hatch pattern and `data-heater` attribute live beside the code they cache.
+
+use std::cell::RefCell;
 
 use setpoint_control::{Command, Setpoint, TimeMs};
 use wasm_bindgen::JsCast;
-use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
+use web_sys::{CanvasPattern, CanvasRenderingContext2d, HtmlCanvasElement, MediaQueryList};
 
 use crate::model::format;
 use crate::model::sensor::SensorView;
@@ -68,13 +73,52 @@ pub struct ChartSpec<'a> {
     pub compact: bool,
 }
 
+thread_local! {
+    /// The colour-scheme query, made once: `matchMedia` builds a new query object per call, and every chart
+    /// draw asks.
+    static DARK_QUERY: Option<MediaQueryList> = web_sys::window()
+        .and_then(|w| w.match_media("(prefers-color-scheme: dark)").ok().flatten());
+    /// The On hatch as a pattern tile for one colour scheme and pixel ratio (`(dark, dpr, pattern)`), made
+    /// on first use.
+    static HATCH: RefCell<Option<(bool, f64, CanvasPattern)>> = const { RefCell::new(None) };
+}
+
 fn prefers_dark() -> bool {
-    web_sys::window()
-        .and_then(|w| w.match_media("(prefers-color-scheme: dark)").ok().flatten())
-        .is_some_and(|m| m.matches())
+    DARK_QUERY.with(|q| q.as_ref().is_some_and(MediaQueryList::matches))
+}
+
+/// Side of the hatch tile, in CSS pixels: the distance between two stripes.
+const HATCH_STEP: f64 = 5.0;
+
+/// A tile of `HATCH_STEP` CSS pixels square, in device pixels, with one diagonal stripe (and the corners of
+/// its neighbours, so tiles join without gaps). Filling a rectangle with it is one call, where stroking the
+/// stripes one by one inside a clip was three dozen per On stretch — on every card, every redraw.
+fn hatch_pattern(ctx: &CanvasRenderingContext2d, colour: &str, dpr: f64) -> Option<CanvasPattern> {
+    let tile: HtmlCanvasElement = web_sys::window()?
+        .document()?
+        .create_element("canvas")
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let px = (HATCH_STEP * dpr).round().max(1.0);
+    tile.set_width(px as u32);
+    tile.set_height(px as u32);
+    let t: CanvasRenderingContext2d = tile.get_context("2d").ok()??.dyn_into().ok()?;
+    t.set_stroke_style_str(colour);
+    t.set_line_width(1.5 * px / HATCH_STEP);
+    t.begin_path();
+    for (x0, y0) in [(0.0, px), (-px, px), (px, px)] {
+        t.move_to(x0, y0);
+        t.line_to(x0 + px, y0 - px);
+    }
+    t.stroke();
+    ctx.create_pattern_with_html_canvas_element(&tile, "repeat")
+        .ok()?
 }
 
 /// Draws `spec` on `canvas`, resizing its backing store to the displayed size × device pixel ratio first.
+/// The heater switches drawn are also written to the canvas's `data-heater` (`t_ms:on|off`, space-separated,
+/// oldest first), for tests and benchmarks to see what the strip holds.
 pub fn draw(canvas: &HtmlCanvasElement, spec: &ChartSpec<'_>) {
     let Some(window) = web_sys::window() else { return };
     let dpr = window.device_pixel_ratio().max(1.0);
@@ -95,15 +139,37 @@ pub fn draw(canvas: &HtmlCanvasElement, spec: &ChartSpec<'_>) {
     };
     let _ = ctx.set_transform(dpr, 0.0, 0.0, dpr, 0.0, 0.0);
     ctx.clear_rect(0.0, 0.0, css_w, css_h);
-    let p = if prefers_dark() { &DARK } else { &LIGHT };
-    Painter {
+    let dark = prefers_dark();
+    let p = if dark { &DARK } else { &LIGHT };
+    let hatch = HATCH.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.as_ref().is_none_or(|(d, r, _)| *d != dark || *r != dpr) {
+            *h = hatch_pattern(&ctx, p.on_hatch, dpr).map(|pat| (dark, dpr, pat));
+        }
+        h.as_ref().map(|(_, _, pat)| pat.clone())
+    });
+    let switches = Painter {
         ctx,
         w: css_w,
         h: css_h,
         spec,
         p,
+        hatch,
+        dpr,
     }
     .paint();
+    let mut attr = String::with_capacity(switches.len() * 18);
+    for (t, c) in &switches {
+        if !attr.is_empty() {
+            attr.push(' ');
+        }
+        attr.push_str(&t.to_string());
+        attr.push_str(if *c == Command::On { ":on" } else { ":off" });
+    }
+    // Written only when it changed (rarely: a switch entering or leaving the window).
+    if canvas.get_attribute("data-heater").as_deref() != Some(attr.as_str()) {
+        let _ = canvas.set_attribute("data-heater", &attr);
+    }
 }
 
 struct Painter<'a> {
@@ -112,6 +178,9 @@ struct Painter<'a> {
     h: f64,
     spec: &'a ChartSpec<'a>,
     p: &'static Palette,
+    /// The On hatch, in device pixels; without it (no DOM to make one), On is still orange and labelled.
+    hatch: Option<CanvasPattern>,
+    dpr: f64,
 }
 
 impl Painter<'_> {
@@ -128,7 +197,8 @@ impl Painter<'_> {
         }
     }
 
-    fn paint(&self) {
+    /// Returns the heater switches drawn.
+    fn paint(&self) -> Vec<(TimeMs, Command)> {
         let s = self.spec;
         let strip_h = if s.compact { 4.0 } else { 16.0 };
         let whatif_h = if s.whatif.is_some() && !s.compact {
@@ -144,10 +214,11 @@ impl Painter<'_> {
             self.whatif_strip(w, y, whatif_h - 2.0);
             y += whatif_h;
         }
-        self.heater_strip(y, strip_h);
+        let switches = self.heater_strip(y, strip_h);
         if !s.compact {
             self.time_axis(y + strip_h + 1.0);
         }
+        switches
     }
 
     fn plot(&self, top: f64, bottom: f64) {
@@ -231,7 +302,7 @@ impl Painter<'_> {
         ctx.stroke();
     }
 
-    fn heater_strip(&self, top: f64, h: f64) {
+    fn heater_strip(&self, top: f64, h: f64) -> Vec<(TimeMs, Command)> {
         let s = self.spec;
         let before = s.view.decisions.before(s.from).map(|d| d.command);
         let switches: Vec<(TimeMs, Command)> = s
@@ -240,81 +311,96 @@ impl Painter<'_> {
             .range(s.from, s.to)
             .map(|d| (d.t_ms, d.command))
             .collect();
-        let segs = segments(before, &switches, s.from, s.to);
-        for seg in &segs {
-            self.segment(seg, top, h, false);
-        }
+        self.strip(&segments(before, &switches, s.from, s.to), top, h, false);
         if !s.compact {
             for &(t, c) in &switches {
                 self.marker(self.x(t), top, c, true, self.p.text);
             }
         }
+        switches
     }
 
     fn whatif_strip(&self, w: &WhatIf, top: f64, h: f64) {
         let s = self.spec;
         let before = s.view.decisions.before(s.from).map(|d| d.command);
         let switches: Vec<(TimeMs, Command)> = w.decisions.iter().map(|d| (d.t_ms, d.command)).collect();
-        for seg in segments(before, &switches, s.from, s.to) {
-            self.segment(&seg, top, h, true);
-        }
+        self.strip(&segments(before, &switches, s.from, s.to), top, h, true);
         for &(t, c) in &switches {
             self.marker(self.x(t), top, c, false, self.p.whatif);
         }
     }
 
-    /// One stretch of heater state. On: orange, hatched, labelled; Off: flat grey, labelled; unknown: faint.
-    /// The what-if variant is outlined with a dashed border instead of filled solid.
-    fn segment(&self, seg: &Segment, top: f64, h: f64, whatif: bool) {
+    /// Stretches of heater state. On: orange, hatched, labelled; Off: flat grey, labelled; unknown: faint.
+    /// The what-if variant is translucent and outlined with a dashed border. All stretches of one state are
+    /// one path and one fill (plus one for the hatch): a strip holding a quarter hour of switching costs a
+    /// handful of canvas calls, not a dozen per stretch.
+    fn strip(&self, segs: &[Segment], top: f64, h: f64, whatif: bool) {
         let ctx = &self.ctx;
-        let (x0, x1) = (self.x(seg.from), self.x(seg.to));
-        let w = (x1 - x0).max(0.5);
-        let (fill, label) = match seg.command {
-            Some(Command::On) => (self.p.on, "ON"),
-            Some(Command::Off) => (self.p.off, "OFF"),
-            None => (self.p.unknown, ""),
+        let span = |seg: &Segment| {
+            let x0 = self.x(seg.from);
+            (x0, (self.x(seg.to) - x0).max(0.5))
         };
-        ctx.set_global_alpha(if whatif { 0.45 } else { 1.0 });
-        ctx.set_fill_style_str(fill);
-        ctx.fill_rect(x0, top, w, h);
-        ctx.set_global_alpha(1.0);
-        if seg.command == Some(Command::On) {
-            ctx.save();
+        if whatif {
+            ctx.set_global_alpha(0.45);
+        }
+        for (command, fill) in [
+            (None, self.p.unknown),
+            (Some(Command::Off), self.p.off),
+            (Some(Command::On), self.p.on),
+        ] {
             ctx.begin_path();
-            ctx.rect(x0, top, w, h);
-            ctx.clip();
-            ctx.set_stroke_style_str(self.p.on_hatch);
-            ctx.set_line_width(1.5);
-            ctx.begin_path();
-            let mut x = x0 - h;
-            while x < x1 {
-                ctx.move_to(x, top + h);
-                ctx.line_to(x + h, top);
-                x += 5.0;
+            let mut any = false;
+            for seg in segs.iter().filter(|seg| seg.command == command) {
+                let (x0, w) = span(seg);
+                ctx.rect(x0, top, w, h);
+                any = true;
             }
-            ctx.stroke();
-            ctx.restore();
+            if !any {
+                continue;
+            }
+            ctx.set_fill_style_str(fill);
+            ctx.fill();
+            if let Some(hatch) = self.hatch.as_ref().filter(|_| command == Some(Command::On)) {
+                // The same path, filled in device pixels, so the stripes stay crisp at any pixel ratio (a
+                // path keeps the transform it was built under).
+                let d = self.dpr;
+                let _ = ctx.set_transform(1.0, 0.0, 0.0, 1.0, 0.0, 0.0);
+                ctx.set_fill_style_canvas_pattern(hatch);
+                ctx.fill();
+                let _ = ctx.set_transform(d, 0.0, 0.0, d, 0.0, 0.0);
+            }
         }
         if whatif {
+            ctx.set_global_alpha(1.0);
             ctx.set_stroke_style_str(self.p.whatif);
             ctx.set_line_width(1.0);
             let _ = ctx.set_line_dash(&dash(&[3.0, 2.0]));
-            ctx.stroke_rect(x0 + 0.5, top + 0.5, (w - 1.0).max(0.5), h - 1.0);
+            for seg in segs {
+                let (x0, w) = span(seg);
+                ctx.stroke_rect(x0 + 0.5, top + 0.5, (w - 1.0).max(0.5), h - 1.0);
+            }
             let _ = ctx.set_line_dash(&dash(&[]));
         }
-        if !self.spec.compact && !label.is_empty() && w > 26.0 && h >= 10.0 {
-            ctx.set_fill_style_str(if seg.command == Some(Command::On) {
-                "#111827"
-            } else {
-                self.p.text
-            });
-            ctx.set_font(if whatif {
-                "8px system-ui, sans-serif"
-            } else {
-                "bold 9px system-ui, sans-serif"
-            });
-            ctx.set_text_baseline("middle");
-            let _ = ctx.fill_text(label, x0 + 3.0, top + h / 2.0);
+        if self.spec.compact || h < 10.0 {
+            return;
+        }
+        ctx.set_font(if whatif {
+            "8px system-ui, sans-serif"
+        } else {
+            "bold 9px system-ui, sans-serif"
+        });
+        ctx.set_text_baseline("middle");
+        for seg in segs {
+            let (x0, w) = span(seg);
+            let (label, colour) = match seg.command {
+                Some(Command::On) => ("ON", "#111827"),
+                Some(Command::Off) => ("OFF", self.p.text),
+                None => continue,
+            };
+            if w > 26.0 {
+                ctx.set_fill_style_str(colour);
+                let _ = ctx.fill_text(label, x0 + 3.0, top + h / 2.0);
+            }
         }
     }
 

@@ -28,7 +28,8 @@ pub fn DecisionLog(p: &LogProps) -> Html {
                                 DecisionCause::Failsafe => "failsafe (sensor silent)",
                             };
                             html! {
-                                <tr class="log-row" key={format!("{}-{}", d.sensor, d.t_ms)}>
+                                <tr class="log-row" key={format!("{}-{}", d.sensor, d.t_ms)} data-sensor={d.sensor.to_string()}
+                                    data-t-ms={d.t_ms.to_string()} data-command={text}>
                                     <td>{ format::clock(d.t_ms, p.utc_offset_min) }</td>
                                     <td>{ d.sensor }</td>
                                     <td>{ format::temp(d.temperature) }</td>

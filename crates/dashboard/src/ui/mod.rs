@@ -3,7 +3,7 @@
 //!
 //! The tree (browser only, so named rather than linked): `App` holds the `Header`, the `Toolbar` with its
 //! `Pager`, a page of `Card`s — each a `CardHead`, a canvas drawn by `chart` and a `SetpointEditor` of three
-//! `FieldRow`s — and the `DecisionLog`.
+//! `FieldRow`s, and the `SetpointHistory` toggle and list — and the `DecisionLog`.
 
 pub mod geometry;
 
@@ -25,5 +25,7 @@ pub mod log;
 pub mod pager;
 #[cfg(target_arch = "wasm32")]
 pub mod setpoint_editor;
+#[cfg(target_arch = "wasm32")]
+pub mod setpoint_history;
 #[cfg(target_arch = "wasm32")]
 pub mod toolbar;

@@ -10,7 +10,7 @@
 //! strip (a compact card's sparkline shows the last minute) is full of On/Off periods from the first frame.
 //!
 //! Environment: `DASH_SENSORS` (default `20,200,1000`), `DASH_SECS` (measured seconds per size, default 10),
-//! `DASH_WARMUP_SECS`.
+//! `DASH_WARMUP_SECS`, `SETPOINT_DIST` (the dashboard build to serve, default `dist/`: to compare builds).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -55,7 +55,10 @@ async fn start_server(sensors: usize) -> Result<Server> {
         ])
         .args(["--sensors", &sensors.to_string()])
         .env("SETPOINT_TOKEN", TOKEN)
-        .env("SETPOINT_DIST", root().join("dist"))
+        .env(
+            "SETPOINT_DIST",
+            std::env::var_os("SETPOINT_DIST").unwrap_or_else(|| root().join("dist").into()),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -280,8 +283,8 @@ async fn bench() -> Result<()> {
         println!(
             "{:>8} {:>6} {:>8} {:>7.1} {:>9.1} ms {:>13.2} ms {:>9.2} ms {:>11.2} ms {:>6.1} MB",
             n,
-            r["cards"],
-            r["history_segments"],
+            r["cards"].as_u64().unwrap_or(0),
+            r["history_segments"].as_u64().unwrap_or(0),
             r["fps"].as_f64().unwrap_or(0.0),
             r["p95_frame_ms"].as_f64().unwrap_or(0.0),
             r["main_thread_ms_per_frame"].as_f64().unwrap_or(0.0),

@@ -17,6 +17,12 @@
 //! * A server decision about a reading this tab never received (missed by a slow client, sent before the tab
 //!   connected, or a stale-sensor failsafe, which has no reading) cannot be verified; it is adopted as the
 //!   sensor's state so later readings are judged from the same starting point.
+//! * History is not evidence. The backfill after `hello` — readings thinned by the server, and the
+//!   decisions of the window — happened before the state `hello` describes: the readings are never judged
+//!   and the decisions are never compared (a thinned series re-decided here would disagree with decisions
+//!   made on the full one). A backfilled decision only moves a sensor's state forward if it is newer than
+//!   what `hello` said, in case the two were not taken at the same instant; one that is also in the live
+//!   stream is handed over once (the model passes on only decisions it did not hold).
 //!
 //! Each sensor's state is a [`SensorState`] stepped by the control crate's own step function — the one
 //! [`setpoint_control::Controller::on_reading`] drives — held per sensor here so that it can be re-synchronised
@@ -46,12 +52,15 @@ const SETPOINT_AMBIGUITY_MS: TimeMs = 1_500;
 enum Event {
     Reading { item: SensorReading, arrived: f64 },
     Setpoint { msg: SetpointMsg, arrived: f64 },
+    Backfill { decision: Decision, arrived: f64 },
 }
 
 impl Event {
     fn arrived(&self) -> f64 {
         match self {
-            Event::Reading { arrived, .. } | Event::Setpoint { arrived, .. } => *arrived,
+            Event::Reading { arrived, .. }
+            | Event::Setpoint { arrived, .. }
+            | Event::Backfill { arrived, .. } => *arrived,
         }
     }
 }
@@ -117,7 +126,13 @@ impl CrossCheck {
         self.queue.push_back(Event::Setpoint { msg, arrived });
     }
 
-    /// A decision from the server; judged when its reading is.
+    /// A decision from before this connection (the backfill after `hello`): never compared, only adopted
+    /// — in arrival order with the live events — when newer than the sensor's state.
+    pub fn on_backfill_decision(&mut self, decision: Decision, arrived: f64) {
+        self.queue.push_back(Event::Backfill { decision, arrived });
+    }
+
+    /// A live decision from the server; judged when its reading is.
     pub fn on_server_decision(&mut self, d: Decision) {
         self.sensors.entry(d.sensor).or_default().server.insert(d.t_ms, d);
     }
@@ -157,9 +172,18 @@ impl CrossCheck {
             match event {
                 Event::Setpoint { msg, .. } => self.apply_setpoint(&msg),
                 Event::Reading { item, .. } => self.judge(item),
+                Event::Backfill { decision, .. } => self.catch_up(&decision),
             }
         }
         !had && self.divergence.is_some()
+    }
+
+    fn catch_up(&mut self, d: &Decision) {
+        let state = &mut self.sensors.entry(d.sensor).or_default().state;
+        if state.last_change_ms.is_none_or(|t| d.t_ms > t) {
+            adopt(state, d);
+            self.stats.adopted += 1;
+        }
     }
 
     fn apply_setpoint(&mut self, msg: &SetpointMsg) {

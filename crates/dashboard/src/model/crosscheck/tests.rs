@@ -222,3 +222,39 @@ fn decisions_on_missed_readings_are_adopted_not_flagged() {
         "the gaps were noticed"
     );
 }
+
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn backfilled_decisions_only_bring_the_state_forward() {
+    let setpoint = sp(6, 20.0, 1);
+    let d = |t_ms, command| Decision {
+        sensor: 6,
+        t_ms,
+        temperature: 20.0,
+        command,
+        setpoint_version: 1,
+        cause: DecisionCause::Band,
+    };
+    let mut cc = CrossCheck::default();
+    // `hello` says On since 2_000. The backfill holds older decisions (history: ignored) and one newer than
+    // the snapshot (adopted: the heater has been Off since 3_000).
+    cc.reset(Config::default(), &[setpoint], &[d(2_000, Command::On)]);
+    for b in [
+        d(500, Command::Off),
+        d(2_000, Command::On),
+        d(3_000, Command::Off),
+    ] {
+        cc.on_backfill_decision(b, 0.0);
+    }
+    // Hot readings: with the heater Off already, nothing to decide — and the server decided nothing.
+    cc.on_reading(item(6, 3_100, 25.0), 0.0);
+    cc.on_reading(item(6, 3_200, 25.0), 0.0);
+    cc.settle_all();
+    assert_eq!(cc.divergence(), None, "{:?}", cc.divergence());
+    assert_eq!(cc.stats().adopted, 1, "only the decision newer than hello");
+    assert_eq!(
+        (cc.stats().readings, cc.stats().agreed),
+        (2, 0),
+        "history is not compared"
+    );
+}
