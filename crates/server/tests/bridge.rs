@@ -451,3 +451,47 @@ async fn a_burst_of_writes_is_rate_limited_per_connection() {
         .await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_presents_its_token_as_a_bearer_header() {
+    let server = start(2, 50).await;
+    let connect_with = |authorization: String| {
+        let a = addr(&server);
+        async move {
+            let mut request = setpoint_testkit::ws::request(a, None, None).expect("request");
+            request
+                .headers_mut()
+                .insert("authorization", authorization.parse().expect("header"));
+            let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
+            setpoint_testkit::ws::Client { ws }
+        }
+    };
+    let mut wrong = connect_with("Bearer wrong-token-0123456789".to_owned()).await;
+    assert!(
+        !hello(&wrong.next().await).can_write,
+        "a wrong bearer token is read-only"
+    );
+    let mut script = connect_with(format!("Bearer {TOKEN}")).await;
+    let h = script.next().await;
+    let h = hello(&h);
+    assert!(h.can_write);
+    let base = h.setpoints.iter().find(|s| s.sensor == 1).map(|s| s.version);
+    script.send(&set_setpoint("s1", 1, 33.0, 1.0, 1.0, base)).await;
+    script
+        .until(|m| match m {
+            ServerMessage::Ack { request_id } if request_id == "s1" => Some(()),
+            ServerMessage::Error(e) if e.request_id.as_deref() == Some("s1") => panic!("{e:?}"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        server
+            .hub
+            .as_ref()
+            .and_then(|h| h.setpoint(1))
+            .and_then(|s| s.author),
+        Some("admin".to_owned()),
+        "the change is recorded under the token's name"
+    );
+    server.shutdown().await;
+}

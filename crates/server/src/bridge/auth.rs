@@ -181,6 +181,15 @@ pub fn offered_token(header: Option<&str>) -> Option<&str> {
         .find_map(|item| item.strip_prefix(TOKEN_PREFIX))
 }
 
+/// The token of an `Authorization: Bearer <token>` header (RFC 6750; the scheme name is case-insensitive).
+pub fn bearer_token(header: Option<&str>) -> Option<&str> {
+    let (scheme, token) = header?.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// Decides whether a WebSocket upgrade's `Origin` may connect: the server's own origins (as reached on
 /// loopback or the listen address) and any the operator allowed. This is what stops another site open in
 /// the same browser from driving the heaters (cross-site WebSocket hijacking). Checking against fixed
@@ -329,6 +338,16 @@ mod tests {
         assert!(e.starts_with("line 2:") && !e.contains("not valid!secret"), "{e}");
         let e = Tokens::parse_file("justasecretwithoutname\n").expect_err("no name");
         assert!(e.starts_with("line 1:") && !e.contains("justasecret"), "{e}");
+    }
+
+    #[test]
+    fn a_bearer_token_is_read_from_the_authorization_header() {
+        assert_eq!(bearer_token(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer_token(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer_token(Some("Basic abc")), None);
+        assert_eq!(bearer_token(Some("Bearer")), None);
+        assert_eq!(bearer_token(Some("Bearer ")), None);
+        assert_eq!(bearer_token(None), None);
     }
 
     #[test]

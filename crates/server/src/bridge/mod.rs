@@ -194,11 +194,14 @@ async fn websocket<B: Bus>(
         )
             .into_response();
     }
+    // Browsers present the token as a subprotocol (they cannot set headers on a WebSocket); scripts and
+    // other tools the standard way, `Authorization: Bearer`.
     let offered = auth::offered_token(
         headers
             .get(header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|v| v.to_str().ok()),
-    );
+    )
+    .or_else(|| auth::bearer_token(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())));
     // The token's name, not the token, goes on: it is what the change history records.
     let author: Option<Arc<str>> = offered
         .and_then(|t| bridge.options.tokens.identify(t))
