@@ -495,3 +495,49 @@ async fn a_script_presents_its_token_as_a_bearer_header() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_reads_every_sensor_and_answers_errors_with_websocket_codes() {
+    use setpoint_wire::api::{ApiError, SensorView};
+    let server = start(3, 50).await;
+    let a = addr(&server);
+    let hub = server.hub.clone().expect("bridge");
+    let deadline = tokio::time::Instant::now() + setpoint_testkit::ws::PATIENCE;
+    while (1..=3).any(|s| hub.sensor_view(s).is_none_or(|v| v.reading.is_none())) {
+        assert!(tokio::time::Instant::now() < deadline, "no readings");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, head, body) = http_get(a, "/api/v1/sensors").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("content-type: application/json"));
+    let all: Vec<SensorView> = serde_json::from_str(&body).expect("sensors");
+    assert_eq!(all.iter().map(|v| v.sensor).collect::<Vec<_>>(), vec![1, 2, 3]);
+    for v in &all {
+        let sp = v.setpoint.as_ref().expect("seeded");
+        assert_eq!(Some(sp), hub.setpoint(v.sensor).as_ref());
+        assert_eq!(sp.author.as_deref(), Some("simulator"));
+        assert!(v.reading.is_some_and(|r| r.sensor == v.sensor));
+    }
+    let (status, _, body) = http_get(a, "/api/v1/sensors/2").await;
+    assert_eq!(status, 200);
+    let one: SensorView = serde_json::from_str(&body).expect("sensor");
+    assert_eq!(one.sensor, 2);
+    let (status, _, body) = http_get(a, "/api/v1/sensors/2/setpoint").await;
+    assert_eq!(status, 200);
+    let sp: setpoint_wire::ws::SetpointMsg = serde_json::from_str(&body).expect("setpoint");
+    assert_eq!(Some(sp), hub.setpoint(2));
+    for (path, status, code) in [
+        ("/api/v1/sensors/999", 404, ErrorCode::NotFound),
+        ("/api/v1/sensors/999/setpoint", 404, ErrorCode::NotFound),
+        ("/api/v1/sensors/abc", 400, ErrorCode::InvalidMessage),
+        ("/api/v1/sensors/99999999999", 400, ErrorCode::InvalidMessage),
+    ] {
+        let (got, _, body) = http_get(a, path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        let e: ApiError = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        assert_eq!(e.code, code, "{path}");
+    }
+    server.shutdown().await;
+}

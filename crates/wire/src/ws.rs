@@ -207,6 +207,8 @@ pub enum ErrorCode {
     /// The write was saved, but this bridge has not read it back in time to know whether it took effect;
     /// the outcome shows as a `setpoint` update (or none, if it lost a race).
     Unconfirmed,
+    /// The sensor (or other thing asked for) does not exist.
+    NotFound,
     /// Something failed inside the server; the request may be retried.
     Internal,
 }

@@ -304,6 +304,7 @@ pub fn explain(code: ErrorCode, message: &str) -> String {
         ErrorCode::BrokerUnavailable => "the message bus is unavailable; the change was not saved",
         ErrorCode::Internal => "server error; save again",
         ErrorCode::Unconfirmed => "saved, but not yet confirmed to have taken effect",
+        ErrorCode::NotFound => "the server does not know this sensor",
         ErrorCode::MalformedFrame
         | ErrorCode::UnknownType
         | ErrorCode::InvalidMessage

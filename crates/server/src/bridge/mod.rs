@@ -5,6 +5,7 @@
 //! each client behind a bounded [`outbox`], and setpoint writes validated by the control crate and
 //! acknowledged only once the bus has them.
 
+pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod hub;
@@ -148,7 +149,8 @@ fn router<B: Bus>(bridge: Arc<Bridge<B>>) -> Router {
         .route("/ws", get(websocket::<B>))
         .route("/metrics", get(metrics::<B>))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready::<B>));
+        .route("/readyz", get(ready::<B>))
+        .merge(api::routes::<B>());
     let app = match &bridge.dashboard.dir {
         Some(dir) => {
             app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))))

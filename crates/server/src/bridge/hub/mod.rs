@@ -177,6 +177,16 @@ impl Hub {
         self.lock().state.options().backfill_ms
     }
 
+    /// What is known of one sensor now.
+    pub fn sensor_view(&self, sensor: SensorId) -> Option<setpoint_wire::api::SensorView> {
+        self.lock().state.sensor_view(sensor)
+    }
+
+    /// Every sensor the bridge has heard of.
+    pub fn sensor_views(&self) -> Vec<setpoint_wire::api::SensorView> {
+        self.lock().state.sensor_views()
+    }
+
     /// The setpoint in force for a sensor.
     pub fn setpoint(&self, sensor: SensorId) -> Option<SetpointMsg> {
         self.lock().state.setpoint(sensor).cloned()

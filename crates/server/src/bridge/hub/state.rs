@@ -30,6 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use setpoint_control::{Config, Decision, SensorId, SensorReading, TimeMs, Verdict, VersionArbiter};
+use setpoint_wire::api::SensorView;
 use setpoint_wire::ws::{
     BusStatus, DecisionsBatch, ErrorCode, ErrorMsg, Hello, ReadingsBatch, ServerMessage, SetSetpoint,
     SetpointChangeEntry, SetpointHistoryMsg, SetpointMsg, StatusMsg, PROTOCOL_VERSION,
@@ -141,6 +142,8 @@ pub struct HubState {
     decisions: HashMap<SensorId, VecDeque<Decision>>,
     sensors: BTreeSet<SensorId>,
     history: HashMap<SensorId, VecDeque<SensorReading>>,
+    /// The newest reading of every sensor (the history ring is thinned and may not hold it).
+    latest: HashMap<SensorId, SensorReading>,
     /// Readings received since the last flush; they enter `history` when flushed, so history and batches
     /// never overlap.
     pending: Vec<SensorReading>,
@@ -169,6 +172,7 @@ impl HubState {
             decisions: HashMap::new(),
             sensors: BTreeSet::new(),
             history: HashMap::new(),
+            latest: HashMap::new(),
             pending: Vec::new(),
             clients: HashSet::new(),
             next_client: 0,
@@ -250,6 +254,10 @@ impl HubState {
 
     pub fn on_reading(&mut self, reading: SensorReading) {
         self.sensors.insert(reading.sensor);
+        let newest = self.latest.entry(reading.sensor).or_insert(reading);
+        if reading.t_ms >= newest.t_ms {
+            *newest = reading;
+        }
         self.pending.push(reading);
         self.stats.readings += 1;
     }
@@ -502,6 +510,21 @@ impl HubState {
     /// The bus state as of the last tick.
     pub fn bus(&self) -> BusStatus {
         self.bus
+    }
+
+    /// What is known of one sensor now; `None` if the bridge never heard of it.
+    pub fn sensor_view(&self, sensor: SensorId) -> Option<SensorView> {
+        self.sensors.contains(&sensor).then(|| SensorView {
+            sensor,
+            reading: self.latest.get(&sensor).copied(),
+            setpoint: self.setpoints.get(&sensor).cloned(),
+            heater: self.commands.get(&sensor).copied(),
+        })
+    }
+
+    /// Every sensor the bridge has heard of, by id.
+    pub fn sensor_views(&self) -> Vec<SensorView> {
+        self.sensors.iter().filter_map(|&s| self.sensor_view(s)).collect()
     }
 
     /// The setpoint in force for a sensor.
