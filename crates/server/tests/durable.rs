@@ -416,3 +416,90 @@ async fn a_second_process_on_the_same_directory_is_refused() {
     hello(c.next().await);
     assert!(first.stop().success());
 }
+
+/// Everything on `bus`'s stream `T`, oldest first.
+fn everything<T: setpoint::bus::Payload>(bus: &setpoint::bus::embedded::EmbeddedBus) -> Vec<T> {
+    use setpoint::bus::{Bus, Consumer, StartAt};
+    bus.subscribe::<T>(StartAt::Beginning, None)
+        .expect("subscribe")
+        .try_batch(usize::MAX)
+        .expect("read")
+        .into_iter()
+        .map(|r| r.value)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_across_restarts_of_the_durable_default_match_the_offline_reference() {
+    use setpoint::bus::embedded::{EmbeddedBus, Retention};
+    use setpoint::bus::{Bus, SensorReading, SetpointChange};
+    use setpoint_control::{Config, Decision, Setpoint};
+    use setpoint_testkit::reference::{compare, expected_commands, Expected, LoggedReading, LoggedSetpoint};
+    use std::collections::HashMap;
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    // Three runs on one data directory; in each, a setpoint change part-way, so the restarts fall between
+    // versions as well as between readings.
+    for run in 0..3 {
+        let bus = EmbeddedBus::open(tmp.path(), Retention::default()).expect("opens");
+        let mut options = common::options(4, 20);
+        options.bridge = None;
+        let running = setpoint::app::start(bus.clone(), options, std::sync::Arc::new(Default::default()))
+            .await
+            .expect("starts");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let in_force = everything::<SetpointChange>(&bus).len() as u64;
+        let change = SetpointChange {
+            sensor: 1 + run,
+            setpoint: Setpoint::new(if run % 2 == 0 { 40.0 } else { 0.0 }, 1.0, 1.0),
+            version: 0,
+            author: "test".into(),
+            t_ms: setpoint::clock::now_ms(),
+            base_version: None,
+            write_id: String::new(),
+        };
+        bus.publish(vec![change]).await.expect("durable");
+        assert!(in_force >= 4, "seeded");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        running.shutdown().await;
+        bus.close().expect("closes");
+    }
+    let bus = EmbeddedBus::open(tmp.path(), Retention::default()).expect("reopens");
+    let setpoints: Vec<LoggedSetpoint> = everything::<SetpointChange>(&bus)
+        .iter()
+        .map(|s| LoggedSetpoint {
+            sensor: s.sensor,
+            t_ms: s.t_ms,
+            setpoint: s.setpoint,
+            version: s.version,
+        })
+        .collect();
+    let readings: Vec<LoggedReading> = everything::<SensorReading>(&bus)
+        .iter()
+        .map(|r| LoggedReading {
+            sensor: r.sensor,
+            t_ms: r.t_ms,
+            temperature: r.temperature,
+        })
+        .collect();
+    let mut got: HashMap<i32, Vec<Expected>> = HashMap::new();
+    for d in everything::<Decision>(&bus) {
+        got.entry(d.sensor).or_default().push(Expected {
+            t_ms: d.t_ms,
+            command: d.command,
+            version: d.setpoint_version,
+        });
+    }
+    let expected = expected_commands(&Config::default(), &setpoints, &readings);
+    let total: usize = expected.values().map(Vec::len).sum();
+    // Four first commands, and the changes of the later runs flip heaters: a controller that forgot its
+    // heaters across a restart would repeat the four, and not match.
+    assert!(total >= 6, "the runs exercise the rule: {total} commands");
+    compare(&expected, &got).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "3 runs on one data directory: {} readings, {} setpoint records, {total} commands, all as the reference",
+        readings.len(),
+        setpoints.len()
+    );
+    bus.close().expect("closes");
+}
