@@ -144,29 +144,9 @@ async fn read_all(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
     out
 }
 
-/// Sends a setpoint write and waits for its outcome: `Some(version)` when acknowledged, `None` when refused.
+/// One write without a base version, waited for up to a minute (the broker may be coming back).
 async fn write(ws: &mut Client, id: &str, sensor: i32, desired: f64) -> Option<u64> {
-    ws.send(&set_setpoint(id, sensor, desired, 1.0, 1.0, None)).await;
-    // The accepted setpoint is broadcast in the next batch and the ack goes out on its own; either may
-    // arrive first, so watch for both.
-    let (mut acked, mut version) = (false, None);
-    ws.until_within(Duration::from_secs(60), |m| {
-        match m {
-            ServerMessage::Ack { request_id } if request_id == id => acked = true,
-            ServerMessage::Error(e) if e.request_id.as_deref() == Some(id) => return Some(()),
-            ServerMessage::Setpoint(s) if s.sensor == sensor && s.desired == desired => {
-                version = Some(s.version)
-            }
-            _ => {}
-        }
-        (acked && version.is_some()).then_some(())
-    })
-    .await;
-    if acked {
-        version
-    } else {
-        None
-    }
+    write_and_wait(ws, id, sensor, desired, None, Duration::from_secs(60)).await
 }
 
 /// Retries a write once a second until it is acknowledged; returns its version and how long recovery took.

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::set_setpoint;
 use setpoint_control::TimeMs;
 use setpoint_testkit::ws::{connect, Client};
 use setpoint_wire::ws::{Hello, ServerMessage, SetpointChangeEntry};
@@ -134,21 +133,7 @@ fn hello(m: ServerMessage) -> Hello {
 
 /// Writes and waits for the answer: `Some(version)` when acknowledged.
 async fn write(c: &mut Client, id: &str, sensor: i32, desired: f64, base: Option<u64>) -> Option<u64> {
-    c.send(&set_setpoint(id, sensor, desired, 1.0, 1.0, base)).await;
-    let (mut acked, mut version) = (false, None);
-    c.until(|m| {
-        match m {
-            ServerMessage::Ack { request_id } if request_id == id => acked = true,
-            ServerMessage::Error(e) if e.request_id.as_deref() == Some(id) => return Some(()),
-            ServerMessage::Setpoint(s) if s.sensor == sensor && s.desired == desired => {
-                version = Some(s.version)
-            }
-            _ => {}
-        }
-        (acked && version.is_some()).then_some(())
-    })
-    .await;
-    version.filter(|_| acked)
+    common::write_and_wait(c, id, sensor, desired, base, setpoint_testkit::ws::PATIENCE).await
 }
 
 async fn history(c: &mut Client, sensor: i32) -> Vec<SetpointChangeEntry> {

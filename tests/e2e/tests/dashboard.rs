@@ -165,21 +165,25 @@ async fn drawn_switches(s: &Session, sensor: i64) -> Vec<Switch> {
         .collect()
 }
 
+/// A fresh browser session on `url`, once the page's connection state reads `state` ("live" with the
+/// token, "read-only" without).
+async fn open_page(driver: &mut Driver, url: &str, state: &str) -> Session {
+    let s = driver.session(1280, 1000).await.expect("session");
+    s.goto(url).await.expect("navigate");
+    s.wait_for(&format!("connection state {state}"), PATIENCE, async |s| {
+        s.text_of("#conn-state").await.filter(|t| t == state)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    s
+}
+
 // Multi-threaded: the server and fantoccini's session task run beside the test body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_with_the_token_watches_previews_commits_and_sees_the_heater_follow() {
     let (addr, _stop) = start_server().await;
     let mut driver = Driver::start().await.expect("chromedriver");
-    let s = driver.session(1280, 1000).await.expect("session");
-    s.goto(&format!("http://{addr}/#token={TOKEN}"))
-        .await
-        .expect("navigate");
-
-    s.wait_for("connection state live", PATIENCE, async |s| {
-        s.text_of("#conn-state").await.filter(|t| t == "live")
-    })
-    .await
-    .expect("live");
+    let s = open_page(&mut driver, &format!("http://{addr}/#token={TOKEN}"), "live").await;
     let hash = s.execute("return location.hash", vec![]).await.expect("script");
     assert_eq!(
         hash,
@@ -320,15 +324,7 @@ async fn heater_history_and_setpoint_changes_from_before_the_page_opened_are_sho
     let mut driver = Driver::start().await.expect("chromedriver");
 
     // Someone with the token switches sensor 1's heater on and then off (seconds, not the room's minutes).
-    let a = driver.session(1280, 1000).await.expect("session");
-    a.goto(&format!("http://{addr}/#token={TOKEN}"))
-        .await
-        .expect("navigate");
-    a.wait_for("connection state live", PATIENCE, async |s| {
-        s.text_of("#conn-state").await.filter(|t| t == "live")
-    })
-    .await
-    .expect("live");
+    let a = open_page(&mut driver, &format!("http://{addr}/#token={TOKEN}"), "live").await;
     let room = a
         .wait_for("a live temperature on sensor 1", PATIENCE, async |s| {
             number(s, &card(1, ".current-temp")).await
@@ -359,13 +355,7 @@ async fn heater_history_and_setpoint_changes_from_before_the_page_opened_are_sho
     a.close().await.expect("close");
 
     // A new reader opens the page afterwards: no token, a fresh browser, nothing live of the above.
-    let b = driver.session(1280, 1000).await.expect("session");
-    b.goto(&format!("http://{addr}/")).await.expect("navigate");
-    b.wait_for("read-only state", PATIENCE, async |s| {
-        s.text_of("#conn-state").await.filter(|t| t == "read-only")
-    })
-    .await
-    .expect("read-only");
+    let b = open_page(&mut driver, &format!("http://{addr}/"), "read-only").await;
     let opened = b
         .execute("return performance.timeOrigin", vec![])
         .await

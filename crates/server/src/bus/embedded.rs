@@ -135,6 +135,11 @@ impl<T: Payload> Log<T> {
         if values.is_empty() {
             return None;
         }
+        // Encoded before taking the lock, which publishers and readers share; the offsets come inside it.
+        let encoded: Vec<Vec<u8>> = match self.store {
+            Some(_) => values.iter().map(Payload::encode).collect(),
+            None => Vec::new(),
+        };
         let mut inner = self.lock();
         let ts = now_ms().max(inner.last_ts);
         inner.last_ts = ts;
@@ -157,7 +162,8 @@ impl<T: Payload> Log<T> {
         };
         let encoded = entries
             .iter()
-            .map(|e| (e.offset, e.ts, e.value.encode()))
+            .zip(encoded)
+            .map(|(e, bytes)| (e.offset, e.ts, bytes))
             .collect();
         if !self.compacted {
             // Queued while still holding the lock, so the store sees this log's records in offset order.

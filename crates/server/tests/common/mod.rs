@@ -110,3 +110,32 @@ pub fn set_setpoint(
         r#"{{"type":"set_setpoint","request_id":"{request_id}","sensor":{sensor},"desired":{desired},"up_delta":{up},"down_delta":{down}{base}}}"#
     )
 }
+
+/// Sends a setpoint write (up/down 1.0) and waits, up to `patience`, for its answer. `Some(version)` once
+/// both the ack and the setpoint update carrying the written value arrived (either may come first); `None`
+/// if the write was refused.
+pub async fn write_and_wait(
+    c: &mut Client,
+    id: &str,
+    sensor: i32,
+    desired: f64,
+    base: Option<u64>,
+    patience: Duration,
+) -> Option<u64> {
+    use setpoint_wire::ws::ServerMessage;
+    c.send(&set_setpoint(id, sensor, desired, 1.0, 1.0, base)).await;
+    let (mut acked, mut version) = (false, None);
+    c.until_within(patience, |m| {
+        match m {
+            ServerMessage::Ack { request_id } if request_id == id => acked = true,
+            ServerMessage::Error(e) if e.request_id.as_deref() == Some(id) => return Some(()),
+            ServerMessage::Setpoint(s) if s.sensor == sensor && s.desired == desired => {
+                version = Some(s.version)
+            }
+            _ => {}
+        }
+        (acked && version.is_some()).then_some(())
+    })
+    .await;
+    version.filter(|_| acked)
+}

@@ -130,6 +130,14 @@ struct InFlight {
     outcome: Option<Result<(), Option<SetpointMsg>>>,
 }
 
+/// One sensor's readings for new clients: the thinned backfill ring, and the newest reading (which the
+/// thinning may have left out of the ring), both as of the last flush.
+#[derive(Debug)]
+struct ReadingHistory {
+    kept: VecDeque<SensorReading>,
+    newest: SensorReading,
+}
+
 /// The state; see the module documentation.
 #[derive(Debug)]
 pub struct HubState {
@@ -141,9 +149,7 @@ pub struct HubState {
     commands: BTreeMap<SensorId, Decision>,
     decisions: HashMap<SensorId, VecDeque<Decision>>,
     sensors: BTreeSet<SensorId>,
-    history: HashMap<SensorId, VecDeque<SensorReading>>,
-    /// The newest reading of every sensor (the history ring is thinned and may not hold it).
-    latest: HashMap<SensorId, SensorReading>,
+    history: HashMap<SensorId, ReadingHistory>,
     /// Readings received since the last flush; they enter `history` when flushed, so history and batches
     /// never overlap.
     pending: Vec<SensorReading>,
@@ -172,7 +178,6 @@ impl HubState {
             decisions: HashMap::new(),
             sensors: BTreeSet::new(),
             history: HashMap::new(),
-            latest: HashMap::new(),
             pending: Vec::new(),
             clients: HashSet::new(),
             next_client: 0,
@@ -222,7 +227,11 @@ impl HubState {
             config: self.config,
             server_time_ms: now,
         });
-        let mut items: Vec<SensorReading> = self.history.values().flat_map(|h| h.iter().copied()).collect();
+        let mut items: Vec<SensorReading> = self
+            .history
+            .values()
+            .flat_map(|h| h.kept.iter().copied())
+            .collect();
         items.sort_by_key(|i| (i.t_ms, i.sensor));
         let mut backfill: Vec<ServerMessage> = items
             .chunks(BACKFILL_FRAME_ITEMS)
@@ -254,10 +263,6 @@ impl HubState {
 
     pub fn on_reading(&mut self, reading: SensorReading) {
         self.sensors.insert(reading.sensor);
-        let newest = self.latest.entry(reading.sensor).or_insert(reading);
-        if reading.t_ms >= newest.t_ms {
-            *newest = reading;
-        }
         self.pending.push(reading);
         self.stats.readings += 1;
     }
@@ -271,7 +276,14 @@ impl HubState {
         let (keep_ms, keep_max) = (self.options.backfill_ms, self.options.backfill_max_per_sensor);
         let spacing = self.options.backfill_spacing_ms();
         for item in &items {
-            let ring = self.history.entry(item.sensor).or_default();
+            let history = self.history.entry(item.sensor).or_insert(ReadingHistory {
+                kept: VecDeque::new(),
+                newest: *item,
+            });
+            if item.t_ms >= history.newest.t_ms {
+                history.newest = *item;
+            }
+            let ring = &mut history.kept;
             if ring.back().is_some_and(|last| item.t_ms - last.t_ms < spacing) {
                 continue;
             }
@@ -516,7 +528,7 @@ impl HubState {
     pub fn sensor_view(&self, sensor: SensorId) -> Option<SensorView> {
         self.sensors.contains(&sensor).then(|| SensorView {
             sensor,
-            reading: self.latest.get(&sensor).copied(),
+            reading: self.history.get(&sensor).map(|h| h.newest),
             setpoint: self.setpoints.get(&sensor).cloned(),
             heater: self.commands.get(&sensor).copied(),
         })
