@@ -12,7 +12,7 @@ use crate::bus::embedded::EmbeddedBus;
 use crate::bus::Bus;
 use crate::metrics::Metrics;
 use crate::roles::controller::{self, ControllerOptions};
-use crate::roles::simulator;
+use crate::roles::{scheduler, simulator};
 
 /// Everything `setpoint run` needs.
 #[derive(Clone, Debug)]
@@ -26,6 +26,8 @@ pub struct RunOptions {
     /// `None` runs without simulated rooms (real heaters publish readings).
     pub simulator: Option<SimConfig>,
     pub seed_setpoints: bool,
+    /// Whether this process runs the scheduler role (weekly schedules' steps). Several may run.
+    pub run_scheduler: bool,
 }
 
 /// A running instance. Dropping it does not stop it; call [`Running::shutdown`].
@@ -72,7 +74,8 @@ pub async fn start<B: Bus>(
     metrics: Arc<Metrics>,
 ) -> std::io::Result<Running<B>> {
     let stop = CancellationToken::new();
-    let (sim_stop, controller_stop, bridge_stop) = (
+    let (sim_stop, controller_stop, bridge_stop, scheduler_stop) = (
+        CancellationToken::new(),
         CancellationToken::new(),
         CancellationToken::new(),
         CancellationToken::new(),
@@ -105,6 +108,13 @@ pub async fn start<B: Bus>(
             controller_stop.clone(),
         ))
     });
+    let scheduler_task = options.run_scheduler.then(|| {
+        tokio::spawn(scheduler::run(
+            bus.clone(),
+            options.controller.config.limits,
+            scheduler_stop.clone(),
+        ))
+    });
     let sim_task = options.simulator.map(|cfg| {
         tokio::spawn(simulator::run(
             bus.clone(),
@@ -126,6 +136,10 @@ pub async fn start<B: Bus>(
         sim_stop.cancel();
         if let Some(task) = sim_task {
             report("simulator", task.await);
+        }
+        scheduler_stop.cancel();
+        if let Some(task) = scheduler_task {
+            report("scheduler", task.await);
         }
         controller_stop.cancel();
         if let Some(task) = controller_task {

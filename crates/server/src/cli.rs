@@ -100,13 +100,17 @@ impl Command {
                 run_controller: true,
                 simulator: Some(a.sim.config()),
                 seed_setpoints: !a.sim.no_seed_setpoints,
+                run_scheduler: true,
             },
+            // Controllers are the back end that scales out; each also runs a scheduler, of which exactly
+            // one takes effect per step.
             Command::Controller(a) => RunOptions {
                 bridge: None,
                 controller: a.control.options(),
                 run_controller: true,
                 simulator: None,
                 seed_setpoints: false,
+                run_scheduler: true,
             },
             Command::Bridge(a) => RunOptions {
                 bridge: Some(a.bridge.options()?),
@@ -114,6 +118,7 @@ impl Command {
                 run_controller: false,
                 simulator: None,
                 seed_setpoints: false,
+                run_scheduler: false,
             },
             Command::Simulate(a) => RunOptions {
                 bridge: None,
@@ -121,6 +126,7 @@ impl Command {
                 run_controller: false,
                 simulator: Some(a.sim.config()),
                 seed_setpoints: !a.sim.no_seed_setpoints,
+                run_scheduler: false,
             },
         })
     }
@@ -165,6 +171,9 @@ pub struct KafkaArgs {
         default_value = "setpoint-controller-state"
     )]
     topic_controller_state: String,
+    /// Compacted topic of the weekly schedules (JSON records keyed by schedule name).
+    #[arg(long, env = "SETPOINT_TOPIC_SCHEDULES", default_value = "setpoint-schedules")]
+    topic_schedules: String,
     /// Copy records that fail to decode to this topic (raw key and value; headers `setpoint.error`,
     /// `setpoint.reason`, `setpoint.source` = topic/partition/offset). Unset: they are counted, logged once
     /// per kind and skipped.
@@ -226,6 +235,7 @@ impl KafkaArgs {
             setpoints: self.topic_setpoints.clone(),
             commands: self.topic_commands.clone(),
             controller_state: self.topic_controller_state.clone(),
+            schedules: self.topic_schedules.clone(),
         };
         o.partitions = self.partitions.max(1);
         o.dead_letter = self.dead_letter_topic.clone();

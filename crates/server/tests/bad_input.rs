@@ -466,7 +466,7 @@ async fn run_ws(addr: std::net::SocketAddr, input: Input, expect: &Expect) -> Ex
     let mut answer = None;
     c.until(|m| match m {
         ServerMessage::Error(e) if e.request_id.as_deref() == Some("probe") => panic!("probe refused: {e:?}"),
-        ServerMessage::Ack { request_id } if request_id == "probe" => Some(()),
+        ServerMessage::Ack { request_id, .. } if request_id == "probe" => Some(()),
         ServerMessage::Error(e) if answer.is_none() => {
             answer = Some(Expect::WsError(e.code));
             None
@@ -485,7 +485,7 @@ async fn run_ws(addr: std::net::SocketAddr, input: Input, expect: &Expect) -> Ex
 async fn assert_usable(c: &mut Client) {
     c.send(&set_setpoint("usable", 1, 21.0, 1.0, 1.0, None)).await;
     c.until(|m| match m {
-        ServerMessage::Ack { request_id } if request_id == "usable" => Some(()),
+        ServerMessage::Ack { request_id, .. } if request_id == "usable" => Some(()),
         ServerMessage::Error(e) if e.request_id.as_deref() == Some("usable") => panic!("{e:?}"),
         _ => None,
     })

@@ -134,7 +134,7 @@ async fn writes_need_the_token_and_are_acked_broadcast_and_applied() {
         .send(&set_setpoint("ok", 2, 35.5, 0.5, 0.25, Some(version)))
         .await;
     writer
-        .until(|m| matches!(m, ServerMessage::Ack { request_id } if request_id == "ok").then_some(()))
+        .until(|m| matches!(m, ServerMessage::Ack { request_id, .. } if request_id == "ok").then_some(()))
         .await;
     // Every client sees the new setpoint, with the next version.
     let seen = reader
@@ -222,7 +222,7 @@ async fn every_bad_frame_gets_its_error_and_the_connection_survives() {
     );
     // Still connected, still able to write.
     c.send(&set_setpoint("fine", 1, 22.0, 1.0, 1.0, None)).await;
-    c.until(|m| matches!(m, ServerMessage::Ack { request_id } if request_id == "fine").then_some(()))
+    c.until(|m| matches!(m, ServerMessage::Ack { request_id, .. } if request_id == "fine").then_some(()))
         .await;
     let (_, _, metrics) = http_get(addr(&server), "/metrics").await;
     let decode_errors: u64 = metrics
@@ -447,7 +447,7 @@ async fn a_burst_of_writes_is_rate_limited_per_connection() {
     other.next().await;
     other.send(&set_setpoint("o1", 1, 21.0, 1.0, 1.0, None)).await;
     other
-        .until(|m| matches!(m, ServerMessage::Ack { request_id } if request_id == "o1").then_some(()))
+        .until(|m| matches!(m, ServerMessage::Ack { request_id, .. } if request_id == "o1").then_some(()))
         .await;
     server.shutdown().await;
 }
@@ -479,7 +479,7 @@ async fn a_script_presents_its_token_as_a_bearer_header() {
     script.send(&set_setpoint("s1", 1, 33.0, 1.0, 1.0, base)).await;
     script
         .until(|m| match m {
-            ServerMessage::Ack { request_id } if request_id == "s1" => Some(()),
+            ServerMessage::Ack { request_id, .. } if request_id == "s1" => Some(()),
             ServerMessage::Error(e) if e.request_id.as_deref() == Some("s1") => panic!("{e:?}"),
             _ => None,
         })

@@ -109,7 +109,7 @@ async fn drive_heater_off(ws: &mut Client, server: &app::Running<KafkaBus>, sens
     ws.send(&set_setpoint(&id, sensor, -40.0, 1.0, 1.0, Some(version)))
         .await;
     ws.until(|m| match m {
-        ServerMessage::Ack { request_id } if *request_id == id => Some(()),
+        ServerMessage::Ack { request_id, .. } if *request_id == id => Some(()),
         ServerMessage::Error(e) if e.request_id.as_deref() == Some(id.as_str()) => panic!("{e:?}"),
         _ => None,
     })
@@ -149,7 +149,7 @@ async fn end_to_end_through_kafka_to_the_topic_and_a_websocket_client() {
         .map_or(0, |s| s.version);
     ws.send(&set_setpoint("k1", 1, 90.0, 1.0, 1.0, Some(v))).await;
     ws.until(|m| match m {
-        ServerMessage::Ack { request_id } if request_id == "k1" => Some(()),
+        ServerMessage::Ack { request_id, .. } if request_id == "k1" => Some(()),
         ServerMessage::Error(e) => panic!("{e:?}"),
         _ => None,
     })
@@ -318,7 +318,7 @@ async fn with_the_broker_down_writes_are_refused_and_the_bridge_stays_up() {
     let refused = ws
         .until(|m| match m {
             ServerMessage::Error(e) if e.request_id.as_deref() == Some("down") => Some(e.clone()),
-            ServerMessage::Ack { request_id } if request_id == "down" => {
+            ServerMessage::Ack { request_id, .. } if request_id == "down" => {
                 panic!("acked a write the broker never saw")
             }
             _ => None,
@@ -526,7 +526,7 @@ async fn a_frozen_broker_is_survived_and_acknowledged_setpoints_stay_in_force() 
     // An acknowledged setpoint just before the pause: far above the room, so the heater must be on.
     ws.send(&set_setpoint("before", 2, 80.0, 1.0, 1.0, None)).await;
     ws.until(|m| match m {
-        ServerMessage::Ack { request_id } if request_id == "before" => Some(()),
+        ServerMessage::Ack { request_id, .. } if request_id == "before" => Some(()),
         ServerMessage::Error(e) if e.request_id.as_deref() == Some("before") => panic!("{e:?}"),
         _ => None,
     })
@@ -565,7 +565,7 @@ async fn a_frozen_broker_is_survived_and_acknowledged_setpoints_stay_in_force() 
         .await;
         let ok = ws
             .until_within(Duration::from_secs(60), |m| match m {
-                ServerMessage::Ack { request_id } if request_id == &format!("after{attempt}") => Some(true),
+                ServerMessage::Ack { request_id, .. } if request_id == &format!("after{attempt}") => Some(true),
                 ServerMessage::Error(e) if e.request_id.as_deref() == Some(&format!("after{attempt}")) => {
                     Some(false)
                 }

@@ -23,7 +23,7 @@ const ROUNDS: usize = 6;
 /// What a write got: `Ok(())` for an ack, `Err(current)` for a conflict.
 async fn answer(c: &mut Client, id: &str) -> Result<(), Option<SetpointMsg>> {
     c.until(|m| match m {
-        ServerMessage::Ack { request_id } if request_id == id => Some(Ok(())),
+        ServerMessage::Ack { request_id, .. } if request_id == id => Some(Ok(())),
         ServerMessage::Error(e) if e.request_id.as_deref() == Some(id) => {
             assert_eq!(e.code, ErrorCode::Conflict, "{e:?}");
             Some(Err(e.current.clone()))

@@ -5,10 +5,12 @@
 //! - [`reference`]: the offline reference of the controller's event-time join, written independently of
 //!   `setpoint-control`'s implementation, that every stream test compares the real commands with;
 //! - [`logs`]: generators of reading and setpoint logs for those tests;
+//! - [`http`]: an HTTP/1.1 client for the API's contract tests, every wait bounded;
 //! - [`ws`]: a WebSocket client that connects the way the dashboard does, every wait bounded;
 //! - [`measure`]: percentiles, and a process's memory and CPU time, for benchmarks and soak tests.
 
 pub mod broker;
+pub mod http;
 pub mod logs;
 pub mod measure;
 pub mod proxy;

@@ -2,9 +2,9 @@
 //! ([`crate::ws::ErrorCode`]), so a script sees the same code for the same mistake on either door.
 
 use serde::{Deserialize, Serialize};
-use setpoint_control::{Decision, SensorId, SensorReading};
+use setpoint_control::{Decision, SensorId, SensorReading, Setpoint, TimeMs};
 
-use crate::ws::{ErrorCode, SetpointMsg};
+use crate::ws::{ErrorCode, SetpointChangeEntry, SetpointMsg};
 
 /// One sensor as the bridge sees it now.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -23,4 +23,66 @@ pub struct SensorView {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+}
+
+/// An error answer for a write that lost to another: the value in force.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConflictError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub current: Option<SetpointMsg>,
+}
+
+/// The body of `PUT /api/v1/sensors/{id}/setpoint`. The version it replaces goes in `If-Match`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetpointBody {
+    pub desired: f64,
+    pub up_delta: f64,
+    pub down_delta: f64,
+}
+
+impl SetpointBody {
+    pub fn setpoint(&self) -> Setpoint {
+        Setpoint::new(self.desired, self.up_delta, self.down_delta)
+    }
+}
+
+/// One item of `PUT /api/v1/setpoints`: a sensor's new setpoint, optionally conditional on the version it
+/// replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetpointWrite {
+    pub sensor: SensorId,
+    pub desired: f64,
+    pub up_delta: f64,
+    pub down_delta: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_version: Option<u64>,
+}
+
+/// One sensor's outcome in a group write: `status` is the HTTP status the same write alone would have
+/// had; `setpoint` is the new value in force (200), `error` why not (with `current` on a conflict).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    pub sensor: SensorId,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setpoint: Option<SetpointMsg>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ConflictError>,
+}
+
+/// `GET /api/v1/sensors/{id}/history`: what the bridge keeps of a sensor between `since_ms` and
+/// `until_ms`. Readings and decisions reach back `kept_ms` (the dashboard's widest window); older
+/// readings are thinned. Setpoint changes reach back the last 200.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SensorHistory {
+    pub sensor: SensorId,
+    pub since_ms: TimeMs,
+    pub until_ms: TimeMs,
+    pub kept_ms: i64,
+    pub readings: Vec<SensorReading>,
+    pub decisions: Vec<Decision>,
+    pub changes: Vec<SetpointChangeEntry>,
 }

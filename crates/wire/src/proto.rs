@@ -20,6 +20,9 @@ include!(concat!(env!("OUT_DIR"), "/thermostat.rs"));
 pub enum DecodeError {
     #[error("not a valid protobuf {message}: {detail}")]
     Protobuf { message: &'static str, detail: String },
+    /// A JSON record (setpoint's own topics, e.g. schedules) that does not parse.
+    #[error("not a valid {message} record: {detail}")]
+    Json { message: &'static str, detail: String },
     #[error("unknown heater command value {0}")]
     UnknownCommand(i32),
     #[error("record key {key:?} is not a decimal sensor id")]
@@ -37,7 +40,7 @@ impl DecodeError {
     /// the rest.
     pub fn kind(&self) -> &'static str {
         match self {
-            DecodeError::Protobuf { message, .. } => message,
+            DecodeError::Protobuf { message, .. } | DecodeError::Json { message, .. } => message,
             DecodeError::UnknownCommand(_) => "unknown_command",
             DecodeError::BadKey { .. } => "bad_key",
             DecodeError::KeyMismatch { .. } => "key_mismatch",

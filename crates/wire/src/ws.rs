@@ -33,6 +33,10 @@ pub fn is_token_syntax(t: &str) -> bool {
 /// Longest `request_id` the bridge accepts; ids are echoed back, so they must not be a way to amplify traffic.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
+/// Most writes in one group write (`set_setpoints`, `PUT /api/v1/setpoints`): 500 writes fit the 64 KiB
+/// frame and body limit.
+pub const MAX_GROUP_WRITES: usize = 500;
+
 /// Messages a browser sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -44,6 +48,10 @@ pub enum ClientMessage {
     },
     /// Asks for a new setpoint. Needs write access.
     SetSetpoint(SetSetpoint),
+    /// Asks for new setpoints for several sensors at once (a group of rooms). Each write is atomic and
+    /// versioned on its own and answered on its own (`ack` or `error` with its `request_id`); the batch
+    /// counts once against the write rate limit. At most [`MAX_GROUP_WRITES`] writes.
+    SetSetpoints { writes: Vec<SetSetpoint> },
     /// Asks for a sensor's setpoint changes (who, when, from → to); answered with `setpoint_history`.
     SetpointHistory { sensor: SensorId },
 }
@@ -79,8 +87,15 @@ pub enum ServerMessage {
     Decisions(DecisionsBatch),
     Setpoint(SetpointMsg),
     SetpointHistory(SetpointHistoryMsg),
+    /// Every weekly schedule and each scheduled sensor's next step; sent after `hello` and again whenever
+    /// either changes.
+    Schedules(crate::schedule::SchedulesMsg),
+    /// The write took effect. `setpoint` is the value it put in force, with its version (absent from
+    /// older servers).
     Ack {
         request_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        setpoint: Option<SetpointMsg>,
     },
     Error(ErrorMsg),
     Status(StatusMsg),
@@ -209,6 +224,10 @@ pub enum ErrorCode {
     Unconfirmed,
     /// The sensor (or other thing asked for) does not exist.
     NotFound,
+    /// The request comes from a page of another origin, which may not write.
+    Forbidden,
+    /// A schedule breaks a rule (unknown time zone, a bad time, an invalid setpoint…); `message` names it.
+    InvalidSchedule,
     /// Something failed inside the server; the request may be retried.
     Internal,
 }
@@ -300,13 +319,22 @@ impl ClientMessage {
                 }
             }
         })?;
-        if let ClientMessage::SetSetpoint(s) = &msg {
-            if s.request_id.len() > MAX_REQUEST_ID_LEN {
-                return Err(ProtocolError::Invalid {
-                    kind,
-                    detail: format!("request_id longer than {MAX_REQUEST_ID_LEN} bytes"),
-                });
-            }
+        let writes: &[SetSetpoint] = match &msg {
+            ClientMessage::SetSetpoint(s) => std::slice::from_ref(s),
+            ClientMessage::SetSetpoints { writes } => writes,
+            _ => &[],
+        };
+        if writes.len() > MAX_GROUP_WRITES {
+            return Err(ProtocolError::Invalid {
+                kind,
+                detail: format!("more than {MAX_GROUP_WRITES} writes in one group write"),
+            });
+        }
+        if writes.iter().any(|s| s.request_id.len() > MAX_REQUEST_ID_LEN) {
+            return Err(ProtocolError::Invalid {
+                kind,
+                detail: format!("request_id longer than {MAX_REQUEST_ID_LEN} bytes"),
+            });
         }
         Ok(msg)
     }

@@ -140,6 +140,7 @@ async fn run(args: Args) -> i32 {
         run_controller: false,
         simulator: None,
         seed_setpoints: false,
+        run_scheduler: false,
     };
     let server = app::start(bus, options, std::sync::Arc::new(Metrics::default()))
         .await

@@ -59,6 +59,7 @@ async fn run(brokers: &str, tag: &str, rate: Option<u64>, duration: Duration) ->
         setpoints: format!("bench-tempset-{tag}-{n}"),
         commands: format!("bench-heatercontrol-{tag}-{n}"),
         controller_state: format!("bench-state-{tag}-{n}"),
+        schedules: format!("bench-schedules-{tag}-{n}"),
     };
     let mut options = KafkaOptions::new(brokers);
     options.topics = topics.clone();
@@ -375,6 +376,7 @@ async fn catch_up(brokers: &str, run: usize) -> Result<CatchUp, String> {
         setpoints: format!("catchup-tempset-{run}-{n}"),
         commands: format!("catchup-heatercontrol-{run}-{n}"),
         controller_state: format!("catchup-state-{run}-{n}"),
+        schedules: format!("catchup-schedules-{run}-{n}"),
     };
     let mut options = KafkaOptions::new(brokers);
     options.topics = topics.clone();

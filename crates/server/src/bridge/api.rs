@@ -1,66 +1,287 @@
 //! The HTTP JSON API under `/api/v1`, for scripts, cron jobs and home automation: the same state the
-//! dashboard shows, without speaking the WebSocket protocol. Reading is open, as on the WebSocket; errors
-//! carry the WebSocket's error codes ([`ApiError`]).
+//! dashboard shows and the same writes, without speaking the WebSocket protocol.
+//!
+//! One implementation of each rule: a write goes through the hub exactly as a browser's does (validation by
+//! the control crate's `Limits`, versions, the stream as arbiter, ack only once read back), and every
+//! error carries the WebSocket's [`ErrorCode`], mapped onto an HTTP status by [`status_for`]. Reading is
+//! open, as on the WebSocket; writing needs `Authorization: Bearer <token>`, names the token's name as
+//! author, and is rate-limited per token with the WebSocket's per-connection limit. Bodies are bounded by
+//! the WebSocket's frame limit; a browser page from another origin may not write (the WebSocket's origin
+//! rule), since a bearer token in a script on a foreign page must not be usable by that page either.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
-use setpoint_control::SensorId;
-use setpoint_wire::api::ApiError;
-use setpoint_wire::ws::ErrorCode;
+use serde::de::DeserializeOwned;
+use setpoint_control::{SensorId, TimeMs};
+use setpoint_wire::api::{ConflictError, SetpointBody, SetpointWrite, WriteOutcome};
+use setpoint_wire::ws::{ErrorCode, ErrorMsg, ServerMessage, SetSetpoint, SetpointMsg, MAX_GROUP_WRITES};
 
+use super::auth::RateLimit;
+use super::hub::state::READ_BACK_PATIENCE_MS;
 use super::Bridge;
 use crate::bus::Bus;
+use crate::clock::now_ms;
 
 /// The API's routes, to be merged into the bridge's router.
 pub fn routes<B: Bus>() -> Router<Arc<Bridge<B>>> {
     Router::new()
         .route("/api/v1/sensors", get(sensors::<B>))
         .route("/api/v1/sensors/{id}", get(sensor::<B>))
-        .route("/api/v1/sensors/{id}/setpoint", get(setpoint::<B>))
+        .route(
+            "/api/v1/sensors/{id}/setpoint",
+            get(setpoint::<B>).put(put_setpoint::<B>),
+        )
+        .route("/api/v1/sensors/{id}/history", get(history::<B>))
+        .route("/api/v1/setpoints", put(put_setpoints::<B>))
 }
 
-/// An error answer: status, code and a message for people.
-struct Failure {
+/// Per-token write budgets: the WebSocket limits each connection, the API each token (a script opens a
+/// connection per request). Token names are the operator's, so the map stays small.
+#[derive(Default)]
+pub struct WriteLimits(Mutex<HashMap<String, RateLimit>>);
+
+impl WriteLimits {
+    fn allow(&self, author: &str, per_second: f64, burst: f64) -> bool {
+        let mut limits = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        limits
+            .entry(author.to_owned())
+            .or_insert_with(|| RateLimit::new(per_second, burst))
+            .allow()
+    }
+}
+
+/// An error answer: status, code and a message for people, and on a conflict the value in force.
+pub(crate) struct Failure {
     status: StatusCode,
     code: ErrorCode,
     message: String,
+    current: Option<SetpointMsg>,
+}
+
+impl Failure {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status: status_for(code),
+            code,
+            message: message.into(),
+            current: None,
+        }
+    }
 }
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let body = ApiError {
+        let body = ConflictError {
             code: self.code,
             message: self.message,
+            current: self.current,
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// The HTTP status of each error code: the one mapping, for single and group writes alike.
+pub fn status_for(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::MalformedFrame
+        | ErrorCode::UnknownType
+        | ErrorCode::InvalidMessage
+        | ErrorCode::BinaryFrame => StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidSetpoint | ErrorCode::InvalidSchedule => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::BrokerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unconfirmed => StatusCode::ACCEPTED,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 /// A sensor id from the path. Parsed here rather than by axum's `Path<i32>`, so a bad id gets the API's
 /// error body, not a plain-text rejection.
 fn sensor_id(raw: &str) -> Result<SensorId, Failure> {
-    raw.parse().map_err(|_| Failure {
-        status: StatusCode::BAD_REQUEST,
-        code: ErrorCode::InvalidMessage,
-        message: format!("sensor id must be a 32-bit integer, got {:?}", truncate(raw)),
+    raw.parse().map_err(|_| {
+        Failure::new(
+            ErrorCode::InvalidMessage,
+            format!("sensor id must be a 32-bit integer, got {:?}", truncate(raw)),
+        )
     })
-}
-
-fn not_found(message: String) -> Failure {
-    Failure {
-        status: StatusCode::NOT_FOUND,
-        code: ErrorCode::NotFound,
-        message,
-    }
 }
 
 fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
+}
+
+/// The name of the token a write presents; refuses writes without one, and writes from foreign pages.
+pub(crate) fn writer<B: Bus>(bridge: &Bridge<B>, headers: &HeaderMap) -> Result<String, Failure> {
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("<invalid>"));
+    if !bridge.origins.allows(origin) {
+        return Err(Failure::new(
+            ErrorCode::Forbidden,
+            "writes from this origin are not allowed (see --allow-origin)",
+        ));
+    }
+    let offered = super::auth::bearer_token(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()));
+    let name = offered
+        .and_then(|t| bridge.options.tokens.identify(t))
+        .ok_or_else(|| {
+            Failure::new(
+                ErrorCode::Unauthorized,
+                "writing needs a valid token: send `Authorization: Bearer <token>`",
+            )
+        })?;
+    if !bridge
+        .api_limits
+        .allow(name, bridge.options.writes_per_second, bridge.options.write_burst)
+    {
+        return Err(Failure::new(
+            ErrorCode::RateLimited,
+            "too many writes with this token; wait a moment",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Reads a JSON body of at most the WebSocket's frame limit. Not JSON → `malformed_frame`; JSON of the
+/// wrong shape (a missing or unknown field, a wrong type) → `invalid_message`: the WebSocket's codes.
+pub(crate) async fn json_body<B: Bus, T: DeserializeOwned>(
+    bridge: &Bridge<B>,
+    body: Body,
+) -> Result<T, Failure> {
+    let limit = bridge.options.max_frame_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        Failure::new(
+            ErrorCode::FrameTooLarge,
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        use serde_json::error::Category;
+        let code = match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => ErrorCode::MalformedFrame,
+            Category::Data => ErrorCode::InvalidMessage,
+        };
+        let what = if code == ErrorCode::MalformedFrame {
+            "body is not valid JSON"
+        } else {
+            "invalid body"
+        };
+        Failure::new(code, format!("{what}: {e}"))
+    })
+}
+
+/// The version an `If-Match` header names: `"3"` (or `3`); `*` or no header means any.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Failure> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let bad = || {
+        Failure::new(
+            ErrorCode::InvalidMessage,
+            "If-Match must be the setpoint's version as an entity tag, e.g. If-Match: \"3\" (see its ETag)",
+        )
+    };
+    let raw = value.to_str().map_err(|_| bad())?.trim();
+    if raw == "*" {
+        return Ok(None);
+    }
+    let unquoted = raw
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or(raw);
+    unquoted.parse().map(Some).map_err(|_| bad())
+}
+
+/// The entity tag of a setpoint: its version, which is what `If-Match` compares.
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// Runs writes through the hub as a quiet client and waits for each answer (in request order). A write
+/// whose answer does not come within the read-back patience (and a little) is `unconfirmed`: saved, but
+/// not known to have taken effect.
+async fn write<B: Bus>(
+    bridge: &Bridge<B>,
+    author: &str,
+    writes: Vec<SetpointWrite>,
+) -> Vec<Result<SetpointMsg, Failure>> {
+    let requests: Vec<SetSetpoint> = writes
+        .iter()
+        .enumerate()
+        .map(|(i, w)| SetSetpoint {
+            request_id: i.to_string(),
+            sensor: w.sensor,
+            desired: w.desired,
+            up_delta: w.up_delta,
+            down_delta: w.down_delta,
+            base_version: w.base_version,
+        })
+        .collect();
+    let mut client = bridge.hub.register_quiet();
+    bridge
+        .hub
+        .write_setpoints(&bridge.bus, client.id, &requests, author)
+        .await;
+    let mut answers: Vec<Option<Result<SetpointMsg, Failure>>> = (0..writes.len()).map(|_| None).collect();
+    let patience = Duration::from_millis(READ_BACK_PATIENCE_MS as u64) + 2 * super::hub::STATUS_INTERVAL;
+    let deadline = tokio::time::Instant::now() + patience;
+    while answers.iter().any(Option::is_none) {
+        let Ok(Some(message)) = tokio::time::timeout_at(deadline, client.answers.recv()).await else {
+            break;
+        };
+        let (request_id, answer) = match message {
+            ServerMessage::Ack { request_id, setpoint } => {
+                let value = setpoint
+                    .ok_or_else(|| Failure::new(ErrorCode::Internal, "write answered without its value"));
+                (request_id, value)
+            }
+            ServerMessage::Error(ErrorMsg {
+                request_id: Some(request_id),
+                code,
+                message,
+                current,
+            }) => {
+                let mut failure = Failure::new(code, message);
+                failure.current = current;
+                (request_id, Err(failure))
+            }
+            _ => continue,
+        };
+        if let Some(slot) = request_id.parse::<usize>().ok().and_then(|i| answers.get_mut(i)) {
+            *slot = Some(answer);
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| {
+            a.unwrap_or_else(|| {
+                Err(Failure::new(
+                    ErrorCode::Unconfirmed,
+                    "setpoint saved, but not yet confirmed: read it back to see whether it took effect",
+                ))
+            })
+        })
+        .collect()
 }
 
 /// `GET /api/v1/sensors`: every sensor with its newest reading, setpoint in force and heater state.
@@ -75,14 +296,16 @@ async fn sensor<B: Bus>(
 ) -> Result<Response, Failure> {
     let sensor = sensor_id(&id)?;
     let view = bridge.hub.sensor_view(sensor).ok_or_else(|| {
-        not_found(format!(
-            "no sensor {sensor}: the bridge has seen no reading, setpoint or command for it"
-        ))
+        Failure::new(
+            ErrorCode::NotFound,
+            format!("no sensor {sensor}: the bridge has seen no reading, setpoint or command for it"),
+        )
     })?;
     Ok(Json(view).into_response())
 }
 
-/// `GET /api/v1/sensors/{id}/setpoint`: the setpoint in force, with its version (for `If-Match`) and author.
+/// `GET /api/v1/sensors/{id}/setpoint`: the setpoint in force, with its version (also as `ETag`, for
+/// `If-Match`) and author.
 async fn setpoint<B: Bus>(
     State(bridge): State<Arc<Bridge<B>>>,
     Path(id): Path<String>,
@@ -91,6 +314,131 @@ async fn setpoint<B: Bus>(
     let sp = bridge
         .hub
         .setpoint(sensor)
-        .ok_or_else(|| not_found(format!("sensor {sensor} has no setpoint")))?;
-    Ok(Json(sp).into_response())
+        .ok_or_else(|| Failure::new(ErrorCode::NotFound, format!("sensor {sensor} has no setpoint")))?;
+    Ok(([(header::ETAG, etag(sp.version))], Json(sp)).into_response())
+}
+
+/// `PUT /api/v1/sensors/{id}/setpoint`: `200` with the new setpoint once it is in force; `409` with the
+/// value in force if `If-Match` names another version (or another write got there first).
+async fn put_setpoint<B: Bus>(
+    State(bridge): State<Arc<Bridge<B>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Failure> {
+    let author = writer(&bridge, &headers)?;
+    let sensor = sensor_id(&id)?;
+    let base_version = if_match(&headers)?;
+    let body: SetpointBody = json_body(&bridge, body).await?;
+    let write = SetpointWrite {
+        sensor,
+        desired: body.desired,
+        up_delta: body.up_delta,
+        down_delta: body.down_delta,
+        base_version,
+    };
+    let mut outcomes = self::write(&bridge, &author, vec![write]).await;
+    let outcome = outcomes
+        .pop()
+        .unwrap_or_else(|| Err(Failure::new(ErrorCode::Internal, "write lost")))?;
+    Ok(([(header::ETAG, etag(outcome.version))], Json(outcome)).into_response())
+}
+
+/// `PUT /api/v1/setpoints`: a list of writes, each atomic and versioned on its own. Always `200` with one
+/// [`WriteOutcome`] per write, in order, once each is settled; a malformed list is refused whole.
+async fn put_setpoints<B: Bus>(
+    State(bridge): State<Arc<Bridge<B>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Failure> {
+    let author = writer(&bridge, &headers)?;
+    let writes: Vec<SetpointWrite> = json_body(&bridge, body).await?;
+    if writes.len() > MAX_GROUP_WRITES {
+        return Err(Failure::new(
+            ErrorCode::InvalidMessage,
+            format!("more than {MAX_GROUP_WRITES} writes in one group write"),
+        ));
+    }
+    let sensors: Vec<SensorId> = writes.iter().map(|w| w.sensor).collect();
+    let outcomes: Vec<WriteOutcome> = write(&bridge, &author, writes)
+        .await
+        .into_iter()
+        .zip(sensors)
+        .map(|(outcome, sensor)| match outcome {
+            Ok(setpoint) => WriteOutcome {
+                sensor,
+                status: StatusCode::OK.as_u16(),
+                setpoint: Some(setpoint),
+                error: None,
+            },
+            Err(f) => WriteOutcome {
+                sensor,
+                status: f.status.as_u16(),
+                setpoint: None,
+                error: Some(ConflictError {
+                    code: f.code,
+                    message: f.message,
+                    current: f.current,
+                }),
+            },
+        })
+        .collect();
+    Ok(Json(outcomes).into_response())
+}
+
+/// A time in a query: ms since the epoch, or an RFC 3339 timestamp (`2026-11-25T08:00:00Z`).
+fn parse_time(name: &str, raw: &str) -> Result<TimeMs, Failure> {
+    if let Ok(ms) = raw.parse::<TimeMs>() {
+        return Ok(ms);
+    }
+    raw.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|e| {
+            Failure::new(
+                ErrorCode::InvalidMessage,
+                format!(
+                    "{name} must be ms since the epoch or an RFC 3339 time such as 2026-11-25T08:00:00Z ({e})"
+                ),
+            )
+        })
+}
+
+/// `GET /api/v1/sensors/{id}/history?since=…&until=…`: readings, decisions and setpoint changes (with
+/// author) between the two times; by default the whole window the bridge keeps.
+async fn history<B: Bus>(
+    State(bridge): State<Arc<Bridge<B>>>,
+    Path(id): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, Failure> {
+    let sensor = sensor_id(&id)?;
+    let Query(query) = query.map_err(|e| Failure::new(ErrorCode::InvalidMessage, e.body_text()))?;
+    if let Some(unknown) = query.keys().find(|k| !matches!(k.as_str(), "since" | "until")) {
+        return Err(Failure::new(
+            ErrorCode::InvalidMessage,
+            format!(
+                "unknown query parameter {:?}: use since and until",
+                truncate(unknown)
+            ),
+        ));
+    }
+    let now = now_ms();
+    let until = query
+        .get("until")
+        .map(|u| parse_time("until", u))
+        .transpose()?
+        .unwrap_or(now);
+    let since = match query.get("since") {
+        Some(s) => parse_time("since", s)?,
+        None => until - bridge.hub.backfill_ms(),
+    };
+    if since > until {
+        return Err(Failure::new(ErrorCode::InvalidMessage, "since is after until"));
+    }
+    let history = bridge.hub.history(sensor, since, until).ok_or_else(|| {
+        Failure::new(
+            ErrorCode::NotFound,
+            format!("no sensor {sensor}: the bridge has seen no reading, setpoint or command for it"),
+        )
+    })?;
+    Ok(Json(history).into_response())
 }

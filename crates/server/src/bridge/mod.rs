@@ -80,6 +80,8 @@ pub struct Bridge<B> {
     pub origins: OriginPolicy,
     pub shutdown: CancellationToken,
     pub dashboard: Dashboard,
+    /// The HTTP API's write budgets, per token.
+    pub api_limits: api::WriteLimits,
 }
 
 /// A running bridge.
@@ -116,6 +118,7 @@ pub async fn start<B: Bus>(
         options,
         shutdown: sessions.clone(),
         dashboard,
+        api_limits: api::WriteLimits::default(),
     });
     let pump = tokio::spawn(hub::pump(bus, Arc::clone(&hub), pump_stop.clone()));
     let app = router(bridge);

@@ -180,23 +180,47 @@ async fn handle_text<B: Bus>(
             None
         }
         ClientMessage::SetSetpoint(req) => {
-            let id = Some(req.request_id.clone());
-            let Some(author) = author else {
-                return Some(error(
-                    id,
-                    ErrorCode::Unauthorized,
-                    "this connection is read-only: open the dashboard with the URL printed at start (it carries #token=…)",
-                ));
-            };
-            if !limit.allow() {
-                return Some(error(
-                    id,
-                    ErrorCode::RateLimited,
-                    "too many setpoint writes; wait a moment",
-                ));
-            }
-            bridge.hub.write_setpoint(&bridge.bus, client, &req, author).await;
+            write(bridge, client, outbox, std::slice::from_ref(&req), author, limit).await;
+            None
+        }
+        ClientMessage::SetSetpoints { writes } => {
+            write(bridge, client, outbox, &writes, author, limit).await;
             None
         }
     }
+}
+
+/// A setpoint write, or a group's: refused whole without write access or over the rate limit (a group
+/// counts once; each of its writes is answered), else handed to the hub, which answers each on its own.
+async fn write<B: Bus>(
+    bridge: &Bridge<B>,
+    client: ClientId,
+    outbox: &super::outbox::Outbox,
+    writes: &[setpoint_wire::ws::SetSetpoint],
+    author: Option<&str>,
+    limit: &mut RateLimit,
+) {
+    let refuse = |code, message: &str| {
+        for w in writes {
+            bridge.metrics.ws_errors_sent.fetch_add(1, Relaxed);
+            let reply = error(Some(w.request_id.clone()), code, message);
+            outbox.push_control(reply.to_json().into());
+        }
+    };
+    let Some(author) = author else {
+        return refuse(
+            ErrorCode::Unauthorized,
+            "this connection is read-only: open the dashboard with the URL printed at start (it carries #token=…)",
+        );
+    };
+    if writes.is_empty() {
+        return;
+    }
+    if !limit.allow() {
+        return refuse(ErrorCode::RateLimited, "too many setpoint writes; wait a moment");
+    }
+    bridge
+        .hub
+        .write_setpoints(&bridge.bus, client, writes, author)
+        .await;
 }

@@ -20,8 +20,8 @@ use tokio::sync::Notify;
 
 use super::store::{Encoded, Store, StoreError};
 use super::{
-    Bus, BusError, Consumer, HeaterMemoryRecord, Offset, Payload, Record, SensorReading, SetpointChange,
-    StartAt, StreamKind,
+    Bus, BusError, Consumer, HeaterMemoryRecord, Offset, Payload, Record, ScheduleRecord, SensorReading,
+    SetpointChange, StartAt, StreamKind,
 };
 use crate::clock::now_ms;
 
@@ -275,7 +275,7 @@ impl<T: Payload> Prune for Log<T> {
 }
 
 fn compact<T: Payload>(records: &mut VecDeque<Entry<T>>) {
-    let mut latest: HashMap<i32, Offset> = HashMap::new();
+    let mut latest: HashMap<String, Offset> = HashMap::new();
     for e in records.iter() {
         latest.insert(e.value.key(), e.offset);
     }
@@ -328,6 +328,7 @@ impl EmbeddedBus {
         bus.restore::<SetpointChange>(&store, cutoff)?;
         bus.restore::<Decision>(&store, cutoff)?;
         bus.restore::<HeaterMemoryRecord>(&store, cutoff)?;
+        bus.restore::<ScheduleRecord>(&store, cutoff)?;
         bus.prune_in_background();
         Ok(bus)
     }

@@ -15,6 +15,7 @@ use std::future::Future;
 use prost::Message as _;
 use setpoint_control::{Decision, HeaterMemory, SensorId, Setpoint, TimeMs};
 use setpoint_wire::proto::{self, DecodeError};
+pub use setpoint_wire::schedule::ScheduleRecord;
 use setpoint_wire::ws::BusStatus;
 
 /// Position of a record in its stream (per partition, on Kafka).
@@ -33,13 +34,18 @@ pub enum StreamKind {
     /// The controllers' changelog: each heater's last command and dwell, for the next owner
     /// (`setpoint-controller-state` topic, compacted).
     ControllerState,
+    /// Weekly schedules, keyed by name (`setpoint-schedules` topic, compacted).
+    Schedules,
 }
 
 impl StreamKind {
     /// Streams that are state rather than events: only the latest record per key matters, so their logs
     /// are compacted (Kafka's `cleanup.policy=compact`; the embedded bus keeps the latest per key when full).
     pub fn is_table(self) -> bool {
-        matches!(self, StreamKind::Setpoints | StreamKind::ControllerState)
+        matches!(
+            self,
+            StreamKind::Setpoints | StreamKind::ControllerState | StreamKind::Schedules
+        )
     }
 }
 
@@ -105,8 +111,9 @@ pub struct HeaterMemoryRecord {
 /// A value that travels on one of the streams: which stream, its key, and its Kafka codec.
 pub trait Payload: Clone + Send + Sync + 'static {
     const STREAM: StreamKind;
-    /// The record key: the sensor id, so all records of one sensor stay in order.
-    fn key(&self) -> SensorId;
+    /// The record key: the sensor id (in decimal, as the reference writes it), so all records of one sensor
+    /// stay in order; a schedule's name.
+    fn key(&self) -> String;
     /// The Kafka record value (protobuf, reference-compatible).
     fn encode(&self) -> Vec<u8>;
     /// Decodes a Kafka record. `key` is optional (reference writers may omit it) but must agree with the
@@ -120,8 +127,8 @@ fn fallback_ms(timestamp_ms: Option<i64>) -> TimeMs {
 
 impl Payload for SensorReading {
     const STREAM: StreamKind = StreamKind::Readings;
-    fn key(&self) -> SensorId {
-        self.sensor
+    fn key(&self) -> String {
+        self.sensor.to_string()
     }
     fn encode(&self) -> Vec<u8> {
         proto::SensorData::from_reading(self.sensor, &self.reading()).encode_to_vec()
@@ -135,8 +142,8 @@ impl Payload for SensorReading {
 
 impl Payload for SetpointChange {
     const STREAM: StreamKind = StreamKind::Setpoints;
-    fn key(&self) -> SensorId {
-        self.sensor
+    fn key(&self) -> String {
+        self.sensor.to_string()
     }
     fn encode(&self) -> Vec<u8> {
         proto::TemperatureControl::from_setpoint(
@@ -171,8 +178,8 @@ impl Payload for SetpointChange {
 
 impl Payload for Decision {
     const STREAM: StreamKind = StreamKind::Commands;
-    fn key(&self) -> SensorId {
-        self.sensor
+    fn key(&self) -> String {
+        self.sensor.to_string()
     }
     fn encode(&self) -> Vec<u8> {
         proto::HeaterControl::from_decision(self).encode_to_vec()
@@ -186,8 +193,8 @@ impl Payload for Decision {
 
 impl Payload for HeaterMemoryRecord {
     const STREAM: StreamKind = StreamKind::ControllerState;
-    fn key(&self) -> SensorId {
-        self.sensor
+    fn key(&self) -> String {
+        self.sensor.to_string()
     }
     fn encode(&self) -> Vec<u8> {
         proto::ControllerState::from_memory(self.sensor, &self.memory).encode_to_vec()
@@ -199,6 +206,30 @@ impl Payload for HeaterMemoryRecord {
             sensor: m.sensor_id,
             memory: m.memory()?,
         })
+    }
+}
+
+/// Schedules travel as JSON: the topic is setpoint's own (the reference has no schedules), and the record
+/// is the very type the HTTP API takes and serves, so there is one definition of a schedule.
+impl Payload for ScheduleRecord {
+    const STREAM: StreamKind = StreamKind::Schedules;
+    fn key(&self) -> String {
+        self.schedule.name.clone()
+    }
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+    fn decode(key: Option<&[u8]>, value: &[u8], _timestamp_ms: Option<i64>) -> Result<Self, DecodeError> {
+        let record: ScheduleRecord = serde_json::from_slice(value).map_err(|e| DecodeError::Json {
+            message: "schedule",
+            detail: e.to_string(),
+        })?;
+        if key.is_some_and(|k| k != record.schedule.name.as_bytes()) {
+            return Err(DecodeError::BadKey {
+                key: String::from_utf8_lossy(key.unwrap_or_default()).into_owned(),
+            });
+        }
+        Ok(record)
     }
 }
 

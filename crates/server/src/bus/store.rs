@@ -67,6 +67,7 @@ fn table(stream: StreamKind) -> TableDefinition<'static, u64, &'static [u8]> {
         StreamKind::Setpoints => "setpoints",
         StreamKind::Commands => "commands",
         StreamKind::ControllerState => "controller_state",
+        StreamKind::Schedules => "schedules",
     })
 }
 

@@ -2,4 +2,5 @@
 //! code runs on the embedded bus and on Kafka, in one process or many.
 
 pub mod controller;
+pub mod scheduler;
 pub mod simulator;

@@ -17,6 +17,7 @@ pub fn topics(tag: &str) -> Topics {
         setpoints: format!("tempset-{tag}-{n}"),
         commands: format!("heatercontrol-{tag}-{n}"),
         controller_state: format!("state-{tag}-{n}"),
+        schedules: format!("schedules-{tag}-{n}"),
     }
 }
 

@@ -49,6 +49,7 @@ pub fn options(rooms: usize, interval_ms: i64) -> RunOptions {
             interval_ms,
         }),
         seed_setpoints: true,
+        run_scheduler: true,
     }
 }
 
@@ -127,7 +128,7 @@ pub async fn write_and_wait(
     let (mut acked, mut version) = (false, None);
     c.until_within(patience, |m| {
         match m {
-            ServerMessage::Ack { request_id } if request_id == id => acked = true,
+            ServerMessage::Ack { request_id, .. } if request_id == id => acked = true,
             ServerMessage::Error(e) if e.request_id.as_deref() == Some(id) => return Some(()),
             ServerMessage::Setpoint(s) if s.sensor == sensor && s.desired == desired => {
                 version = Some(s.version)

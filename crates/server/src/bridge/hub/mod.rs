@@ -3,8 +3,8 @@
 //! [`state::HubState`] is the sans-IO state machine (what each client is told, and when); [`Hub`] is its
 //! thin shell: it holds the state behind one lock, stamps inputs with the clock, and delivers the outputs to
 //! the clients' [`Outbox`]es while still holding the lock — which is what makes "every event exactly once
-//! per client" hold for real connections. [`pump`] feeds it from the bus; [`Hub::write_setpoint`] publishes
-//! a browser's write.
+//! per client" hold for real connections. [`pump`] feeds it from the bus; [`Hub::write_setpoints`] publishes
+//! a browser's or a script's writes.
 
 mod pump;
 pub mod state;
@@ -16,7 +16,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use setpoint_control::{Config, Decision, SensorId};
+use setpoint_control::{Config, Decision, SensorId, TimeMs};
+use setpoint_wire::api::SensorHistory;
 use setpoint_wire::ws::{ReadingsBatch, ServerMessage, SetSetpoint, SetpointMsg};
 
 use super::outbox::{Frame, Outbox, SharedBatch};
@@ -38,6 +39,8 @@ struct Inner {
     outboxes: HashMap<ClientId, Arc<Outbox>>,
     /// Records the state asked to publish (restatements after a lost race), for the pump to send.
     to_publish: Vec<SetpointChange>,
+    /// Quiet clients (HTTP requests) waiting for their writes' answers.
+    waiters: HashMap<ClientId, tokio::sync::mpsc::UnboundedSender<ServerMessage>>,
 }
 
 /// The hub. Shared by the pump task and every connection.
@@ -63,6 +66,7 @@ impl Hub {
                 state: HubState::new(config, options).with_writer(&writer_name()),
                 outboxes: HashMap::new(),
                 to_publish: Vec::new(),
+                waiters: HashMap::new(),
             }),
             write_lock: tokio::sync::Mutex::new(()),
             metrics,
@@ -103,7 +107,23 @@ impl Hub {
         let mut inner = self.lock();
         inner.state.unregister(id);
         inner.outboxes.remove(&id);
+        inner.waiters.remove(&id);
         inner.deliver(&self.metrics);
+    }
+
+    /// Registers a client that writes and waits for the answers, and nothing else: an HTTP request. It is
+    /// unregistered when the returned [`QuietClient`] is dropped, answered or not.
+    pub fn register_quiet(self: &Arc<Self>) -> QuietClient {
+        let (tx, answers) = tokio::sync::mpsc::unbounded_channel();
+        let mut inner = self.lock();
+        let id = inner.state.register_quiet();
+        inner.waiters.insert(id, tx);
+        drop(inner);
+        QuietClient {
+            id,
+            answers,
+            hub: Arc::clone(self),
+        }
     }
 
     pub(crate) fn on_reading(&self, readings: impl IntoIterator<Item = crate::bus::SensorReading>) {
@@ -146,30 +166,49 @@ impl Hub {
         });
     }
 
-    /// Validates and publishes a browser's setpoint write. The answer (`ack` or an error) reaches the client
-    /// through its outbox: an ack only once the bus has the record and it has come back to this hub.
-    pub async fn write_setpoint<B: Bus>(&self, bus: &B, client: ClientId, req: &SetSetpoint, author: &str) {
+    /// Validates and publishes setpoint writes (one, or a group's in one publish). Each write's answer
+    /// (`ack` or an error) reaches the client on its own: an ack only once the bus has the record and it
+    /// has come back to this hub.
+    pub async fn write_setpoints<B: Bus>(
+        &self,
+        bus: &B,
+        client: ClientId,
+        reqs: &[SetSetpoint],
+        author: &str,
+    ) {
         let _order = self.write_lock.lock().await;
-        let Some((id, change)) = self.with_state(|s| s.begin_write(client, req, author, now_ms())) else {
+        let begun: Vec<_> = self.with_state(|s| {
+            reqs.iter()
+                .filter_map(|req| s.begin_write(client, req, author, now_ms()))
+                .collect()
+        });
+        if begun.is_empty() {
             return;
-        };
-        let outcome = match bus.publish(vec![change.clone()]).await {
+        }
+        let changes: Vec<SetpointChange> = begun.iter().map(|(_, change)| change.clone()).collect();
+        let outcome = match bus.publish(changes).await {
             Ok(()) => {
-                tracing::info!(
-                    sensor = change.sensor,
-                    author = %change.author,
-                    base_version = ?change.base_version,
-                    desired = change.setpoint.desired,
-                    up_delta = change.setpoint.up_delta,
-                    down_delta = change.setpoint.down_delta,
-                    "setpoint written"
-                );
+                for (_, change) in &begun {
+                    tracing::info!(
+                        sensor = change.sensor,
+                        author = %change.author,
+                        base_version = ?change.base_version,
+                        desired = change.setpoint.desired,
+                        up_delta = change.setpoint.up_delta,
+                        down_delta = change.setpoint.down_delta,
+                        "setpoint written"
+                    );
+                }
                 Ok(())
             }
             Err(BusError::Unavailable(why)) => Err(PublishFailure::Unavailable(why)),
             Err(BusError::Closed) => Err(PublishFailure::ShuttingDown),
         };
-        self.with_state(|s| s.write_published(id, outcome, now_ms()));
+        self.with_state(|s| {
+            for (id, _) in &begun {
+                s.write_published(*id, outcome.clone(), now_ms());
+            }
+        });
     }
 
     /// How far back a new client's history reaches.
@@ -185,6 +224,11 @@ impl Hub {
     /// Every sensor the bridge has heard of.
     pub fn sensor_views(&self) -> Vec<setpoint_wire::api::SensorView> {
         self.lock().state.sensor_views()
+    }
+
+    /// What is kept of a sensor between two times; `None` if the bridge never heard of it.
+    pub fn history(&self, sensor: SensorId, since: TimeMs, until: TimeMs) -> Option<SensorHistory> {
+        self.lock().state.history(sensor, since, until)
     }
 
     /// The setpoint in force for a sensor.
@@ -210,8 +254,21 @@ impl Hub {
     }
 }
 
+/// An HTTP request's place in the hub: its id for writes, and the answers to them.
+pub struct QuietClient {
+    pub id: ClientId,
+    pub answers: tokio::sync::mpsc::UnboundedReceiver<ServerMessage>,
+    hub: Arc<Hub>,
+}
+
+impl Drop for QuietClient {
+    fn drop(&mut self) {
+        self.hub.unregister(self.id);
+    }
+}
+
 /// A name for this process's writes, distinct from every other bridge's on the same stream.
-fn writer_name() -> String {
+pub(crate) fn writer_name() -> String {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         // Without randomness, the process id and start time still tell bridges apart in practice.
@@ -248,6 +305,11 @@ impl Inner {
                     metrics.dropped_readings.fetch_add(dropped, Relaxed);
                 }
                 Output::Send(client, msg) => {
+                    if let Some(waiter) = self.waiters.get(&client) {
+                        // The request may have given up meanwhile; its answer then goes nowhere.
+                        let _ = waiter.send(msg);
+                        continue;
+                    }
                     if matches!(msg, ServerMessage::Error(_)) {
                         metrics.ws_errors_sent.fetch_add(1, Relaxed);
                     }

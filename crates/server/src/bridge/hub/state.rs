@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use setpoint_control::{Config, Decision, SensorId, SensorReading, TimeMs, Verdict, VersionArbiter};
-use setpoint_wire::api::SensorView;
+use setpoint_wire::api::{SensorHistory, SensorView};
 use setpoint_wire::ws::{
     BusStatus, DecisionsBatch, ErrorCode, ErrorMsg, Hello, ReadingsBatch, ServerMessage, SetSetpoint,
     SetpointChangeEntry, SetpointHistoryMsg, SetpointMsg, StatusMsg, PROTOCOL_VERSION,
@@ -126,8 +126,8 @@ struct InFlight {
     value: SetpointMsg,
     /// The bus acknowledged the record, at this time.
     published_at: Option<TimeMs>,
-    /// The record came back: `Ok` if it took effect, else the value in force that beat it.
-    outcome: Option<Result<(), Option<SetpointMsg>>>,
+    /// The record came back: `Ok` with the value it put in force, else the value in force that beat it.
+    outcome: Option<Result<SetpointMsg, Option<SetpointMsg>>>,
 }
 
 /// One sensor's readings for new clients: the thinned backfill ring, and the newest reading (which the
@@ -154,6 +154,9 @@ pub struct HubState {
     /// never overlap.
     pending: Vec<SensorReading>,
     clients: HashSet<ClientId>,
+    /// Clients that only wait for their writes' answers (HTTP requests): no hello, no broadcasts, not
+    /// counted as connected clients.
+    quiet: HashSet<ClientId>,
     next_client: ClientId,
     writes: HashMap<WriteId, InFlight>,
     next_write: u64,
@@ -180,6 +183,7 @@ impl HubState {
             history: HashMap::new(),
             pending: Vec::new(),
             clients: HashSet::new(),
+            quiet: HashSet::new(),
             next_client: 0,
             writes: HashMap::new(),
             next_write: 0,
@@ -254,9 +258,18 @@ impl HubState {
         Welcome { id, hello, backfill }
     }
 
+    /// Registers a client that only writes and waits for the answers (an HTTP request): it is sent
+    /// nothing but those answers.
+    pub fn register_quiet(&mut self) -> ClientId {
+        let id = self.next_client;
+        self.next_client += 1;
+        self.quiet.insert(id);
+        id
+    }
+
     /// Removes a client; its writes in flight still complete on the bus but answer nobody.
     pub fn unregister(&mut self, id: ClientId) -> bool {
-        let known = self.clients.remove(&id);
+        let known = self.clients.remove(&id) | self.quiet.remove(&id);
         self.stats.clients = self.clients.len() as u64;
         known
     }
@@ -355,8 +368,8 @@ impl HubState {
                 self.outputs.push(Output::Publish(restatement(c)));
             }
             write.outcome = Some(Err(current));
-        } else {
-            write.outcome = Some(Ok(()));
+        } else if let Some(in_force) = self.setpoints.get(&change.sensor) {
+            write.outcome = Some(Ok(in_force.clone()));
         }
         self.settle_writes(now);
     }
@@ -534,6 +547,41 @@ impl HubState {
         })
     }
 
+    /// What is kept of a sensor between `since` and `until` (inclusive): the backfill's readings (the
+    /// newest too, which thinning may have left out of the ring), decisions and setpoint changes.
+    pub fn history(&self, sensor: SensorId, since: TimeMs, until: TimeMs) -> Option<SensorHistory> {
+        if !self.sensors.contains(&sensor) {
+            return None;
+        }
+        let within = |t: TimeMs| (since..=until).contains(&t);
+        let mut readings: Vec<SensorReading> = Vec::new();
+        if let Some(h) = self.history.get(&sensor) {
+            readings.extend(h.kept.iter().filter(|r| within(r.t_ms)));
+            if within(h.newest.t_ms) && readings.last().is_none_or(|last| last.t_ms < h.newest.t_ms) {
+                readings.push(h.newest);
+            }
+        }
+        let decisions = self
+            .decisions
+            .get(&sensor)
+            .map(|d| d.iter().filter(|d| within(d.t_ms)).copied().collect())
+            .unwrap_or_default();
+        let changes = self
+            .changes
+            .get(&sensor)
+            .map(|c| c.iter().filter(|c| within(c.t_ms)).cloned().collect())
+            .unwrap_or_default();
+        Some(SensorHistory {
+            sensor,
+            since_ms: since,
+            until_ms: until,
+            kept_ms: self.options.backfill_ms,
+            readings,
+            decisions,
+            changes,
+        })
+    }
+
     /// Every sensor the bridge has heard of, by id.
     pub fn sensor_views(&self) -> Vec<SensorView> {
         self.sensors.iter().filter_map(|&s| self.sensor_view(s)).collect()
@@ -583,8 +631,9 @@ impl HubState {
                 continue;
             };
             let answer = match w.outcome {
-                Some(Ok(())) => ServerMessage::Ack {
+                Some(Ok(in_force)) => ServerMessage::Ack {
                     request_id: w.request_id,
+                    setpoint: Some(in_force),
                 },
                 Some(Err(current)) => {
                     let in_force = current.as_ref().map_or(0, |c| c.version);
@@ -610,7 +659,7 @@ impl HubState {
     }
 
     fn send(&mut self, client: ClientId, msg: ServerMessage) {
-        if self.clients.contains(&client) {
+        if self.clients.contains(&client) || self.quiet.contains(&client) {
             self.outputs.push(Output::Send(client, msg));
         }
     }

@@ -93,7 +93,7 @@ fn hub() -> HubState {
 fn acks(msgs: &[ServerMessage]) -> Vec<String> {
     msgs.iter()
         .filter_map(|m| match m {
-            ServerMessage::Ack { request_id } => Some(request_id.clone()),
+            ServerMessage::Ack { request_id, .. } => Some(request_id.clone()),
             _ => None,
         })
         .collect()

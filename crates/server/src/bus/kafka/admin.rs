@@ -44,6 +44,10 @@ impl KafkaBus {
             )
             .set("cleanup.policy", "compact")
             .set("retention.ms", "-1"),
+            // Few records, read whole by every scheduler and bridge: one partition keeps them in one order.
+            NewTopic::new(&o.topics.schedules, 1, TopicReplication::Fixed(o.replication))
+                .set("cleanup.policy", "compact")
+                .set("retention.ms", "-1"),
             NewTopic::new(
                 &o.topics.commands,
                 o.partitions,

@@ -154,7 +154,7 @@ impl Bus for KafkaBus {
         let topic = self.topic(T::STREAM).to_owned();
         let mut deliveries = Vec::with_capacity(values.len());
         for value in &values {
-            let key = value.key().to_string();
+            let key = value.key();
             let payload = value.encode();
             let mut record = FutureRecord::to(&topic).key(&key).payload(&payload);
             loop {

@@ -12,6 +12,8 @@ pub struct Topics {
     pub commands: String,
     /// The controllers' changelog (compacted).
     pub controller_state: String,
+    /// Weekly schedules (compacted, keyed by name).
+    pub schedules: String,
 }
 
 impl Default for Topics {
@@ -21,6 +23,7 @@ impl Default for Topics {
             setpoints: "tempset".into(),
             commands: "heatercontrol".into(),
             controller_state: "setpoint-controller-state".into(),
+            schedules: "setpoint-schedules".into(),
         }
     }
 }
@@ -32,6 +35,7 @@ impl Topics {
             StreamKind::Setpoints => &self.setpoints,
             StreamKind::Commands => &self.commands,
             StreamKind::ControllerState => &self.controller_state,
+            StreamKind::Schedules => &self.schedules,
         }
     }
 }

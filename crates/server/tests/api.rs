@@ -1,0 +1,439 @@
+//! Contract tests of the HTTP API (`/api/v1`) over real sockets: every endpoint, its auth, its conflicts,
+//! each bad input with its status and code, body limits and rate limits. What a script gets must be what
+//! the dashboard shows: writes are checked against the hub's state and a WebSocket client's view.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{addr, connect, start, PATIENCE, TOKEN};
+use serde_json::{json, Value};
+use setpoint_testkit::http::{request, Response};
+use setpoint_wire::api::{SensorHistory, WriteOutcome};
+use setpoint_wire::ws::{ErrorCode, ServerMessage, SetpointMsg};
+
+const BEARER: &str = "Bearer test-token-0123456789abcdef";
+
+async fn put(a: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    request(a, "PUT", path, headers, Some(body)).await
+}
+
+async fn get(a: SocketAddr, path: &str) -> Response {
+    request(a, "GET", path, &[], None).await
+}
+
+fn code(r: &Response) -> ErrorCode {
+    serde_json::from_value(r.json()["code"].clone()).unwrap_or_else(|e| panic!("no code ({e}): {}", r.body))
+}
+
+fn setpoint(r: &Response) -> SetpointMsg {
+    serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not a setpoint ({e}): {}", r.body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_sets_a_setpoint_with_a_bearer_token_and_the_dashboard_shows_it() {
+    assert!(BEARER.ends_with(TOKEN));
+    let server = start(3, 50).await;
+    let a = addr(&server);
+    let hub = server.hub.clone().expect("bridge");
+    let mut page = connect(a, None, None).await.expect("connects");
+    page.until(|m| matches!(m, ServerMessage::Hello(_)).then_some(()))
+        .await;
+
+    let before = get(a, "/api/v1/sensors/2/setpoint").await;
+    assert_eq!(before.status, 200, "{}", before.body);
+    let v0 = setpoint(&before).version;
+    assert_eq!(before.header("etag"), Some(format!("\"{v0}\"").as_str()));
+
+    let body = r#"{"desired":23.5,"up_delta":0.5,"down_delta":1.5}"#;
+    let r = put(
+        a,
+        "/api/v1/sensors/2/setpoint",
+        &[("Authorization", BEARER)],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let written = setpoint(&r);
+    assert_eq!(
+        (
+            written.sensor,
+            written.desired,
+            written.up_delta,
+            written.down_delta
+        ),
+        (2, 23.5, 0.5, 1.5)
+    );
+    assert_eq!(written.version, v0 + 1);
+    assert_eq!(written.author.as_deref(), Some("admin"));
+    assert_eq!(r.header("etag"), Some(format!("\"{}\"", v0 + 1).as_str()));
+    // In force when the answer came, and shown to the open page.
+    assert_eq!(hub.setpoint(2), Some(written.clone()));
+    let shown = page
+        .until(|m| match m {
+            ServerMessage::Setpoint(s) if s.sensor == 2 && s.version == v0 + 1 => Some(s.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(shown, written);
+
+    // If-Match with the version in force: applied. With the old one: 409 and the value in force.
+    let tag = format!("\"{}\"", v0 + 1);
+    let r = put(
+        a,
+        "/api/v1/sensors/2/setpoint",
+        &[("Authorization", BEARER), ("If-Match", &tag)],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(setpoint(&r).version, v0 + 2);
+    let r = put(
+        a,
+        "/api/v1/sensors/2/setpoint",
+        &[("Authorization", BEARER), ("If-Match", &tag)],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(code(&r), ErrorCode::Conflict);
+    let current: SetpointMsg = serde_json::from_value(r.json()["current"].clone()).expect("current");
+    assert_eq!(current.version, v0 + 2);
+    assert_eq!(Some(current), hub.setpoint(2));
+    // `*` and a bare number are accepted forms of If-Match.
+    let r = put(
+        a,
+        "/api/v1/sensors/2/setpoint",
+        &[("Authorization", BEARER), ("If-Match", "*")],
+        body,
+    )
+    .await;
+    assert_eq!((r.status, setpoint(&r).version), (200, v0 + 3));
+    let bare = (v0 + 3).to_string();
+    let r = put(
+        a,
+        "/api/v1/sensors/2/setpoint",
+        &[("Authorization", BEARER), ("If-Match", &bare)],
+        body,
+    )
+    .await;
+    assert_eq!((r.status, setpoint(&r).version), (200, v0 + 4));
+
+    // The change history names the token.
+    let h = get(a, "/api/v1/sensors/2/history").await;
+    assert_eq!(h.status, 200, "{}", h.body);
+    let history: SensorHistory = serde_json::from_str(&h.body).expect("history");
+    let admin: Vec<u64> = history
+        .changes
+        .iter()
+        .filter(|c| c.author == "admin")
+        .map(|c| c.version)
+        .collect();
+    assert_eq!(admin, vec![v0 + 1, v0 + 2, v0 + 3, v0 + 4]);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_without_a_valid_token_or_from_a_foreign_page_are_refused() {
+    let server = start(2, 50).await;
+    let a = addr(&server);
+    let hub = server.hub.clone().expect("bridge");
+    let before = hub.setpoint(1);
+    let body = r#"{"desired":22,"up_delta":1,"down_delta":1}"#;
+    for headers in [
+        vec![],
+        vec![("Authorization", "Bearer wrong-token-0123456789abcdef")],
+        vec![("Authorization", "Basic dGVzdDp0ZXN0")],
+        vec![("Authorization", TOKEN)],
+    ] {
+        let r = put(a, "/api/v1/sensors/1/setpoint", &headers, body).await;
+        assert_eq!(r.status, 401, "{headers:?}: {}", r.body);
+        assert_eq!(code(&r), ErrorCode::Unauthorized);
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+        let r = put(a, "/api/v1/setpoints", &headers, "[]").await;
+        assert_eq!(r.status, 401, "{headers:?}: {}", r.body);
+    }
+    let r = put(
+        a,
+        "/api/v1/sensors/1/setpoint",
+        &[("Authorization", BEARER), ("Origin", "http://evil.example")],
+        body,
+    )
+    .await;
+    assert_eq!((r.status, code(&r)), (403, ErrorCode::Forbidden), "{}", r.body);
+    assert_eq!(hub.setpoint(1), before, "a refused write changed the setpoint");
+    // The server's own page may write.
+    let own = format!("http://{a}");
+    let r = put(
+        a,
+        "/api/v1/sensors/1/setpoint",
+        &[("Authorization", BEARER), ("Origin", &own)],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_input_gets_its_status_and_the_websockets_code() {
+    let server = start(2, 50).await;
+    let a = addr(&server);
+    let hub = server.hub.clone().expect("bridge");
+    let before = hub.setpoint(1);
+    let auth = [("Authorization", BEARER)];
+    let huge = format!(
+        r#"{{"desired":22,"up_delta":1,"down_delta":1,"pad":"{}"}}"#,
+        "x".repeat(70_000)
+    );
+    let cases: Vec<(&str, String, u16, ErrorCode)> = vec![
+        (
+            "/api/v1/sensors/1/setpoint",
+            "{".into(),
+            400,
+            ErrorCode::MalformedFrame,
+        ),
+        (
+            "/api/v1/sensors/1/setpoint",
+            "".into(),
+            400,
+            ErrorCode::MalformedFrame,
+        ),
+        (
+            "/api/v1/sensors/1/setpoint",
+            r#"{"desired":22,"up_delta":1}"#.into(),
+            400,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            "/api/v1/sensors/1/setpoint",
+            r#"{"desired":"22","up_delta":1,"down_delta":1}"#.into(),
+            400,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            "/api/v1/sensors/1/setpoint",
+            r#"{"desired":22,"up_delta":1,"down_delta":1,"colour":2}"#.into(),
+            400,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            "/api/v1/sensors/1/setpoint",
+            r#"{"desired":1e309,"up_delta":1,"down_delta":1}"#.into(),
+            400,
+            ErrorCode::MalformedFrame,
+        ),
+        (
+            "/api/v1/sensors/1/setpoint",
+            r#"{"desired":500,"up_delta":1,"down_delta":1}"#.into(),
+            422,
+            ErrorCode::InvalidSetpoint,
+        ),
+        (
+            "/api/v1/sensors/1/setpoint",
+            r#"{"desired":22,"up_delta":-1,"down_delta":1}"#.into(),
+            422,
+            ErrorCode::InvalidSetpoint,
+        ),
+        (
+            "/api/v1/sensors/x/setpoint",
+            r#"{"desired":22,"up_delta":1,"down_delta":1}"#.into(),
+            400,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            "/api/v1/sensors/1/setpoint",
+            huge.clone(),
+            413,
+            ErrorCode::FrameTooLarge,
+        ),
+        ("/api/v1/setpoints", huge, 413, ErrorCode::FrameTooLarge),
+        (
+            "/api/v1/setpoints",
+            r#"{"sensor":1}"#.into(),
+            400,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            "/api/v1/setpoints",
+            format!(
+                "[{}]",
+                vec![r#"{"sensor":1,"desired":22,"up_delta":1,"down_delta":1}"#; 501].join(",")
+            ),
+            400,
+            ErrorCode::InvalidMessage,
+        ),
+    ];
+    for (path, body, status, expected) in cases {
+        let r = put(a, path, &auth, &body).await;
+        let shown: String = body.chars().take(60).collect();
+        assert_eq!(r.status, status, "{path} {shown}: {}", r.body);
+        assert_eq!(code(&r), expected, "{path} {shown}");
+        assert!(!r.json()["message"].as_str().unwrap_or_default().is_empty());
+        // Let the token bucket refill: this test is about codes, not the rate limit.
+        tokio::time::sleep(Duration::from_millis(220)).await;
+    }
+    let r = put(
+        a,
+        "/api/v1/sensors/1/setpoint",
+        &[("Authorization", BEARER), ("If-Match", "W/\"1\"")],
+        r#"{"desired":22,"up_delta":1,"down_delta":1}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (400, ErrorCode::InvalidMessage),
+        "{}",
+        r.body
+    );
+    assert_eq!(hub.setpoint(1), before, "a refused write changed the setpoint");
+    for (path, status, expected) in [
+        ("/api/v1/sensors/999/history", 404, ErrorCode::NotFound),
+        (
+            "/api/v1/sensors/1/history?since=yesterday",
+            400,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            "/api/v1/sensors/1/history?since=2000&until=1000",
+            400,
+            ErrorCode::InvalidMessage,
+        ),
+        ("/api/v1/sensors/1/history?from=1", 400, ErrorCode::InvalidMessage),
+    ] {
+        let r = get(a, path).await;
+        assert_eq!((r.status, code(&r)), (status, expected), "{path}: {}", r.body);
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_rate_limited_per_token() {
+    let server = start(1, 50).await;
+    let a = addr(&server);
+    // Refused writes (422) still spend the budget, and come back at once: 10 in the burst, then 429.
+    let mut statuses = Vec::new();
+    for _ in 0..14 {
+        let r = put(
+            a,
+            "/api/v1/sensors/1/setpoint",
+            &[("Authorization", BEARER)],
+            r#"{"desired":500,"up_delta":1,"down_delta":1}"#,
+        )
+        .await;
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert_eq!(code(&r), ErrorCode::RateLimited);
+        }
+    }
+    assert_eq!(statuses.iter().filter(|&&s| s == 422).count(), 10, "{statuses:?}");
+    assert!(statuses[10..].iter().all(|&s| s == 429), "{statuses:?}");
+    // Reading is never limited.
+    assert_eq!(get(a, "/api/v1/sensors").await.status, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_write_answers_each_sensor_on_its_own() {
+    let server = start(4, 50).await;
+    let a = addr(&server);
+    let hub = server.hub.clone().expect("bridge");
+    let v = |s| hub.setpoint(s).map_or(0, |sp| sp.version);
+    let (v1, v2, v3, v4) = (v(1), v(2), v(3), v(4));
+    let body = json!([
+        {"sensor": 1, "desired": 19.0, "up_delta": 0.5, "down_delta": 0.5},
+        {"sensor": 2, "desired": 19.0, "up_delta": 0.5, "down_delta": 0.5, "base_version": v2},
+        {"sensor": 3, "desired": 19.0, "up_delta": 0.5, "down_delta": 0.5, "base_version": v3 + 7},
+        {"sensor": 4, "desired": 900.0, "up_delta": 0.5, "down_delta": 0.5},
+        {"sensor": 9, "desired": 19.0, "up_delta": 0.5, "down_delta": 0.5},
+    ])
+    .to_string();
+    let r = put(a, "/api/v1/setpoints", &[("Authorization", BEARER)], &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let outcomes: Vec<WriteOutcome> = serde_json::from_str(&r.body).expect("outcomes");
+    let summary: Vec<(i32, u16, Option<u64>, Option<ErrorCode>)> = outcomes
+        .iter()
+        .map(|o| {
+            (
+                o.sensor,
+                o.status,
+                o.setpoint.as_ref().map(|s| s.version),
+                o.error.as_ref().map(|e| e.code),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, 200, Some(v1 + 1), None),
+            (2, 200, Some(v2 + 1), None),
+            (3, 409, None, Some(ErrorCode::Conflict)),
+            (4, 422, None, Some(ErrorCode::InvalidSetpoint)),
+            (9, 200, Some(1), None),
+        ]
+    );
+    assert_eq!(
+        outcomes[2]
+            .error
+            .as_ref()
+            .and_then(|e| e.current.as_ref())
+            .map(|c| c.version),
+        Some(v3)
+    );
+    for s in [1, 2, 9] {
+        let sp = hub.setpoint(s).expect("in force");
+        assert_eq!(
+            (sp.desired, sp.author.as_deref()),
+            (19.0, Some("admin")),
+            "sensor {s}"
+        );
+    }
+    assert_eq!(hub.setpoint(3).map(|s| s.version), Some(v3));
+    assert_eq!(hub.setpoint(4).map(|s| s.version), Some(v4));
+    // The read side agrees.
+    let all: Vec<Value> = serde_json::from_str(&get(a, "/api/v1/sensors").await.body).expect("sensors");
+    let nine = all.iter().find(|s| s["sensor"] == 9).expect("sensor 9 listed");
+    assert_eq!(nine["setpoint"]["desired"], 19.0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_bounded_by_since_and_until() {
+    let server = start(1, 20).await;
+    let a = addr(&server);
+    let hub = server.hub.clone().expect("bridge");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let h = hub.history(1, 0, i64::MAX).expect("sensor 1");
+        if h.readings.len() >= 40 && !h.decisions.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no readings and decisions"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all: SensorHistory =
+        serde_json::from_str(&get(a, "/api/v1/sensors/1/history").await.body).expect("history");
+    assert!(all.readings.len() >= 40);
+    assert_eq!(all.changes.first().map(|c| c.author.as_str()), Some("simulator"));
+    // A window in the middle, in RFC 3339: exactly the readings whose time falls in it.
+    let (from, to) = (all.readings[10].t_ms, all.readings[30].t_ms);
+    let rfc = |ms: i64| jiff::Timestamp::from_millisecond(ms).expect("time").to_string();
+    let path = format!("/api/v1/sensors/1/history?since={}&until={}", rfc(from), rfc(to));
+    let r = get(a, &path).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let part: SensorHistory = serde_json::from_str(&r.body).expect("history");
+    let expected: Vec<i64> = all
+        .readings
+        .iter()
+        .map(|r| r.t_ms)
+        .filter(|t| (from..=to).contains(t))
+        .collect();
+    assert_eq!(part.readings.iter().map(|r| r.t_ms).collect::<Vec<_>>(), expected);
+    assert!(part.decisions.iter().all(|d| (from..=to).contains(&d.t_ms)));
+    assert_eq!((part.since_ms, part.until_ms), (from, to));
+    server.shutdown().await;
+}

@@ -1,0 +1,163 @@
+//! Weekly schedules: named programs of (days, local time, setpoint) steps in a named time zone, assigned to
+//! sensors. The same types are the HTTP API's bodies, the records of the schedules stream (JSON, keyed by
+//! name) and what the dashboard shows; `setpoint-schedule` compiles and runs them.
+
+use serde::{Deserialize, Serialize};
+use setpoint_control::{SensorId, Setpoint, TimeMs};
+
+/// Longest schedule name.
+pub const MAX_SCHEDULE_NAME_LEN: usize = 64;
+
+/// Most steps in one schedule (a step per quarter hour of a week would be 672; nobody needs more).
+pub const MAX_SCHEDULE_STEPS: usize = 1_000;
+
+/// Most sensors one schedule is assigned to.
+pub const MAX_SCHEDULE_SENSORS: usize = 10_000;
+
+/// Whether `name` can name a schedule: 1 to [`MAX_SCHEDULE_NAME_LEN`] ASCII letters, digits, `.`, `_` or
+/// `-`. The scheduler's changes are recorded under the author `schedule:NAME`, which no token can take
+/// (token names may not contain `:`).
+pub fn is_schedule_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SCHEDULE_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The author recorded for a schedule's setpoint changes.
+pub fn schedule_author(name: &str) -> String {
+    format!("schedule:{name}")
+}
+
+/// A day of the week.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl Weekday {
+    /// Monday first.
+    pub const ALL: [Weekday; 7] = [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+        Weekday::Sat,
+        Weekday::Sun,
+    ];
+}
+
+/// One step of a weekly program: on each of `days`, at local `time` (`HH:MM` or `HH:MM:SS`, 24-hour), the
+/// setpoint becomes this one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleStep {
+    pub days: Vec<Weekday>,
+    pub time: String,
+    pub desired: f64,
+    pub up_delta: f64,
+    pub down_delta: f64,
+}
+
+impl ScheduleStep {
+    pub fn setpoint(&self) -> Setpoint {
+        Setpoint::new(self.desired, self.up_delta, self.down_delta)
+    }
+}
+
+/// A named weekly program in an IANA time zone (`Europe/Berlin`, `UTC`…), assigned to sensors. A manual
+/// change holds until the program's next step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub name: String,
+    pub zone: String,
+    pub steps: Vec<ScheduleStep>,
+    pub sensors: Vec<SensorId>,
+}
+
+/// The body of `PUT /api/v1/schedules/{name}`: a schedule without its name (the path has it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    pub zone: String,
+    pub steps: Vec<ScheduleStep>,
+    #[serde(default)]
+    pub sensors: Vec<SensorId>,
+}
+
+impl ScheduleBody {
+    pub fn named(self, name: &str) -> Schedule {
+        Schedule {
+            name: name.to_owned(),
+            zone: self.zone,
+            steps: self.steps,
+            sensors: self.sensors,
+        }
+    }
+}
+
+/// A record of the schedules stream (keyed by name, compacted): the schedule as of `t_ms`, or its
+/// deletion (`deleted`, with the name only meaningful).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleRecord {
+    pub schedule: Schedule,
+    /// The token name that saved (or deleted) it.
+    pub author: String,
+    pub t_ms: TimeMs,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// The next change a schedule will make to one sensor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NextStep {
+    pub sensor: SensorId,
+    pub schedule: String,
+    /// When, in ms since the epoch.
+    pub at_ms: TimeMs,
+    pub desired: f64,
+    pub up_delta: f64,
+    pub down_delta: f64,
+}
+
+/// Every schedule, by name, and the next step of every scheduled sensor, by sensor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SchedulesMsg {
+    pub schedules: Vec<Schedule>,
+    pub next: Vec<NextStep>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_reads_as_the_api_documents_it() {
+        let json = r#"{"zone":"Europe/Berlin","sensors":[1,2],"steps":[
+            {"days":["mon","tue","wed","thu","fri"],"time":"06:30","desired":21.0,"up_delta":0.5,"down_delta":0.5},
+            {"days":["sat","sun"],"time":"22:00:30","desired":17.0,"up_delta":0.5,"down_delta":0.5}]}"#;
+        let body: ScheduleBody = serde_json::from_str(json).expect("valid body");
+        let schedule = body.named("office");
+        assert_eq!(schedule.steps[0].days.len(), 5);
+        assert_eq!(schedule.steps[1].days, vec![Weekday::Sat, Weekday::Sun]);
+        assert_eq!(schedule.steps[1].setpoint().desired, 17.0);
+        assert!(serde_json::from_str::<ScheduleBody>(r#"{"zone":"UTC","steps":[],"colour":1}"#).is_err());
+    }
+
+    #[test]
+    fn schedule_names_are_plain() {
+        assert!(is_schedule_name("office-2.north_wing"));
+        for bad in ["", "a b", "x:y", "ü", &"n".repeat(65)] {
+            assert!(!is_schedule_name(bad), "{bad:?}");
+        }
+        assert_eq!(schedule_author("office"), "schedule:office");
+    }
+}
