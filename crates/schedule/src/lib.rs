@@ -5,6 +5,8 @@
 //!
 //! - [`program`]: [`Program::compile`] validates a schedule ([`ScheduleError`] names the step and field) and
 //!   answers which step instance is in force at an instant and which comes next, in the schedule's zone.
+//! - [`next`]: [`next_steps`], the next step of each scheduled sensor, for the dashboard and the API; the
+//!   choice the rule makes when that instant comes.
 //! - [`scheduler`]: [`Scheduler`], the state machine of the scheduler role: records of the schedules and
 //!   setpoints streams and the time in, [`Publish`] records out.
 //!
@@ -54,8 +56,10 @@
 //! publishes a restatement of the value in force (`version = base_version =` in force), which a reader of
 //! the whole log treats as a no-op and a reader of the compacted log takes as the value in force.
 
+pub mod next;
 pub mod program;
 pub mod scheduler;
 
+pub use next::next_steps;
 pub use program::{Program, ScheduleError, StepAt};
 pub use scheduler::{Publish, Scheduler, SetpointSeen, IN_FLIGHT_MS, REMEMBER_SENT_MS};

@@ -100,7 +100,8 @@ impl Program {
         if !is_schedule_name(&s.name) {
             return Err(ScheduleError::BadName { name: s.name.clone() });
         }
-        let zone = resolve_zone(&s.zone).ok_or_else(|| ScheduleError::UnknownZone { zone: s.zone.clone() })?;
+        let zone =
+            resolve_zone(&s.zone).ok_or_else(|| ScheduleError::UnknownZone { zone: s.zone.clone() })?;
         if s.steps.is_empty() {
             return Err(ScheduleError::NoSteps);
         }
@@ -138,7 +139,10 @@ impl Program {
                 if list.last() == Some(&i) {
                     continue; // the same day listed twice in one step
                 }
-                if let Some(&first) = list.iter().find(|&&j| steps.get(j).is_some_and(|o: &Step| o.time == time)) {
+                if let Some(&first) = list
+                    .iter()
+                    .find(|&&j| steps.get(j).is_some_and(|o: &Step| o.time == time))
+                {
                     return Err(ScheduleError::DuplicateStep {
                         step: i,
                         first,
@@ -322,11 +326,45 @@ mod tests {
             assert_eq!((t.hour(), t.minute(), t.second()), (h, m, sec), "{s}");
         }
         let bad = [
-            "", "7:00", "07:0", "24:00", "12:60", "12:00:60", "12:00:", "12-00", " 12:00", "12:00 ", "12:00:00:00",
-            "+1:00", "1a:00", "١٢:٠٠", "12:00:5", "99:99",
+            "",
+            "7:00",
+            "07:0",
+            "24:00",
+            "12:60",
+            "12:00:60",
+            "12:00:",
+            "12-00",
+            " 12:00",
+            "12:00 ",
+            "12:00:00:00",
+            "+1:00",
+            "1a:00",
+            "١٢:٠٠",
+            "12:00:5",
+            "99:99",
         ];
         for s in bad {
             assert_eq!(parse_time(s), None, "{s:?}");
         }
+    }
+
+    #[test]
+    fn the_bundled_database_is_there_and_agrees_with_the_system_one() {
+        // Where the system has no tz database this copy answers alone, so it must know the zones and rules.
+        let bundled = TimeZoneDatabase::bundled()
+            .get("Europe/Berlin")
+            .expect("bundled Berlin");
+        let resolved = resolve_zone("Europe/Berlin").expect("Berlin");
+        for t in [
+            "2026-03-29T00:59:59Z",
+            "2026-03-29T01:00:00Z",
+            "2026-10-25T00:59:59Z",
+            "2026-10-25T01:00:00Z",
+        ] {
+            let ts: Timestamp = t.parse().expect(t);
+            assert_eq!(bundled.to_offset(ts), resolved.to_offset(ts), "{t}");
+        }
+        assert_eq!(resolve_zone("UTC"), Some(TimeZone::UTC));
+        assert!(resolve_zone("Nowhere/Special").is_none());
     }
 }

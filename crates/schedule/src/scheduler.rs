@@ -35,7 +35,7 @@
 //! setpoint record arrived, a write of theirs resolved or expired — so `poll` is O(schedules + changed
 //! sensors), not O(sensors). Memory holds only sensors seen in the setpoints stream or in a schedule.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use setpoint_control::{Limits, SensorId, Setpoint, TimeMs, Verdict, VersionArbiter};
@@ -239,10 +239,15 @@ impl Scheduler {
     /// `poll`. A write named here is no longer expected back, so it is not restated if it turns up anyway.
     pub fn publish_failed(&mut self, write_ids: &[String]) {
         for id in write_ids {
-            let Some(n) = id.strip_prefix(self.prefix.as_str()).and_then(|n| n.parse::<u64>().ok()) else {
+            let Some(n) = id
+                .strip_prefix(self.prefix.as_str())
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
                 continue;
             };
-            let Some(sent) = self.sent.remove(&n) else { continue };
+            let Some(sent) = self.sent.remove(&n) else {
+                continue;
+            };
             if let Some(entry) = self.sensors.get_mut(&sent.sensor) {
                 if entry.in_flight.is_some_and(|w| w.n == n) {
                     settle(entry, &mut self.deadlines);
@@ -292,40 +297,13 @@ impl Scheduler {
     /// Per scheduled sensor, sorted by sensor: the next step among its schedules — the earliest instant
     /// after `now`; at equal instants the schedule with the greater name, the one the rule will apply.
     pub fn next_steps(&self, now: TimeMs) -> Vec<NextStep> {
-        let nexts: HashMap<&str, StepAt> = self
-            .programs
-            .iter()
-            .filter_map(|(name, slot)| {
-                let next = match slot.window {
-                    Some(w) if w.holds(now) => w.next,
-                    _ => slot.program.next_after(now),
-                };
-                next.map(|n| (&**name, n))
-            })
-            .collect();
-        let mut out = Vec::new();
-        for (&sensor, entry) in &self.sensors {
-            let mut best: Option<(&str, StepAt)> = None;
-            // Names ascending: `<=` lets a greater name take an equal instant.
-            for name in &entry.schedules {
-                if let Some(&n) = nexts.get(&**name) {
-                    if best.is_none_or(|(_, b)| n.at_ms <= b.at_ms) {
-                        best = Some((name, n));
-                    }
-                }
-            }
-            if let Some((name, n)) = best {
-                out.push(NextStep {
-                    sensor,
-                    schedule: name.to_owned(),
-                    at_ms: n.at_ms,
-                    desired: n.setpoint.desired,
-                    up_delta: n.setpoint.up_delta,
-                    down_delta: n.setpoint.down_delta,
-                });
-            }
-        }
-        out
+        crate::next::next_steps(self.programs.values().map(|slot| {
+            let next = match slot.window {
+                Some(w) if w.holds(now) => w.next,
+                _ => slot.program.next_after(now),
+            };
+            (&slot.program, next)
+        }))
     }
 
     /// The compiled schedule of that name, if one runs.
@@ -334,9 +312,13 @@ impl Scheduler {
     }
 
     fn remove_program(&mut self, name: &str) {
-        let Some(slot) = self.programs.remove(name) else { return };
+        let Some(slot) = self.programs.remove(name) else {
+            return;
+        };
         for sensor in slot.program.sensors() {
-            let Some(entry) = self.sensors.get_mut(sensor) else { continue };
+            let Some(entry) = self.sensors.get_mut(sensor) else {
+                continue;
+            };
             entry.schedules.retain(|s| &**s != name);
             if entry.is_empty() {
                 self.sensors.remove(sensor);
@@ -405,8 +387,12 @@ impl Scheduler {
         let mut best: Option<(&Slot, StepAt)> = None;
         // Names ascending: `>=` lets a greater name take an equal instant.
         for name in &entry.schedules {
-            let Some(slot) = self.programs.get(name) else { continue };
-            let Some(latest) = slot.window.and_then(|w| w.latest) else { continue };
+            let Some(slot) = self.programs.get(name) else {
+                continue;
+            };
+            let Some(latest) = slot.window.and_then(|w| w.latest) else {
+                continue;
+            };
             if best.is_none_or(|(_, b)| latest.at_ms >= b.at_ms) {
                 best = Some((slot, latest));
             }

@@ -437,3 +437,197 @@ async fn history_is_bounded_by_since_and_until() {
     assert_eq!((part.since_ms, part.until_ms), (from, to));
     server.shutdown().await;
 }
+
+/// `HH:MM:SS` in UTC, `ahead_ms` from now, and the instant it stands for.
+fn utc_time_ahead(ahead_ms: i64) -> (String, i64) {
+    let at = (setpoint::clock::now_ms() + ahead_ms) / 1000 * 1000;
+    let t = jiff::tz::TimeZone::UTC.to_datetime(jiff::Timestamp::from_millisecond(at).expect("time"));
+    (t.strftime("%H:%M:%S").to_string(), at)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_saved_over_http_changes_its_sensors_at_its_step_and_a_manual_change_holds() {
+    use setpoint_wire::schedule::{NextStep, Schedule};
+    let server = start(3, 50).await;
+    let a = addr(&server);
+    let hub = server.hub.clone().expect("bridge");
+    let mut page = connect(a, None, None).await.expect("connects");
+    let (time, at) = utc_time_ahead(3_000);
+    let days = r#"["mon","tue","wed","thu","fri","sat","sun"]"#;
+    let body = format!(
+        r#"{{"zone":"UTC","sensors":[1,2],"steps":[{{"days":{days},"time":"{time}","desired":17.5,"up_delta":0.5,"down_delta":0.5}}]}}"#
+    );
+    let r = put(a, "/api/v1/schedules/night", &[("Authorization", BEARER)], &body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let saved: Schedule = serde_json::from_str(&r.body).expect("schedule");
+    assert_eq!(
+        (saved.name.as_str(), saved.sensors.clone()),
+        ("night", vec![1, 2])
+    );
+    // Read back at once: the list, the schedule, and each sensor's next step.
+    let list: Vec<Schedule> = serde_json::from_str(&get(a, "/api/v1/schedules").await.body).expect("list");
+    assert_eq!(list, vec![saved.clone()]);
+    assert_eq!(get(a, "/api/v1/schedules/night").await.status, 200);
+    let one: Value = get(a, "/api/v1/sensors/1").await.json();
+    let next: NextStep = serde_json::from_value(one["next_step"].clone()).expect("next step");
+    assert_eq!(
+        (next.schedule.as_str(), next.at_ms, next.desired),
+        ("night", at, 17.5)
+    );
+    assert!(get(a, "/api/v1/sensors/3")
+        .await
+        .json()
+        .get("next_step")
+        .is_none());
+    // The page is told too.
+    page.until(|m| match m {
+        ServerMessage::Schedules(s) if s.next.iter().any(|n| n.sensor == 2 && n.at_ms == at) => Some(()),
+        _ => None,
+    })
+    .await;
+    // At the step, sensors 1 and 2 (not 3) get its setpoint, authored by the schedule, once each.
+    let before3 = hub.setpoint(3);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while [1, 2]
+        .iter()
+        .any(|&s| hub.setpoint(s).is_none_or(|sp| sp.desired != 17.5))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the step never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let applied_at = setpoint::clock::now_ms();
+    assert!(applied_at >= at, "applied before its instant");
+    for s in [1, 2] {
+        let sp = hub.setpoint(s).expect("in force");
+        assert_eq!(sp.author.as_deref(), Some("schedule:night"));
+        assert!(sp.t_ms.is_some_and(|t| t >= at), "{sp:?}");
+    }
+    assert_eq!(hub.setpoint(3), before3);
+    // A manual change after the step holds (until tomorrow's step).
+    let r = put(
+        a,
+        "/api/v1/sensors/1/setpoint",
+        &[("Authorization", BEARER)],
+        r#"{"desired":21,"up_delta":1,"down_delta":1}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(
+        hub.setpoint(1).map(|s| (s.desired, s.author)),
+        Some((21.0, Some("admin".to_owned())))
+    );
+    let h: SensorHistory =
+        serde_json::from_str(&get(a, "/api/v1/sensors/2/history").await.body).expect("history");
+    let by_schedule = h.changes.iter().filter(|c| c.author == "schedule:night").count();
+    assert_eq!(by_schedule, 1, "{:?}", h.changes);
+    // Next is tomorrow's step.
+    let next: NextStep =
+        serde_json::from_value(get(a, "/api/v1/sensors/2").await.json()["next_step"].clone()).expect("next");
+    assert_eq!(next.at_ms, at + 86_400_000);
+    // Deleted: gone from the list and the sensors.
+    let r = request(
+        a,
+        "DELETE",
+        "/api/v1/schedules/night",
+        &[("Authorization", BEARER)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(get(a, "/api/v1/schedules/night").await.status, 404);
+    assert!(get(a, "/api/v1/sensors/2")
+        .await
+        .json()
+        .get("next_step")
+        .is_none());
+    let r = request(
+        a,
+        "DELETE",
+        "/api/v1/schedules/night",
+        &[("Authorization", BEARER)],
+        None,
+    )
+    .await;
+    assert_eq!((r.status, code(&r)), (404, ErrorCode::NotFound));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_schedule_is_refused_with_the_rule_it_breaks() {
+    let server = start(1, 50).await;
+    let a = addr(&server);
+    let auth = [("Authorization", BEARER)];
+    let step = |time: &str, desired: f64| {
+        format!(r#"{{"days":["mon"],"time":"{time}","desired":{desired},"up_delta":0.5,"down_delta":0.5}}"#)
+    };
+    let cases: Vec<(&str, String, u16, ErrorCode, &str)> = vec![
+        (
+            "/api/v1/schedules/a",
+            format!(r#"{{"zone":"Mars/Olympus","steps":[{}]}}"#, step("07:00", 20.0)),
+            422,
+            ErrorCode::InvalidSchedule,
+            "Mars/Olympus",
+        ),
+        (
+            "/api/v1/schedules/a",
+            format!(r#"{{"zone":"UTC","steps":[{}]}}"#, step("25:00", 20.0)),
+            422,
+            ErrorCode::InvalidSchedule,
+            "25:00",
+        ),
+        (
+            "/api/v1/schedules/a",
+            format!(r#"{{"zone":"UTC","steps":[{}]}}"#, step("07:00", 500.0)),
+            422,
+            ErrorCode::InvalidSchedule,
+            "desired",
+        ),
+        (
+            "/api/v1/schedules/a",
+            r#"{"zone":"UTC","steps":[]}"#.to_owned(),
+            422,
+            ErrorCode::InvalidSchedule,
+            "step",
+        ),
+        (
+            "/api/v1/schedules/bad:name",
+            format!(r#"{{"zone":"UTC","steps":[{}]}}"#, step("07:00", 20.0)),
+            422,
+            ErrorCode::InvalidSchedule,
+            "name",
+        ),
+        (
+            "/api/v1/schedules/a",
+            r#"{"zone":"UTC","steps":[],"colour":1}"#.to_owned(),
+            400,
+            ErrorCode::InvalidMessage,
+            "colour",
+        ),
+        (
+            "/api/v1/schedules/a",
+            "{".to_owned(),
+            400,
+            ErrorCode::MalformedFrame,
+            "JSON",
+        ),
+    ];
+    for (path, body, status, expected, mentions) in cases {
+        let r = put(a, path, &auth, &body).await;
+        assert_eq!((r.status, code(&r)), (status, expected), "{body}: {}", r.body);
+        let message = r.json()["message"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            message.contains(mentions),
+            "{body}: the message {message:?} does not name {mentions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(220)).await;
+    }
+    let ok = format!(r#"{{"zone":"Europe/Berlin","steps":[{}]}}"#, step("07:00", 20.0));
+    let r = put(a, "/api/v1/schedules/a", &[], &ok).await;
+    assert_eq!((r.status, code(&r)), (401, ErrorCode::Unauthorized));
+    assert_eq!(get(a, "/api/v1/schedules").await.body, "[]");
+    server.shutdown().await;
+}

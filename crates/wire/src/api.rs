@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use setpoint_control::{Decision, SensorId, SensorReading, Setpoint, TimeMs};
 
+use crate::schedule::NextStep;
 use crate::ws::{ErrorCode, SetpointChangeEntry, SetpointMsg};
 
 /// One sensor as the bridge sees it now.
@@ -16,6 +17,9 @@ pub struct SensorView {
     pub setpoint: Option<SetpointMsg>,
     /// The last heater command.
     pub heater: Option<Decision>,
+    /// The next change a weekly schedule will make, if one is assigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_step: Option<NextStep>,
 }
 
 /// The body of every error answer.

@@ -42,6 +42,11 @@ fn every_server_message_round_trips() {
     round_trip(ServerMessage::Setpoint(sp.clone()));
     round_trip(ServerMessage::Ack {
         request_id: "r1".into(),
+        setpoint: None,
+    });
+    round_trip(ServerMessage::Ack {
+        request_id: "r2".into(),
+        setpoint: Some(sp.clone()),
     });
     round_trip(ServerMessage::Error(ErrorMsg {
         request_id: None,
@@ -75,6 +80,7 @@ fn server_messages_have_the_documented_shape() {
     let v: serde_json::Value = serde_json::from_str(
         &ServerMessage::Ack {
             request_id: "r1".into(),
+            setpoint: None,
         }
         .to_json(),
     )

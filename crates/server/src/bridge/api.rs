@@ -22,13 +22,16 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use setpoint_control::{SensorId, TimeMs};
+use setpoint_schedule::Program;
 use setpoint_wire::api::{ConflictError, SetpointBody, SetpointWrite, WriteOutcome};
+use setpoint_wire::schedule::ScheduleBody;
 use setpoint_wire::ws::{ErrorCode, ErrorMsg, ServerMessage, SetSetpoint, SetpointMsg, MAX_GROUP_WRITES};
 
 use super::auth::RateLimit;
 use super::hub::state::READ_BACK_PATIENCE_MS;
+use super::hub::HubState;
 use super::Bridge;
-use crate::bus::Bus;
+use crate::bus::{Bus, BusError, ScheduleRecord};
 use crate::clock::now_ms;
 
 /// The API's routes, to be merged into the bridge's router.
@@ -42,7 +45,17 @@ pub fn routes<B: Bus>() -> Router<Arc<Bridge<B>>> {
         )
         .route("/api/v1/sensors/{id}/history", get(history::<B>))
         .route("/api/v1/setpoints", put(put_setpoints::<B>))
+        .route("/api/v1/schedules", get(schedules::<B>))
+        .route(
+            "/api/v1/schedules/{name}",
+            get(schedule::<B>)
+                .put(put_schedule::<B>)
+                .delete(delete_schedule::<B>),
+        )
 }
+
+/// How long a schedule's save waits to read its record back before answering `202 unconfirmed`.
+const SCHEDULE_READ_BACK: Duration = Duration::from_secs(5);
 
 /// Per-token write budgets: the WebSocket limits each connection, the API each token (a script opens a
 /// connection per request). Token names are the operator's, so the map stays small.
@@ -441,4 +454,96 @@ async fn history<B: Bus>(
         )
     })?;
     Ok(Json(history).into_response())
+}
+
+/// `GET /api/v1/schedules`: every weekly schedule, by name.
+async fn schedules<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
+    Json(bridge.hub.schedules()).into_response()
+}
+
+fn no_schedule(name: &str) -> Failure {
+    Failure::new(
+        ErrorCode::NotFound,
+        format!("no schedule named {:?}", truncate(name)),
+    )
+}
+
+/// `GET /api/v1/schedules/{name}`.
+async fn schedule<B: Bus>(
+    State(bridge): State<Arc<Bridge<B>>>,
+    Path(name): Path<String>,
+) -> Result<Response, Failure> {
+    let schedule = bridge.hub.schedule(&name).ok_or_else(|| no_schedule(&name))?;
+    Ok(Json(schedule).into_response())
+}
+
+/// Publishes a schedules record and waits until the bridge reads it back (`done`), so a `GET` right after
+/// the answer sees it. `202 unconfirmed` if it does not come back in time (it is saved).
+async fn save_schedule<B: Bus>(
+    bridge: &Bridge<B>,
+    record: ScheduleRecord,
+    done: impl Fn(&HubState) -> bool,
+) -> Result<(), Failure> {
+    let name = record.schedule.name.clone();
+    let deleted = record.deleted;
+    bridge.bus.publish(vec![record]).await.map_err(|e| match e {
+        BusError::Unavailable(why) => {
+            Failure::new(ErrorCode::BrokerUnavailable, format!("schedule not saved: {why}"))
+        }
+        BusError::Closed => Failure::new(ErrorCode::Internal, "schedule not saved: server is shutting down"),
+    })?;
+    tracing::info!(schedule = %name, deleted, "schedule saved");
+    if bridge.hub.wait_for_schedules(SCHEDULE_READ_BACK, done).await {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            ErrorCode::Unconfirmed,
+            "schedule saved, but not yet read back: it shows in the list once it is",
+        ))
+    }
+}
+
+/// `PUT /api/v1/schedules/{name}`: saves (creates or replaces) a schedule. `422 invalid_schedule` names the
+/// rule it breaks (the rules the scheduler compiles it with: time zone, times, days, setpoint limits).
+async fn put_schedule<B: Bus>(
+    State(bridge): State<Arc<Bridge<B>>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Failure> {
+    let author = writer(&bridge, &headers)?;
+    let body: ScheduleBody = json_body(&bridge, body).await?;
+    let schedule = body.named(&name);
+    Program::compile(&schedule, &bridge.hub.limits())
+        .map_err(|e| Failure::new(ErrorCode::InvalidSchedule, e.to_string()))?;
+    let record = ScheduleRecord {
+        schedule: schedule.clone(),
+        author,
+        t_ms: now_ms(),
+        deleted: false,
+    };
+    let expected = schedule.clone();
+    save_schedule(&bridge, record, move |s| {
+        s.schedule(&expected.name) == Some(&expected)
+    })
+    .await?;
+    Ok(Json(schedule).into_response())
+}
+
+/// `DELETE /api/v1/schedules/{name}`: `204`; `404` if there is none of that name.
+async fn delete_schedule<B: Bus>(
+    State(bridge): State<Arc<Bridge<B>>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let author = writer(&bridge, &headers)?;
+    let schedule = bridge.hub.schedule(&name).ok_or_else(|| no_schedule(&name))?;
+    let record = ScheduleRecord {
+        schedule,
+        author,
+        t_ms: now_ms(),
+        deleted: true,
+    };
+    save_schedule(&bridge, record, move |s| s.schedule(&name).is_none()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

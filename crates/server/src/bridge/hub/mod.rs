@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use setpoint_control::{Config, Decision, SensorId, TimeMs};
 use setpoint_wire::api::SensorHistory;
+use setpoint_wire::schedule::{Schedule, ScheduleRecord};
 use setpoint_wire::ws::{ReadingsBatch, ServerMessage, SetSetpoint, SetpointMsg};
 
 use super::outbox::{Frame, Outbox, SharedBatch};
@@ -25,8 +26,9 @@ use crate::bus::{Bus, BusError, SetpointChange};
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 pub use pump::pump;
+pub use state::HubState;
 pub use state::{ClientId, HubOptions};
-use state::{HubState, Output, PublishFailure};
+use state::{Output, PublishFailure};
 
 /// Readings are sent to clients in batches at this interval rather than one frame per reading.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
@@ -46,6 +48,8 @@ struct Inner {
 /// The hub. Shared by the pump task and every connection.
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// Woken whenever a schedules record was read: an API request that saved one waits for it.
+    schedules_read: tokio::sync::Notify,
     /// Serialises publishing, so records reach the bus in the order their versions were assigned.
     write_lock: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
@@ -70,6 +74,7 @@ impl Hub {
             }),
             write_lock: tokio::sync::Mutex::new(()),
             metrics,
+            schedules_read: tokio::sync::Notify::new(),
         }
     }
 
@@ -137,6 +142,49 @@ impl Hub {
     pub(crate) fn on_setpoint(&self, changes: impl IntoIterator<Item = SetpointChange>) {
         let now = now_ms();
         self.with_state(|s| changes.into_iter().for_each(|c| s.on_setpoint(c, now)));
+    }
+
+    pub(crate) fn on_schedule(&self, records: impl IntoIterator<Item = ScheduleRecord>) {
+        let now = now_ms();
+        self.with_state(|s| {
+            for record in records {
+                let name = record.schedule.name.clone();
+                if let Err(e) = s.on_schedule(record, now) {
+                    tracing::warn!(schedule = %name, "schedule on the stream is not valid, not shown: {e}");
+                }
+            }
+        });
+        self.schedules_read.notify_waiters();
+    }
+
+    /// Waits, up to `patience`, until `done` holds of the schedules read so far (an API request's own
+    /// save coming back). Whether it held.
+    pub async fn wait_for_schedules(&self, patience: Duration, done: impl Fn(&HubState) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let read = self.schedules_read.notified();
+            if done(&self.lock().state) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, read).await.is_err() {
+                return done(&self.lock().state);
+            }
+        }
+    }
+
+    /// The setpoint limits of the controller this bridge serves (schedules' steps are checked with them).
+    pub fn limits(&self) -> setpoint_control::Limits {
+        self.lock().state.config().limits
+    }
+
+    /// Every schedule, by name.
+    pub fn schedules(&self) -> Vec<Schedule> {
+        self.lock().state.schedules()
+    }
+
+    /// The schedule of that name.
+    pub fn schedule(&self, name: &str) -> Option<Schedule> {
+        self.lock().state.schedule(name).cloned()
     }
 
     /// Records the state asked to publish since the last call.

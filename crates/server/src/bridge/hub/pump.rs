@@ -58,6 +58,9 @@ pub async fn pump<B: Bus>(bus: B, hub: Arc<Hub>, shutdown: CancellationToken) ->
     let Some(mut commands) = subscribe(&bus, &hub, window_start, &shutdown).await else {
         return Ok(());
     };
+    let Some(mut schedules) = subscribe(&bus, &hub, StartAt::Beginning, &shutdown).await else {
+        return Ok(());
+    };
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
     let mut status = tokio::time::interval(STATUS_INTERVAL);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -71,6 +74,7 @@ pub async fn pump<B: Bus>(bus: B, hub: Arc<Hub>, shutdown: CancellationToken) ->
                 restate(&bus, &hub).await;
             }
             batch = commands.next_batch(1024) => hub.on_decision(batch?.into_iter().map(|r| r.value)),
+            batch = schedules.next_batch(256) => hub.on_schedule(batch?.into_iter().map(|r| r.value)),
             batch = readings.next_batch(8192) => hub.on_reading(batch?.into_iter().map(|r| r.value)),
             _ = flush.tick() => hub.flush(),
             _ = status.tick() => hub.tick(&bus),

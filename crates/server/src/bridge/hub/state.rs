@@ -36,6 +36,9 @@ use setpoint_wire::ws::{
     SetpointChangeEntry, SetpointHistoryMsg, SetpointMsg, StatusMsg, PROTOCOL_VERSION,
 };
 
+use setpoint_schedule::{next_steps, Program, ScheduleError};
+use setpoint_wire::schedule::{NextStep, Schedule, ScheduleRecord, SchedulesMsg};
+
 use crate::bus::SetpointChange;
 
 /// Most readings (or decisions) in one frame, so a large history or a replay arrives in digestible pieces.
@@ -165,6 +168,11 @@ pub struct HubState {
     bus: BusStatus,
     stats: HubStats,
     outputs: Vec<Output>,
+    /// Weekly schedules by name, as saved, with their compiled programs (for the next steps).
+    schedules: BTreeMap<String, (Schedule, Program)>,
+    /// Each scheduled sensor's next step, as last sent, and when that next changes by itself.
+    next_steps: Vec<NextStep>,
+    next_refresh: Option<TimeMs>,
 }
 
 impl HubState {
@@ -191,6 +199,9 @@ impl HubState {
             bus: BusStatus::Connected,
             stats: HubStats::default(),
             outputs: Vec::new(),
+            schedules: BTreeMap::new(),
+            next_steps: Vec::new(),
+            next_refresh: None,
         }
     }
 
@@ -204,6 +215,10 @@ impl HubState {
     /// What the shell must deliver, in order, since the last call.
     pub fn take_outputs(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.outputs)
+    }
+
+    pub fn config(&self) -> Config {
+        self.config
     }
 
     pub fn options(&self) -> HubOptions {
@@ -231,22 +246,20 @@ impl HubState {
             config: self.config,
             server_time_ms: now,
         });
+        let mut backfill = vec![ServerMessage::Schedules(self.schedules_msg())];
         let mut items: Vec<SensorReading> = self
             .history
             .values()
             .flat_map(|h| h.kept.iter().copied())
             .collect();
         items.sort_by_key(|i| (i.t_ms, i.sensor));
-        let mut backfill: Vec<ServerMessage> = items
-            .chunks(BACKFILL_FRAME_ITEMS)
-            .map(|c| {
-                ServerMessage::Readings(ReadingsBatch {
-                    items: c.to_vec(),
-                    missed: 0,
-                    backfill: true,
-                })
+        backfill.extend(items.chunks(BACKFILL_FRAME_ITEMS).map(|c| {
+            ServerMessage::Readings(ReadingsBatch {
+                items: c.to_vec(),
+                missed: 0,
+                backfill: true,
             })
-            .collect();
+        }));
         let mut decisions: Vec<Decision> = self.decisions.values().flat_map(|h| h.iter().copied()).collect();
         decisions.sort_by_key(|d| (d.t_ms, d.sensor));
         backfill.extend(decisions.chunks(BACKFILL_FRAME_ITEMS).map(|c| {
@@ -522,6 +535,9 @@ impl HubState {
             })));
         }
         self.settle_writes(now);
+        if self.next_refresh.is_some_and(|at| now >= at) {
+            self.refresh_next_steps(now, false);
+        }
         self.outputs
             .push(Output::Broadcast(ServerMessage::Status(StatusMsg {
                 clients: self.clients.len() as u64,
@@ -544,7 +560,62 @@ impl HubState {
             reading: self.history.get(&sensor).map(|h| h.newest),
             setpoint: self.setpoints.get(&sensor).cloned(),
             heater: self.commands.get(&sensor).copied(),
+            next_step: self
+                .next_steps
+                .binary_search_by_key(&sensor, |n| n.sensor)
+                .ok()
+                .map(|i| self.next_steps[i].clone()),
         })
+    }
+
+    /// Reads the next record of the schedules stream. A schedule that does not compile (the API refuses
+    /// those, so it came from elsewhere) is not shown as running; its error is returned for the log.
+    pub fn on_schedule(&mut self, record: ScheduleRecord, now: TimeMs) -> Result<(), ScheduleError> {
+        let name = record.schedule.name.clone();
+        self.schedules.remove(&name);
+        let result = if record.deleted {
+            Ok(())
+        } else {
+            Program::compile(&record.schedule, &self.config.limits).map(|program| {
+                self.schedules.insert(name, (record.schedule, program));
+            })
+        };
+        self.refresh_next_steps(now, true);
+        result
+    }
+
+    /// Every schedule, by name.
+    pub fn schedules(&self) -> Vec<Schedule> {
+        self.schedules.values().map(|(s, _)| s.clone()).collect()
+    }
+
+    /// The schedule of that name.
+    pub fn schedule(&self, name: &str) -> Option<&Schedule> {
+        self.schedules.get(name).map(|(s, _)| s)
+    }
+
+    /// Every scheduled sensor's next step, by sensor.
+    pub fn next_steps(&self) -> &[NextStep] {
+        &self.next_steps
+    }
+
+    fn schedules_msg(&self) -> SchedulesMsg {
+        SchedulesMsg {
+            schedules: self.schedules(),
+            next: self.next_steps.clone(),
+        }
+    }
+
+    /// Recomputes the next steps at `now`; tells every client when they (or, `changed`, the schedules)
+    /// changed.
+    fn refresh_next_steps(&mut self, now: TimeMs, changed: bool) {
+        let next = next_steps(self.schedules.values().map(|(_, p)| (p, p.next_after(now))));
+        self.next_refresh = next.iter().map(|n| n.at_ms).min();
+        if changed || next != self.next_steps {
+            self.next_steps = next;
+            self.outputs
+                .push(Output::Broadcast(ServerMessage::Schedules(self.schedules_msg())));
+        }
     }
 
     /// What is kept of a sensor between `since` and `until` (inclusive): the backfill's readings (the
