@@ -488,3 +488,66 @@ async fn commands_across_restarts_of_the_durable_default_match_the_offline_refer
     );
     bus.close().expect("closes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_survive_a_restart_and_keep_firing() {
+    use setpoint_testkit::http::request;
+    use setpoint_wire::schedule::Schedule;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let server = Server::start(&dir, "first");
+    let auth = format!("Bearer {ALICE}");
+    let body = r#"{"zone":"Europe/Berlin","sensors":[1,2],"steps":[
+        {"days":["mon","tue","wed","thu","fri"],"time":"06:30","desired":21.0,"up_delta":0.5,"down_delta":0.5},
+        {"days":["mon","tue","wed","thu","fri","sat","sun"],"time":"22:00","desired":17.0,"up_delta":0.5,"down_delta":0.5}]}"#;
+    let r = request(
+        server.addr,
+        "PUT",
+        "/api/v1/schedules/home",
+        &[("Authorization", &auth)],
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let saved: Schedule = serde_json::from_str(&r.body).expect("schedule");
+    let r = request(
+        server.addr,
+        "PUT",
+        "/api/v1/schedules/gone",
+        &[("Authorization", &auth)],
+        Some(body),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = request(
+        server.addr,
+        "DELETE",
+        "/api/v1/schedules/gone",
+        &[("Authorization", &auth)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let next_before = request(server.addr, "GET", "/api/v1/sensors/1", &[], None)
+        .await
+        .json()["next_step"]
+        .clone();
+    assert!(next_before.is_object(), "no next step before the restart");
+    assert!(server.stop().success());
+
+    let server = Server::start(&dir, "second");
+    let list = request(server.addr, "GET", "/api/v1/schedules", &[], None).await;
+    let schedules: Vec<Schedule> = serde_json::from_str(&list.body).expect("list");
+    assert_eq!(
+        schedules,
+        vec![saved],
+        "the saved schedule, and not the deleted one"
+    );
+    // Still running: the same next step (the next 06:30 or 22:00 in Berlin) for its sensors.
+    let next_after = request(server.addr, "GET", "/api/v1/sensors/1", &[], None)
+        .await
+        .json()["next_step"]
+        .clone();
+    assert_eq!(next_after, next_before);
+    assert!(server.stop().success());
+}
