@@ -325,6 +325,17 @@ async fn with_the_broker_down_writes_are_refused_and_the_bridge_stays_up() {
         })
         .await;
     assert_eq!(refused.code, ErrorCode::BrokerUnavailable);
+    // The HTTP API refuses the same way: 503 with the same code, nothing written.
+    let r = setpoint_testkit::http::request(
+        a,
+        "PUT",
+        "/api/v1/sensors/1/setpoint",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        Some(r#"{"desired":22,"up_delta":1,"down_delta":1}"#),
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["code"], "broker_unavailable");
     assert_eq!(http_get(a, "/healthz").await.0, 200, "the bridge stays up");
     // Readiness follows librdkafka's view of the brokers, refreshed once a second per client; poll it.
     let deadline = Instant::now() + PATIENCE;
