@@ -546,3 +546,135 @@ fn a_large_flush_is_split_into_frames_of_bounded_size() {
         .collect();
     assert_eq!(sizes, vec![5_000, 5_000, 2_000]);
 }
+
+#[test]
+fn a_quiet_client_gets_its_answers_with_the_value_in_force_and_counts_as_no_connection() {
+    let mut hub = hub();
+    let mut clients = Clients::default();
+    let page = clients.register(&mut hub);
+    let quiet = hub.register_quiet();
+    assert_eq!(
+        hub.stats().clients,
+        1,
+        "an HTTP request is not a connected client"
+    );
+    let (id, change) = hub
+        .begin_write(quiet, &request(4, 21.5, None, "0"), "script", 1)
+        .expect("valid");
+    hub.write_published(id, Ok(()), 2);
+    hub.on_setpoint(change, 3);
+    assert!(hub
+        .begin_write(quiet, &request(4, 999.0, None, "1"), "script", 4)
+        .is_none());
+    let mut answers = Vec::new();
+    for output in hub.take_outputs() {
+        match output {
+            Output::Send(id, m) if id == quiet => answers.push(m),
+            Output::Send(id, m) => panic!("{m:?} sent to {id}"),
+            _ => {}
+        }
+    }
+    match &answers[..] {
+        [ServerMessage::Ack {
+            request_id,
+            setpoint: Some(sp),
+        }, ServerMessage::Error(e)] => {
+            assert_eq!(
+                (request_id.as_str(), sp.sensor, sp.desired, sp.version),
+                ("0", 4, 21.5, 1)
+            );
+            assert_eq!(sp.author.as_deref(), Some("script"));
+            assert_eq!(
+                (e.request_id.as_deref(), e.code),
+                (Some("1"), ErrorCode::InvalidSetpoint)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Once gone, nothing more is addressed to it.
+    assert!(hub.unregister(quiet));
+    let (id, _) = hub
+        .begin_write(quiet, &request(4, 22.0, None, "2"), "script", 5)
+        .expect("valid");
+    hub.write_published(id, Err(PublishFailure::ShuttingDown), 6);
+    assert!(hub
+        .take_outputs()
+        .iter()
+        .all(|o| !matches!(o, Output::Send(id, _) if *id == quiet)));
+    let _ = page;
+}
+
+#[test]
+fn schedules_and_each_sensors_next_step_reach_new_and_connected_clients() {
+    use setpoint_wire::schedule::{Schedule, ScheduleRecord, ScheduleStep, Weekday};
+    let mut hub = hub();
+    let mut clients = Clients::default();
+    let early = clients.register(&mut hub);
+    // Steps at 06:00 and 22:00 UTC every day.
+    let wednesday_noon = 1_795_608_000_000; // 2026-11-25T12:00:00Z, a Wednesday
+    hub.on_reading(reading(1, wednesday_noon));
+    let step = |time: &str, desired| ScheduleStep {
+        days: Weekday::ALL.to_vec(),
+        time: time.into(),
+        desired,
+        up_delta: 0.5,
+        down_delta: 0.5,
+    };
+    let record = ScheduleRecord {
+        schedule: Schedule {
+            name: "night".into(),
+            zone: "UTC".into(),
+            steps: vec![step("06:00", 21.0), step("22:00", 17.0)],
+            sensors: vec![2, 1],
+        },
+        author: "admin".into(),
+        t_ms: wednesday_noon,
+        deleted: false,
+    };
+    hub.on_schedule(record.clone(), wednesday_noon).expect("valid");
+    clients.deliver(&mut hub);
+    let last_schedules = |msgs: &[ServerMessage]| {
+        msgs.iter()
+            .rev()
+            .find_map(|m| match m {
+                ServerMessage::Schedules(s) => Some(s.clone()),
+                _ => None,
+            })
+            .expect("a schedules message")
+    };
+    let tonight = wednesday_noon + 10 * 3_600_000;
+    let s = last_schedules(clients.sent_to(early));
+    assert_eq!(s.schedules, vec![record.schedule.clone()]);
+    let next: Vec<(i32, i64, f64)> = s.next.iter().map(|n| (n.sensor, n.at_ms, n.desired)).collect();
+    assert_eq!(next, vec![(1, tonight, 17.0), (2, tonight, 17.0)]);
+    let late = clients.register(&mut hub);
+    assert_eq!(
+        last_schedules(clients.sent_to(late)),
+        s,
+        "a new client starts with them"
+    );
+    // Nothing new until 22:00 passes; then tomorrow's 06:00 is next.
+    hub.tick(tonight - 1, BusStatus::Embedded);
+    clients.deliver(&mut hub);
+    assert_eq!(last_schedules(clients.sent_to(early)), s);
+    hub.tick(tonight + 500, BusStatus::Embedded);
+    clients.deliver(&mut hub);
+    let after = last_schedules(clients.sent_to(early));
+    assert_eq!(after.next[0].at_ms, wednesday_noon + 18 * 3_600_000);
+    assert_eq!(
+        hub.sensor_view(1).and_then(|v| v.next_step).map(|n| n.desired),
+        Some(21.0)
+    );
+    // Deleted: no schedules, no next steps.
+    hub.on_schedule(
+        ScheduleRecord {
+            deleted: true,
+            ..record
+        },
+        tonight + 600,
+    )
+    .expect("deleted");
+    clients.deliver(&mut hub);
+    let gone = last_schedules(clients.sent_to(late));
+    assert!(gone.schedules.is_empty() && gone.next.is_empty());
+}
