@@ -17,7 +17,7 @@
 //!   and under wasm-bindgen-test, like the editor, the cross-check and the what-if preview it holds.
 //!
 //! * [`net`]: getting messages in and out — the reconnect schedule and the token (pure, tested) and, in the
-//!   browser, the WebSocket, which only queues what it receives.
+//!   browser, the WebSocket, which only queues what it receives, and `fetch` for the schedules API.
 //!
 //! * `hooks` (browser only): the store context every component reads and dispatches to, and the frame loop
 //!   that feeds it.
@@ -29,8 +29,9 @@
 //! ```text
 //! socket ──text──▶ queue ──(each animation frame)──▶ Action::Frame ─┐
 //! components (input, click) ─────────────────────▶ Action::Edit … ─┼─▶ Model::dispatch ─▶ version / rev
-//! frame loop ────────────────────────────────────▶ Action::Tick ───┘        │
-//!                                       writes to send ◀────────────────────┘
+//! frame loop ────────────────────────────────────▶ Action::Tick ───┤        │
+//! fetch answers (schedules API) ─────────────────▶ Action::Schedule┘        │
+//!                   writes to send, API calls to make ◀─────────────────────┘
 //! version moved ─▶ App re-renders ─▶ cards whose rev moved re-render ─▶ their canvas redraws
 //! ```
 //!

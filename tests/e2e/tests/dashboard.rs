@@ -2,7 +2,12 @@
 //! Trunk-built dashboard, driven in headless Chromium through chromedriver.
 //!
 //! Needs `dist/` (built by `cargo xtask test` before the tests run; `SETPOINT_DIST` points elsewhere).
+//!
+//! Over 400 lines on purpose: one scenario per test (writing, reading only, history, group setpoints,
+//! schedules), each readable top to bottom, with the page-reading helpers they share beside them.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,8 +34,13 @@ fn dist() -> PathBuf {
         .unwrap_or_else(|| root().join("dist"))
 }
 
-/// Starts `setpoint run` in-process on an ephemeral port, on the test's runtime.
+/// Starts `setpoint run` in-process on an ephemeral port, on the test's runtime: three simulated rooms.
 async fn start_server() -> (std::net::SocketAddr, StopOnDrop) {
+    start_server_with(3).await
+}
+
+/// [`start_server`] with `rooms` simulated rooms (sensors `1..=rooms`).
+async fn start_server_with(rooms: usize) -> (std::net::SocketAddr, StopOnDrop) {
     assert!(
         dist().join("index.html").exists(),
         "no dashboard build at {} — run `cargo xtask dist`",
@@ -49,12 +59,13 @@ async fn start_server() -> (std::net::SocketAddr, StopOnDrop) {
         },
         run_controller: true,
         simulator: Some(SimConfig {
-            rooms: 3,
+            rooms,
             first_sensor: 1,
             seed: 11,
             interval_ms: 100,
         }),
         seed_setpoints: true,
+        run_scheduler: true,
     };
     let running = app::start_embedded(options).await.expect("server starts");
     let addr = running.addr.expect("bridge");
@@ -123,27 +134,27 @@ async fn write_and_see_the_heater(s: &Session, desired: f64, badge: &str) {
 /// One heater decision as the page shows it: (sensor, event time, "ON"/"OFF").
 type Switch = (i64, i64, String);
 
+/// Runs `script`, which returns an array of rows, and keeps the rows `read` understands.
+async fn rows<T>(s: &Session, script: &str, read: impl Fn(&Value) -> Option<T>) -> Vec<T> {
+    let rows = s.execute(script, vec![]).await.unwrap_or(Value::Null);
+    rows.as_array().into_iter().flatten().filter_map(read).collect()
+}
+
 /// The decision log's rows, from their `data-*` attributes.
 async fn logged_decisions(s: &Session) -> Vec<Switch> {
-    let rows = s
-        .execute(
-            "return [...document.querySelectorAll('#decision-log tr.log-row')] \
-               .map(r => [Number(r.dataset.sensor), Number(r.dataset.tMs), r.dataset.command]);",
-            vec![],
-        )
-        .await
-        .unwrap_or(Value::Null);
-    rows.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| {
+    rows(
+        s,
+        "return [...document.querySelectorAll('#decision-log tr.log-row')] \
+           .map(r => [Number(r.dataset.sensor), Number(r.dataset.tMs), r.dataset.command]);",
+        |r| {
             Some((
                 r.get(0)?.as_i64()?,
                 r.get(1)?.as_i64()?,
                 r.get(2)?.as_str()?.to_owned(),
             ))
-        })
-        .collect()
+        },
+    )
+    .await
 }
 
 /// The heater switches drawn in a card's strip, from its canvas's `data-heater` (`t_ms:on|off …`).
@@ -296,6 +307,12 @@ async fn without_the_token_the_dashboard_is_live_but_read_only() {
             "{css} disabled"
         );
     }
+    // No group setpoints and no schedule editing without the token; the schedules are still shown.
+    assert!(s.find(".select-card").await.is_err(), "no selection boxes");
+    assert!(s.find(".group").await.is_err(), "no group panel");
+    click(&s, ".schedules-toggle").await;
+    s.find("#schedules").await.expect("the schedules panel opens");
+    assert!(s.find(".new-schedule").await.is_err(), "no New schedule");
     s.screenshot(&artifact("dashboard-readonly.png"))
         .await
         .expect("screenshot");
@@ -407,4 +424,416 @@ async fn heater_history_and_setpoint_changes_from_before_the_page_opened_are_sho
     b.screenshot(&artifact("dashboard-history.png"))
         .await
         .expect("screenshot");
+}
+
+/// Sets a text input's value and fires `input`, as typing does.
+async fn set_text(s: &Session, css: &str, value: &str) {
+    let e = s.find(css).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+    let script = "const [el, v] = arguments; \
+                  const setter = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set; \
+                  setter.call(el, v); \
+                  el.dispatchEvent(new Event('input', {bubbles: true}));";
+    s.execute(script, vec![Session::arg(&e), json!(value)])
+        .await
+        .unwrap_or_else(|e| panic!("set {css}: {e}"));
+}
+
+/// Ticks or unticks a checkbox and fires `change`, as a click does.
+async fn set_checked(s: &Session, css: &str, on: bool) {
+    let e = s.find(css).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+    let script = "const [el, on] = arguments; \
+                  if (el.checked !== on) { el.checked = on; el.dispatchEvent(new Event('change', {bubbles: true})); }";
+    s.execute(script, vec![Session::arg(&e), json!(on)])
+        .await
+        .unwrap_or_else(|e| panic!("tick {css}: {e}"));
+}
+
+async fn click(s: &Session, css: &str) {
+    let e = s.find(css).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+    s.click(&e).await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// A card as the page shows it: the setpoint in force (desired, version) and the save status.
+#[derive(Clone, Debug, PartialEq)]
+struct Shown {
+    desired: f64,
+    version: u64,
+    status: String,
+}
+
+/// Every card on the page, by sensor, once each shows a setpoint.
+async fn cards(s: &Session) -> BTreeMap<i64, Shown> {
+    rows(
+        s,
+        "return [...document.querySelectorAll('.card')].map(c => { \
+           const b = c.querySelector('.band[data-version]'); const st = c.querySelector('.save-status'); \
+           return [Number(c.dataset.sensor), b && Number(b.dataset.desired), b && Number(b.dataset.version), \
+                   st ? st.textContent : '']; });",
+        |r| {
+            Some((
+                r.get(0)?.as_i64()?,
+                Shown {
+                    desired: r.get(1)?.as_f64()?,
+                    version: r.get(2)?.as_u64()?,
+                    status: r.get(3)?.as_str()?.to_owned(),
+                },
+            ))
+        },
+    )
+    .await
+    .into_iter()
+    .collect()
+}
+
+/// `GET path` on the server's HTTP API (no token: the read side is open), over a plain HTTP/1.1
+/// connection; the JSON body of a 200.
+async fn api_get(addr: SocketAddr, path: &str) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.expect("request");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("response");
+        raw
+    };
+    let raw = tokio::time::timeout(PATIENCE, exchange)
+        .await
+        .expect("an answer in time");
+    let text = String::from_utf8(raw).expect("UTF-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("headers and body");
+    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+/// The body of a chunked HTTP/1.1 response.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
+
+/// Each sensor's setpoint in force as `GET /api/v1/sensors` reports it: (desired, version, author).
+async fn api_setpoints(addr: SocketAddr) -> BTreeMap<i64, (f64, u64, String)> {
+    let sensors = api_get(addr, "/api/v1/sensors").await;
+    sensors
+        .as_array()
+        .expect("a list of sensors")
+        .iter()
+        .filter_map(|v| {
+            let sp = v.get("setpoint")?;
+            Some((
+                v.get("sensor")?.as_i64()?,
+                (
+                    sp.get("desired")?.as_f64()?,
+                    sp.get("version")?.as_u64()?,
+                    sp.get("author")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// Waits until every one of `sensors`' cards shows `desired` at the version after `from`'s, saved.
+async fn wait_saved(
+    s: &Session,
+    sensors: &[i64],
+    desired: f64,
+    from: &BTreeMap<i64, Shown>,
+) -> BTreeMap<i64, Shown> {
+    s.wait_for(
+        &format!("{desired} saved on sensors {sensors:?}, one version up each"),
+        PATIENCE,
+        async |s| {
+            let now = cards(s).await;
+            sensors
+                .iter()
+                .all(|id| {
+                    now.get(id).is_some_and(|c| {
+                        c.desired == desired
+                            && c.version == from[id].version + 1
+                            && c.status.contains("saved")
+                    })
+                })
+                .then_some(now)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A page with the token, once all `n` cards show their setpoints; and what they show.
+async fn writer_page(driver: &mut Driver, addr: SocketAddr, n: usize) -> (Session, BTreeMap<i64, Shown>) {
+    let s = open_page(driver, &format!("http://{addr}/#token={TOKEN}"), "live").await;
+    let shown = s
+        .wait_for(
+            &format!("{n} cards, each with its setpoint"),
+            PATIENCE,
+            async |s| Some(cards(s).await).filter(|c| c.len() == n),
+        )
+        .await
+        .expect("cards");
+    (s, shown)
+}
+
+/// `by` above the highest desired value any card shows: a value no card has, so every change is visible.
+fn above_all(cards: &BTreeMap<i64, Shown>, by: f64) -> f64 {
+    cards.values().map(|c| c.desired).fold(f64::MIN, f64::max).floor() + by
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_setpoint_reaches_every_selected_card_each_on_its_own_version() {
+    let (addr, _stop) = start_server_with(12).await;
+    let mut driver = Driver::start().await.expect("chromedriver");
+    let (s, before) = writer_page(&mut driver, addr, 12).await;
+    let high = above_all(&before, 2.5);
+
+    // Three cards ticked by hand.
+    for sensor in [1, 3, 5] {
+        click(&s, &card(sensor, ".select-card")).await;
+    }
+    s.wait_for("3 selected", PATIENCE, async |s| {
+        s.text_of(".group-count").await.filter(|t| t == "3 selected")
+    })
+    .await
+    .expect("the panel counts the selection");
+    set_input(&s, ".group .num-desired", high, true).await;
+    let apply = s.text_of(".apply-group").await.unwrap_or_default();
+    assert_eq!(apply, "Apply to 3 sensors");
+    click(&s, ".apply-group").await;
+    let after = wait_saved(&s, &[1, 3, 5], high, &before).await;
+    for (id, was) in &before {
+        if ![1, 3, 5].contains(id) {
+            assert_eq!(
+                (after[id].desired, after[id].version),
+                (was.desired, was.version),
+                "unselected sensor {id} unchanged"
+            );
+            assert_eq!(after[id].status, "", "sensor {id} was not written");
+        }
+    }
+    s.wait_for("the panel's tally", PATIENCE, async |s| {
+        s.text_of(".group-status").await.filter(|t| t.contains("3 saved"))
+    })
+    .await
+    .expect("3 saved");
+    // The HTTP API reports the same, and names who made the change.
+    let api = api_setpoints(addr).await;
+    for (id, shown) in &after {
+        assert_eq!(
+            (api[id].0, api[id].1),
+            (shown.desired, shown.version),
+            "sensor {id} over HTTP"
+        );
+        if [1, 3, 5].contains(id) {
+            assert_eq!(api[id].2, "admin", "sensor {id}'s author");
+        }
+    }
+    s.screenshot(&artifact("dashboard-group.png"))
+        .await
+        .expect("screenshot");
+
+    // Everything the filter shows: "1" matches sensors 1, 10, 11 and 12.
+    click(&s, ".clear-selection").await;
+    set_text(&s, ".toolbar input[type=search]", "1").await;
+    s.wait_for("the filtered cards", PATIENCE, async |s| {
+        let shown: Vec<i64> = cards(s).await.into_keys().collect();
+        (shown == [1, 10, 11, 12]).then_some(())
+    })
+    .await
+    .expect("filter applies");
+    click(&s, ".select-shown").await;
+    s.wait_for("4 selected", PATIENCE, async |s| {
+        s.text_of(".group-count").await.filter(|t| t == "4 selected")
+    })
+    .await
+    .expect("select all shown");
+    let low = high - 4.0;
+    set_input(&s, ".group .num-desired", low, true).await;
+    click(&s, ".apply-group").await;
+    let mut from = after.clone();
+    from.retain(|id, _| [1, 10, 11, 12].contains(id));
+    wait_saved(&s, &[1, 10, 11, 12], low, &from).await;
+    let api = api_setpoints(addr).await;
+    for (id, was) in &after {
+        let want = if [1, 10, 11, 12].contains(id) {
+            (low, was.version + 1)
+        } else {
+            (was.desired, was.version)
+        };
+        assert_eq!(
+            (api[id].0, api[id].1),
+            want,
+            "sensor {id} over HTTP after the filtered group"
+        );
+    }
+}
+
+/// `at` (ms since the epoch, UTC) as the schedule editor's day (`mon`…) and `HH:MM:SS`.
+fn utc_day_and_time(at_ms: i64) -> (&'static str, String) {
+    const DAYS: [&str; 7] = ["thu", "fri", "sat", "sun", "mon", "tue", "wed"];
+    let secs = at_ms.div_euclid(1000);
+    let day = DAYS[secs.div_euclid(86_400).rem_euclid(7) as usize];
+    let t = secs.rem_euclid(86_400);
+    (day, format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60))
+}
+
+/// The `data-next-step-ms` of a card's next-step line, if it shows one.
+async fn next_step_ms(s: &Session, sensor: i32) -> Option<i64> {
+    s.execute(
+        "const e = document.querySelector(arguments[0]); return e && Number(e.dataset.nextStepMs);",
+        vec![json!(card(sensor, ".next-step"))],
+    )
+    .await
+    .ok()?
+    .as_i64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_made_in_the_editor_shows_its_next_step_and_then_sets_the_rooms() {
+    const NAME: &str = "e2e-night";
+    let (addr, _stop) = start_server().await;
+    let mut driver = Driver::start().await.expect("chromedriver");
+    let (s, before) = writer_page(&mut driver, addr, 3).await;
+    let target = above_all(&before, 3.5);
+
+    click(&s, ".schedules-toggle").await;
+    click(&s, ".new-schedule").await;
+    let zone = s.find(".schedule-zone").await.expect("zone input");
+    let browser_zone = s
+        .property(&zone, "value")
+        .await
+        .expect("value")
+        .unwrap_or_default();
+    assert!(
+        !browser_zone.is_empty(),
+        "a new schedule starts in the browser's zone"
+    );
+    set_text(&s, ".schedule-name", NAME).await;
+    set_text(&s, ".schedule-sensors", "1, 2").await;
+    set_input(&s, ".step-row[data-step=\"0\"] .step-desired", target, false).await;
+
+    // A zone the server does not know: its answer, naming the problem, is shown and nothing is saved.
+    set_text(&s, ".schedule-zone", "Mars/Olympus_Mons").await;
+    click(&s, ".save-schedule").await;
+    let refusal = s
+        .wait_for("the server's refusal", PATIENCE, async |s| {
+            s.text_of(".schedule-status")
+                .await
+                .filter(|t| t.starts_with("error"))
+        })
+        .await
+        .expect("an error");
+    assert!(refusal.contains("invalid_schedule"), "the code: {refusal}");
+
+    // In UTC, today, a few seconds from now (the server's scheduler fires it at that second).
+    set_text(&s, ".schedule-zone", "UTC").await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let at_ms = (now_ms / 1000 + 10) * 1000;
+    let (day, time) = utc_day_and_time(at_ms);
+    for d in ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] {
+        set_checked(
+            &s,
+            &format!(".step-row[data-step=\"0\"] input[data-day={d}]"),
+            d == day,
+        )
+        .await;
+    }
+    set_text(&s, ".step-row[data-step=\"0\"] .step-time", &time).await;
+    click(&s, ".save-schedule").await;
+    s.wait_for("the saved schedule in the list", PATIENCE, async |s| {
+        let listed = s.text_of(&format!("[data-schedule=\"{NAME}\"]")).await?;
+        s.find(".schedule-editor").await.is_err().then_some(listed)
+    })
+    .await
+    .expect("listed, editor closed");
+
+    // Both cards show the step to come; the third is not scheduled.
+    for sensor in [1, 2] {
+        let shown = s
+            .wait_for(&format!("sensor {sensor}'s next step"), PATIENCE, async |s| {
+                (next_step_ms(s, sensor).await == Some(at_ms)).then_some(())
+            })
+            .await;
+        if let Err(e) = shown {
+            let line = s.text_of(&card(sensor, ".next-step")).await;
+            panic!("{e}; the card shows {line:?}");
+        }
+        let text = s.text_of(&card(sensor, ".next-step")).await.unwrap_or_default();
+        assert!(
+            text.contains(NAME) && text.contains(&format!("{target:.1}")),
+            "{text}"
+        );
+    }
+    assert!(
+        s.find(&card(3, ".next-step")).await.is_err(),
+        "sensor 3 has no schedule"
+    );
+
+    // The screenshot: a selection, and the schedule open in the editor.
+    for sensor in [1, 2] {
+        click(&s, &card(sensor, ".select-card")).await;
+    }
+    click(&s, &format!("[data-schedule=\"{NAME}\"] .edit-schedule")).await;
+    s.wait_for("the editor on the schedule", PATIENCE, async |s| {
+        s.find(".schedule-editor").await.ok()
+    })
+    .await
+    .expect("editor open");
+    s.screenshot(&artifact("dashboard-schedules.png"))
+        .await
+        .expect("screenshot");
+    click(&s, ".cancel-schedule").await;
+
+    // The step fires: the rooms get its setpoint, and next week's step is next.
+    let fired = s
+        .wait_for("the step to fire on both cards", PATIENCE, async |s| {
+            let now = cards(s).await;
+            [1, 2]
+                .iter()
+                .all(|id| now.get(id).is_some_and(|c| c.desired == target))
+                .then_some(now)
+        })
+        .await
+        .expect("fired");
+    assert_eq!(fired[&3].desired, before[&3].desired, "sensor 3 untouched");
+    for sensor in [1, 2] {
+        s.wait_for(
+            &format!("sensor {sensor}'s following step"),
+            PATIENCE,
+            async |s| (next_step_ms(s, sensor).await == Some(at_ms + 7 * 86_400_000)).then_some(()),
+        )
+        .await
+        .expect("a week later");
+    }
+    let author = format!("schedule:{NAME}");
+    let listed = history_shows(&s, &author).await;
+    assert!(listed.contains(&format!("{target:.1}")), "{listed}");
+    let api = api_setpoints(addr).await;
+    for sensor in [1, 2] {
+        assert_eq!(
+            (api[&sensor].0, api[&sensor].2.as_str()),
+            (target, author.as_str())
+        );
+    }
 }

@@ -12,7 +12,9 @@ use std::rc::Rc;
 
 use yew::prelude::*;
 
+use crate::model::schedules::ScheduleAction;
 use crate::model::{Action, Model};
+use crate::net::api;
 use crate::net::socket::{Inbound, Queue, Socket};
 use crate::net::token;
 
@@ -24,6 +26,8 @@ struct Shared {
     model: RefCell<Model>,
     queue: Queue,
     socket: Socket,
+    /// The write token, for the HTTP API's `Authorization: Bearer` (the model never holds it).
+    token: Option<String>,
 }
 
 impl PartialEq for Store {
@@ -58,6 +62,7 @@ impl Store {
             model: RefCell::new(Model::new(session)),
             queue,
             socket,
+            token,
         }))
     }
 
@@ -67,12 +72,24 @@ impl Store {
     }
 
     /// Applies `action` and sends the messages it released; one the socket refuses is reported on its card.
+    /// API calls go out through `fetch`, and their answers come back as actions.
     pub fn dispatch(&self, action: Action) {
-        let out = self.0.model.borrow_mut().dispatch(action);
+        let (out, calls) = {
+            let mut model = self.0.model.borrow_mut();
+            let out = model.dispatch(action);
+            (out, model.take_api_calls())
+        };
         for msg in out {
             if let Err(why) = self.0.socket.send(&msg) {
                 self.dispatch(Action::SendFailed { msg, why });
             }
+        }
+        for call in calls {
+            let store = self.clone();
+            yew::platform::spawn_local(async move {
+                let result = api::send(&call, store.0.token.as_deref()).await;
+                store.dispatch(Action::Schedule(ScheduleAction::Answer { id: call.id, result }));
+            });
         }
     }
 

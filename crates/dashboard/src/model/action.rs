@@ -8,7 +8,8 @@
 use setpoint_control::{SensorId, SetpointField};
 use setpoint_wire::ws::{ClientMessage, ServerMessage};
 
-use crate::model::Model;
+use crate::model::schedules::ScheduleAction;
+use crate::model::{Model, ViewOpts};
 
 /// Something that happened, with the local time (ms) it happened at where the outcome depends on it.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +32,18 @@ pub enum Action {
     Revert { sensor: SensorId },
     /// The user opened or closed a card's setpoint history.
     ToggleHistory { sensor: SensorId },
+    /// The user ticked or unticked a card's selection box.
+    Select { sensor: SensorId, on: bool },
+    /// "Select all shown": adds every card the grid shows under `opts` (the filter's matches, this page).
+    SelectShown { opts: ViewOpts, now: f64 },
+    /// "Clear": empties the selection.
+    ClearSelection,
+    /// The user changed one number of the group's setpoint.
+    GroupEdit { field: SetpointField, value: f64 },
+    /// "Apply to N sensors": one write per selected sensor, sent together.
+    ApplyGroup { now: f64 },
+    /// Something in the schedules panel: its editor's inputs, save and delete, and their answers.
+    Schedule(ScheduleAction),
     /// A message the reducer released could not be handed to the socket; `why` is shown where it was for.
     SendFailed { msg: ClientMessage, why: String },
     /// Housekeeping, once per animation frame (once a second in a background tab): release the writes whose
@@ -89,8 +102,17 @@ impl Model {
             Action::Commit { sensor, now } => self.request_commit(sensor, now),
             Action::Revert { sensor } => self.revert(sensor, &mut changes),
             Action::ToggleHistory { sensor } => self.toggle_history(sensor, &mut changes),
+            Action::Select { sensor, on } => self.select(sensor, on, &mut changes),
+            Action::SelectShown { opts, now } => self.select_shown(&opts, now, &mut changes),
+            Action::ClearSelection => self.clear_selection(&mut changes),
+            Action::GroupEdit { field, value } => self.group_edit(field, value, &mut changes),
+            Action::ApplyGroup { now } => self.apply_group(now, &mut changes),
+            Action::Schedule(a) => self.on_schedule_action(a, &mut changes),
             Action::SendFailed { msg, why } => match msg {
                 ClientMessage::SetSetpoint(req) => self.send_failed(req.sensor, &why, &mut changes),
+                ClientMessage::SetSetpoints { writes } => writes
+                    .iter()
+                    .for_each(|w| self.send_failed(w.sensor, &why, &mut changes)),
                 ClientMessage::SetpointHistory { sensor } => self.history_failed(sensor, &why, &mut changes),
                 ClientMessage::Subscribe { .. } => {}
             },

@@ -112,7 +112,7 @@ pub struct Editor {
 }
 
 /// Rounds to 0.01 so slider arithmetic never shows 20.100000000000001.
-fn tidy(v: f64) -> f64 {
+pub(crate) fn tidy(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
@@ -150,6 +150,18 @@ impl Editor {
             self.status,
             SaveStatus::Pending { .. } | SaveStatus::Conflict { .. }
         ) {
+            self.status = SaveStatus::Idle;
+        }
+    }
+
+    /// Takes a whole setpoint as the draft, based on the version in force now: a group write gives every
+    /// selected card the same value, each conditional on what that card shows, and replaces any draft of
+    /// its own (the user chose the group's value over it).
+    pub fn adopt(&mut self, committed: Option<&SetpointMsg>, setpoint: Setpoint) {
+        self.draft = Some(setpoint);
+        self.base_version = committed.map(|c| c.version);
+        self.commit_due = None;
+        if !matches!(self.status, SaveStatus::Pending { .. }) {
             self.status = SaveStatus::Idle;
         }
     }
@@ -305,6 +317,8 @@ pub fn explain(code: ErrorCode, message: &str) -> String {
         ErrorCode::Internal => "server error; save again",
         ErrorCode::Unconfirmed => "saved, but not yet confirmed to have taken effect",
         ErrorCode::NotFound => "the server does not know this sensor",
+        ErrorCode::Forbidden => "this page's origin may not write to the server",
+        ErrorCode::InvalidSchedule => return format!("invalid schedule: {message}"),
         ErrorCode::MalformedFrame
         | ErrorCode::UnknownType
         | ErrorCode::InvalidMessage

@@ -1,6 +1,14 @@
 //! Number and time formatting shared by the cards, the header and the log, kept pure so it is tested once.
 
 use setpoint_control::{Setpoint, TimeMs};
+use setpoint_wire::schedule::{NextStep, ScheduleStep, Weekday};
+
+/// Short day names, Monday first (the order of [`Weekday::ALL`]).
+const DAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+fn day_name(d: Weekday) -> &'static str {
+    DAY_NAMES[Weekday::ALL.iter().position(|x| *x == d).unwrap_or(0)]
+}
 
 /// A setpoint-style number: at most two decimals, at least one (`20.0`, `20.5`, `20.25`).
 pub fn num(v: f64) -> String {
@@ -39,6 +47,78 @@ pub fn clock(t_ms: TimeMs, utc_offset_min: i64) -> String {
     )
 }
 
+/// Day and wall-clock time of an instant, `Mon 22:00` (`Mon 22:00:30` when the seconds are not zero),
+/// shifted by `utc_offset_min`: the browser's UTC offset *at that instant* (minutes east of UTC), which the
+/// caller asks the browser for, so a step after a DST change shows the time the room will see.
+pub fn day_time(t_ms: TimeMs, utc_offset_min: i64) -> String {
+    let local = t_ms + utc_offset_min * 60_000;
+    let day = local.div_euclid(86_400_000);
+    // 1970-01-01 was a Thursday: day 0 is index 3 from Monday.
+    let name = DAY_NAMES[(day + 3).rem_euclid(7) as usize];
+    let secs = local.rem_euclid(86_400_000) / 1000;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if s == 0 {
+        format!("{name} {h:02}:{m:02}")
+    } else {
+        format!("{name} {h:02}:{m:02}:{s:02}")
+    }
+}
+
+/// A card's next scheduled change: `next 17.0 °C · Mon 22:00 · office`.
+pub fn next_step(step: &NextStep, utc_offset_min: i64) -> String {
+    format!(
+        "next {} · {} · {}",
+        temp(step.desired),
+        day_time(step.at_ms, utc_offset_min),
+        step.schedule
+    )
+}
+
+/// Days of a step, runs of three or more joined: `Mon–Fri`, `Sat, Sun`, `Mon, Wed–Sun`, `every day`.
+pub fn days(days: &[Weekday]) -> String {
+    let on = Weekday::ALL.map(|d| days.contains(&d));
+    if on.iter().all(|d| *d) {
+        return "every day".to_owned();
+    }
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < 7 {
+        if !on[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i + 1 < 7 && on[i + 1] {
+            i += 1;
+        }
+        match i - start {
+            0 => parts.push(DAY_NAMES[start].to_owned()),
+            1 => parts.extend([DAY_NAMES[start].to_owned(), DAY_NAMES[i].to_owned()]),
+            _ => parts.push(format!("{}–{}", DAY_NAMES[start], DAY_NAMES[i])),
+        }
+        i += 1;
+    }
+    if parts.is_empty() {
+        return "no day".to_owned();
+    }
+    parts.join(", ")
+}
+
+/// One step of a schedule: `Mon–Fri 06:30 → 21.0 °C +0.5/−0.5`.
+pub fn step(step: &ScheduleStep) -> String {
+    format!("{} {} → {}", days(&step.days), step.time, band(&step.setpoint()))
+}
+
+/// A weekday's short name (for the step editor's checkboxes).
+pub fn weekday(d: Weekday) -> &'static str {
+    day_name(d)
+}
+
+/// A weekday as the API spells it (`mon`), for the step editor's `data-day`.
+pub fn weekday_id(d: Weekday) -> &'static str {
+    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][Weekday::ALL.iter().position(|x| *x == d).unwrap_or(0)]
+}
+
 /// How long ago, compactly: `0.4 s`, `12 s`, `3 min`, `2 h`.
 pub fn age(ms: f64) -> String {
     let ms = ms.max(0.0);
@@ -72,5 +152,48 @@ mod tests {
         assert_eq!(age(400.0), "0.4 s");
         assert_eq!(age(65_000.0), "65 s");
         assert_eq!(age(180_000.0), "3 min");
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn schedule_times_and_days() {
+        // 2024-01-01 was a Monday; 22:00 UTC.
+        let mon_22 = 1_704_146_400_000;
+        assert_eq!(day_time(mon_22, 0), "Mon 22:00");
+        assert_eq!(day_time(mon_22 + 30_000, 0), "Mon 22:00:30");
+        // Helsinki in winter (UTC+2) is already Tuesday; New York (UTC−5) is still Monday afternoon.
+        assert_eq!(day_time(mon_22, 120), "Tue 00:00");
+        assert_eq!(day_time(mon_22, 60), "Mon 23:00");
+        assert_eq!(day_time(mon_22, -300), "Mon 17:00");
+        assert_eq!(day_time(0, 0), "Thu 00:00", "the epoch was a Thursday");
+        assert_eq!(day_time(-1_000, 0), "Wed 23:59:59");
+        let next = NextStep {
+            sensor: 1,
+            schedule: "office".into(),
+            at_ms: mon_22,
+            desired: 17.0,
+            up_delta: 0.5,
+            down_delta: 0.5,
+        };
+        assert_eq!(next_step(&next, 0), "next 17.0 °C · Mon 22:00 · office");
+        use Weekday::*;
+        assert_eq!(days(&[Mon, Tue, Wed, Thu, Fri]), "Mon–Fri");
+        assert_eq!(days(&[Sun, Sat]), "Sat, Sun");
+        assert_eq!(days(&[Mon, Wed, Thu, Fri, Sat, Sun]), "Mon, Wed–Sun");
+        assert_eq!(days(&Weekday::ALL), "every day");
+        assert_eq!(days(&[]), "no day");
+        let st = ScheduleStep {
+            days: vec![Mon, Tue, Wed, Thu, Fri],
+            time: "06:30".into(),
+            desired: 21.0,
+            up_delta: 0.5,
+            down_delta: 0.5,
+        };
+        assert_eq!(step(&st), "Mon–Fri 06:30 → 21.0 °C +0.5/−0.5");
+        assert_eq!(weekday(Sun), "Sun");
+        for d in Weekday::ALL {
+            let api = serde_json::to_string(&d).expect("json");
+            assert_eq!(api, format!("\"{}\"", weekday_id(d)), "the API's spelling");
+        }
     }
 }

@@ -37,9 +37,10 @@ impl Model {
             ServerMessage::Decisions(b) => self.on_decisions(b, now, changes),
             ServerMessage::Setpoint(s) => self.on_setpoint(s, now, changes),
             ServerMessage::SetpointHistory(h) => self.on_setpoint_history(h, changes),
-            ServerMessage::Ack { request_id } => self.on_ack(&request_id, changes),
+            ServerMessage::Ack { request_id, .. } => self.on_ack(&request_id, changes),
             ServerMessage::Error(e) => self.on_error(e, changes),
             ServerMessage::Status(s) => self.on_status(s, now),
+            ServerMessage::Schedules(s) => self.on_schedules(s, changes),
         }
     }
 

@@ -9,9 +9,12 @@ mod action;
 pub mod crosscheck;
 pub mod editor;
 pub mod format;
+pub mod group;
 pub mod history;
 mod inbound;
 pub mod ring;
+pub mod schedule_form;
+pub mod schedules;
 pub mod sensor;
 pub mod whatif;
 mod writes;
@@ -24,6 +27,8 @@ use setpoint_wire::ws::{BusStatus, StatusMsg};
 
 pub use crate::model::action::Action;
 use crate::model::crosscheck::CrossCheck;
+use crate::model::group::Group;
+use crate::model::schedules::Schedules;
 use crate::model::sensor::SensorView;
 
 /// Readings kept across all sensors (16 bytes each): about 24 MB, which holds 15 minutes at 10 Hz for up to
@@ -66,6 +71,18 @@ pub struct ViewOpts {
     pub page_size: usize,
 }
 
+/// What the grid shows for some [`ViewOpts`]: one page of the filter's matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shown {
+    /// The cards on the page, in order.
+    pub ids: Vec<SensorId>,
+    /// Sensors matching the filter, on all pages.
+    pub total: usize,
+    /// The page shown (the last one when the filter shrank the list below the page asked for).
+    pub page: usize,
+    pub pages: usize,
+}
+
 /// Rates derived from consecutive `status` messages (server-wide counters, so every tab shows the same).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Rates {
@@ -91,6 +108,10 @@ pub struct Model {
     pub clock_offset: f64,
     /// A message for the header: an error not tied to a card, or a frame that could not be decoded.
     pub notice: Option<String>,
+    /// The selected cards and the group's setpoint draft.
+    pub group: Group,
+    /// Weekly schedules, each sensor's next step, and the schedule editor.
+    pub schedules: Schedules,
     /// Bumped by the reducer on every change; the page renders only when it moved.
     version: u64,
     /// Sensors with a debounced commit scheduled.
@@ -116,6 +137,8 @@ impl Model {
             crosscheck: CrossCheck::default(),
             clock_offset: 0.0,
             notice: None,
+            group: Group::default(),
+            schedules: Schedules::default(),
             version: 0,
             commits_due: BTreeSet::new(),
             inflight: HashMap::new(),
@@ -179,6 +202,26 @@ impl Model {
         let start = (opts.page * size).min(total);
         let page = ids[start..(start + size).min(total)].to_vec();
         (page, total)
+    }
+
+    /// What the grid shows: the page asked for, or the last page when the filter left fewer pages. "Select
+    /// all shown" selects exactly these, so it is computed in one place for the grid and the selection.
+    pub fn shown(&self, opts: &ViewOpts, server_now: f64) -> Shown {
+        let size = opts.page_size.max(1);
+        let (ids, total) = self.visible(opts, server_now);
+        let pages = total.div_ceil(size).max(1);
+        let page = opts.page.min(pages - 1);
+        let ids = if page == opts.page {
+            ids
+        } else {
+            self.visible(&ViewOpts { page, ..opts.clone() }, server_now).0
+        };
+        Shown {
+            ids,
+            total,
+            page,
+            pages,
+        }
     }
 
     /// Chart history per sensor when `sensors` sensors share the point budget.

@@ -217,6 +217,7 @@ fn write_round_trip_routes_ack_and_conflict_to_the_card() {
     m.apply(
         ServerMessage::Ack {
             request_id: req.request_id.clone(),
+            setpoint: None,
         },
         1_100.0,
     );
@@ -723,3 +724,6 @@ fn an_unconfirmed_write_waits_for_its_outcome_instead_of_failing() {
     m.apply(unconfirmed(id), 1_100.0);
     assert_eq!(status(&m, 3).text(), "saved");
 }
+
+mod group;
+mod schedules;

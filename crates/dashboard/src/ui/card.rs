@@ -1,4 +1,5 @@
-//! One sensor's card: its head, the chart, and (unless compact) the band, the what-if preview and the editor.
+//! One sensor's card: its head (with the group selection box on pages that can write), the chart, and (unless
+//! compact) the band, the next scheduled change, the what-if preview, the editor and the history.
 //!
 //! A card re-renders only when its props change — its sensor's `rev`, the quarter-second clock bucket (for the
 //! "seconds since last reading" text), a view option or write access — and redraws its canvas when one of
@@ -14,6 +15,7 @@ use crate::model::format;
 use crate::model::whatif::what_if;
 use crate::ui::card_head::CardHead;
 use crate::ui::chart::{draw, ChartSpec};
+use crate::ui::next_step::NextStepLine;
 use crate::ui::setpoint_editor::SetpointEditor;
 use crate::ui::setpoint_history::SetpointHistory;
 
@@ -29,6 +31,8 @@ pub struct CardProps {
     pub can_write: bool,
     pub limits: Limits,
     pub divergent: bool,
+    /// In the group selection; `None` on a page that cannot write (no box shown).
+    pub selected: Option<bool>,
 }
 
 /// A compact card's sparkline always shows the last minute.
@@ -105,6 +109,9 @@ pub fn Card(props: &CardProps) -> Html {
     if attention.divergent {
         classes.push("is-divergent");
     }
+    if props.selected == Some(true) {
+        classes.push("is-selected");
+    }
     let id = props.sensor;
     let title = format!("Sensor {id}");
     let chart_label = format!(
@@ -117,7 +124,7 @@ pub fn Card(props: &CardProps) -> Html {
     );
     let head = html! {
         <CardHead sensor={id} temperature={view.current().map(|r| r.temperature)} heater={view.heater()}
-            age_ms={view.age_ms(server_now)} stale={attention.stale} />
+            age_ms={view.age_ms(server_now)} stale={attention.stale} selected={props.selected} />
     };
     let chart = html! {
         <canvas ref={canvas} class={if props.compact { "spark" } else { "chart" }} role="img" aria-label={chart_label} />
@@ -171,7 +178,9 @@ pub fn Card(props: &CardProps) -> Html {
         <article class={classes} data-sensor={id.to_string()} aria-label={title}>
             { head }
             { chart }
-            <p class="band">{ band_text }</p>
+            <p class="band" data-desired={committed.map(|sp| sp.desired.to_string())}
+                data-version={view.setpoint.as_ref().map(|s| s.version.to_string())}>{ band_text }</p>
+            <NextStepLine step={model.schedules.next.get(&id).cloned()} />
             { whatif_html }
             <SetpointEditor sensor={id} shown={shown.unwrap_or(DEFAULT_SETPOINT)} committed={committed}
                 limits={props.limits} can_write={props.can_write} dirty={dirty}

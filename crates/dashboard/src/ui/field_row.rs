@@ -1,6 +1,6 @@
 //! One number of the setpoint editor: a slider to drag and a number input for the exact value.
 
-use setpoint_control::{Limits, SensorId, Setpoint, SetpointField};
+use setpoint_control::{Limits, Setpoint, SetpointField};
 use web_sys::{HtmlInputElement, KeyboardEvent};
 use yew::prelude::*;
 
@@ -9,7 +9,8 @@ use crate::model::format;
 
 #[derive(Properties, PartialEq)]
 pub struct FieldRowProps {
-    pub sensor: SensorId,
+    /// Makes the slider's id unique on the page: the sensor id on a card, `group` in the group panel.
+    pub scope: AttrValue,
     pub field: SetpointField,
     pub value: f64,
     /// The setpoint in force: the desired slider is centred on it.
@@ -58,7 +59,7 @@ pub fn FieldRow(p: &FieldRowProps) -> Html {
     let (label, slider_class, num_class) = names(p.field);
     let (smin, smax) = slider_range(p.field, &p.limits, p.committed);
     let (nmin, nmax) = full_range(p.field, &p.limits);
-    let slider_id = format!("{slider_class}-{}", p.sensor);
+    let slider_id = format!("{slider_class}-{}", p.scope);
     let v = format::num(p.value);
 
     let on_input = {

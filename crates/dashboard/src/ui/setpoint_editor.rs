@@ -37,11 +37,12 @@ pub fn SetpointEditor(p: &SetpointEditorProps) -> Html {
         Callback::from(move |_e: MouseEvent| store.dispatch(Action::Revert { sensor }))
     };
     let disabled = !p.can_write;
+    let scope = AttrValue::from(sensor.to_string());
     let rows = SetpointField::ALL.into_iter().map(|field| {
         let store = store.clone();
         let on_edit = Callback::from(move |value| store.dispatch(Action::Edit { sensor, field, value }));
         html! {
-            <FieldRow key={field.as_str()} sensor={sensor} field={field} value={field.get(&p.shown)}
+            <FieldRow key={field.as_str()} scope={scope.clone()} field={field} value={field.get(&p.shown)}
                 committed={p.committed} limits={p.limits} disabled={disabled}
                 on_edit={on_edit} on_commit={commit.clone()} />
         }

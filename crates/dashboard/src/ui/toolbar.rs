@@ -1,4 +1,5 @@
-//! The view options above the grid: filter, order, chart window and compact mode, with the pager as child.
+//! The view options above the grid: filter, order, chart window and compact mode, the schedules panel's
+//! toggle, with the pager as child.
 
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
@@ -21,6 +22,9 @@ pub struct ToolbarProps {
     pub on_sort: Callback<SortBy>,
     pub on_window: Callback<i64>,
     pub on_compact: Callback<bool>,
+    /// Whether the schedules panel is open; the button toggles it.
+    pub schedules_open: bool,
+    pub on_schedules: Callback<bool>,
     /// Rendered at the end of the bar (the pager).
     #[prop_or_default]
     pub children: Html,
@@ -48,6 +52,8 @@ pub fn Toolbar(p: &ToolbarProps) -> Html {
         let input: HtmlInputElement = e.target_unchecked_into();
         input.checked()
     });
+    let open = p.schedules_open;
+    let on_schedules = p.on_schedules.reform(move |_e: MouseEvent| !open);
     html! {
         <section class="toolbar" aria-label="View options">
             <label class="tool">{ "Filter" }
@@ -69,6 +75,8 @@ pub fn Toolbar(p: &ToolbarProps) -> Html {
             <label class="tool check">
                 <input type="checkbox" checked={p.compact} onchange={on_compact} />{ "Compact" }
             </label>
+            <button type="button" class={classes!("schedules-toggle", open.then_some("active"))}
+                onclick={on_schedules} aria-expanded={open.to_string()} aria-controls="schedules">{ "Schedules" }</button>
             { p.children.clone() }
         </section>
     }
