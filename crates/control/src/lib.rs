@@ -32,6 +32,7 @@ pub type TimeMs = i64;
 
 /// What the controller tells a heater to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Command {
     On,
@@ -59,8 +60,11 @@ pub struct Reading {
 /// A reading with its sensor: the one shape a reading has on the readings stream, in the bridge and on the
 /// WebSocket (`{"sensor", "t_ms", "temperature"}`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SensorReading {
+    #[cfg_attr(feature = "openapi", schema(value_type = i32))]
     pub sensor: SensorId,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub t_ms: TimeMs,
     pub temperature: f64,
 }
@@ -85,6 +89,7 @@ impl SensorReading {
 
 /// Why a decision was made: the band rule, or the stale-sensor failsafe.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionCause {
     #[default]
@@ -96,16 +101,21 @@ pub enum DecisionCause {
 /// and the version of the setpoint in force. That evidence is what lets the dashboard cross-check the server
 /// and lets latency be measured from the reading's event time.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Decision {
+    #[cfg_attr(feature = "openapi", schema(value_type = i32))]
     pub sensor: SensorId,
     pub command: Command,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub t_ms: TimeMs,
     pub temperature: f64,
     /// Absent from the JSON of a server that predates versions: unversioned.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub setpoint_version: u64,
     /// Absent from the JSON of a server that predates the failsafe: the band rule.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub cause: DecisionCause,
 }
 

@@ -11,6 +11,7 @@ use std::fmt;
 /// `desired + up_delta`. Between the two edges (inclusive) nothing is decided, which is what gives the
 /// thermostat its hysteresis.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Setpoint {
     /// The temperature people want, in °C.
     pub desired: f64,

@@ -41,7 +41,11 @@ async fn hello_backfill_live_readings_and_decisions_arrive() {
         "seeded setpoints"
     );
     assert!(h.sensors.len() >= 4);
-    // Backfill: history from before we connected.
+    // The weekly schedules (none here), then the backfill: history from before we connected.
+    match c.next().await {
+        ServerMessage::Schedules(s) => assert!(s.schedules.is_empty() && s.next.is_empty()),
+        other => panic!("expected the schedules, got {other:?}"),
+    }
     let backfill = match c.next().await {
         ServerMessage::Readings(b) if b.backfill => b,
         other => panic!("expected backfill, got {other:?}"),

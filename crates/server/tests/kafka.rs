@@ -576,7 +576,9 @@ async fn a_frozen_broker_is_survived_and_acknowledged_setpoints_stay_in_force() 
         .await;
         let ok = ws
             .until_within(Duration::from_secs(60), |m| match m {
-                ServerMessage::Ack { request_id, .. } if request_id == &format!("after{attempt}") => Some(true),
+                ServerMessage::Ack { request_id, .. } if request_id == &format!("after{attempt}") => {
+                    Some(true)
+                }
                 ServerMessage::Error(e) if e.request_id.as_deref() == Some(&format!("after{attempt}")) => {
                     Some(false)
                 }

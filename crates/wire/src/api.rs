@@ -9,13 +9,18 @@ use crate::ws::{ErrorCode, SetpointChangeEntry, SetpointMsg};
 
 /// One sensor as the bridge sees it now.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SensorView {
+    #[cfg_attr(feature = "openapi", schema(value_type = i32))]
     pub sensor: SensorId,
     /// The newest reading, if any arrived since the bridge started (or within its history window).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub reading: Option<SensorReading>,
     /// The setpoint in force, with its version and author.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub setpoint: Option<SetpointMsg>,
     /// The last heater command.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub heater: Option<Decision>,
     /// The next change a weekly schedule will make, if one is assigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -24,6 +29,7 @@ pub struct SensorView {
 
 /// The body of every error answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
@@ -31,14 +37,17 @@ pub struct ApiError {
 
 /// An error answer for a write that lost to another: the value in force.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConflictError {
     pub code: ErrorCode,
     pub message: String,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub current: Option<SetpointMsg>,
 }
 
 /// The body of `PUT /api/v1/sensors/{id}/setpoint`. The version it replaces goes in `If-Match`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetpointBody {
     pub desired: f64,
@@ -55,8 +64,10 @@ impl SetpointBody {
 /// One item of `PUT /api/v1/setpoints`: a sensor's new setpoint, optionally conditional on the version it
 /// replaces.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetpointWrite {
+    #[cfg_attr(feature = "openapi", schema(value_type = i32))]
     pub sensor: SensorId,
     pub desired: f64,
     pub up_delta: f64,
@@ -68,7 +79,9 @@ pub struct SetpointWrite {
 /// One sensor's outcome in a group write: `status` is the HTTP status the same write alone would have
 /// had; `setpoint` is the new value in force (200), `error` why not (with `current` on a conflict).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WriteOutcome {
+    #[cfg_attr(feature = "openapi", schema(value_type = i32))]
     pub sensor: SensorId,
     pub status: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,9 +94,13 @@ pub struct WriteOutcome {
 /// `until_ms`. Readings and decisions reach back `kept_ms` (the dashboard's widest window); older
 /// readings are thinned. Setpoint changes reach back the last 200.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SensorHistory {
+    #[cfg_attr(feature = "openapi", schema(value_type = i32))]
     pub sensor: SensorId,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub since_ms: TimeMs,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub until_ms: TimeMs,
     pub kept_ms: i64,
     pub readings: Vec<SensorReading>,

@@ -32,6 +32,7 @@ pub fn schedule_author(name: &str) -> String {
 
 /// A day of the week.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Weekday {
     Mon,
@@ -59,6 +60,7 @@ impl Weekday {
 /// One step of a weekly program: on each of `days`, at local `time` (`HH:MM` or `HH:MM:SS`, 24-hour), the
 /// setpoint becomes this one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleStep {
     pub days: Vec<Weekday>,
     pub time: String,
@@ -76,20 +78,24 @@ impl ScheduleStep {
 /// A named weekly program in an IANA time zone (`Europe/Berlin`, `UTC`…), assigned to sensors. A manual
 /// change holds until the program's next step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Schedule {
     pub name: String,
     pub zone: String,
     pub steps: Vec<ScheduleStep>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<i32>))]
     pub sensors: Vec<SensorId>,
 }
 
 /// The body of `PUT /api/v1/schedules/{name}`: a schedule without its name (the path has it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleBody {
     pub zone: String,
     pub steps: Vec<ScheduleStep>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<i32>))]
     pub sensors: Vec<SensorId>,
 }
 
@@ -118,10 +124,13 @@ pub struct ScheduleRecord {
 
 /// The next change a schedule will make to one sensor.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NextStep {
+    #[cfg_attr(feature = "openapi", schema(value_type = i32))]
     pub sensor: SensorId,
     pub schedule: String,
     /// When, in ms since the epoch.
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub at_ms: TimeMs,
     pub desired: f64,
     pub up_delta: f64,

@@ -143,12 +143,15 @@ pub struct DecisionsBatch {
 
 /// One setpoint change of the audit trail.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetpointChangeEntry {
     pub version: u64,
     /// The name of the token that made it (`admin`, `simulator`, a tool's name…).
     pub author: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
     pub t_ms: TimeMs,
     /// The setpoint it replaced; `None` for the sensor's first.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub from: Option<Setpoint>,
     pub to: Setpoint,
 }
@@ -162,13 +165,16 @@ pub struct SetpointHistoryMsg {
 
 /// A setpoint in force, broadcast to every client when it changes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetpointMsg {
+    #[cfg_attr(feature = "openapi", schema(value_type = i32))]
     pub sensor: SensorId,
     pub desired: f64,
     pub up_delta: f64,
     pub down_delta: f64,
     pub version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
     pub t_ms: Option<TimeMs>,
     /// Who made the change, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,6 +203,7 @@ impl SetpointMsg {
 
 /// The closed set of error codes. Clients switch on the code; `message` is for people.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The frame is not JSON (this includes `NaN`/`Infinity`, which JSON's grammar does not have).

@@ -8,6 +8,9 @@
 //! author, and is rate-limited per token with the WebSocket's per-connection limit. Bodies are bounded by
 //! the WebSocket's frame limit; a browser page from another origin may not write (the WebSocket's origin
 //! rule), since a bearer token in a script on a foreign page must not be usable by that page either.
+//!
+//! The API describes itself: `GET /api/v1/openapi.json` serves an OpenAPI 3.1 document generated from the
+//! `#[utoipa::path]` annotation on each handler and the wire types' schemas ([`openapi`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +37,10 @@ use super::Bridge;
 use crate::bus::{Bus, BusError, ScheduleRecord};
 use crate::clock::now_ms;
 
+// The OpenAPI document of these routes: a child of this module, so that it can name the private handlers.
+#[path = "openapi.rs"]
+pub mod openapi;
+
 /// The API's routes, to be merged into the bridge's router.
 pub fn routes<B: Bus>() -> Router<Arc<Bridge<B>>> {
     Router::new()
@@ -46,6 +53,7 @@ pub fn routes<B: Bus>() -> Router<Arc<Bridge<B>>> {
         .route("/api/v1/sensors/{id}/history", get(history::<B>))
         .route("/api/v1/setpoints", put(put_setpoints::<B>))
         .route("/api/v1/schedules", get(schedules::<B>))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .route(
             "/api/v1/schedules/{name}",
             get(schedule::<B>)
@@ -298,11 +306,34 @@ async fn write<B: Bus>(
 }
 
 /// `GET /api/v1/sensors`: every sensor with its newest reading, setpoint in force and heater state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sensors",
+    operation_id = "list_sensors",
+    tag = "sensors",
+    summary = "Every sensor with its newest reading, setpoint in force and heater state",
+    responses(
+        (status = 200, description = "Every sensor the bridge has heard of, by id", body = Vec<setpoint_wire::api::SensorView>),
+    )
+)]
 async fn sensors<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
     Json(bridge.hub.sensor_views()).into_response()
 }
 
 /// `GET /api/v1/sensors/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sensors/{id}",
+    operation_id = "get_sensor",
+    tag = "sensors",
+    summary = "One sensor: its newest reading, setpoint in force, heater state and next scheduled step",
+    params(("id" = i32, Path, description = "The sensor id (a 32-bit integer; anything else is `400 invalid_message`)")),
+    responses(
+        (status = 200, description = "The sensor", body = setpoint_wire::api::SensorView),
+        (status = 400, description = "`invalid_message`: the id is not a 32-bit integer", body = ConflictError),
+        (status = 404, description = "`not_found`: the bridge has seen no reading, setpoint or command for it", body = ConflictError),
+    )
+)]
 async fn sensor<B: Bus>(
     State(bridge): State<Arc<Bridge<B>>>,
     Path(id): Path<String>,
@@ -319,6 +350,19 @@ async fn sensor<B: Bus>(
 
 /// `GET /api/v1/sensors/{id}/setpoint`: the setpoint in force, with its version (also as `ETag`, for
 /// `If-Match`) and author.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sensors/{id}/setpoint",
+    operation_id = "get_setpoint",
+    tag = "setpoints",
+    summary = "The setpoint in force, with its version (also as `ETag`) and author",
+    params(("id" = i32, Path, description = "The sensor id (a 32-bit integer; anything else is `400 invalid_message`)")),
+    responses(
+        (status = 200, description = "The setpoint in force", body = SetpointMsg, headers(("ETag" = String, description = "The setpoint's version as an entity tag, e.g. `\"3\"`"))),
+        (status = 400, description = "`invalid_message`: the id is not a 32-bit integer", body = ConflictError),
+        (status = 404, description = "`not_found`: the sensor has no setpoint", body = ConflictError),
+    )
+)]
 async fn setpoint<B: Bus>(
     State(bridge): State<Arc<Bridge<B>>>,
     Path(id): Path<String>,
@@ -333,6 +377,33 @@ async fn setpoint<B: Bus>(
 
 /// `PUT /api/v1/sensors/{id}/setpoint`: `200` with the new setpoint once it is in force; `409` with the
 /// value in force if `If-Match` names another version (or another write got there first).
+#[utoipa::path(
+    put,
+    path = "/api/v1/sensors/{id}/setpoint",
+    operation_id = "put_setpoint",
+    tag = "setpoints",
+    summary = "Sets a sensor's setpoint; answers once it is in force",
+    description = "Validated by the same rules as the dashboard's writes, recorded with the token's name as author. With `If-Match`, applied only if that version is still in force.",
+    params(
+        ("id" = i32, Path, description = "The sensor id (a 32-bit integer; anything else is `400 invalid_message`)"),
+        ("If-Match" = Option<String>, Header, description = "The version this write replaces, as its `ETag` gives it (`\"3\"`; a bare `3` too); `*` or none: any"),
+    ),
+    request_body = SetpointBody,
+    responses(
+        (status = 200, description = "In force: the new setpoint, with its version", body = SetpointMsg, headers(("ETag" = String, description = "The setpoint's version as an entity tag, e.g. `\"3\"`"))),
+        (status = 202, description = "`unconfirmed`: saved, but not read back in time to know whether it took effect", body = ConflictError),
+        (status = 400, description = "`malformed_frame` (the body is not JSON) or `invalid_message` (wrong shape, a bad id or `If-Match`)", body = ConflictError),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = ConflictError, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "`forbidden`: sent by a page of another origin (see `--allow-origin`)", body = ConflictError),
+        (status = 409, description = "`conflict`: another version is in force (`If-Match`, or another write got there first); `current` is the value in force", body = ConflictError),
+        (status = 413, description = "`frame_too_large`: the body exceeds the frame limit (64 KiB by default)", body = ConflictError),
+        (status = 422, description = "`invalid_setpoint`: the setpoint breaks a limit; `message` names the field", body = ConflictError),
+        (status = 429, description = "`rate_limited`: too many writes with this token", body = ConflictError),
+        (status = 500, description = "`internal`", body = ConflictError),
+        (status = 503, description = "`broker_unavailable`: the message broker cannot be reached; nothing was saved", body = ConflictError),
+    ),
+    security(("bearer" = []))
+)]
 async fn put_setpoint<B: Bus>(
     State(bridge): State<Arc<Bridge<B>>>,
     Path(id): Path<String>,
@@ -359,6 +430,24 @@ async fn put_setpoint<B: Bus>(
 
 /// `PUT /api/v1/setpoints`: a list of writes, each atomic and versioned on its own. Always `200` with one
 /// [`WriteOutcome`] per write, in order, once each is settled; a malformed list is refused whole.
+#[utoipa::path(
+    put,
+    path = "/api/v1/setpoints",
+    operation_id = "put_setpoints",
+    tag = "setpoints",
+    summary = "Sets the setpoints of many sensors, each write atomic and versioned on its own",
+    description = "At most 500 writes. The answer lists each write's outcome, in request order, once each is settled: `status` is the HTTP status the same write alone would have had.",
+    request_body = Vec<SetpointWrite>,
+    responses(
+        (status = 200, description = "Each write's outcome, in request order", body = Vec<WriteOutcome>),
+        (status = 400, description = "`malformed_frame` (the body is not JSON) or `invalid_message` (wrong shape, a bad id or `If-Match`)", body = ConflictError),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = ConflictError, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "`forbidden`: sent by a page of another origin (see `--allow-origin`)", body = ConflictError),
+        (status = 413, description = "`frame_too_large`: the body exceeds the frame limit (64 KiB by default)", body = ConflictError),
+        (status = 429, description = "`rate_limited`: too many writes with this token", body = ConflictError),
+    ),
+    security(("bearer" = []))
+)]
 async fn put_setpoints<B: Bus>(
     State(bridge): State<Arc<Bridge<B>>>,
     headers: HeaderMap,
@@ -418,6 +507,23 @@ fn parse_time(name: &str, raw: &str) -> Result<TimeMs, Failure> {
 
 /// `GET /api/v1/sensors/{id}/history?since=…&until=…`: readings, decisions and setpoint changes (with
 /// author) between the two times; by default the whole window the bridge keeps.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sensors/{id}/history",
+    operation_id = "get_history",
+    tag = "sensors",
+    summary = "A sensor's readings, heater decisions and setpoint changes (with author) between two times",
+    params(
+        ("id" = i32, Path, description = "The sensor id (a 32-bit integer; anything else is `400 invalid_message`)"),
+        ("since" = Option<String>, Query, description = "Start: ms since the epoch or an RFC 3339 time (`2026-11-25T08:00:00Z`); by default the start of the window the bridge keeps"),
+        ("until" = Option<String>, Query, description = "End, in the same forms; by default now"),
+    ),
+    responses(
+        (status = 200, description = "What the bridge keeps of the sensor between the two times", body = setpoint_wire::api::SensorHistory),
+        (status = 400, description = "`invalid_message`: a bad id, time or query parameter, or `since` after `until`", body = ConflictError),
+        (status = 404, description = "`not_found`: the bridge has seen no reading, setpoint or command for it", body = ConflictError),
+    )
+)]
 async fn history<B: Bus>(
     State(bridge): State<Arc<Bridge<B>>>,
     Path(id): Path<String>,
@@ -457,6 +563,16 @@ async fn history<B: Bus>(
 }
 
 /// `GET /api/v1/schedules`: every weekly schedule, by name.
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules",
+    operation_id = "list_schedules",
+    tag = "schedules",
+    summary = "Every weekly schedule, by name",
+    responses(
+        (status = 200, description = "Every schedule, by name", body = Vec<setpoint_wire::schedule::Schedule>),
+    )
+)]
 async fn schedules<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
     Json(bridge.hub.schedules()).into_response()
 }
@@ -469,6 +585,18 @@ fn no_schedule(name: &str) -> Failure {
 }
 
 /// `GET /api/v1/schedules/{name}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules/{name}",
+    operation_id = "get_schedule",
+    tag = "schedules",
+    summary = "One weekly schedule",
+    params(("name" = String, Path, description = "The schedule's name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`")),
+    responses(
+        (status = 200, description = "The schedule", body = setpoint_wire::schedule::Schedule),
+        (status = 404, description = "`not_found`: no schedule of that name", body = ConflictError),
+    )
+)]
 async fn schedule<B: Bus>(
     State(bridge): State<Arc<Bridge<B>>>,
     Path(name): Path<String>,
@@ -505,6 +633,28 @@ async fn save_schedule<B: Bus>(
 
 /// `PUT /api/v1/schedules/{name}`: saves (creates or replaces) a schedule. `422 invalid_schedule` names the
 /// rule it breaks (the rules the scheduler compiles it with: time zone, times, days, setpoint limits).
+#[utoipa::path(
+    put,
+    path = "/api/v1/schedules/{name}",
+    operation_id = "put_schedule",
+    tag = "schedules",
+    summary = "Creates or replaces a weekly schedule; answers once it is read back",
+    params(("name" = String, Path, description = "The schedule's name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`")),
+    request_body = ScheduleBody,
+    responses(
+        (status = 200, description = "Saved: the schedule, with its name", body = setpoint_wire::schedule::Schedule),
+        (status = 202, description = "`unconfirmed`: saved, but not yet read back", body = ConflictError),
+        (status = 400, description = "`malformed_frame` (the body is not JSON) or `invalid_message` (wrong shape)", body = ConflictError),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = ConflictError, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "`forbidden`: sent by a page of another origin (see `--allow-origin`)", body = ConflictError),
+        (status = 413, description = "`frame_too_large`: the body exceeds the frame limit (64 KiB by default)", body = ConflictError),
+        (status = 422, description = "`invalid_schedule`: the schedule breaks a rule (name, time zone, times, days, setpoint limits); `message` names it", body = ConflictError),
+        (status = 429, description = "`rate_limited`: too many writes with this token", body = ConflictError),
+        (status = 500, description = "`internal`", body = ConflictError),
+        (status = 503, description = "`broker_unavailable`: the message broker cannot be reached; nothing was saved", body = ConflictError),
+    ),
+    security(("bearer" = []))
+)]
 async fn put_schedule<B: Bus>(
     State(bridge): State<Arc<Bridge<B>>>,
     Path(name): Path<String>,
@@ -531,6 +681,25 @@ async fn put_schedule<B: Bus>(
 }
 
 /// `DELETE /api/v1/schedules/{name}`: `204`; `404` if there is none of that name.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/schedules/{name}",
+    operation_id = "delete_schedule",
+    tag = "schedules",
+    summary = "Deletes a weekly schedule",
+    params(("name" = String, Path, description = "The schedule's name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`")),
+    responses(
+        (status = 204, description = "Deleted (and read back)"),
+        (status = 202, description = "`unconfirmed`: the deletion is saved, but not yet read back", body = ConflictError),
+        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = ConflictError, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "`forbidden`: sent by a page of another origin (see `--allow-origin`)", body = ConflictError),
+        (status = 404, description = "`not_found`: no schedule of that name", body = ConflictError),
+        (status = 429, description = "`rate_limited`: too many writes with this token", body = ConflictError),
+        (status = 500, description = "`internal`", body = ConflictError),
+        (status = 503, description = "`broker_unavailable`: the message broker cannot be reached; nothing was saved", body = ConflictError),
+    ),
+    security(("bearer" = []))
+)]
 async fn delete_schedule<B: Bus>(
     State(bridge): State<Arc<Bridge<B>>>,
     Path(name): Path<String>,
