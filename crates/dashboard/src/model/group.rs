@@ -222,8 +222,11 @@ impl Model {
             unchanged,
         };
         self.group.last = writes.iter().map(|w| w.sensor).collect();
-        if !writes.is_empty() {
-            changes.send(ClientMessage::SetSetpoints { writes });
+        // The bridge takes at most MAX_GROUP_WRITES per frame (what fits its 64 KiB frame limit).
+        for chunk in writes.chunks(setpoint_wire::ws::MAX_GROUP_WRITES) {
+            changes.send(ClientMessage::SetSetpoints {
+                writes: chunk.to_vec(),
+            });
         }
     }
 

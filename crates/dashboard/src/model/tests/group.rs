@@ -289,3 +289,31 @@ fn a_group_frame_the_socket_refuses_is_reported_on_every_card() {
     m.tick(20_000.0);
     assert!(m.sensors[&1].editor.status.text().contains("not sent"));
 }
+
+#[test]
+fn a_group_larger_than_one_frame_is_sent_in_frames_the_bridge_accepts() {
+    use setpoint_wire::ws::MAX_GROUP_WRITES;
+    let n = (MAX_GROUP_WRITES + 20) as SensorId;
+    let mut m = live(n);
+    for s in 1..=n {
+        m.dispatch(Action::Select { sensor: s, on: true });
+    }
+    m.dispatch(Action::GroupEdit {
+        field: SetpointField::Desired,
+        value: 23.5,
+    });
+    let frames = m.dispatch(Action::ApplyGroup { now: 10.0 });
+    let sizes: Vec<usize> = frames
+        .iter()
+        .map(|f| match f {
+            ClientMessage::SetSetpoints { writes } => writes.len(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(sizes, vec![MAX_GROUP_WRITES, 20]);
+    // Each frame stays under the bridge's 64 KiB frame limit.
+    for f in &frames {
+        let json = serde_json::to_string(f).expect("json");
+        assert!(json.len() < 64 * 1024, "{} bytes", json.len());
+    }
+}
