@@ -536,18 +536,31 @@ async fn schedules_survive_a_restart_and_keep_firing() {
     assert!(server.stop().success());
 
     let server = Server::start(&dir, "second");
-    let list = request(server.addr, "GET", "/api/v1/schedules", &[], None).await;
-    let schedules: Vec<Schedule> = serde_json::from_str(&list.body).expect("list");
+    // The bridge reads the schedules stream back from the data file as it starts, a moment after the URL
+    // is printed: wait for it (bounded), then compare.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let schedules: Vec<Schedule> = loop {
+        let list = request(server.addr, "GET", "/api/v1/schedules", &[], None).await;
+        let schedules: Vec<Schedule> = serde_json::from_str(&list.body).expect("list");
+        if !schedules.is_empty() || Instant::now() > deadline {
+            break schedules;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(
         schedules,
         vec![saved],
         "the saved schedule, and not the deleted one"
     );
-    // Still running: the same next step (the next 06:30 or 22:00 in Berlin) for its sensors.
-    let next_after = request(server.addr, "GET", "/api/v1/sensors/1", &[], None)
-        .await
-        .json()["next_step"]
-        .clone();
+    // Still running: the same next step (the next 06:30 or 22:00 in Berlin) for its sensors, once the
+    // bridge has heard of sensor 1 again.
+    let next_after = loop {
+        let one = request(server.addr, "GET", "/api/v1/sensors/1", &[], None).await;
+        if one.status == 200 || Instant::now() > deadline {
+            break one.json()["next_step"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(next_after, next_before);
     assert!(server.stop().success());
 }
