@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 
-use crate::SensorId;
+use crate::{SensorId, Setpoint, TimeMs};
 
 /// What a setpoint record does to the table, as every reader decides it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,4 +177,22 @@ mod tests {
         a.judge(1, 1, Some(0));
         assert_eq!(a.judge(1, 3, Some(1)), Verdict::Skipped { in_force: 1 });
     }
+}
+
+/// A record of the setpoints stream (`tempset`), keyed by sensor: what every reader judges with
+/// [`VersionArbiter`], and what writers (bridges, schedulers) publish. `version` is assigned by the writer
+/// (0 when an outside tool, such as the reference thermostat's, wrote it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetpointChange {
+    pub sensor: SensorId,
+    pub setpoint: Setpoint,
+    pub version: u64,
+    pub author: String,
+    pub t_ms: TimeMs,
+    /// The version this write replaces: it takes effect only if that version is in force at its position
+    /// in the stream. `None` for records without a condition.
+    pub base_version: Option<u64>,
+    /// Unique per write (empty for other tools' records), so the writer recognises its record when it
+    /// reads it back and learns whether it won.
+    pub write_id: String,
 }

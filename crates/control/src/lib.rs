@@ -13,7 +13,7 @@ mod controller;
 mod sensor;
 mod setpoint;
 
-pub use arbiter::{Verdict, VersionArbiter};
+pub use arbiter::{SetpointChange, Verdict, VersionArbiter};
 pub use controller::{replay, Controller, ControllerSnapshot, Stats};
 pub use sensor::{
     HeaterMemory, ReadingOutcome, SensorState, SetpointHistory, TimedSetpoint, VersionedSetpoint,

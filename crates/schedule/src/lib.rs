@@ -8,7 +8,7 @@
 //! - [`next`]: [`next_steps`], the next step of each scheduled sensor, for the dashboard and the API; the
 //!   choice the rule makes when that instant comes.
 //! - [`scheduler`]: [`Scheduler`], the state machine of the scheduler role: records of the schedules and
-//!   setpoints streams and the time in, [`Publish`] records out.
+//!   setpoints streams and the time in, [`SetpointChange`] records out.
 //!
 //! # Why sans-IO
 //!
@@ -62,4 +62,5 @@ pub mod scheduler;
 
 pub use next::next_steps;
 pub use program::{Program, ScheduleError, StepAt};
-pub use scheduler::{Publish, Scheduler, SetpointSeen, IN_FLIGHT_MS, REMEMBER_SENT_MS};
+pub use scheduler::{Scheduler, IN_FLIGHT_MS, REMEMBER_SENT_MS};
+pub use setpoint_control::SetpointChange;

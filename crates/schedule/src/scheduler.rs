@@ -9,7 +9,7 @@
 //! - [`Scheduler::poll`] with the time: returns the records to publish. [`Scheduler::publish_failed`]: the
 //!   bus refused some of them.
 //!
-//! Outputs: [`Publish`] records (steps and restatements), [`Scheduler::next_wake`] (when `poll` next has
+//! Outputs: [`SetpointChange`] records (steps and restatements), [`Scheduler::next_wake`] (when `poll` next has
 //! something to do) and [`Scheduler::next_steps`] (for display).
 //!
 //! **The rule**, one for live steps, catch-up after downtime and a newly saved schedule: for each sensor
@@ -38,7 +38,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use setpoint_control::{Limits, SensorId, Setpoint, TimeMs, Verdict, VersionArbiter};
+use setpoint_control::{Limits, SensorId, Setpoint, SetpointChange, TimeMs, Verdict, VersionArbiter};
 use setpoint_wire::schedule::{schedule_author, NextStep, ScheduleRecord};
 
 use crate::program::{Program, ScheduleError, StepAt};
@@ -49,32 +49,6 @@ pub const IN_FLIGHT_MS: i64 = 30_000;
 /// How long a published write is remembered after it left the in-flight state, so that if it comes back
 /// late and skipped it is still restated.
 pub const REMEMBER_SENT_MS: i64 = 10 * 60_000;
-
-/// One record of the setpoints stream, as the shell decoded it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SetpointSeen {
-    pub sensor: SensorId,
-    pub setpoint: Setpoint,
-    pub version: u64,
-    pub base_version: Option<u64>,
-    pub t_ms: TimeMs,
-    pub author: String,
-    /// Empty when the writer gave none.
-    pub write_id: String,
-}
-
-/// A setpoint record the shell must publish: a step (`version = base + 1`, conditional on `base_version`,
-/// `write_id` set) or a restatement (`version == base_version`, empty `write_id`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Publish {
-    pub sensor: SensorId,
-    pub setpoint: Setpoint,
-    pub version: u64,
-    pub base_version: Option<u64>,
-    pub t_ms: TimeMs,
-    pub author: String,
-    pub write_id: String,
-}
 
 #[derive(Clone, Debug)]
 struct InForce {
@@ -149,7 +123,7 @@ pub struct Scheduler {
     /// Writes published and not yet read back, by n (publish order).
     sent: BTreeMap<u64, Sent>,
     /// Restatements waiting for the next `poll`.
-    queued: Vec<Publish>,
+    queued: Vec<SetpointChange>,
 }
 
 impl Scheduler {
@@ -204,7 +178,7 @@ impl Scheduler {
 
     /// A record of the setpoints stream, in stream order (redeliveries included: they are judged like any
     /// record, which is what every other reader does too).
-    pub fn on_setpoint(&mut self, r: &SetpointSeen, now: TimeMs) {
+    pub fn on_setpoint(&mut self, r: &SetpointChange, now: TimeMs) {
         let verdict = self.arbiter.judge(r.sensor, r.version, r.base_version);
         let entry = self.sensors.entry(r.sensor).or_default();
         if let Verdict::Applied { version, .. } = verdict {
@@ -258,7 +232,7 @@ impl Scheduler {
     }
 
     /// The records to publish now: queued restatements first, then steps in sensor order.
-    pub fn poll(&mut self, now: TimeMs) -> Vec<Publish> {
+    pub fn poll(&mut self, now: TimeMs) -> Vec<SetpointChange> {
         let mut out = std::mem::take(&mut self.queued);
         self.expire(now);
         self.forget_sent(now);
@@ -378,7 +352,7 @@ impl Scheduler {
     }
 
     /// The rule, for one sensor.
-    fn judge(&mut self, sensor: SensorId, now: TimeMs) -> Option<Publish> {
+    fn judge(&mut self, sensor: SensorId, now: TimeMs) -> Option<SetpointChange> {
         let entry = self.sensors.get_mut(&sensor)?;
         entry.dirty = false;
         if entry.in_flight.is_some() {
@@ -409,7 +383,7 @@ impl Scheduler {
         entry.in_flight = Some(InFlight { n, deadline });
         self.deadlines.insert((deadline, n), sensor);
         self.sent.insert(n, Sent { sensor, at: now });
-        Some(Publish {
+        Some(SetpointChange {
             sensor,
             setpoint: step.setpoint,
             version: base + 1,
@@ -435,8 +409,8 @@ fn settle(entry: &mut SensorEntry, deadlines: &mut BTreeMap<(TimeMs, u64), Senso
 }
 
 /// The value in force, restated so that it is a sensor's newest record again (see the module doc).
-fn restatement(sensor: SensorId, f: &InForce) -> Publish {
-    Publish {
+fn restatement(sensor: SensorId, f: &InForce) -> SetpointChange {
+    SetpointChange {
         sensor,
         setpoint: f.setpoint,
         version: f.version,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use setpoint_control::{SensorId, Setpoint, TimeMs, Verdict, VersionArbiter};
-use setpoint_schedule::{Publish, ScheduleError, Scheduler, SetpointSeen, IN_FLIGHT_MS};
+use setpoint_schedule::{ScheduleError, Scheduler, SetpointChange, IN_FLIGHT_MS};
 use setpoint_wire::schedule::{NextStep, Schedule};
 
 const SP: fn(f64) -> Setpoint = |desired| Setpoint::new(desired, 0.5, 0.5);
@@ -14,17 +14,17 @@ const SP: fn(f64) -> Setpoint = |desired| Setpoint::new(desired, 0.5, 0.5);
 /// The setpoints stream: every record in order, and the shared arbiter's verdicts.
 #[derive(Default)]
 struct Stream {
-    log: Vec<SetpointSeen>,
+    log: Vec<SetpointChange>,
 }
 
 impl Stream {
-    fn append(&mut self, r: SetpointSeen) -> SetpointSeen {
+    fn append(&mut self, r: SetpointChange) -> SetpointChange {
         self.log.push(r.clone());
         r
     }
 
     /// What a reader of the whole log ends with, per sensor: (version, setpoint, t_ms, author).
-    fn in_force(records: &[SetpointSeen]) -> BTreeMap<SensorId, (u64, Setpoint, TimeMs, String)> {
+    fn in_force(records: &[SetpointChange]) -> BTreeMap<SensorId, (u64, Setpoint, TimeMs, String)> {
         let mut arbiter = VersionArbiter::new();
         let mut out = BTreeMap::new();
         for r in records {
@@ -36,7 +36,7 @@ impl Stream {
     }
 
     /// Compaction: only the newest record of each sensor, in their order.
-    fn compacted(&self) -> Vec<SetpointSeen> {
+    fn compacted(&self) -> Vec<SetpointChange> {
         let mut newest: BTreeMap<SensorId, usize> = BTreeMap::new();
         for (i, r) in self.log.iter().enumerate() {
             newest.insert(r.sensor, i);
@@ -60,20 +60,8 @@ impl Stream {
     }
 }
 
-fn seen(p: &Publish) -> SetpointSeen {
-    SetpointSeen {
-        sensor: p.sensor,
-        setpoint: p.setpoint,
-        version: p.version,
-        base_version: p.base_version,
-        t_ms: p.t_ms,
-        author: p.author.clone(),
-        write_id: p.write_id.clone(),
-    }
-}
-
-fn manual(sensor: SensorId, version: u64, t_ms: TimeMs, desired: f64) -> SetpointSeen {
-    SetpointSeen {
+fn manual(sensor: SensorId, version: u64, t_ms: TimeMs, desired: f64) -> SetpointChange {
+    SetpointChange {
         sensor,
         setpoint: SP(desired),
         version,
@@ -101,8 +89,8 @@ fn step_record(
     t_ms: TimeMs,
     schedule: &str,
     write_id: &str,
-) -> Publish {
-    Publish {
+) -> SetpointChange {
+    SetpointChange {
         sensor,
         setpoint: SP(desired),
         version: base + 1,
@@ -130,7 +118,7 @@ fn a_step_fires_once_and_not_again_once_its_record_is_back() {
     // In flight: not again, however often polled.
     assert_eq!(s.poll(six + 1), vec![]);
     assert_eq!(s.next_wake(six + 1), Some(six + IN_FLIGHT_MS));
-    s.on_setpoint(&seen(&out[0]), six + 5);
+    s.on_setpoint(&out[0], six + 5);
     for t in [six + 10, six + IN_FLIGHT_MS, ms("2026-01-05T21:59:59Z")] {
         assert_eq!(s.poll(t), vec![], "at {t}");
     }
@@ -146,7 +134,7 @@ fn a_manual_change_after_a_step_holds_until_the_next_step() {
     s.on_setpoint(&manual(1, 1, ms("2026-01-05T05:00:00Z"), 19.0), 0);
     let six = ms("2026-01-05T06:00:00Z");
     let out = s.poll(six);
-    s.on_setpoint(&seen(&out[0]), six);
+    s.on_setpoint(&out[0], six);
     // Bob turns it up at 08:00, after the 06:00 step.
     let eight = ms("2026-01-05T08:00:00Z");
     s.on_setpoint(&manual(1, 3, eight, 23.0), eight);
@@ -169,7 +157,7 @@ fn catching_up_after_downtime_applies_only_the_latest_missed_step() {
     let back = ms("2026-01-07T10:00:00Z");
     let out = s.poll(back);
     assert_eq!(out, vec![step_record(1, 21.0, 1, back, "heat", "a-0")]);
-    s.on_setpoint(&seen(&out[0]), back);
+    s.on_setpoint(&out[0], back);
     assert_eq!(s.poll(back + MINUTE), vec![]);
     assert_eq!(s.next_wake(back + MINUTE), Some(ms("2026-01-07T22:00:00Z")));
 }
@@ -195,7 +183,7 @@ fn a_new_schedule_applies_its_current_step_unless_the_value_in_force_is_newer() 
 
 /// Runs schedulers `a` and `b` over one stream: both poll (b half a second later), their records are
 /// appended in `order` and fed back to both, then both poll again. Returns the stream.
-fn two_schedulers(a_first: bool) -> (Stream, Vec<Publish>, Vec<Publish>) {
+fn two_schedulers(a_first: bool) -> (Stream, Vec<SetpointChange>, Vec<SetpointChange>) {
     let mut a = Scheduler::new("a");
     let mut b = Scheduler::new("b");
     let mut stream = Stream::default();
@@ -223,7 +211,7 @@ fn two_schedulers(a_first: bool) -> (Stream, Vec<Publish>, Vec<Publish>) {
         ]
     );
     let (p1, p2) = if a_first { (&pa, &pb) } else { (&pb, &pa) };
-    let appended: Vec<SetpointSeen> = p1.iter().chain(p2).map(|p| stream.append(seen(p))).collect();
+    let appended: Vec<SetpointChange> = p1.iter().chain(p2).map(|p| stream.append(p.clone())).collect();
     for r in &appended {
         a.on_setpoint(r, six + 600);
         b.on_setpoint(r, six + 600);
@@ -231,7 +219,7 @@ fn two_schedulers(a_first: bool) -> (Stream, Vec<Publish>, Vec<Publish>) {
     let ra = a.poll(six + 700);
     let rb = b.poll(six + 700);
     for r in ra.iter().chain(&rb) {
-        let r = stream.append(seen(r));
+        let r = stream.append(r.clone());
         a.on_setpoint(&r, six + 800);
         b.on_setpoint(&r, six + 800);
     }
@@ -255,7 +243,7 @@ fn two_schedulers_on_one_stream_apply_each_step_once_and_the_loser_restates() {
             (six + 500, (&rb, &ra))
         };
         assert_eq!(loser.0, &vec![], "the winner restates nothing");
-        let restatement = |sensor, version| Publish {
+        let restatement = |sensor, version| SetpointChange {
             sensor,
             setpoint: SP(21.0),
             version,
@@ -291,12 +279,12 @@ fn a_failed_or_lost_write_fires_again_and_a_late_duplicate_is_harmless() {
     let third = s.poll(t3);
     assert_eq!(third, vec![step_record(1, 21.0, 1, t3, "heat", "a-2")]);
     // Both land after all: the first takes effect, the second is skipped and restated.
-    s.on_setpoint(&seen(&second[0]), t3 + 10);
-    s.on_setpoint(&seen(&third[0]), t3 + 20);
+    s.on_setpoint(&second[0], t3 + 10);
+    s.on_setpoint(&third[0], t3 + 20);
     let restated = s.poll(t3 + 30);
     assert_eq!(
         restated,
-        vec![Publish {
+        vec![SetpointChange {
             sensor: 1,
             setpoint: SP(21.0),
             version: 2,
@@ -410,7 +398,7 @@ fn applied_minute_by_minute(zone: &str, from: &str, to: &str) -> Vec<(TimeMs, f6
     let mut t = from;
     while t <= to {
         for p in s.poll(t) {
-            s.on_setpoint(&seen(&p), t);
+            s.on_setpoint(&p, t);
             out.push((p.t_ms, p.setpoint.desired));
         }
         t += MINUTE;
@@ -492,7 +480,7 @@ fn ten_thousand_sensors_fire_together_and_then_cost_nothing_until_the_next_step(
         .iter()
         .all(|p| p.version == 1 && p.base_version == Some(0) && p.setpoint == SP(21.0)));
     for p in &out {
-        s.on_setpoint(&seen(p), six + 100);
+        s.on_setpoint(p, six + 100);
     }
     // Everything settled: nothing is judged again until 22:00.
     assert_eq!(s.poll(six + 200), vec![]);
@@ -506,7 +494,7 @@ fn a_clock_that_goes_back_fires_nothing_already_applied() {
     s.on_schedule(&saved(heat(&[1]), 0)).expect("valid");
     let ten = ms("2026-01-05T22:00:00Z");
     let out = s.poll(ten);
-    s.on_setpoint(&seen(&out[0]), ten);
+    s.on_setpoint(&out[0], ten);
     // The clock steps back an hour (before the 22:00 step): the value in force (set at 22:00) is newer than
     // the 06:00 step now latest, so nothing is written; at 22:00 again it is not older than that step.
     assert_eq!(s.poll(ten - 60 * MINUTE), vec![]);

@@ -13,7 +13,7 @@ pub mod store;
 use std::future::Future;
 
 use prost::Message as _;
-use setpoint_control::{Decision, HeaterMemory, SensorId, Setpoint, TimeMs};
+use setpoint_control::{Decision, HeaterMemory, SensorId, TimeMs};
 use setpoint_wire::proto::{self, DecodeError};
 pub use setpoint_wire::schedule::ScheduleRecord;
 use setpoint_wire::ws::BusStatus;
@@ -83,22 +83,9 @@ pub enum BusError {
 /// WebSocket carries.
 pub use setpoint_control::SensorReading;
 
-/// A setpoint on the setpoints stream, keyed by sensor. `version` is assigned by the bridge that accepted
-/// the write (0 when an outside tool, such as the reference thermostat's, wrote it).
-#[derive(Clone, Debug, PartialEq)]
-pub struct SetpointChange {
-    pub sensor: SensorId,
-    pub setpoint: Setpoint,
-    pub version: u64,
-    pub author: String,
-    pub t_ms: TimeMs,
-    /// The version this write replaces: it takes effect only if that version is in force at its position
-    /// in the stream (see `setpoint_control::VersionArbiter`). `None` for records without a condition.
-    pub base_version: Option<u64>,
-    /// Unique per write (empty for other tools' records), so the writing bridge recognises its record when
-    /// it reads it back and learns whether it won.
-    pub write_id: String,
-}
+/// A setpoint on the setpoints stream, keyed by sensor: the control crate's type, which the scheduler's core
+/// reads and writes too.
+pub use setpoint_control::SetpointChange;
 
 /// The controllers' changelog record of one heater, keyed by sensor: written after the commands it
 /// explains, read back by whichever controller owns the sensor next.

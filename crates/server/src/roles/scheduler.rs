@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use setpoint_control::Limits;
-use setpoint_schedule::{Publish, Scheduler, SetpointSeen};
+use setpoint_schedule::Scheduler;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, BusError, Consumer, Payload, ScheduleRecord, SetpointChange, StartAt};
@@ -37,30 +37,6 @@ async fn subscribe<B: Bus, T: Payload>(bus: &B, shutdown: &CancellationToken) ->
     .ok()
 }
 
-fn seen(c: SetpointChange) -> SetpointSeen {
-    SetpointSeen {
-        sensor: c.sensor,
-        setpoint: c.setpoint,
-        version: c.version,
-        base_version: c.base_version,
-        t_ms: c.t_ms,
-        author: c.author,
-        write_id: c.write_id,
-    }
-}
-
-fn change(p: Publish) -> SetpointChange {
-    SetpointChange {
-        sensor: p.sensor,
-        setpoint: p.setpoint,
-        version: p.version,
-        author: p.author,
-        t_ms: p.t_ms,
-        base_version: p.base_version,
-        write_id: p.write_id,
-    }
-}
-
 fn on_schedules(core: &mut Scheduler, records: impl IntoIterator<Item = ScheduleRecord>) {
     for record in records {
         if let Err(e) = core.on_schedule(&record) {
@@ -73,7 +49,7 @@ fn on_schedules(core: &mut Scheduler, records: impl IntoIterator<Item = Schedule
 fn on_setpoints(core: &mut Scheduler, records: impl IntoIterator<Item = SetpointChange>) {
     let now = now_ms();
     for record in records {
-        core.on_setpoint(&seen(record), now);
+        core.on_setpoint(&record, now);
     }
 }
 
@@ -129,8 +105,7 @@ async fn publish<B: Bus>(bus: &B, core: &mut Scheduler, now: setpoint_control::T
         .filter(|r| !r.write_id.is_empty())
         .map(|r| r.write_id.clone())
         .collect();
-    let changes: Vec<SetpointChange> = records.into_iter().map(change).collect();
-    for c in &changes {
+    for c in &records {
         tracing::info!(
             sensor = c.sensor,
             author = %c.author,
@@ -140,7 +115,7 @@ async fn publish<B: Bus>(bus: &B, core: &mut Scheduler, now: setpoint_control::T
             "scheduled setpoint published"
         );
     }
-    if let Err(e) = bus.publish(changes).await {
+    if let Err(e) = bus.publish(records).await {
         tracing::warn!("scheduled setpoints not published, retrying: {e}");
         core.publish_failed(&ids);
     }
