@@ -305,6 +305,38 @@ async fn write<B: Bus>(
         .collect()
 }
 
+/// What any write may be refused with before it is looked at (`writer`), for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only described, never built: the answers are `Failure`s
+enum WriterRefusals {
+    #[response(
+        status = 401,
+        description = "`unauthorized`: no valid `Authorization: Bearer <token>`",
+        headers(("WWW-Authenticate" = String, description = "`Bearer`"))
+    )]
+    Unauthorized(ConflictError),
+    #[response(
+        status = 403,
+        description = "`forbidden`: sent by a page of another origin (see `--allow-origin`)"
+    )]
+    Forbidden(ConflictError),
+    #[response(status = 429, description = "`rate_limited`: too many writes with this token")]
+    RateLimited(ConflictError),
+}
+
+/// Why a write that reached the bus may not be saved, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only described, never built: the answers are `Failure`s
+enum SaveFailures {
+    #[response(status = 500, description = "`internal`")]
+    Internal(ConflictError),
+    #[response(
+        status = 503,
+        description = "`broker_unavailable`: the message broker cannot be reached; nothing was saved"
+    )]
+    BrokerUnavailable(ConflictError),
+}
+
 /// `GET /api/v1/sensors`: every sensor with its newest reading, setpoint in force and heater state.
 #[utoipa::path(
     get,
@@ -393,14 +425,11 @@ async fn setpoint<B: Bus>(
         (status = 200, description = "In force: the new setpoint, with its version", body = SetpointMsg, headers(("ETag" = String, description = "The setpoint's version as an entity tag, e.g. `\"3\"`"))),
         (status = 202, description = "`unconfirmed`: saved, but not read back in time to know whether it took effect", body = ConflictError),
         (status = 400, description = "`malformed_frame` (the body is not JSON) or `invalid_message` (wrong shape, a bad id or `If-Match`)", body = ConflictError),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = ConflictError, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "`forbidden`: sent by a page of another origin (see `--allow-origin`)", body = ConflictError),
+        WriterRefusals,
         (status = 409, description = "`conflict`: another version is in force (`If-Match`, or another write got there first); `current` is the value in force", body = ConflictError),
         (status = 413, description = "`frame_too_large`: the body exceeds the frame limit (64 KiB by default)", body = ConflictError),
         (status = 422, description = "`invalid_setpoint`: the setpoint breaks a limit; `message` names the field", body = ConflictError),
-        (status = 429, description = "`rate_limited`: too many writes with this token", body = ConflictError),
-        (status = 500, description = "`internal`", body = ConflictError),
-        (status = 503, description = "`broker_unavailable`: the message broker cannot be reached; nothing was saved", body = ConflictError),
+        SaveFailures,
     ),
     security(("bearer" = []))
 )]
@@ -441,10 +470,8 @@ async fn put_setpoint<B: Bus>(
     responses(
         (status = 200, description = "Each write's outcome, in request order", body = Vec<WriteOutcome>),
         (status = 400, description = "`malformed_frame` (the body is not JSON) or `invalid_message` (wrong shape, a bad id or `If-Match`)", body = ConflictError),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = ConflictError, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "`forbidden`: sent by a page of another origin (see `--allow-origin`)", body = ConflictError),
+        WriterRefusals,
         (status = 413, description = "`frame_too_large`: the body exceeds the frame limit (64 KiB by default)", body = ConflictError),
-        (status = 429, description = "`rate_limited`: too many writes with this token", body = ConflictError),
     ),
     security(("bearer" = []))
 )]
@@ -645,13 +672,10 @@ async fn save_schedule<B: Bus>(
         (status = 200, description = "Saved: the schedule, with its name", body = setpoint_wire::schedule::Schedule),
         (status = 202, description = "`unconfirmed`: saved, but not yet read back", body = ConflictError),
         (status = 400, description = "`malformed_frame` (the body is not JSON) or `invalid_message` (wrong shape)", body = ConflictError),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = ConflictError, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "`forbidden`: sent by a page of another origin (see `--allow-origin`)", body = ConflictError),
+        WriterRefusals,
         (status = 413, description = "`frame_too_large`: the body exceeds the frame limit (64 KiB by default)", body = ConflictError),
         (status = 422, description = "`invalid_schedule`: the schedule breaks a rule (name, time zone, times, days, setpoint limits); `message` names it", body = ConflictError),
-        (status = 429, description = "`rate_limited`: too many writes with this token", body = ConflictError),
-        (status = 500, description = "`internal`", body = ConflictError),
-        (status = 503, description = "`broker_unavailable`: the message broker cannot be reached; nothing was saved", body = ConflictError),
+        SaveFailures,
     ),
     security(("bearer" = []))
 )]
@@ -691,12 +715,9 @@ async fn put_schedule<B: Bus>(
     responses(
         (status = 204, description = "Deleted (and read back)"),
         (status = 202, description = "`unconfirmed`: the deletion is saved, but not yet read back", body = ConflictError),
-        (status = 401, description = "`unauthorized`: no valid `Authorization: Bearer <token>`", body = ConflictError, headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "`forbidden`: sent by a page of another origin (see `--allow-origin`)", body = ConflictError),
+        WriterRefusals,
         (status = 404, description = "`not_found`: no schedule of that name", body = ConflictError),
-        (status = 429, description = "`rate_limited`: too many writes with this token", body = ConflictError),
-        (status = 500, description = "`internal`", body = ConflictError),
-        (status = 503, description = "`broker_unavailable`: the message broker cannot be reached; nothing was saved", body = ConflictError),
+        SaveFailures,
     ),
     security(("bearer" = []))
 )]
