@@ -97,6 +97,14 @@ impl Failure {
             current: None,
         }
     }
+
+    /// A sensor id the bridge knows nothing about (the 404 of every per-sensor read).
+    fn unknown_sensor(sensor: i32) -> Self {
+        Self::new(
+            ErrorCode::NotFound,
+            format!("no sensor {sensor}: the bridge has seen no reading, setpoint or command for it"),
+        )
+    }
 }
 
 impl IntoResponse for Failure {
@@ -371,12 +379,10 @@ async fn sensor<B: Bus>(
     Path(id): Path<String>,
 ) -> Result<Response, Failure> {
     let sensor = sensor_id(&id)?;
-    let view = bridge.hub.sensor_view(sensor).ok_or_else(|| {
-        Failure::new(
-            ErrorCode::NotFound,
-            format!("no sensor {sensor}: the bridge has seen no reading, setpoint or command for it"),
-        )
-    })?;
+    let view = bridge
+        .hub
+        .sensor_view(sensor)
+        .ok_or_else(|| Failure::unknown_sensor(sensor))?;
     Ok(Json(view).into_response())
 }
 
@@ -580,12 +586,10 @@ async fn history<B: Bus>(
     if since > until {
         return Err(Failure::new(ErrorCode::InvalidMessage, "since is after until"));
     }
-    let history = bridge.hub.history(sensor, since, until).ok_or_else(|| {
-        Failure::new(
-            ErrorCode::NotFound,
-            format!("no sensor {sensor}: the bridge has seen no reading, setpoint or command for it"),
-        )
-    })?;
+    let history = bridge
+        .hub
+        .history(sensor, since, until)
+        .ok_or_else(|| Failure::unknown_sensor(sensor))?;
     Ok(Json(history).into_response())
 }
 
