@@ -422,6 +422,7 @@ async fn commands_across_restarts_of_the_durable_default_match_the_offline_refer
     use setpoint_testkit::reference::{compare, expected_commands, Expected, LoggedReading, LoggedSetpoint};
     use std::collections::HashMap;
 
+    const AHEAD_MS: i64 = 500;
     let tmp = tempfile::tempdir().expect("tmp");
     // Three runs on one data directory; in each, a setpoint change part-way, so the restarts fall between
     // versions as well as between readings.
@@ -434,18 +435,28 @@ async fn commands_across_restarts_of_the_durable_default_match_the_offline_refer
             .expect("starts");
         tokio::time::sleep(Duration::from_millis(600)).await;
         let in_force = everything::<SetpointChange>(&bus).len() as u64;
+        // Dated a little ahead, so it is in the log before any reading it governs. Dated `now`, a reading
+        // stamped after it could be appended and decided first (the durable append waits on the disk);
+        // the controller then applies it from the next reading, as ARCHITECTURE's invariant says, and the
+        // as-of reference would be the wrong oracle for that run.
         let change = SetpointChange {
             sensor: 1 + run,
             setpoint: Setpoint::new(if run % 2 == 0 { 40.0 } else { 0.0 }, 1.0, 1.0),
             version: 0,
             author: "test".into(),
-            t_ms: setpoint::clock::now_ms(),
+            t_ms: setpoint::clock::now_ms() + AHEAD_MS,
             base_version: None,
             write_id: String::new(),
         };
+        let dated = change.t_ms;
         bus.publish(vec![change]).await.expect("durable");
+        // The simulator stamps readings with the clock, so none dated at or after `dated` existed before this.
+        assert!(
+            setpoint::clock::now_ms() < dated,
+            "run {run}: the append took longer than {AHEAD_MS} ms; the experiment is void"
+        );
         assert!(in_force >= 4, "seeded");
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(600 + AHEAD_MS as u64)).await;
         running.shutdown().await;
         bus.close().expect("closes");
     }
