@@ -613,3 +613,106 @@ async fn a_frozen_broker_is_survived_and_acknowledged_setpoints_stay_in_force() 
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_that_cannot_read_its_tables_yet_holds_requests_and_never_answers_from_a_partial_table() {
+    use setpoint::bus::{Bus, SetpointChange};
+    use setpoint_testkit::http::request;
+    let Some((broker, proxy)) = Broker::start_behind_proxy() else {
+        return; // an external KAFKA_BROKERS cannot be taken down by this test
+    };
+    let t = topics("tables");
+    let writer = kafka_bus(&broker, &t).await;
+    // The log already holds version 3 of sensor 5: what a bridge restarted now must answer and judge by.
+    writer
+        .publish(vec![SetpointChange {
+            sensor: 5,
+            setpoint: setpoint_control::Setpoint::new(21.0, 0.5, 0.5),
+            version: 3,
+            author: "earlier".into(),
+            t_ms: setpoint::clock::now_ms(),
+            base_version: Some(2),
+            write_id: "earlier-1".into(),
+        }])
+        .await
+        .expect("published");
+    // The bridge starts while the broker is unreachable: it serves HTTP but cannot read its tables.
+    proxy.go_down();
+    let mut bridge_only = options(1, 100);
+    bridge_only.simulator = None;
+    bridge_only.run_controller = false;
+    bridge_only.seed_setpoints = false;
+    let bus = KafkaBus::new(kafka_options(&broker, &t), Arc::new(Metrics::default())).expect("bus");
+    let server = app::start(bus, bridge_only, Arc::new(Metrics::default()))
+        .await
+        .expect("starts");
+    let a = server.addr.expect("bridge");
+    let held = Instant::now();
+    let early = request(a, "GET", "/api/v1/sensors/5/setpoint", &[], None).await;
+    let held = held.elapsed();
+    assert_eq!(early.status, 503, "{}", early.body);
+    assert_eq!(early.json()["code"], "broker_unavailable");
+    assert_eq!(early.header("retry-after"), Some("1"));
+    assert!(
+        held >= Duration::from_millis(4_900),
+        "held for the patience first, not refused at once: {held:?}"
+    );
+    assert_eq!(http_get(a, "/readyz").await.0, 503);
+
+    // Back: every answer is either "not yet" or the whole table, never a 404 or an older version.
+    proxy.come_up();
+    let back = Instant::now();
+    let mut refused = 0;
+    let answered = loop {
+        let r = request(a, "GET", "/api/v1/sensors/5/setpoint", &[], None).await;
+        match r.status {
+            503 => {
+                assert!(
+                    back.elapsed() < Duration::from_secs(60),
+                    "tables never read: {}",
+                    r.body
+                );
+                refused += 1;
+            }
+            200 => break r,
+            other => panic!("answered {other} from a partial table: {}", r.body),
+        }
+    };
+    assert_eq!(answered.json()["version"], 3, "{}", answered.body);
+    let answered_after = back.elapsed();
+    // A write is judged against the log's version 3 (a bridge judging by a partial table would answer a
+    // false 409). Until its view of the broker is refreshed (once a second) it may still be refused as
+    // unavailable: an honest "not yet", never saved.
+    let put = loop {
+        let put = request(
+            a,
+            "PUT",
+            "/api/v1/sensors/5/setpoint",
+            &[
+                ("Authorization", &format!("Bearer {TOKEN}")),
+                ("If-Match", "\"3\""),
+            ],
+            Some(r#"{"desired":22.0,"up_delta":0.5,"down_delta":0.5}"#),
+        )
+        .await;
+        if put.status != 503 || back.elapsed() > Duration::from_secs(60) {
+            break put;
+        }
+        // Slower than the write rate limit's refill (5/s), so retries are never refused as too many.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        put.status, 200,
+        "judged against the log's version 3: {}",
+        put.body
+    );
+    assert_eq!(put.json()["version"], 4);
+    while http_get(a, "/readyz").await.0 != 200 {
+        assert!(back.elapsed() < Duration::from_secs(60), "/readyz never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "broker away: held {held:?}, then 503; back: {refused} more 503s, then version 3 after {answered_after:?}"
+    );
+    server.shutdown().await;
+}

@@ -32,7 +32,7 @@ use setpoint_wire::ws::{ErrorCode, ErrorMsg, ServerMessage, SetSetpoint, Setpoin
 
 use super::auth::RateLimit;
 use super::hub::state::READ_BACK_PATIENCE_MS;
-use super::hub::HubState;
+use super::hub::{HubState, TABLES_PATIENCE};
 use super::Bridge;
 use crate::bus::{Bus, BusError, ScheduleRecord};
 use crate::clock::now_ms;
@@ -42,7 +42,7 @@ use crate::clock::now_ms;
 pub mod openapi;
 
 /// The API's routes, to be merged into the bridge's router.
-pub fn routes<B: Bus>() -> Router<Arc<Bridge<B>>> {
+pub fn routes<B: Bus>(bridge: Arc<Bridge<B>>) -> Router<Arc<Bridge<B>>> {
     Router::new()
         .route("/api/v1/sensors", get(sensors::<B>))
         .route("/api/v1/sensors/{id}", get(sensor::<B>))
@@ -53,13 +53,40 @@ pub fn routes<B: Bus>() -> Router<Arc<Bridge<B>>> {
         .route("/api/v1/sensors/{id}/history", get(history::<B>))
         .route("/api/v1/setpoints", put(put_setpoints::<B>))
         .route("/api/v1/schedules", get(schedules::<B>))
-        .route("/api/v1/openapi.json", get(openapi::document))
         .route(
             "/api/v1/schedules/{name}",
             get(schedule::<B>)
                 .put(put_schedule::<B>)
                 .delete(delete_schedule::<B>),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            bridge,
+            after_tables_read::<B>,
+        ))
+        // The document describes the API; it does not depend on the tables.
+        .route("/api/v1/openapi.json", get(openapi::document))
+}
+
+/// Holds a request until the bridge has read its tables (at most [`TABLES_PATIENCE`]), so a script that
+/// calls right after a restart gets the setpoints and schedules in force, not a partial table and not a
+/// write judged against stale versions. Past the patience: `503 broker_unavailable` with `Retry-After`.
+async fn after_tables_read<B: Bus>(
+    State(bridge): State<Arc<Bridge<B>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if bridge.hub.wait_for_tables(TABLES_PATIENCE).await {
+        return next.run(request).await;
+    }
+    let mut response = Failure::new(
+        ErrorCode::BrokerUnavailable,
+        "the bridge is still reading the setpoints and schedules from the message broker; try again",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// How long a schedule's save waits to read its record back before answering `202 unconfirmed`.
@@ -340,9 +367,20 @@ enum SaveFailures {
     Internal(ConflictError),
     #[response(
         status = 503,
-        description = "`broker_unavailable`: the message broker cannot be reached; nothing was saved"
+        description = "`broker_unavailable`: the message broker cannot be reached, or the bridge has not finished reading the setpoints since it started; nothing was saved"
     )]
     BrokerUnavailable(ConflictError),
+}
+
+/// Why a read may not be answered, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only described, never built: the answer is a `Failure`
+enum ReadFailures {
+    #[response(
+        status = 503,
+        description = "`broker_unavailable`: the bridge has just started and has not finished reading the setpoints and schedules (`Retry-After` says when to ask again)"
+    )]
+    NotReady(ConflictError),
 }
 
 /// `GET /api/v1/sensors`: every sensor with its newest reading, setpoint in force and heater state.
@@ -354,6 +392,7 @@ enum SaveFailures {
     summary = "Every sensor with its newest reading, setpoint in force and heater state",
     responses(
         (status = 200, description = "Every sensor the bridge has heard of, by id", body = Vec<setpoint_wire::api::SensorView>),
+        ReadFailures,
     )
 )]
 async fn sensors<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
@@ -372,6 +411,7 @@ async fn sensors<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
         (status = 200, description = "The sensor", body = setpoint_wire::api::SensorView),
         (status = 400, description = "`invalid_message`: the id is not a 32-bit integer", body = ConflictError),
         (status = 404, description = "`not_found`: the bridge has seen no reading, setpoint or command for it", body = ConflictError),
+        ReadFailures,
     )
 )]
 async fn sensor<B: Bus>(
@@ -399,6 +439,7 @@ async fn sensor<B: Bus>(
         (status = 200, description = "The setpoint in force", body = SetpointMsg, headers(("ETag" = String, description = "The setpoint's version as an entity tag, e.g. `\"3\"`"))),
         (status = 400, description = "`invalid_message`: the id is not a 32-bit integer", body = ConflictError),
         (status = 404, description = "`not_found`: the sensor has no setpoint", body = ConflictError),
+        ReadFailures,
     )
 )]
 async fn setpoint<B: Bus>(
@@ -555,6 +596,7 @@ fn parse_time(name: &str, raw: &str) -> Result<TimeMs, Failure> {
         (status = 200, description = "What the bridge keeps of the sensor between the two times", body = setpoint_wire::api::SensorHistory),
         (status = 400, description = "`invalid_message`: a bad id, time or query parameter, or `since` after `until`", body = ConflictError),
         (status = 404, description = "`not_found`: the bridge has seen no reading, setpoint or command for it", body = ConflictError),
+        ReadFailures,
     )
 )]
 async fn history<B: Bus>(
@@ -602,6 +644,7 @@ async fn history<B: Bus>(
     summary = "Every weekly schedule, by name",
     responses(
         (status = 200, description = "Every schedule, by name", body = Vec<setpoint_wire::schedule::Schedule>),
+        ReadFailures,
     )
 )]
 async fn schedules<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
@@ -626,6 +669,7 @@ fn no_schedule(name: &str) -> Failure {
     responses(
         (status = 200, description = "The schedule", body = setpoint_wire::schedule::Schedule),
         (status = 404, description = "`not_found`: no schedule of that name", body = ConflictError),
+        ReadFailures,
     )
 )]
 async fn schedule<B: Bus>(

@@ -153,7 +153,7 @@ fn router<B: Bus>(bridge: Arc<Bridge<B>>) -> Router {
         .route("/metrics", get(metrics::<B>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready::<B>))
-        .merge(api::routes::<B>());
+        .merge(api::routes::<B>(Arc::clone(&bridge)));
     let app = match &bridge.dashboard.dir {
         Some(dir) => {
             app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))))
@@ -240,6 +240,13 @@ async fn ready<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "controller catching up with the setpoints\n",
+        )
+            .into_response();
+    }
+    if !bridge.hub.tables_read() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "bridge reading the setpoints and schedules\n",
         )
             .into_response();
     }

@@ -62,7 +62,7 @@ pub async fn start(rooms: usize, interval_ms: i64) -> Running<EmbeddedBus> {
         .expect("server starts");
     let hub = running.hub.clone().expect("bridge runs");
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while (1..=rooms as i32).any(|sensor| hub.setpoint(sensor).is_none()) {
+    while !hub.tables_read() || (1..=rooms as i32).any(|sensor| hub.setpoint(sensor).is_none()) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "seeded setpoints never reached the bridge"

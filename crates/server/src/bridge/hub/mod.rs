@@ -36,6 +36,11 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// Status frames go out this often.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a request that arrives before the bridge has read its tables is held before it is refused
+/// (`503 broker_unavailable`). Reading them takes milliseconds on the embedded default; this covers a
+/// broker that answers slowly just after a restart.
+pub const TABLES_PATIENCE: Duration = Duration::from_secs(5);
+
 struct Inner {
     state: HubState,
     outboxes: HashMap<ClientId, Arc<Outbox>>,
@@ -50,6 +55,8 @@ pub struct Hub {
     inner: Mutex<Inner>,
     /// Woken whenever a schedules record was read: an API request that saved one waits for it.
     schedules_read: tokio::sync::Notify,
+    /// Woken once the pump has read the setpoints and schedules to their end: requests wait for it.
+    tables_read: tokio::sync::Notify,
     /// Serialises publishing, so records reach the bus in the order their versions were assigned.
     write_lock: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
@@ -75,6 +82,7 @@ impl Hub {
             write_lock: tokio::sync::Mutex::new(()),
             metrics,
             schedules_read: tokio::sync::Notify::new(),
+            tables_read: tokio::sync::Notify::new(),
         }
     }
 
@@ -172,6 +180,27 @@ impl Hub {
         }
     }
 
+    pub(crate) fn on_tables_read(&self) {
+        self.with_state(HubState::on_tables_read);
+        self.tables_read.notify_waiters();
+    }
+
+    /// Whether the setpoints and schedules have been read up to the end offsets of the bridge's start.
+    pub fn tables_read(&self) -> bool {
+        self.lock().state.tables_read()
+    }
+
+    /// Waits, up to `patience`, until the setpoints and schedules have been read. Whether they have. A
+    /// request that arrives while a restarted bridge is still reading is held for that moment rather than
+    /// answered from a partial table.
+    pub async fn wait_for_tables(&self, patience: Duration) -> bool {
+        let read = self.tables_read.notified();
+        if self.tables_read() {
+            return true;
+        }
+        tokio::time::timeout(patience, read).await.is_ok() || self.tables_read()
+    }
+
     /// The setpoint limits of the controller this bridge serves (schedules' steps are checked with them).
     pub fn limits(&self) -> setpoint_control::Limits {
         self.lock().state.config().limits
@@ -224,6 +253,9 @@ impl Hub {
         reqs: &[SetSetpoint],
         author: &str,
     ) {
+        // Not yet read, the state refuses the writes (`broker_unavailable`) rather than judge them against
+        // stale versions.
+        self.wait_for_tables(TABLES_PATIENCE).await;
         let _order = self.write_lock.lock().await;
         let begun: Vec<_> = self.with_state(|s| {
             reqs.iter()

@@ -1,14 +1,16 @@
 //! Feeds the hub from the bus: one subscription per stream for all clients.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use setpoint_wire::schedule::ScheduleRecord;
 use setpoint_wire::ws::BusStatus;
 use tokio_util::sync::CancellationToken;
 
 use super::{Hub, FLUSH_INTERVAL, STATUS_INTERVAL};
-use crate::bus::{Bus, BusError, Consumer, Payload, StartAt};
+use crate::bus::{Bus, BusError, Consumer, Payload, SetpointChange, StartAt};
 use crate::clock::now_ms;
-use crate::retry;
+use crate::retry::{self, Backoff};
 
 /// Subscribes to one stream, retrying until it works or `shutdown` fires. A bridge may start before the
 /// broker is reachable or before freshly created topics show their partitions; giving up there would leave
@@ -42,6 +44,67 @@ async fn restate<B: Bus>(bus: &B, hub: &Hub) {
     }
 }
 
+/// How long one attempt to read a table to its end may take before it is retried.
+const TABLE_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads the setpoints and schedules up to their end offsets of this moment, retrying while the bus is
+/// away, then tells the hub. Before that the bridge would answer from a partial table (an empty schedule
+/// list, a sensor without its setpoint) and judge writes against versions older than the log's. `false` if
+/// a stop came first.
+async fn read_tables<B: Bus>(
+    bus: &B,
+    hub: &Hub,
+    setpoints: &mut B::Consumer<SetpointChange>,
+    schedules: &mut B::Consumer<ScheduleRecord>,
+    shutdown: &CancellationToken,
+) -> Result<bool, BusError> {
+    let started = std::time::Instant::now();
+    let mut backoff = Backoff::default();
+    loop {
+        let read = async {
+            hub.on_setpoint(
+                setpoints
+                    .read_to_end(TABLE_READ_TIMEOUT)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.value),
+            );
+            hub.on_schedule(
+                schedules
+                    .read_to_end(TABLE_READ_TIMEOUT)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.value),
+            );
+            Ok::<(), BusError>(())
+        }
+        .await;
+        match read {
+            Ok(()) => break,
+            Err(BusError::Closed) => return Err(BusError::Closed),
+            Err(e) => {
+                hub.with_state(|s| s.tick(now_ms(), BusStatus::Unavailable));
+                if !backoff
+                    .wait("bridge cannot read the setpoints yet", &e, shutdown)
+                    .await
+                {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    restate(bus, hub).await;
+    // The failed attempts marked the bus unavailable; let the broker's current state speak at once rather
+    // than at the next status tick.
+    hub.tick(bus);
+    hub.on_tables_read();
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "bridge read the setpoints and schedules; answering"
+    );
+    Ok(true)
+}
+
 /// Feeds the hub from the bus until `shutdown` fires, then drains what is already there so the sessions'
 /// final frames include it.
 pub async fn pump<B: Bus>(bus: B, hub: Arc<Hub>, shutdown: CancellationToken) -> Result<(), BusError> {
@@ -61,6 +124,9 @@ pub async fn pump<B: Bus>(bus: B, hub: Arc<Hub>, shutdown: CancellationToken) ->
     let Some(mut schedules) = subscribe(&bus, &hub, StartAt::Beginning, &shutdown).await else {
         return Ok(());
     };
+    if !read_tables(&bus, &hub, &mut setpoints, &mut schedules, &shutdown).await? {
+        return Ok(());
+    }
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
     let mut status = tokio::time::interval(STATUS_INTERVAL);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -166,6 +166,10 @@ pub struct HubState {
     /// Prefix of this hub's write ids, unique per bridge process (the shell draws it at random).
     writer: String,
     bus: BusStatus,
+    /// Whether the setpoints and schedules have been read to the end offsets of the bridge's start. Until
+    /// then the versions it knows may be stale: a write would be judged against them (a false `conflict`,
+    /// or a record the log then refuses), so writes are refused as the broker's absence is.
+    tables_read: bool,
     stats: HubStats,
     outputs: Vec<Output>,
     /// Weekly schedules by name, as saved, with their compiled programs (for the next steps).
@@ -197,6 +201,7 @@ impl HubState {
             next_write: 0,
             writer: "hub".to_owned(),
             bus: BusStatus::Connected,
+            tables_read: false,
             stats: HubStats::default(),
             outputs: Vec::new(),
             schedules: BTreeMap::new(),
@@ -435,6 +440,15 @@ impl HubState {
             ));
             return None;
         }
+        if !self.tables_read {
+            self.outputs.push(refuse(
+                ErrorCode::BrokerUnavailable,
+                "setpoint not saved: the bridge is still reading the setpoints in force; try again in a moment"
+                    .into(),
+                None,
+            ));
+            return None;
+        }
         // This bridge's own writes in flight count, so one client's quick succession of writes chains up
         // instead of conflicting with itself, and a write this bridge already knows to be stale is refused
         // without a record. The stream has the final word on the rest.
@@ -551,6 +565,17 @@ impl HubState {
     /// The bus state as of the last tick.
     pub fn bus(&self) -> BusStatus {
         self.bus
+    }
+
+    /// The setpoints and schedules have been read up to the end offsets of the bridge's start: from now
+    /// on the versions this hub knows are at least as new as every write acknowledged before it started.
+    pub fn on_tables_read(&mut self) {
+        self.tables_read = true;
+    }
+
+    /// Whether [`on_tables_read`](Self::on_tables_read) has happened: `/readyz` and the API wait for it.
+    pub fn tables_read(&self) -> bool {
+        self.tables_read
     }
 
     /// What is known of one sensor now; `None` if the bridge never heard of it.

@@ -86,8 +86,14 @@ fn request(sensor: i32, desired: f64, base_version: Option<u64>, id: &str) -> Se
     }
 }
 
+/// A hub as the pump leaves it once it has read the tables.
+fn ready(mut hub: HubState) -> HubState {
+    hub.on_tables_read();
+    hub
+}
+
 fn hub() -> HubState {
-    HubState::new(Config::default(), HubOptions::default())
+    ready(HubState::new(Config::default(), HubOptions::default()))
 }
 
 fn acks(msgs: &[ServerMessage]) -> Vec<String> {
@@ -131,7 +137,7 @@ proptest! {
     #[test]
     fn every_client_sees_every_reading_exactly_once(steps in prop::collection::vec(step(), 1..120)) {
         // Thinning off (one reading per ms may stay), so the backfill holds every reading of the window.
-        let mut hub = HubState::new(Config::default(), HubOptions { backfill_ms: 1_000_000, backfill_max_per_sensor: 1_000_000 });
+        let mut hub = ready(HubState::new(Config::default(), HubOptions { backfill_ms: 1_000_000, backfill_max_per_sensor: 1_000_000 }));
         let mut clients = Clients::default();
         let mut t = 0;
         let mut all = Vec::new();
@@ -327,8 +333,8 @@ fn a_write_that_loses_in_the_stream_is_answered_conflict_and_restates_the_winner
 
 #[test]
 fn two_bridges_reading_one_stream_agree_on_which_racing_write_won() {
-    let mut one = HubState::new(Config::default(), HubOptions::default()).with_writer("one");
-    let mut two = HubState::new(Config::default(), HubOptions::default()).with_writer("two");
+    let mut one = ready(HubState::new(Config::default(), HubOptions::default()).with_writer("one"));
+    let mut two = ready(HubState::new(Config::default(), HubOptions::default()).with_writer("two"));
     let (mut c1, mut c2) = (Clients::default(), Clients::default());
     let (w1, w2) = (c1.register(&mut one), c2.register(&mut two));
     let (id1, r1) = one
@@ -366,7 +372,7 @@ fn a_new_client_gets_the_decisions_of_the_window_and_the_change_history_with_aut
         backfill_ms: 10_000,
         backfill_max_per_sensor: 10,
     };
-    let mut hub = HubState::new(Config::default(), options);
+    let mut hub = ready(HubState::new(Config::default(), options));
     let sp = |version, base, desired, author: &str, t_ms| SetpointChange {
         sensor: 1,
         setpoint: Setpoint::new(desired, 1.0, 1.0),
@@ -492,6 +498,47 @@ fn invalid_setpoints_and_writes_with_the_broker_away_are_refused_with_their_code
             ("away".to_owned(), ErrorCode::BrokerUnavailable),
         ],
         "one broadcast warning for the outage, not one per tick"
+    );
+}
+
+#[test]
+fn writes_before_the_tables_are_read_are_refused_not_judged_against_stale_versions() {
+    // A restarted bridge: the log holds version 5 of sensor 1, and the pump is still reading it.
+    let mut hub = HubState::new(Config::default(), HubOptions::default());
+    let mut clients = Clients::default();
+    let c = clients.register(&mut hub);
+    assert!(!hub.tables_read());
+    assert!(hub
+        .begin_write(c, &request(1, 21.0, Some(5), "early"), "x", 1)
+        .is_none());
+    clients.deliver(&mut hub);
+    assert_eq!(
+        errors(clients.sent_to(c)),
+        vec![("early".to_owned(), ErrorCode::BrokerUnavailable)],
+        "refused as unavailable, not a false conflict against version 0"
+    );
+    assert!(clients.published.is_empty());
+    hub.on_setpoint(
+        SetpointChange {
+            sensor: 1,
+            setpoint: Setpoint::new(20.0, 1.0, 1.0),
+            version: 5,
+            author: "earlier".into(),
+            t_ms: 0,
+            base_version: Some(4),
+            write_id: String::new(),
+        },
+        2,
+    );
+    hub.on_tables_read();
+    assert!(hub.tables_read());
+    let (_, record) = hub
+        .begin_write(c, &request(1, 21.0, Some(5), "after"), "x", 3)
+        .expect("accepted once read");
+    assert_eq!(
+        (record.base_version, record.version),
+        (Some(5), 6),
+        "judged against the version in the log"
     );
 }
 

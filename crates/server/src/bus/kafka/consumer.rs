@@ -14,7 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use setpoint_wire::proto::DecodeError;
 
 use super::dead_letter::dead_letter;
-use super::{Context, Inner, KafkaBusError};
+use super::{blocking, Context, Inner, KafkaBusError};
 use crate::bus::{BusError, Consumer, Payload, Rebalance, Record};
 
 impl<T> KafkaConsumer<T> {
@@ -87,16 +87,6 @@ impl<T> KafkaConsumer<T> {
             }
         }
         Ok(unread)
-    }
-}
-
-/// Runs a blocking librdkafka call without stalling the other tasks of a multi-threaded runtime.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
     }
 }
 

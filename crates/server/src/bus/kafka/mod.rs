@@ -110,7 +110,21 @@ impl KafkaBus {
             }),
         })
     }
+}
 
+/// Runs a blocking librdkafka call (metadata, offsets: up to its timeout while the broker is away) without
+/// stalling the other tasks of a multi-threaded runtime: a task parked in the blocked worker's LIFO slot
+/// cannot be stolen, so an HTTP request or a timer there would wait for the call.
+pub(super) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+impl KafkaBus {
     fn topic(&self, stream: StreamKind) -> &str {
         self.inner.options.topics.name(stream)
     }
@@ -119,11 +133,11 @@ impl KafkaBus {
     /// or after its time starts at its end; one the broker cannot answer for starts at its beginning, which
     /// reads more than needed but misses nothing.
     fn offsets_at_times(&self, times: TopicPartitionList) -> Result<TopicPartitionList, KafkaBusError> {
-        let resolved = match self
-            .inner
-            .offsets
-            .offsets_for_times(times.clone(), Duration::from_secs(10))
-        {
+        let resolved = match blocking(|| {
+            self.inner
+                .offsets
+                .offsets_for_times(times.clone(), Duration::from_secs(10))
+        }) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("cannot look up offsets by time ({e}); reading from the beginning instead");
@@ -229,8 +243,7 @@ impl Bus for KafkaBus {
         if group.is_some() {
             consumer.subscribe(&[&topic]).map_err(KafkaBusError::from)?;
         } else {
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            let metadata = blocking(|| consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)))
                 .map_err(|source| KafkaBusError::Metadata {
                     topic: topic.clone(),
                     source,
