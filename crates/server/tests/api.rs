@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{addr, connect, start, PATIENCE, TOKEN};
+use common::{addr, connect, options, start, start_with, PATIENCE, TOKEN};
 use serde_json::{json, Value};
 use setpoint_testkit::http::{request, Response};
 use setpoint_wire::api::{SensorHistory, WriteOutcome};
@@ -310,7 +310,12 @@ async fn each_bad_input_gets_its_status_and_the_websockets_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_rate_limited_per_token() {
-    let server = start(1, 50).await;
+    // No refill during the test, however slowly a loaded machine sends the requests: exactly the burst.
+    let mut slow_refill = options(1, 50);
+    if let Some(bridge) = slow_refill.bridge.as_mut() {
+        bridge.writes_per_second = 1e-6;
+    }
+    let server = start_with(slow_refill).await;
     let a = addr(&server);
     // Refused writes (422) still spend the budget, and come back at once: 10 in the burst, then 429.
     let mut statuses = Vec::new();

@@ -569,8 +569,15 @@ async fn small_fetches_and_a_lagging_setpoint_consumer_do_not_change_the_command
         );
         readings(&mut chunk, SENSORS, t_ms, 1_000);
         t_ms += 1_000;
-        write(&producer, &t, &chunk).await;
-        entries.extend(chunk);
+        // The setpoints are acknowledged before the readings they govern are sent (the as-of invariant's
+        // premise: written before the reading was fetched). Sent together, the producer may append a
+        // reading dated like its setpoint first, which makes that setpoint late by design.
+        let (setpoints, readings): (Vec<Entry>, Vec<Entry>) =
+            chunk.into_iter().partition(|e| matches!(e, Entry::Setpoint(_)));
+        write(&producer, &t, &setpoints).await;
+        write(&producer, &t, &readings).await;
+        entries.extend(setpoints);
+        entries.extend(readings);
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     let log = Log { entries };

@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use setpoint_wire::ws::{ClientMessage, ErrorCode, ErrorMsg, ServerMessage};
 
 use super::auth::RateLimit;
-use super::hub::ClientId;
+use super::hub::{ClientId, TABLES_PATIENCE};
 use super::Bridge;
 use crate::bus::Bus;
 
@@ -21,6 +21,10 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 ///
 /// `author` is the name of the token the client presented, `None` for a read-only connection.
 pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, author: Option<Arc<str>>) {
+    // A page opened the moment the server starts gets a `hello` with every setpoint and schedule in force,
+    // not the part read so far. With the broker away past the patience it gets what is known, and the
+    // status says the bus is unavailable.
+    bridge.hub.wait_for_tables(TABLES_PATIENCE).await;
     let registration = bridge.hub.register(author.is_some());
     let id = registration.id;
     let outbox = Arc::clone(&registration.outbox);

@@ -57,12 +57,20 @@ pub fn options(rooms: usize, interval_ms: i64) -> RunOptions {
 /// test's first `hello` carries them (seeding is asynchronous; a client connecting in the first
 /// milliseconds would otherwise race it).
 pub async fn start(rooms: usize, interval_ms: i64) -> Running<EmbeddedBus> {
-    let running = app::start_embedded(options(rooms, interval_ms))
-        .await
-        .expect("server starts");
+    start_with(options(rooms, interval_ms)).await
+}
+
+/// Like [`start`], with options of the test's own.
+pub async fn start_with(options: RunOptions) -> Running<EmbeddedBus> {
+    let seeded = if options.seed_setpoints {
+        options.simulator.as_ref().map_or(0, |s| s.rooms)
+    } else {
+        0
+    };
+    let running = app::start_embedded(options).await.expect("server starts");
     let hub = running.hub.clone().expect("bridge runs");
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !hub.tables_read() || (1..=rooms as i32).any(|sensor| hub.setpoint(sensor).is_none()) {
+    while !hub.tables_read() || (1..=seeded as i32).any(|sensor| hub.setpoint(sensor).is_none()) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "seeded setpoints never reached the bridge"
