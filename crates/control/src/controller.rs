@@ -6,7 +6,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde::{Deserialize, Serialize};
 
 use crate::sensor::{HeaterMemory, ReadingOutcome, SensorState, VersionedSetpoint};
-use crate::{Config, Decision, Reading, ReadingError, SensorId, Setpoint, SetpointError, TimeMs};
+use crate::{Arrival, Config, Decision, Reading, ReadingError, SensorId, Setpoint, SetpointError, TimeMs};
 
 /// Counters a runtime exports as metrics. Kept inside the controller so every path that changes state also
 /// counts, with nothing to forget at the call sites.
@@ -227,8 +227,48 @@ impl Controller {
         sensor: SensorId,
         reading: Reading,
     ) -> Result<Option<Decision>, ReadingError> {
+        self.decide(sensor, reading, None)
+    }
+
+    /// Runs the rule for one reading received live (the runtime's entry point): as
+    /// [`Controller::on_reading`], and also refused if its event time is further ahead of the arrival's
+    /// reference time than the clock skew allows, or if it would add a sensor past `max_sensors`. The
+    /// failsafe measures the sensor's silence from `arrival.now_ms`.
+    pub fn on_reading_at(
+        &mut self,
+        sensor: SensorId,
+        reading: Reading,
+        arrival: Arrival,
+    ) -> Result<Option<Decision>, ReadingError> {
+        let checked = crate::SensorReading::new(sensor, reading)
+            .check(&self.config, arrival)
+            .and_then(|()| self.check_room(sensor));
+        if let Err(e) = checked {
+            self.stats.rejected_readings += 1;
+            return Err(e);
+        }
+        self.decide(sensor, reading, Some(arrival.now_ms))
+    }
+
+    /// Refuses a new sensor once `max_sensors` are known.
+    fn check_room(&self, sensor: SensorId) -> Result<(), ReadingError> {
+        if self.index.get(sensor).is_none() && self.ids.len() >= self.config.max_sensors {
+            return Err(ReadingError::TooManySensors {
+                sensor,
+                max: self.config.max_sensors,
+            });
+        }
+        Ok(())
+    }
+
+    fn decide(
+        &mut self,
+        sensor: SensorId,
+        reading: Reading,
+        heard_ms: Option<TimeMs>,
+    ) -> Result<Option<Decision>, ReadingError> {
         let slot = self.slot(sensor);
-        match self.states[slot].step(&self.config, sensor, &reading) {
+        match self.states[slot].step_heard(&self.config, sensor, &reading, heard_ms) {
             Ok((ReadingOutcome::Accepted, decision)) => {
                 self.stats.readings += 1;
                 if decision.is_some() {

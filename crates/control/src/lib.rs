@@ -8,18 +8,21 @@
 //! plus opt-in extensions (minimum dwell, out-of-order rejection, a stale-sensor failsafe) whose defaults keep
 //! the reference behaviour.
 
-mod arbiter;
 mod controller;
 mod sensor;
 mod setpoint;
+mod table;
 
-pub use arbiter::{SetpointChange, Verdict, VersionArbiter};
 pub use controller::{replay, Controller, ControllerSnapshot, Stats};
 pub use sensor::{
     HeaterMemory, ReadingOutcome, SensorState, SetpointHistory, TimedSetpoint, VersionedSetpoint,
     MAX_SETPOINT_VERSIONS,
 };
 pub use setpoint::{Limits, Setpoint, SetpointError, SetpointField};
+pub use table::{
+    Arrival, InForce, RecordError, SetpointChange, SetpointTable, TimeError, Verdict, MAX_AUTHOR_BYTES,
+    MAX_VERSION, MAX_WRITE_ID_BYTES,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -122,6 +125,13 @@ pub struct Decision {
 /// Why a reading was refused. A refused reading changes no state.
 #[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
 pub enum ReadingError {
+    /// Dated further ahead of the receiver than the clock skew allows: a device with a broken clock. Taking
+    /// it would make every later, correctly dated reading of the sensor look out of order.
+    #[error(transparent)]
+    FromTheFuture(#[from] TimeError),
+    /// A sensor this process has no room for (`Config::max_sensors`).
+    #[error("sensor {sensor}: this process already has {max} sensors (--max-sensors)")]
+    TooManySensors { sensor: SensorId, max: usize },
     #[error("sensor {sensor}: temperature must be a finite number (got {value})")]
     NonFiniteTemperature { sensor: SensorId, value: f64 },
     /// Colder than anything can be: the sensor is broken. Acting on it would turn the heater on for a
@@ -130,12 +140,56 @@ pub enum ReadingError {
     BelowAbsoluteZero { sensor: SensorId, value: f64 },
 }
 
+impl ReadingError {
+    /// A short name for metrics labels and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReadingError::FromTheFuture(_) => "future_time",
+            ReadingError::TooManySensors { .. } => "too_many_sensors",
+            ReadingError::NonFiniteTemperature { .. } => "non_finite",
+            ReadingError::BelowAbsoluteZero { .. } => "below_absolute_zero",
+        }
+    }
+}
+
+impl SensorReading {
+    /// The checks every reader of the readings stream applies before using a reading (the controller, the
+    /// bridge): a finite temperature not below absolute zero, and an event time not further ahead of the
+    /// reference time than `config.max_clock_skew_ms`. One function, so a reading the controller refuses
+    /// never reaches a browser either.
+    pub fn check(&self, config: &Config, arrival: Arrival) -> Result<(), ReadingError> {
+        check_temperature(self.sensor, self.temperature)?;
+        arrival.check(self.sensor, self.t_ms, config.max_clock_skew_ms)?;
+        Ok(())
+    }
+}
+
+/// A temperature a working sensor can report: finite, not below absolute zero.
+pub fn check_temperature(sensor: SensorId, value: f64) -> Result<(), ReadingError> {
+    if !value.is_finite() {
+        return Err(ReadingError::NonFiniteTemperature { sensor, value });
+    }
+    if value < ABSOLUTE_ZERO_C {
+        return Err(ReadingError::BelowAbsoluteZero { sensor, value });
+    }
+    Ok(())
+}
+
 /// The lowest temperature a working sensor can report, in °C (the unit of the reference thermostat).
 pub const ABSOLUTE_ZERO_C: f64 = -273.15;
 
-/// Controller behaviour. The defaults (default limits, no dwell, no failsafe) are exactly the reference
-/// thermostat's behaviour.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Default of [`Config::max_clock_skew_ms`]: five minutes, far more than NTP-synchronised clocks differ
+/// and far less than a clock that is wrong (a device reset to its firmware's date, a year typed wrong).
+pub const DEFAULT_MAX_CLOCK_SKEW_MS: i64 = 5 * 60_000;
+
+/// Default of [`Config::max_sensors`]: ten times the largest building the project measures (100,000 rooms),
+/// so only a flood of made-up ids reaches it.
+pub const DEFAULT_MAX_SENSORS: usize = 1_000_000;
+
+/// Controller behaviour. The defaults (default limits, no dwell, no failsafe) decide exactly as the
+/// reference thermostat; the bounds on clock skew and sensors refuse only what the reference would have
+/// been broken by.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     /// Which setpoints are accepted.
     pub limits: Limits,
@@ -143,5 +197,34 @@ pub struct Config {
     /// compressors and relays). 0 disables it.
     pub min_dwell_ms: i64,
     /// A sensor under control that is silent for longer than this gets one failsafe Off. `None` disables it.
+    /// Silence is measured on the controller's own clock (when readings arrived), never on event times a
+    /// device's clock wrote.
     pub stale_after_ms: Option<i64>,
+    /// How far ahead of the receiver's reference time (see [`Arrival`]) a reading or setpoint may be dated
+    /// before it is refused as a clock error.
+    #[serde(default = "default_max_clock_skew_ms")]
+    pub max_clock_skew_ms: i64,
+    /// Most sensors one process keeps state for; a record for a new sensor beyond it is refused.
+    #[serde(default = "default_max_sensors")]
+    pub max_sensors: usize,
+}
+
+fn default_max_clock_skew_ms() -> i64 {
+    DEFAULT_MAX_CLOCK_SKEW_MS
+}
+
+fn default_max_sensors() -> usize {
+    DEFAULT_MAX_SENSORS
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            min_dwell_ms: 0,
+            stale_after_ms: None,
+            max_clock_skew_ms: DEFAULT_MAX_CLOCK_SKEW_MS,
+            max_sensors: DEFAULT_MAX_SENSORS,
+        }
+    }
 }

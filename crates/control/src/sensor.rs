@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::check_temperature;
 use crate::{Command, Config, Decision, DecisionCause, Reading, ReadingError, SensorId, Setpoint, TimeMs};
 
 /// Everything the controller remembers about one sensor. Serializable so a snapshot carries it across a
@@ -28,6 +29,11 @@ pub struct SensorState {
     pub last_temperature: Option<f64>,
     /// Set when the sensor fell silent for longer than the stale timeout; cleared by its next reading.
     pub stale: bool,
+    /// When the newest accepted reading arrived, on the clock of the process deciding (not the device's):
+    /// what the stale-sensor failsafe measures silence from. `None` where arrival and event time are one
+    /// (a replay), and after a handover until the sensor's next reading.
+    #[serde(default)]
+    pub last_heard_ms: Option<TimeMs>,
     /// Readings accepted for this sensor (with or without a setpoint).
     pub readings: u64,
     /// Readings ignored because they were older than `newest_ms`.
@@ -129,6 +135,22 @@ pub struct HeaterMemory {
     pub stale: bool,
 }
 
+impl HeaterMemory {
+    /// The memory with no time later than `latest_ms`: a changelog record written by a controller whose
+    /// clock was wrong, or from a reading accepted before readings were checked for clock errors, would
+    /// otherwise make every correctly dated reading of the sensor look out of order. Returns whether a time
+    /// was clamped.
+    pub fn clamped(self, latest_ms: TimeMs) -> (Self, bool) {
+        let clamp = |t: Option<TimeMs>| t.map(|t| t.min(latest_ms));
+        let clamped = Self {
+            last_change_ms: clamp(self.last_change_ms),
+            newest_ms: clamp(self.newest_ms),
+            ..self
+        };
+        (clamped, clamped != self)
+    }
+}
+
 /// What a reading did to a sensor's state, beyond a possible decision. Lets callers count outcomes without
 /// the controller allocating anything per reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +185,7 @@ impl SensorState {
         self.newest_ms = memory.newest_ms;
         self.last_temperature = memory.last_temperature;
         self.stale = memory.stale;
+        self.last_heard_ms = None;
         if let Some(newest) = memory.newest_ms {
             self.setpoints.prune(newest);
         }
@@ -172,24 +195,27 @@ impl SensorState {
     ///
     /// Order matters: validation first (a bad reading must not touch state), then the out-of-order check,
     /// then bookkeeping that happens with or without a setpoint, then the band rule, dedup and dwell.
+    ///
+    /// `heard_ms` is when the reading arrived on the deciding process's clock (`None` in a replay, where
+    /// the event time stands for it).
     pub fn step(
         &mut self,
         config: &Config,
         sensor: SensorId,
         reading: &Reading,
     ) -> Result<(ReadingOutcome, Option<Decision>), ReadingError> {
-        if !reading.temperature.is_finite() {
-            return Err(ReadingError::NonFiniteTemperature {
-                sensor,
-                value: reading.temperature,
-            });
-        }
-        if reading.temperature < crate::ABSOLUTE_ZERO_C {
-            return Err(ReadingError::BelowAbsoluteZero {
-                sensor,
-                value: reading.temperature,
-            });
-        }
+        self.step_heard(config, sensor, reading, None)
+    }
+
+    /// [`SensorState::step`] for a reading that arrived at `heard_ms` on the deciding process's clock.
+    pub fn step_heard(
+        &mut self,
+        config: &Config,
+        sensor: SensorId,
+        reading: &Reading,
+        heard_ms: Option<TimeMs>,
+    ) -> Result<(ReadingOutcome, Option<Decision>), ReadingError> {
+        check_temperature(sensor, reading.temperature)?;
         if let Some(newest) = self.newest_ms {
             if reading.t_ms < newest {
                 self.out_of_order += 1;
@@ -200,6 +226,7 @@ impl SensorState {
         self.last_temperature = Some(reading.temperature);
         self.readings += 1;
         self.stale = false;
+        self.last_heard_ms = heard_ms;
 
         self.setpoints.prune(reading.t_ms);
         let Some(active) = self.setpoints.at(reading.t_ms) else {
@@ -241,9 +268,13 @@ impl SensorState {
     /// Staleness check at time `now_ms`. A sensor under control that has been silent for longer than the
     /// timeout gets one failsafe Off (unless Off is already in force) and stays flagged until it reports again.
     /// Dwell does not hold back a failsafe: a silent sensor may mean an unwatched heater.
+    ///
+    /// Silence counts from when the newest reading *arrived* (`last_heard_ms`, the controller's clock), or
+    /// from its event time where the two are one (a replay): a device's clock, right or wrong, can neither
+    /// hold the failsafe back nor set it off.
     pub fn check_stale(&mut self, config: &Config, sensor: SensorId, now_ms: TimeMs) -> Option<Decision> {
         let timeout = config.stale_after_ms?;
-        let last_seen = self.newest_ms?;
+        let last_seen = self.last_heard_ms.or(self.newest_ms)?;
         if self.stale || now_ms.saturating_sub(last_seen) <= timeout {
             return None;
         }

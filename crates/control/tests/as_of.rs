@@ -198,6 +198,14 @@ fn run(
         .iter()
         .map(|(s, a)| (arrival_of(s, *a), *s))
         .collect();
+    // One sensor's records are in one partition, so they arrive in log order: a record arrives no later
+    // than any later record of its sensor (moving it earlier keeps it in time).
+    let mut earliest_later: HashMap<SensorId, usize> = HashMap::new();
+    for (at, s) in pending.iter_mut().rev() {
+        let bound = earliest_later.entry(s.sensor).or_insert(*at);
+        *at = (*at).min(*bound);
+        *bound = *at;
+    }
     // Stable: setpoints arriving together keep their log order.
     pending.sort_by_key(|(at, _)| *at);
     let mut pending = pending.into_iter().peekable();

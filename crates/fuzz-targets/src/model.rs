@@ -206,6 +206,7 @@ pub fn check(data: &[u8]) {
         limits: Limits::default(),
         min_dwell_ms: [0, 50, 500][usize::from(shape) % 3],
         stale_after_ms: [None, Some(100), Some(1_000)][usize::from(shape / 3) % 3],
+        ..Config::default()
     };
     let mut real = Controller::new(config);
     let mut model = Model::new(config);

@@ -47,7 +47,7 @@
 //!
 //! Several scheduler processes run the same rule on the same streams, so they publish the same step on the
 //! same base. Every record of a sensor is in one partition and every reader judges it with
-//! [`VersionArbiter`](setpoint_control::VersionArbiter): a conditional record takes effect only if its base
+//! [`SetpointTable`](setpoint_control::SetpointTable): a conditional record takes effect only if its base
 //! is in force at its position. The first of the duplicates takes effect; the rest are skipped by every
 //! reader, controllers included. The step is then in force with `t_ms ≥ T`, so no scheduler fires it
 //! again, and a write that got lost (never came back within [`IN_FLIGHT_MS`]) is retried on the base then

@@ -38,7 +38,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use setpoint_control::{Limits, SensorId, Setpoint, SetpointChange, TimeMs, Verdict, VersionArbiter};
+use setpoint_control::{
+    Arrival, Config, InForce, Limits, RecordError, SensorId, SetpointChange, SetpointTable, TimeMs, Verdict,
+};
 use setpoint_wire::schedule::{schedule_author, NextStep, ScheduleRecord};
 
 use crate::program::{Program, ScheduleError, StepAt};
@@ -49,14 +51,6 @@ pub const IN_FLIGHT_MS: i64 = 30_000;
 /// How long a published write is remembered after it left the in-flight state, so that if it comes back
 /// late and skipped it is still restated.
 pub const REMEMBER_SENT_MS: i64 = 10 * 60_000;
-
-#[derive(Clone, Debug)]
-struct InForce {
-    setpoint: Setpoint,
-    version: u64,
-    t_ms: TimeMs,
-    author: String,
-}
 
 #[derive(Clone, Copy, Debug)]
 struct InFlight {
@@ -113,7 +107,8 @@ pub struct Scheduler {
     prefix: String,
     limits: Limits,
     next_n: u64,
-    arbiter: VersionArbiter,
+    /// The setpoint table every reader keeps: which records take effect, which are refused.
+    table: SetpointTable,
     programs: BTreeMap<Arc<str>, Slot>,
     sensors: BTreeMap<SensorId, SensorEntry>,
     /// Sensors to judge at the next `poll` (each once: `SensorEntry::dirty`).
@@ -136,11 +131,23 @@ impl Scheduler {
     /// As [`Scheduler::new`], validating step setpoints against `limits` (the installation's, as the
     /// controller and bridge use).
     pub fn with_limits(writer: &str, limits: Limits) -> Self {
+        Self::with_config(
+            writer,
+            Config {
+                limits,
+                ..Config::default()
+            },
+        )
+    }
+
+    /// As [`Scheduler::new`], judging setpoint records with the installation's configuration (limits,
+    /// clock skew, sensor bound), as the controller and the bridge do.
+    pub fn with_config(writer: &str, config: Config) -> Self {
         Self {
             prefix: format!("{writer}-"),
-            limits,
+            limits: config.limits,
             next_n: 0,
-            arbiter: VersionArbiter::new(),
+            table: SetpointTable::new(config),
             programs: BTreeMap::new(),
             sensors: BTreeMap::new(),
             dirty: Vec::new(),
@@ -178,16 +185,38 @@ impl Scheduler {
 
     /// A record of the setpoints stream, in stream order (redeliveries included: they are judged like any
     /// record, which is what every other reader does too).
+    ///
+    /// This form trusts the record's event time (no clock-skew check): for callers without a log time,
+    /// such as tests. The runtime uses [`Scheduler::on_setpoint_at`].
     pub fn on_setpoint(&mut self, r: &SetpointChange, now: TimeMs) {
-        let verdict = self.arbiter.judge(r.sensor, r.version, r.base_version);
+        let judged = self.table.judge(r, Arrival::at(r.t_ms.max(now)));
+        let _ = self.on_judged(r, judged, now);
+    }
+
+    /// [`Scheduler::on_setpoint`] for a record with its [`Arrival`]. A record the table refuses changes
+    /// nothing (for this scheduler as for every reader) and is returned as the error; if it was one of this
+    /// scheduler's writes, the value in force is restated and the sensor judged again.
+    pub fn on_setpoint_at(&mut self, r: &SetpointChange, arrival: Arrival) -> Result<Verdict, RecordError> {
+        let judged = self.table.judge(r, arrival);
+        self.on_judged(r, judged, arrival.now_ms)
+    }
+
+    fn on_judged(
+        &mut self,
+        r: &SetpointChange,
+        judged: Result<Verdict, RecordError>,
+        now: TimeMs,
+    ) -> Result<Verdict, RecordError> {
+        // A refused record of ours is treated as one that lost: restated, and the rule runs again.
+        let verdict = match &judged {
+            Ok(v) => *v,
+            Err(_) => Verdict::Skipped {
+                in_force: self.table.version(r.sensor).unwrap_or(0),
+            },
+        };
         let entry = self.sensors.entry(r.sensor).or_default();
-        if let Verdict::Applied { version, .. } = verdict {
-            entry.in_force = Some(InForce {
-                setpoint: r.setpoint,
-                version,
-                t_ms: r.t_ms,
-                author: r.author.clone(),
-            });
+        if let Verdict::Applied { .. } = verdict {
+            entry.in_force = self.table.in_force(r.sensor).cloned();
             mark(&mut self.dirty, r.sensor, entry);
         }
         let own = r
@@ -197,8 +226,8 @@ impl Scheduler {
         if let Some(n) = own {
             if self.sent.get(&n).is_some_and(|s| s.sensor == r.sensor) {
                 self.sent.remove(&n);
-                if let (Verdict::Skipped { .. }, Some(f)) = (verdict, &entry.in_force) {
-                    self.queued.push(restatement(r.sensor, f));
+                if let Verdict::Skipped { .. } = verdict {
+                    self.queued.extend(self.table.restatement(r.sensor));
                 }
             }
             if entry.in_flight.is_some_and(|w| w.n == n) {
@@ -207,6 +236,7 @@ impl Scheduler {
             }
         }
         self.forget_sent(now);
+        judged
     }
 
     /// The bus did not take these writes (ids as published). Their sensors are judged again at the next
@@ -377,6 +407,8 @@ impl Scheduler {
             Some(f) if f.t_ms < step.at_ms => f.version,
             Some(_) => return None,
         };
+        // At the largest version nothing more can be numbered: the step is not published.
+        let version = SetpointTable::next_version(sensor, base).ok()?;
         let n = self.next_n;
         self.next_n += 1;
         let deadline = now.saturating_add(IN_FLIGHT_MS);
@@ -386,7 +418,7 @@ impl Scheduler {
         Some(SetpointChange {
             sensor,
             setpoint: step.setpoint,
-            version: base + 1,
+            version,
             base_version: Some(base),
             t_ms: now,
             author: slot.author.clone(),
@@ -405,18 +437,5 @@ fn mark(dirty: &mut Vec<SensorId>, sensor: SensorId, entry: &mut SensorEntry) {
 fn settle(entry: &mut SensorEntry, deadlines: &mut BTreeMap<(TimeMs, u64), SensorId>) {
     if let Some(w) = entry.in_flight.take() {
         deadlines.remove(&(w.deadline, w.n));
-    }
-}
-
-/// The value in force, restated so that it is a sensor's newest record again (see the module doc).
-fn restatement(sensor: SensorId, f: &InForce) -> SetpointChange {
-    SetpointChange {
-        sensor,
-        setpoint: f.setpoint,
-        version: f.version,
-        base_version: Some(f.version),
-        t_ms: f.t_ms,
-        author: f.author.clone(),
-        write_id: String::new(),
     }
 }

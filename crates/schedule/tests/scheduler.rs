@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use setpoint_control::{SensorId, Setpoint, TimeMs, Verdict, VersionArbiter};
+use setpoint_control::{Arrival, SensorId, Setpoint, SetpointTable, TimeMs, Verdict};
 use setpoint_schedule::{ScheduleError, Scheduler, SetpointChange, IN_FLIGHT_MS};
 use setpoint_wire::schedule::{NextStep, Schedule};
 
@@ -25,10 +25,12 @@ impl Stream {
 
     /// What a reader of the whole log ends with, per sensor: (version, setpoint, t_ms, author).
     fn in_force(records: &[SetpointChange]) -> BTreeMap<SensorId, (u64, Setpoint, TimeMs, String)> {
-        let mut arbiter = VersionArbiter::new();
+        let mut arbiter = SetpointTable::default();
         let mut out = BTreeMap::new();
         for r in records {
-            if let Verdict::Applied { version, .. } = arbiter.judge(r.sensor, r.version, r.base_version) {
+            if let Verdict::Applied { version, .. } =
+                arbiter.judge(&r, Arrival::at(r.t_ms)).expect("a valid record")
+            {
                 out.insert(r.sensor, (version, r.setpoint, r.t_ms, r.author.clone()));
             }
         }
@@ -47,12 +49,12 @@ impl Stream {
     }
 
     fn applied(&self) -> usize {
-        let mut arbiter = VersionArbiter::new();
+        let mut arbiter = SetpointTable::default();
         self.log
             .iter()
             .filter(|r| {
                 matches!(
-                    arbiter.judge(r.sensor, r.version, r.base_version),
+                    arbiter.judge(&r, Arrival::at(r.t_ms)).expect("a valid record"),
                     Verdict::Applied { .. }
                 )
             })

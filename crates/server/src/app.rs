@@ -111,7 +111,7 @@ pub async fn start<B: Bus>(
     let scheduler_task = options.run_scheduler.then(|| {
         tokio::spawn(scheduler::run(
             bus.clone(),
-            options.controller.config.limits,
+            options.controller.config,
             scheduler_stop.clone(),
         ))
     });

@@ -269,14 +269,26 @@ struct BridgeArgs {
     backfill_secs: u64,
 }
 
+/// Default of `--stale-after-ms`: 5 minutes.
+pub const DEFAULT_STALE_AFTER_MS: i64 = 5 * 60_000;
+
 #[derive(Args, Debug, Clone)]
 struct ControlArgs {
     /// Minimum time a heater command stays in force before the opposite one (anti short-cycling). 0 = off.
     #[arg(long, env = "SETPOINT_MIN_DWELL_MS", default_value_t = 0)]
     min_dwell_ms: i64,
-    /// A sensor silent this long gets one failsafe Off. Unset = off.
-    #[arg(long, env = "SETPOINT_STALE_AFTER_MS")]
-    stale_after_ms: Option<i64>,
+    /// A sensor silent this long (on this process's clock) gets one failsafe Off, so a sensor whose battery
+    /// died does not leave its heater On. The default, 5 minutes, covers sensors that report every minute or
+    /// so and simulated rooms (every 100 ms); raise it for sensors that report more rarely. 0 = off.
+    #[arg(long, env = "SETPOINT_STALE_AFTER_MS", default_value_t = DEFAULT_STALE_AFTER_MS)]
+    stale_after_ms: i64,
+    /// Readings and setpoints dated further ahead than this of this process's clock (or of their time in
+    /// the log, on a backlog) are refused as clock errors, counted and skipped.
+    #[arg(long, env = "SETPOINT_MAX_CLOCK_SKEW", default_value = "5m", value_parser = humantime::parse_duration)]
+    max_clock_skew: std::time::Duration,
+    /// Most sensors this process keeps state for; records for further sensors are refused and counted.
+    #[arg(long, env = "SETPOINT_MAX_SENSORS", default_value_t = setpoint_control::DEFAULT_MAX_SENSORS)]
+    max_sensors: usize,
     /// Lowest accepted desired temperature, °C.
     #[arg(long, env = "SETPOINT_DESIRED_MIN", default_value_t = Limits::default().desired_min, allow_negative_numbers = true)]
     desired_min: f64,
@@ -319,7 +331,9 @@ impl ControlArgs {
                     max_delta: self.max_delta,
                 },
                 min_dwell_ms: self.min_dwell_ms.max(0),
-                stale_after_ms: self.stale_after_ms,
+                stale_after_ms: (self.stale_after_ms > 0).then_some(self.stale_after_ms),
+                max_clock_skew_ms: i64::try_from(self.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
+                max_sensors: self.max_sensors.max(1),
             },
             ..ControllerOptions::default()
         }

@@ -2,10 +2,12 @@
 //!
 //! Plain atomics rather than a metrics crate: a handful of values, updated on hot paths, read rarely.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
-use setpoint_control::Stats;
+use setpoint_control::{Config, Stats};
 
 use crate::bridge::hub::state::HubStats;
 
@@ -37,6 +39,17 @@ pub struct Metrics {
     /// 1 while the controller in this process reads the setpoints (and, after an assignment, the
     /// controller state) up to their end before deciding; `/readyz` answers 503 meanwhile.
     pub controller_catching_up: AtomicU64,
+    /// Heater memories restored from the changelog with a time ahead of the controller's clock, clamped.
+    pub controller_memories_clamped: AtomicU64,
+    /// 1 while the data file of the embedded default cannot be written (disk full, I/O error).
+    pub store_failing: AtomicU64,
+    /// Records accepted in memory but not yet on disk because the data file cannot be written.
+    pub store_unpersisted: AtomicU64,
+    /// Records refused by a reader's checks, by (role, stream, reason): what other producers sent that
+    /// this process would not use.
+    refused: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
+    /// The limits each role of this process judges setpoints by, so two processes that disagree show it.
+    limits: Mutex<BTreeMap<&'static str, Config>>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -63,6 +76,31 @@ impl Metrics {
         self.ws_connections_total.store(stats.connections, Relaxed);
         self.bridge_readings.store(stats.readings, Relaxed);
         self.bridge_decisions.store(stats.decisions, Relaxed);
+    }
+
+    /// Counts a record refused by `role`'s checks. Returns `true` for the first of its kind, which callers
+    /// log (the rest are only counted, so a producer flooding bad records cannot flood the log).
+    pub fn refused(&self, role: &'static str, stream: &'static str, reason: &'static str) -> bool {
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let count = refused.entry((role, stream, reason)).or_insert(0);
+        *count += 1;
+        *count == 1
+    }
+
+    /// How many records `role` refused on `stream` for `reason`.
+    pub fn refused_count(&self, role: &str, stream: &str, reason: &str) -> u64 {
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused
+            .iter()
+            .filter(|((r, s, why), _)| *r == role && *s == stream && *why == reason)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    /// Records the limits `role` judges by, exported as `setpoint_limits`.
+    pub fn record_limits(&self, role: &'static str, config: &Config) {
+        let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+        limits.insert(role, *config);
     }
 
     /// Records one reading→decision latency.
@@ -176,6 +214,42 @@ impl Metrics {
             "# HELP setpoint_controller_catching_up 1 while the controller catches up with the setpoints and its state before deciding.\n# TYPE setpoint_controller_catching_up gauge\nsetpoint_controller_catching_up {}",
             self.controller_catching_up.load(Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP setpoint_controller_memories_clamped_total Heater memories restored with a time ahead of the controller's clock, clamped to it.\n# TYPE setpoint_controller_memories_clamped_total counter\nsetpoint_controller_memories_clamped_total {}",
+            self.controller_memories_clamped.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP setpoint_store_failing 1 while the data file cannot be written (disk full, I/O error): setpoint writes are refused, control goes on from memory.\n# TYPE setpoint_store_failing gauge\nsetpoint_store_failing {}",
+            self.store_failing.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP setpoint_store_unpersisted_records Records held in memory until the data file can be written again.\n# TYPE setpoint_store_unpersisted_records gauge\nsetpoint_store_unpersisted_records {}",
+            self.store_unpersisted.load(Relaxed)
+        );
+        let name = "setpoint_refused_records_total";
+        let _ = writeln!(out, "# HELP {name} Records a reader refused (other producers' records it will not use), by role, stream and reason.\n# TYPE {name} counter");
+        for ((role, stream, reason), n) in self.refused.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{role=\"{role}\",stream=\"{stream}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        let name = "setpoint_limits";
+        let _ = writeln!(out, "# HELP {name} The limits each role judges setpoints and readings by; processes that disagree refuse different records.\n# TYPE {name} gauge");
+        for (role, c) in self.limits.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            for (limit, value) in [
+                ("desired_min", c.limits.desired_min),
+                ("desired_max", c.limits.desired_max),
+                ("max_delta", c.limits.max_delta),
+                ("max_clock_skew_seconds", c.max_clock_skew_ms as f64 / 1e3),
+                ("max_sensors", c.max_sensors as f64),
+            ] {
+                let _ = writeln!(out, "{name}{{role=\"{role}\",limit=\"{limit}\"}} {value}");
+            }
+        }
         let name = "setpoint_reading_to_decision_seconds";
         let _ = writeln!(out, "# HELP {name} From a reading's event time to its decision being published.\n# TYPE {name} histogram");
         let mut cumulative = 0;
@@ -196,6 +270,18 @@ impl Metrics {
         );
         let _ = writeln!(out, "{name}_count {total}");
         out
+    }
+}
+
+/// Longest piece of outside text a log line or an error message repeats: enough to recognise it, never a
+/// megabyte of someone's string.
+pub const CLIP_CHARS: usize = 200;
+
+/// `text` cut to [`CLIP_CHARS`] characters, marked where it was cut.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(CLIP_CHARS) {
+        None => text.into(),
+        Some((at, _)) => format!("{}… ({} bytes in all)", &text[..at], text.len()).into(),
     }
 }
 

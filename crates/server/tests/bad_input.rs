@@ -507,6 +507,8 @@ fn reading_error_kind(e: &ReadingError) -> &'static str {
     match e {
         ReadingError::NonFiniteTemperature { .. } => "NonFiniteTemperature",
         ReadingError::BelowAbsoluteZero { .. } => "BelowAbsoluteZero",
+        ReadingError::FromTheFuture(_) => "FromTheFuture",
+        ReadingError::TooManySensors { .. } => "TooManySensors",
     }
 }
 

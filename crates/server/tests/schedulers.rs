@@ -12,7 +12,7 @@ use common::kafka::*;
 use setpoint::bus::{Bus, Consumer, ScheduleRecord, SetpointChange, StartAt};
 use setpoint::clock::now_ms;
 use setpoint::roles::scheduler;
-use setpoint_control::{Limits, Setpoint, Verdict, VersionArbiter};
+use setpoint_control::{Arrival, Config, Setpoint, SetpointTable, Verdict};
 use setpoint_wire::schedule::{Schedule, ScheduleStep, Weekday};
 use tokio_util::sync::CancellationToken;
 
@@ -62,7 +62,7 @@ async fn two_schedulers_on_kafka_make_each_step_take_effect_once() {
     let mut tasks = Vec::new();
     for _ in 0..2 {
         let own = kafka_bus(&broker, &topics).await;
-        tasks.push(tokio::spawn(scheduler::run(own, Limits::default(), stop.clone())));
+        tasks.push(tokio::spawn(scheduler::run(own, Config::default(), stop.clone())));
     }
     let first = (now_ms() + 8_000) / 1000 * 1000;
     let second = first + 6_000;
@@ -101,12 +101,12 @@ async fn two_schedulers_on_kafka_make_each_step_take_effect_once() {
         .collect();
 
     // Every reader's rule, over the whole log.
-    let mut arbiter = VersionArbiter::new();
+    let mut arbiter = SetpointTable::default();
     let mut applied: BTreeMap<i32, Vec<(f64, i64, String)>> = BTreeMap::new();
     let mut in_force: BTreeMap<i32, (u64, f64)> = BTreeMap::new();
     let (mut skipped, mut restated, mut writers) = (0, 0, std::collections::BTreeSet::new());
     for c in &log {
-        let verdict = arbiter.judge(c.sensor, c.version, c.base_version);
+        let verdict = arbiter.judge(&c, Arrival::at(c.t_ms)).expect("a valid record");
         if c.author == "schedule:shift" && !c.write_id.is_empty() {
             writers.insert(
                 c.write_id
@@ -152,9 +152,9 @@ async fn two_schedulers_on_kafka_make_each_step_take_effect_once() {
     for c in &log {
         newest.insert(c.sensor, c);
     }
-    let mut compacted = VersionArbiter::new();
+    let mut compacted = SetpointTable::default();
     for (sensor, c) in newest {
-        let verdict = compacted.judge(c.sensor, c.version, c.base_version);
+        let verdict = compacted.judge(&c, Arrival::at(c.t_ms)).expect("a valid record");
         assert!(matches!(verdict, Verdict::Applied { .. }), "{verdict:?}");
         assert_eq!(
             (c.version, c.setpoint.desired),

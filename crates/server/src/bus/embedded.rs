@@ -223,6 +223,7 @@ impl<T: Payload> Log<T> {
             .map(|e| Record {
                 partition: 0,
                 offset: e.offset,
+                log_ms: e.ts,
                 value: e.value.clone(),
             })
             .collect();

@@ -66,7 +66,20 @@ pub enum StartAt {
 pub struct Record<T> {
     pub partition: i32,
     pub offset: Offset,
+    /// When the record entered the log (Kafka's record timestamp; the embedded bus's append time): what
+    /// its event time is judged against on a backlog (see `control::Arrival`).
+    pub log_ms: TimeMs,
     pub value: T,
+}
+
+impl<T> Record<T> {
+    /// This record's arrival at a reader whose clock says `now_ms`.
+    pub fn arrival(&self, now_ms: TimeMs) -> setpoint_control::Arrival {
+        setpoint_control::Arrival {
+            now_ms,
+            logged_ms: self.log_ms,
+        }
+    }
 }
 
 /// Why the bus could not do what was asked. Publishing errors are reported to the caller so a browser's

@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
-use setpoint_control::Limits;
+use setpoint_control::Config;
 use setpoint_schedule::Scheduler;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{Bus, BusError, Consumer, Payload, ScheduleRecord, SetpointChange, StartAt};
+use crate::bus::{Bus, BusError, Consumer, Payload, Record, ScheduleRecord, SetpointChange, StartAt};
 use crate::clock::now_ms;
 use crate::retry;
 
@@ -46,17 +46,19 @@ fn on_schedules(core: &mut Scheduler, records: impl IntoIterator<Item = Schedule
     }
 }
 
-fn on_setpoints(core: &mut Scheduler, records: impl IntoIterator<Item = SetpointChange>) {
+fn on_setpoints(core: &mut Scheduler, records: impl IntoIterator<Item = Record<SetpointChange>>) {
     let now = now_ms();
     for record in records {
-        core.on_setpoint(&record, now);
+        if let Err(e) = core.on_setpoint_at(&record.value, record.arrival(now)) {
+            tracing::debug!(offset = record.offset, "setpoint record refused: {e}");
+        }
     }
 }
 
 /// Runs until `shutdown` fires.
-pub async fn run<B: Bus>(bus: B, limits: Limits, shutdown: CancellationToken) -> Result<(), BusError> {
+pub async fn run<B: Bus>(bus: B, config: Config, shutdown: CancellationToken) -> Result<(), BusError> {
     let writer = format!("sched-{}", crate::bridge::hub::writer_name());
-    let mut core = Scheduler::with_limits(&writer, limits);
+    let mut core = Scheduler::with_config(&writer, config);
     let Some(mut schedules) = subscribe::<B, ScheduleRecord>(&bus, &shutdown).await else {
         return Ok(());
     };
@@ -70,7 +72,7 @@ pub async fn run<B: Bus>(bus: B, limits: Limits, shutdown: CancellationToken) ->
         Err(e) => tracing::warn!("scheduler starts before reading every schedule: {e}"),
     }
     match setpoints.read_to_end(CATCH_UP).await {
-        Ok(records) => on_setpoints(&mut core, records.into_iter().map(|r| r.value)),
+        Ok(records) => on_setpoints(&mut core, records),
         Err(e) => tracing::warn!("scheduler starts before reading every setpoint: {e}"),
     }
     tracing::info!(writer, "scheduler started");
@@ -86,7 +88,7 @@ pub async fn run<B: Bus>(bus: B, limits: Limits, shutdown: CancellationToken) ->
             biased;
             _ = shutdown.cancelled() => break,
             batch = schedules.next_batch(256) => on_schedules(&mut core, batch?.into_iter().map(|r| r.value)),
-            batch = setpoints.next_batch(1024) => on_setpoints(&mut core, batch?.into_iter().map(|r| r.value)),
+            batch = setpoints.next_batch(1024) => on_setpoints(&mut core, batch?),
             _ = tokio::time::sleep(sleep) => {}
         }
     }

@@ -62,13 +62,7 @@ async fn read_tables<B: Bus>(
     let mut backoff = Backoff::default();
     loop {
         let read = async {
-            hub.on_setpoint(
-                setpoints
-                    .read_to_end(TABLE_READ_TIMEOUT)
-                    .await?
-                    .into_iter()
-                    .map(|r| r.value),
-            );
+            hub.on_setpoint(setpoints.read_to_end(TABLE_READ_TIMEOUT).await?);
             hub.on_schedule(
                 schedules
                     .read_to_end(TABLE_READ_TIMEOUT)
@@ -136,19 +130,19 @@ pub async fn pump<B: Bus>(bus: B, hub: Arc<Hub>, shutdown: CancellationToken) ->
             biased;
             _ = shutdown.cancelled() => break,
             batch = setpoints.next_batch(1024) => {
-                hub.on_setpoint(batch?.into_iter().map(|r| r.value));
+                hub.on_setpoint(batch?);
                 restate(&bus, &hub).await;
             }
-            batch = commands.next_batch(1024) => hub.on_decision(batch?.into_iter().map(|r| r.value)),
+            batch = commands.next_batch(1024) => hub.on_decision(batch?),
             batch = schedules.next_batch(256) => hub.on_schedule(batch?.into_iter().map(|r| r.value)),
-            batch = readings.next_batch(8192) => hub.on_reading(batch?.into_iter().map(|r| r.value)),
+            batch = readings.next_batch(8192) => hub.on_reading(batch?),
             _ = flush.tick() => hub.flush(),
             _ = status.tick() => hub.tick(&bus),
         }
     }
-    hub.on_setpoint(setpoints.try_batch(usize::MAX)?.into_iter().map(|r| r.value));
-    hub.on_decision(commands.try_batch(usize::MAX)?.into_iter().map(|r| r.value));
-    hub.on_reading(readings.try_batch(usize::MAX)?.into_iter().map(|r| r.value));
+    hub.on_setpoint(setpoints.try_batch(usize::MAX)?);
+    hub.on_decision(commands.try_batch(usize::MAX)?);
+    hub.on_reading(readings.try_batch(usize::MAX)?);
     hub.flush();
     Ok(())
 }

@@ -29,7 +29,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
-use setpoint_control::{Config, Decision, SensorId, SensorReading, TimeMs, Verdict, VersionArbiter};
+use setpoint_control::{
+    check_temperature, Arrival, Config, Decision, ReadingError, RecordError, SensorId, SensorReading,
+    SetpointTable, TimeMs, Verdict,
+};
 use setpoint_wire::api::{SensorHistory, SensorView};
 use setpoint_wire::ws::{
     BusStatus, DecisionsBatch, ErrorCode, ErrorMsg, Hello, ReadingsBatch, ServerMessage, SetSetpoint,
@@ -146,8 +149,11 @@ struct ReadingHistory {
 pub struct HubState {
     config: Config,
     options: HubOptions,
+    /// The setpoints in force as the WebSocket shows them; changed only by what `table` applies.
     setpoints: BTreeMap<SensorId, SetpointMsg>,
-    arbiter: VersionArbiter,
+    /// Which setpoint records take effect and which are refused: the table the controller and the
+    /// scheduler keep too, under the same limits.
+    table: SetpointTable,
     changes: HashMap<SensorId, VecDeque<SetpointChangeEntry>>,
     commands: BTreeMap<SensorId, Decision>,
     decisions: HashMap<SensorId, VecDeque<Decision>>,
@@ -187,7 +193,7 @@ impl HubState {
             config,
             options,
             setpoints: BTreeMap::new(),
-            arbiter: VersionArbiter::new(),
+            table: SetpointTable::new(config),
             changes: HashMap::new(),
             commands: BTreeMap::new(),
             decisions: HashMap::new(),
@@ -292,10 +298,27 @@ impl HubState {
         known
     }
 
-    pub fn on_reading(&mut self, reading: SensorReading) {
+    /// A reading from the bus. Refused — never shown, never kept — by the checks the controller applies
+    /// (a temperature that is not a finite number or below absolute zero, a time from the future), or if it
+    /// would add a sensor past the bound: a browser gets only what the controller would decide on.
+    pub fn on_reading(&mut self, reading: SensorReading, arrival: Arrival) -> Result<(), ReadingError> {
+        reading.check(&self.config, arrival)?;
+        self.admit(reading.sensor)?;
         self.sensors.insert(reading.sensor);
         self.pending.push(reading);
         self.stats.readings += 1;
+        Ok(())
+    }
+
+    /// Refuses a sensor the bridge has not heard of once it knows `max_sensors`.
+    fn admit(&self, sensor: SensorId) -> Result<(), ReadingError> {
+        if !self.sensors.contains(&sensor) && self.sensors.len() >= self.config.max_sensors {
+            return Err(ReadingError::TooManySensors {
+                sensor,
+                max: self.config.max_sensors,
+            });
+        }
+        Ok(())
     }
 
     /// Sends the readings received since the last flush, as one batch for everybody.
@@ -330,7 +353,12 @@ impl HubState {
         }
     }
 
-    pub fn on_decision(&mut self, decision: Decision) {
+    /// A command from the bus. One carrying a temperature no browser can read (not finite) or a time from
+    /// the future is refused: it did not come from a controller that checks its readings.
+    pub fn on_decision(&mut self, decision: Decision, arrival: Arrival) -> Result<(), ReadingError> {
+        check_temperature(decision.sensor, decision.temperature)?;
+        arrival.check(decision.sensor, decision.t_ms, self.config.max_clock_skew_ms)?;
+        self.admit(decision.sensor)?;
         self.sensors.insert(decision.sensor);
         self.commands.insert(decision.sensor, decision);
         let ring = self.decisions.entry(decision.sensor).or_default();
@@ -343,15 +371,22 @@ impl HubState {
         self.stats.decisions += 1;
         self.outputs
             .push(Output::Broadcast(ServerMessage::Decision(decision)));
+        Ok(())
     }
 
     /// Reads the next setpoint record of the stream — every setpoint, this bridge's writes included, comes
-    /// this way. [`VersionArbiter`] decides whether it takes effect; if it is one of this hub's writes, its
-    /// writer now knows its outcome.
-    pub fn on_setpoint(&mut self, change: SetpointChange, now: TimeMs) {
-        let verdict = self
-            .arbiter
-            .judge(change.sensor, change.version, change.base_version);
+    /// this way. [`SetpointTable`] decides whether it takes effect (or is refused, for every reader alike);
+    /// if it is one of this hub's writes, its writer now knows its outcome.
+    pub fn on_setpoint(&mut self, change: SetpointChange, arrival: Arrival) -> Result<Verdict, RecordError> {
+        let now = arrival.now_ms;
+        let verdict = match self.table.judge(&change, arrival) {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                // One of ours refused (the limits changed under it): the writer is told it did not take.
+                self.settle_refused(&change, now);
+                return Err(e);
+            }
+        };
         if let Verdict::Applied { version, .. } = verdict {
             let mut msg = SetpointMsg::new(change.sensor, &change.setpoint, version, Some(change.t_ms));
             msg.author = (!change.author.is_empty()).then(|| change.author.clone());
@@ -371,23 +406,39 @@ impl HubState {
             self.stats.setpoints += 1;
             self.outputs.push(Output::Broadcast(ServerMessage::Setpoint(msg)));
         }
-        if change.write_id.is_empty() {
-            return;
+        if let Verdict::Skipped { .. } = verdict {
+            self.settle_refused(&change, now);
+        } else if let Some(in_force) = self.setpoints.get(&change.sensor).cloned() {
+            if let Some(write) = self.own_write(&change) {
+                write.outcome = Some(Ok(in_force));
+                self.settle_writes(now);
+            }
         }
-        let Some(write) = self.writes.values_mut().find(|w| w.write_id == change.write_id) else {
+        Ok(verdict)
+    }
+
+    /// This hub's write in flight that `change` is the record of, if its outcome is not known yet (a
+    /// redelivery of a record already judged finds none).
+    fn own_write(&mut self, change: &SetpointChange) -> Option<&mut InFlight> {
+        if change.write_id.is_empty() {
+            return None;
+        }
+        self.writes
+            .values_mut()
+            .find(|w| w.write_id == change.write_id && w.outcome.is_none())
+    }
+
+    /// `change` did not take effect: if it is one of this hub's writes, its writer gets `conflict` with
+    /// the value in force, and a restatement of that value is published (see the module docs).
+    fn settle_refused(&mut self, change: &SetpointChange, now: TimeMs) {
+        let current = self.setpoints.get(&change.sensor).cloned();
+        let restatement = self.table.restatement(change.sensor);
+        let Some(write) = self.own_write(change) else {
             return;
         };
-        if write.outcome.is_some() {
-            return; // a redelivery of a record already judged
-        }
-        if let Verdict::Skipped { .. } = verdict {
-            let current = self.setpoints.get(&change.sensor).cloned();
-            if let Some(c) = &current {
-                self.outputs.push(Output::Publish(restatement(c)));
-            }
-            write.outcome = Some(Err(current));
-        } else if let Some(in_force) = self.setpoints.get(&change.sensor) {
-            write.outcome = Some(Ok(in_force.clone()));
+        write.outcome = Some(Err(current));
+        if let Some(r) = restatement {
+            self.outputs.push(Output::Publish(r));
         }
         self.settle_writes(now);
     }
@@ -427,9 +478,24 @@ impl HubState {
             )
         };
         let setpoint = req.setpoint();
-        if let Err(e) = self.config.limits.validate(&setpoint) {
+        // The table's checks, as every reader will apply them to the record (limits, sizes, the sensor
+        // bound); the version is checked below, once the base is known.
+        let draft = SetpointChange {
+            sensor: req.sensor,
+            setpoint,
+            version: 0,
+            author: author.to_owned(),
+            t_ms: now,
+            base_version: None,
+            write_id: String::new(),
+        };
+        if let Err(e) = self.table.check(&draft, None) {
+            let message = match e {
+                RecordError::InvalidSetpoint { error, .. } => error.to_string(),
+                other => other.to_string(),
+            };
             self.outputs
-                .push(refuse(ErrorCode::InvalidSetpoint, e.to_string(), None));
+                .push(refuse(ErrorCode::InvalidSetpoint, message, None));
             return None;
         }
         if self.bus == BusStatus::Unavailable {
@@ -464,21 +530,26 @@ impl HubState {
                 return None;
             }
         }
-        let id = WriteId(self.next_write);
-        self.next_write += 1;
-        let write_id = format!("{}-{}", self.writer, id.0);
         // Without a base version the write replaces the latest this bridge knows of. Every record a bridge
         // writes is conditional and carries its version: if another bridge's write lands first, this one is
         // answered `conflict` like any other, rather than silently overwriting a change its author never saw.
         let base = req.base_version.unwrap_or(latest_version);
+        let version = match SetpointTable::next_version(req.sensor, base) {
+            Ok(v) => v,
+            Err(e) => {
+                self.outputs
+                    .push(refuse(ErrorCode::InvalidSetpoint, e.to_string(), None));
+                return None;
+            }
+        };
+        let id = WriteId(self.next_write);
+        self.next_write += 1;
+        let write_id = format!("{}-{}", self.writer, id.0);
         let change = SetpointChange {
-            sensor: req.sensor,
-            setpoint,
-            version: base + 1,
-            author: author.to_owned(),
-            t_ms: now,
+            version,
             base_version: Some(base),
             write_id: write_id.clone(),
+            ..draft
         };
         self.writes.insert(
             id,
@@ -486,7 +557,7 @@ impl HubState {
                 client,
                 request_id: req.request_id.clone(),
                 write_id,
-                value: SetpointMsg::new(req.sensor, &setpoint, base + 1, Some(now)),
+                value: SetpointMsg::new(req.sensor, &setpoint, version, Some(now)),
                 published_at: None,
                 outcome: None,
             },
@@ -763,19 +834,6 @@ impl HubState {
 
 fn conflict_message(sensor: SensorId, in_force: u64, base: u64) -> String {
     format!("sensor {sensor} changed meanwhile: version {in_force} is in force, not {base}")
-}
-
-/// A record that states `current` again, so it is the newest record of its sensor (see the module docs).
-fn restatement(current: &SetpointMsg) -> SetpointChange {
-    SetpointChange {
-        sensor: current.sensor,
-        setpoint: current.setpoint(),
-        version: current.version,
-        author: current.author.clone().unwrap_or_default(),
-        t_ms: current.t_ms.unwrap_or_default(),
-        base_version: Some(current.version),
-        write_id: String::new(),
-    }
 }
 
 /// Why the bus did not take a write.

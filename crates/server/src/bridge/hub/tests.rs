@@ -3,11 +3,17 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use setpoint_control::{Command, Config, Decision, DecisionCause, SensorReading, Setpoint};
+use setpoint_control::{Arrival, Command, Config, Decision, DecisionCause, SensorReading, Setpoint};
 use setpoint_wire::ws::{BusStatus, ErrorCode, ServerMessage, SetSetpoint};
 
 use super::state::{ClientId, HubOptions, HubState, Output, PublishFailure, READ_BACK_PATIENCE_MS};
 use crate::bus::SetpointChange;
+
+/// A record arriving at a reader whose reference time is far ahead of every time in these tests: the
+/// clock-skew check never refuses them.
+fn live() -> Arrival {
+    Arrival::at(i64::MAX / 2)
+}
 
 /// Every message each client was sent, in order: its welcome, then the outputs addressed to it while it was
 /// registered — what the shell's outboxes would hold.
@@ -145,9 +151,9 @@ proptest! {
             t += 1;
             match s {
                 Step::Register => { clients.register(&mut hub); }
-                Step::Reading(sensor) => { let r = reading(*sensor, t); all.push(r); hub.on_reading(r); }
+                Step::Reading(sensor) => { let r = reading(*sensor, t); all.push(r); hub.on_reading(r, live()).expect("accepted"); }
                 Step::Flush => hub.flush(),
-                Step::Decision(sensor) => hub.on_decision(decision(*sensor, t)),
+                Step::Decision(sensor) => hub.on_decision(decision(*sensor, t), live()).expect("accepted"),
             }
             clients.deliver(&mut hub);
         }
@@ -184,9 +190,9 @@ proptest! {
 fn backfill_holds_only_flushed_readings_and_live_batches_only_later_ones() {
     let mut hub = hub();
     let mut clients = Clients::default();
-    hub.on_reading(reading(1, 1));
+    hub.on_reading(reading(1, 1), live()).expect("accepted");
     hub.flush();
-    hub.on_reading(reading(1, 2));
+    hub.on_reading(reading(1, 2), live()).expect("accepted");
     let late = clients.register(&mut hub);
     assert_eq!(clients.readings[&late], vec![reading(1, 1)]);
     hub.flush();
@@ -197,7 +203,7 @@ fn backfill_holds_only_flushed_readings_and_live_batches_only_later_ones() {
 /// Publishes `change` as the bus would and brings it back, like the shell and the pump do.
 fn publish_and_read_back(hub: &mut HubState, id: super::state::WriteId, change: SetpointChange) {
     hub.write_published(id, Ok(()), 0);
-    hub.on_setpoint(change, 0);
+    hub.on_setpoint(change, Arrival::at(0)).expect("valid record");
 }
 
 #[test]
@@ -218,7 +224,8 @@ fn a_write_is_acknowledged_only_once_published_and_read_back_whatever_the_order(
             "not in force before it comes back from the bus"
         );
         if read_back_first {
-            hub.on_setpoint(change.clone(), 7);
+            hub.on_setpoint(change.clone(), Arrival::at(7))
+                .expect("valid record");
             clients.deliver(&mut hub);
             assert!(
                 acks(clients.sent_to(writer)).is_empty(),
@@ -232,7 +239,8 @@ fn a_write_is_acknowledged_only_once_published_and_read_back_whatever_the_order(
                 acks(clients.sent_to(writer)).is_empty(),
                 "not acknowledged before it came back"
             );
-            hub.on_setpoint(change.clone(), 7);
+            hub.on_setpoint(change.clone(), Arrival::at(7))
+                .expect("valid record");
         }
         clients.deliver(&mut hub);
         assert_eq!(acks(clients.sent_to(writer)), vec!["a"]);
@@ -311,7 +319,7 @@ fn a_write_that_loses_in_the_stream_is_answered_conflict_and_restates_the_winner
         setpoint: Setpoint::new(22.0, 1.0, 1.0),
         ..mine.clone()
     };
-    hub.on_setpoint(theirs, 2);
+    hub.on_setpoint(theirs, Arrival::at(2)).expect("valid record");
     publish_and_read_back(&mut hub, id, mine);
     clients.deliver(&mut hub);
     assert!(acks(clients.sent_to(c)).is_empty());
@@ -347,8 +355,8 @@ fn two_bridges_reading_one_stream_agree_on_which_racing_write_won() {
     two.write_published(id2, Ok(()), 2);
     // The stream holds two's record first; both bridges read it in that order.
     for hub in [&mut one, &mut two] {
-        hub.on_setpoint(r2.clone(), 3);
-        hub.on_setpoint(r1.clone(), 3);
+        hub.on_setpoint(r2.clone(), Arrival::at(3)).expect("valid record");
+        hub.on_setpoint(r1.clone(), Arrival::at(3)).expect("valid record");
     }
     c1.deliver(&mut one);
     c2.deliver(&mut two);
@@ -382,15 +390,18 @@ fn a_new_client_gets_the_decisions_of_the_window_and_the_change_history_with_aut
         base_version: base,
         write_id: String::new(),
     };
-    hub.on_setpoint(sp(1, Some(0), 20.0, "simulator", 0), 0);
-    hub.on_setpoint(sp(2, Some(1), 21.0, "alice", 5), 5);
-    hub.on_setpoint(sp(2, Some(1), 99.0, "mallory", 6), 6); // lost a race: not a change
+    hub.on_setpoint(sp(1, Some(0), 20.0, "simulator", 0), Arrival::at(0))
+        .expect("valid record");
+    hub.on_setpoint(sp(2, Some(1), 21.0, "alice", 5), Arrival::at(5))
+        .expect("valid record");
+    hub.on_setpoint(sp(2, Some(1), 99.0, "mallory", 6), Arrival::at(6))
+        .expect("valid record"); // lost a race: not a change
     for t in [1_000, 4_000, 9_000, 14_000, 20_000] {
-        hub.on_decision(decision(1, t));
+        hub.on_decision(decision(1, t), live()).expect("accepted");
     }
     // Readings every 100 ms for 20 s: thinned to one per second, and only the last 10 s.
     for t in (0..=20_000).step_by(100) {
-        hub.on_reading(reading(1, t));
+        hub.on_reading(reading(1, t), live()).expect("accepted");
     }
     hub.flush();
     let mut clients = Clients::default();
@@ -528,8 +539,9 @@ fn writes_before_the_tables_are_read_are_refused_not_judged_against_stale_versio
             base_version: Some(4),
             write_id: String::new(),
         },
-        2,
-    );
+        Arrival::at(2),
+    )
+    .expect("valid record");
     hub.on_tables_read();
     assert!(hub.tables_read());
     let (_, record) = hub
@@ -554,10 +566,14 @@ fn records_from_the_stream_are_numbered_alike_by_every_bridge() {
         t_ms: 0,
     };
     let mut hub = hub();
-    hub.on_setpoint(change(0, 20.0), 0); // another tool, unversioned: gets 1
-    hub.on_setpoint(change(0, 21.0), 0); // gets 2
-    hub.on_setpoint(change(1, 25.0), 0); // stale
-    hub.on_setpoint(change(2, 21.0), 0); // redelivery of what is in force
+    hub.on_setpoint(change(0, 20.0), Arrival::at(0))
+        .expect("valid record"); // another tool, unversioned: gets 1
+    hub.on_setpoint(change(0, 21.0), Arrival::at(0))
+        .expect("valid record"); // gets 2
+    hub.on_setpoint(change(1, 25.0), Arrival::at(0))
+        .expect("valid record"); // stale
+    hub.on_setpoint(change(2, 21.0), Arrival::at(0))
+        .expect("valid record"); // redelivery of what is in force
     let mut clients = Clients::default();
     let c = clients.register(&mut hub);
     let ServerMessage::Hello(hello) = &clients.sent_to(c)[0] else {
@@ -580,7 +596,8 @@ fn a_large_flush_is_split_into_frames_of_bounded_size() {
     // transport's write buffer and cut every client off.
     let mut hub = hub();
     for t in 0..12_000 {
-        hub.on_reading(reading(1 + (t % 7) as i32, t));
+        hub.on_reading(reading(1 + (t % 7) as i32, t), live())
+            .expect("accepted");
     }
     hub.flush();
     let sizes: Vec<usize> = hub
@@ -609,7 +626,7 @@ fn a_quiet_client_gets_its_answers_with_the_value_in_force_and_counts_as_no_conn
         .begin_write(quiet, &request(4, 21.5, None, "0"), "script", 1)
         .expect("valid");
     hub.write_published(id, Ok(()), 2);
-    hub.on_setpoint(change, 3);
+    hub.on_setpoint(change, Arrival::at(3)).expect("valid record");
     assert!(hub
         .begin_write(quiet, &request(4, 999.0, None, "1"), "script", 4)
         .is_none());
@@ -659,7 +676,8 @@ fn schedules_and_each_sensors_next_step_reach_new_and_connected_clients() {
     let early = clients.register(&mut hub);
     // Steps at 06:00 and 22:00 UTC every day.
     let wednesday_noon = 1_795_608_000_000; // 2026-11-25T12:00:00Z, a Wednesday
-    hub.on_reading(reading(1, wednesday_noon));
+    hub.on_reading(reading(1, wednesday_noon), live())
+        .expect("accepted");
     let step = |time: &str, desired| ScheduleStep {
         days: Weekday::ALL.to_vec(),
         time: time.into(),

@@ -136,6 +136,9 @@ fn accept<T: Payload>(
             Ok(value) => out.push(Record {
                 partition: m.partition(),
                 offset: m.offset().max(0) as u64,
+                // No timestamp at all (a v0 message format): as if logged now, which the reader's clock
+                // caps anyway.
+                log_ms: m.timestamp().to_millis().unwrap_or(i64::MAX),
                 value,
             }),
             Err(e) => {

@@ -70,6 +70,8 @@ pub async fn run<B: Bus>(
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     metrics.controller_catching_up.store(1, Relaxed);
+    metrics.record_limits("controller", &options.config);
+    tracing::info!(limits = ?options.config, "controller judges setpoints and readings by these limits");
     // Retried: freshly created topics may not show their partitions yet, or the broker may be away.
     let mut backoff = Backoff::default();
     let (mut tables, mut readings) = loop {
@@ -238,10 +240,11 @@ fn remember(join: &mut Join, batch: Vec<Record<HeaterMemoryRecord>>) {
 }
 
 fn apply_setpoints(join: &mut Join, batch: Vec<Record<SetpointChange>>, metrics: &Metrics) {
+    let now = now_ms();
     for record in batch {
-        let change = record.value;
-        match join.apply_setpoint(&change) {
-            Ok(()) => {
+        let change = &record.value;
+        match join.apply_setpoint(change, record.arrival(now)) {
+            Ok(_) => {
                 tracing::debug!(
                     sensor = change.sensor,
                     desired = change.setpoint.desired,
@@ -253,10 +256,12 @@ fn apply_setpoints(join: &mut Join, batch: Vec<Record<SetpointChange>>, metrics:
                 );
             }
             Err(e) => {
+                metrics.refused("controller", "setpoints", e.kind());
                 tracing::warn!(
                     sensor = change.sensor,
                     offset = record.offset,
-                    "setpoint refused: {e}"
+                    "setpoint record refused, the version in force stays: {}",
+                    crate::metrics::clip(&e.to_string())
                 );
             }
         }
@@ -270,14 +275,24 @@ fn decide<'a>(
     metrics: &Metrics,
 ) -> Vec<Decision> {
     let mut decisions = Vec::new();
+    let now = now_ms();
     for record in batch {
-        match join.decide(record.partition, &record.value) {
+        match join.decide(record.partition, &record.value, record.arrival(now)) {
             Ok(Some(d)) => decisions.push(d),
             Ok(None) => {}
-            Err(e) => tracing::debug!(offset = record.offset, "reading refused: {e}"),
+            Err(e) => {
+                if metrics.refused("controller", "readings", e.kind()) {
+                    // The first of each kind is logged; the rest are counted in /metrics.
+                    tracing::warn!(
+                        offset = record.offset,
+                        "reading refused: {e} (further ones of this kind are only counted)"
+                    );
+                }
+            }
         }
     }
     metrics.record_controller(&join.stats());
+    metrics.controller_memories_clamped.store(join.clamped(), Relaxed);
     decisions
 }
 
