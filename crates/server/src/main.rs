@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use cli::Cli;
 
 fn main() -> ExitCode {
+    ignore_file_size_signal();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -38,6 +39,19 @@ fn main() -> ExitCode {
             eprintln!("setpoint: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A process over its file-size limit (`RLIMIT_FSIZE`, e.g. systemd's `LimitFSIZE=`) is killed by SIGXFSZ
+/// unless it ignores the signal; ignored, the write fails with `EFBIG`, which the data file's writer treats
+/// like a full disk: control goes on from memory and writes resume when they can. A killed process would
+/// leave every heater uncontrolled.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_IGN at start, before any thread exists, touches no
+    // memory of ours and cannot race.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
 

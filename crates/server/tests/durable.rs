@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use setpoint_control::TimeMs;
 use setpoint_testkit::ws::{connect, Client};
-use setpoint_wire::ws::{Hello, ServerMessage, SetpointChangeEntry};
+use setpoint_wire::ws::{ErrorCode, Hello, ServerMessage, SetpointChangeEntry};
 
 const BIN: &str = env!("CARGO_BIN_EXE_setpoint");
 const ALICE: &str = "alice-secret-0123456789";
@@ -27,18 +27,19 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, log_name: &str) -> Server {
+        Self::start_with(dir, log_name, 2)
+    }
+
+    /// A server with `sensors` simulated rooms. Its log reaches the file through a pipe copied by this
+    /// process, so a file-size limit put on the server (see [`Server::limit_file_size`]) holds only for its
+    /// data file.
+    fn start_with(dir: &Path, log_name: &str, sensors: usize) -> Server {
         let stderr = dir.with_extension(format!("{log_name}.log"));
         let started = Instant::now();
+        let mut log = std::fs::File::create(&stderr).expect("log file");
         let mut child = Command::new(BIN)
-            .args([
-                "run",
-                "--listen",
-                "127.0.0.1:0",
-                "--sensors",
-                "2",
-                "--interval-ms",
-                "50",
-            ])
+            .args(["run", "--listen", "127.0.0.1:0", "--interval-ms", "50"])
+            .args(["--sensors", &sensors.to_string()])
             .arg("--data-dir")
             .arg(dir)
             .args([
@@ -50,9 +51,11 @@ impl Server {
             .env("RUST_LOG", "info")
             .env_remove("SETPOINT_TOKEN")
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).expect("log file"))
+            .stderr(Stdio::piped())
             .spawn()
             .expect("starts");
+        let mut err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || std::io::copy(&mut err, &mut log));
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -86,6 +89,19 @@ impl Server {
     fn stop(mut self) -> std::process::ExitStatus {
         self.signal("-TERM");
         wait(&mut self.child, Duration::from_secs(20)).expect("stops within 20 s")
+    }
+
+    /// Sets the server's limit on the size of files it writes (`RLIMIT_FSIZE`; `None`: unlimited). At 0,
+    /// every write to its data file fails (`EFBIG`; the binary ignores SIGXFSZ), as on a full disk.
+    fn limit_file_size(&self, bytes: Option<u64>) {
+        let limit = libc::rlimit {
+            rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: prlimit on our own child with a valid rlimit and no old-value pointer.
+        let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+        assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
     }
 
     fn kill_9(mut self) {
@@ -598,5 +614,131 @@ async fn schedules_survive_a_restart_and_keep_firing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(next_after, next_before);
+    assert!(server.stop().success());
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or_else(|| panic!("no {name} in /metrics:\n{text}"), |v| v as u64)
+}
+
+/// Waits (bounded) until `/readyz` answers `status`; returns its body.
+async fn ready_becomes(addr: SocketAddr, status: u16, patience: Duration) -> String {
+    let deadline = Instant::now() + patience;
+    loop {
+        let (got, _, body) = common::http_get(addr, "/readyz").await;
+        if got == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz stayed {got} ({body}), expected {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends a write and returns the refusal's message, or panics if it was acknowledged.
+async fn write_refused(c: &mut Client, id: &str, sensor: i32, desired: f64) -> (ErrorCode, String) {
+    c.send(&common::set_setpoint(id, sensor, desired, 1.0, 1.0, None))
+        .await;
+    c.until(|m| match m {
+        ServerMessage::Error(e) if e.request_id.as_deref() == Some(id) => Some((e.code, e.message.clone())),
+        ServerMessage::Ack { request_id, .. } if request_id == id => panic!("{id} was acknowledged"),
+        _ => None,
+    })
+    .await
+}
+
+/// The durable default with a data file that cannot be written (the process's file-size limit at 0, as a
+/// full disk): the controller goes on deciding from memory, the bridge goes on serving live data, setpoint
+/// writes are refused naming the cause, `/readyz` answers 503 and a metric says so; once writes succeed
+/// again everything recovers without a restart, and after a restart every acknowledged write is in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_no_control_refuses_writes_and_recovers_without_a_restart() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let server = Server::start_with(&dir, "full", 40);
+    let mut c = connect(server.addr, Some(ALICE), None).await.expect("connects");
+    hello(c.next().await);
+    ready_becomes(server.addr, 200, Duration::from_secs(30)).await;
+    let before = write(&mut c, "before", 1, 30.0, None)
+        .await
+        .expect("acknowledged before");
+
+    server.limit_file_size(Some(0));
+    let why = ready_becomes(server.addr, 503, Duration::from_secs(30)).await;
+    assert!(why.contains("data file cannot be written"), "{why}");
+    let (_, _, m) = common::http_get(server.addr, "/metrics").await;
+    assert_eq!(metric(&m, "setpoint_store_failing"), 1);
+    let (code, message) = write_refused(&mut c, "during", 1, 31.0).await;
+    assert_eq!(code, ErrorCode::BrokerUnavailable, "{message}");
+    assert!(
+        message.contains("data file") && message.to_lowercase().contains("too large"),
+        "the cause is named: {message}"
+    );
+
+    // Control goes on: decisions are made and relayed, readings stream to the page.
+    let (decided_from, seen_from) = (
+        metric(&m, "setpoint_decisions_total"),
+        metric(&m, "setpoint_bridge_readings_total"),
+    );
+    let window = Instant::now();
+    let mut relayed = 0;
+    while relayed < 10 {
+        assert!(
+            window.elapsed() < Duration::from_secs(60),
+            "only {relayed} decisions relayed while the disk was full"
+        );
+        if let Some(ServerMessage::Decision(_)) = c.next_within(Duration::from_secs(1)).await {
+            relayed += 1;
+        }
+    }
+    let (_, _, m) = common::http_get(server.addr, "/metrics").await;
+    let decided = metric(&m, "setpoint_decisions_total") - decided_from;
+    let seen = metric(&m, "setpoint_bridge_readings_total") - seen_from;
+    assert!(decided >= 10 && seen > 0, "decisions {decided}, readings {seen}");
+    assert!(
+        metric(&m, "setpoint_store_unpersisted_records") > 0,
+        "held in memory for the disk"
+    );
+    println!(
+        "disk full for {:?}: {decided} decisions, {seen} readings relayed, {} records held",
+        window.elapsed(),
+        metric(&m, "setpoint_store_unpersisted_records")
+    );
+    assert!(
+        server.log().contains("writing the data file failed"),
+        "the log says so"
+    );
+
+    server.limit_file_size(None);
+    ready_becomes(server.addr, 200, Duration::from_secs(30)).await;
+    let (_, _, m) = common::http_get(server.addr, "/metrics").await;
+    assert_eq!(metric(&m, "setpoint_store_failing"), 0);
+    assert_eq!(metric(&m, "setpoint_store_unpersisted_records"), 0);
+    let after = write(&mut c, "after", 2, 32.0, None)
+        .await
+        .expect("acknowledged once writable again");
+    assert!(server.log().contains("can be written again"));
+    assert!(server.stop().success(), "a clean exit");
+
+    let server = Server::start(&dir, "after-full");
+    let mut reader = connect(server.addr, None, None).await.expect("connects");
+    let h = hello(reader.next().await);
+    let in_force = |sensor: i32| {
+        h.setpoints
+            .iter()
+            .find(|s| s.sensor == sensor)
+            .map(|s| (s.version, s.desired))
+    };
+    assert_eq!(
+        in_force(1),
+        Some((before, 30.0)),
+        "the refused write is not in force"
+    );
+    assert_eq!(in_force(2), Some((after, 32.0)));
     assert!(server.stop().success());
 }

@@ -9,10 +9,16 @@
 //! only when it differs from the previous one, and (with a minimum dwell) not before the previous one has
 //! been in force that long. No setpoint, no command.
 //!
-//! Setpoint versions follow the stream (the rule of `setpoint_control::arbiter`, restated here for the records
-//! these logs hold, which carry no base version): per sensor, in log order, an unversioned record (version
-//! 0, the reference thermostat's tools) takes effect as the version in force + 1; a versioned one takes
-//! effect only above the version in force; the first record of a sensor always takes effect.
+//! Setpoint versions follow the stream (the rule of `setpoint_control::SetpointTable`, restated here for the
+//! records these logs hold, which carry no base version): per sensor, in log order, a record that is
+//! refused — its setpoint outside the limits, its version above 2⁵³ − 1, its time too far ahead — is
+//! skipped and numbers nothing; an unversioned record (version 0, the reference thermostat's tools) takes
+//! effect as the version in force + 1; a versioned one takes effect only above the version in force; the
+//! first valid record of a sensor always takes effect.
+//!
+//! Clock errors: with [`expected_commands_logged_by`], a reading or setpoint dated more than
+//! `config.max_clock_skew_ms` after the time by which every record was in the log is refused, as a live
+//! reader refuses it (the test writes its log live, so its clock bounds the log times).
 
 use std::collections::HashMap;
 
@@ -51,11 +57,28 @@ pub fn expected_commands(
     setpoints: &[LoggedSetpoint],
     readings: &[LoggedReading],
 ) -> HashMap<SensorId, Vec<Expected>> {
-    let setpoints = &numbered(setpoints);
+    expected_commands_logged_by(config, setpoints, readings, TimeMs::MAX / 2)
+}
+
+/// [`expected_commands`] for a log whose every record was in the log by `logged_by_ms`: records dated more
+/// than the clock skew after it are refused.
+pub fn expected_commands_logged_by(
+    config: &Config,
+    setpoints: &[LoggedSetpoint],
+    readings: &[LoggedReading],
+    logged_by_ms: TimeMs,
+) -> HashMap<SensorId, Vec<Expected>> {
+    let latest_ok = logged_by_ms.saturating_add(config.max_clock_skew_ms);
+    let setpoints: Vec<LoggedSetpoint> = setpoints
+        .iter()
+        .filter(|s| s.t_ms <= latest_ok && config.limits.validate(&s.setpoint).is_ok())
+        .copied()
+        .collect();
+    let setpoints = &numbered(&setpoints);
     let mut out: HashMap<SensorId, Vec<Expected>> = HashMap::new();
     let mut newest: HashMap<SensorId, TimeMs> = HashMap::new();
     for r in readings {
-        if !r.temperature.is_finite() || r.temperature < -273.15 {
+        if !r.temperature.is_finite() || r.temperature < -273.15 || r.t_ms > latest_ok {
             continue;
         }
         if newest.get(&r.sensor).is_some_and(|n| r.t_ms < *n) {
@@ -98,6 +121,9 @@ fn numbered(setpoints: &[LoggedSetpoint]) -> Vec<LoggedSetpoint> {
     let mut in_force: HashMap<SensorId, u64> = HashMap::new();
     let mut out = Vec::new();
     for s in setpoints {
+        if s.version > (1 << 53) - 1 {
+            continue;
+        }
         let version = match (in_force.get(&s.sensor), s.version) {
             (None, 0) => 1,
             (None, v) => v,

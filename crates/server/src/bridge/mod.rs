@@ -224,6 +224,13 @@ async fn websocket<B: Bus>(
 }
 
 async fn metrics<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> impl IntoResponse {
+    use std::sync::atomic::Ordering::Relaxed;
+    let failing = bridge.bus.persistence_problem().is_some();
+    bridge.metrics.store_failing.store(u64::from(failing), Relaxed);
+    bridge
+        .metrics
+        .store_unpersisted
+        .store(bridge.bus.unpersisted(), Relaxed);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         bridge.metrics.render(),
@@ -249,6 +256,14 @@ async fn ready<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
             "bridge reading the setpoints and schedules\n",
         )
             .into_response();
+    }
+    if let Some(problem) = bridge.bus.persistence_problem() {
+        // Control goes on from memory; what is not ready is taking writes that must be durable.
+        let text = format!(
+            "data file cannot be written: {}; setpoint writes are refused, control continues\n",
+            crate::metrics::clip(&problem)
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
     }
     match bridge.bus.status() {
         BusStatus::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "bus unavailable\n").into_response(),

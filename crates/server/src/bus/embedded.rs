@@ -165,7 +165,7 @@ impl<T: Payload> Log<T> {
             .zip(encoded)
             .map(|(e, bytes)| (e.offset, e.ts, bytes))
             .collect();
-        if !self.compacted {
+        if !waits_for_disk(self.stream) {
             // Queued while still holding the lock, so the store sees this log's records in offset order.
             store.append(self.stream, encoded, None);
             self.push(&mut inner, entries);
@@ -273,6 +273,15 @@ impl<T: Payload> Prune for Log<T> {
             store.truncate(self.stream, start);
         }
     }
+}
+
+/// Whether a stream's records become visible (and their publisher is answered) only once on disk: the
+/// setpoints and schedules people write, which are acknowledged to them. The controller's changelog is
+/// not: it is persisted in order with the commands before it and the committed offsets after it (the store
+/// writes a prefix of what happened, see `store`), which is all a restart needs — and a controller whose
+/// disk is full goes on deciding from memory instead of waiting for it.
+fn waits_for_disk(stream: StreamKind) -> bool {
+    matches!(stream, StreamKind::Setpoints | StreamKind::Schedules)
 }
 
 fn compact<T: Payload>(records: &mut VecDeque<Entry<T>>) {
@@ -476,6 +485,14 @@ impl Bus for EmbeddedBus {
 
     fn status(&self) -> BusStatus {
         BusStatus::Embedded
+    }
+
+    fn persistence_problem(&self) -> Option<String> {
+        self.store.as_ref().and_then(|s| s.health().problem())
+    }
+
+    fn unpersisted(&self) -> u64 {
+        self.store.as_ref().map_or(0, |s| s.health().unpersisted())
     }
 }
 

@@ -267,6 +267,17 @@ pub trait Bus: Clone + Send + Sync + 'static {
 
     /// Whether the bus can currently be reached, for the dashboard and `/readyz`.
     fn status(&self) -> BusStatus;
+
+    /// Why what is published cannot be persisted now (the embedded default's data file cannot be
+    /// written), if so: `/readyz` answers 503 with it, and writes that must be durable are refused.
+    fn persistence_problem(&self) -> Option<String> {
+        None
+    }
+
+    /// Records accepted but held in memory because they cannot be persisted now.
+    fn unpersisted(&self) -> u64 {
+        0
+    }
 }
 
 /// Reads one stream in order.

@@ -14,10 +14,21 @@
 //! so anything a reader sees of a table, and any ack given for it, is already on disk. Every commit is
 //! `Durability::Immediate` (fsync): at most one [`COMMIT_INTERVAL`] of readings and decisions is lost to a
 //! crash, and no setpoint that was acknowledged.
+//!
+//! **When the file cannot be written** (disk full, an I/O error): what waits for its durability — a
+//! setpoint, a schedule — is refused with the cause, so nothing is acknowledged that is not on disk; every
+//! other operation stays queued, in order, and is retried every [`RETRY_INTERVAL`] (redb refuses every
+//! operation after a failed write until the file is reopened, so the writer reopens it first). What is on
+//! disk is therefore always a prefix of what the process did, and once a write succeeds again everything
+//! queued lands and setpoints are accepted again, without a restart. The queue is bounded
+//! ([`MAX_UNPERSISTED`] records); past it the oldest *events* are given up (counted and logged), never a
+//! table record or a committed offset. [`StoreHealth`] says all of this to `/readyz` and `/metrics`.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,6 +39,47 @@ use setpoint_control::TimeMs;
 
 /// Longest time an event record waits for its commit.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often a data file that could not be written is tried again.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Most records held in memory for a data file that cannot be written; beyond it the oldest events are given
+/// up. At 100 rooms (30 records/s) this is over nine hours of a full disk; at 10,000 readings/s, 100 s.
+pub const MAX_UNPERSISTED: usize = 1 << 20;
+
+/// Whether the data file can be written, for `/readyz`, `/metrics` and the log. Shared by the writer thread
+/// and the bus.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    /// Why the last write failed; `None` while writes succeed.
+    failing: Mutex<Option<String>>,
+    /// Records accepted in memory and not yet on disk because writes fail.
+    unpersisted: AtomicU64,
+    /// Events given up because the queue reached [`MAX_UNPERSISTED`].
+    given_up: AtomicU64,
+}
+
+impl StoreHealth {
+    /// Why the data file cannot be written now; `None` if it can.
+    pub fn problem(&self) -> Option<String> {
+        self.failing.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn unpersisted(&self) -> u64 {
+        self.unpersisted.load(Relaxed)
+    }
+
+    pub fn given_up(&self) -> u64 {
+        self.given_up.load(Relaxed)
+    }
+
+    fn set(&self, problem: Option<String>) {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+    }
+}
+
+/// The open database, replaced by the writer when a failed write makes redb refuse it until reopened.
+type Shared = Arc<RwLock<Option<Arc<Database>>>>;
 
 /// The data file inside the data directory.
 pub const FILE_NAME: &str = "setpoint.redb";
@@ -104,9 +156,10 @@ impl Op {
 #[derive(Clone)]
 pub struct Store {
     path: PathBuf,
-    db: Arc<Database>,
+    db: Shared,
     ops: Sender<Op>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    health: Arc<StoreHealth>,
 }
 
 impl Store {
@@ -176,11 +229,17 @@ impl Store {
             write.commit().map_err(|e| fail(e.into()))?;
         }
         let (ops, rx) = mpsc::channel();
-        let writer_db = Arc::clone(&db);
-        let writer_path = path.clone();
+        let db: Shared = Arc::new(RwLock::new(Some(db)));
+        let health = Arc::new(StoreHealth::default());
+        let writer = Writer {
+            db: Arc::clone(&db),
+            path: path.clone(),
+            health: Arc::clone(&health),
+            pending: VecDeque::new(),
+        };
         let writer = std::thread::Builder::new()
             .name("setpoint-store".into())
-            .spawn(move || write_loop(&writer_db, &writer_path, rx))
+            .spawn(move || writer.run(rx))
             .map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
@@ -190,7 +249,18 @@ impl Store {
             db,
             ops,
             writer: Arc::new(Mutex::new(Some(writer))),
+            health,
         })
+    }
+
+    /// Whether the data file can be written now.
+    pub fn health(&self) -> &Arc<StoreHealth> {
+        &self.health
+    }
+
+    /// The open database; `None` while the writer reopens it after a failed write.
+    fn database(&self) -> Option<Arc<Database>> {
+        self.db.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn path(&self) -> &Path {
@@ -203,7 +273,8 @@ impl Store {
             path: self.path.clone(),
             detail: e.to_string(),
         };
-        let read = self.db.begin_read().map_err(|e| damaged(e.into()))?;
+        let db = self.database().ok_or_else(|| self.reopening())?;
+        let read = db.begin_read().map_err(|e| damaged(e.into()))?;
         let t = match read.open_table(table(stream)) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -254,7 +325,8 @@ impl Store {
             path: self.path.clone(),
             detail: e.to_string(),
         };
-        let read = self.db.begin_read().map_err(|e| damaged(e.into()))?;
+        let db = self.database().ok_or_else(|| self.reopening())?;
+        let read = db.begin_read().map_err(|e| damaged(e.into()))?;
         let t = match read.open_table(OFFSETS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -264,6 +336,16 @@ impl Store {
             .get(offset_key(group, stream).as_str())
             .map_err(|e| damaged(e.into()))?;
         Ok(value.map(|v| v.value()))
+    }
+
+    fn reopening(&self) -> StoreError {
+        StoreError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(format!(
+                "the data file is being reopened after a failed write ({})",
+                self.health.problem().unwrap_or_default()
+            )),
+        }
     }
 
     /// Keeps only `offsets` of `stream` (up to the largest of them): a compaction.
@@ -295,57 +377,178 @@ fn offset_key(group: &str, stream: StreamKind) -> String {
     format!("{group}/{stream:?}")
 }
 
-fn write_loop(db: &Database, path: &Path, ops: Receiver<Op>) {
-    loop {
-        let Ok(first) = ops.recv() else {
-            return;
-        };
-        let mut batch = vec![first];
-        let deadline = Instant::now() + COMMIT_INTERVAL;
-        while !batch.iter().any(Op::urgent) {
-            match ops.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(op) => batch.push(op),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        batch.extend(ops.try_iter());
-        let result = commit(db, &mut batch).map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::error!(path = %path.display(), "writing the data file failed: {e}");
-        }
-        let mut close = false;
-        for op in batch {
-            match op {
-                Op::Append { done: Some(done), .. } => done(result.clone()),
-                Op::Sync { reply, close: c } => {
-                    close |= c;
-                    let _ = reply.send(result.clone());
+/// The writer thread: applies the ops in order, as group commits, and holds on to them while the file
+/// cannot be written.
+struct Writer {
+    db: Shared,
+    path: PathBuf,
+    health: Arc<StoreHealth>,
+    /// Ops received and not yet committed, oldest first: non-empty only while writes fail.
+    pending: VecDeque<Op>,
+}
+
+impl Writer {
+    fn run(mut self, ops: Receiver<Op>) {
+        loop {
+            // With nothing held back, wait for work; otherwise wake to retry.
+            let first = if self.pending.is_empty() {
+                match ops.recv() {
+                    Ok(op) => Some(op),
+                    Err(_) => return,
                 }
-                _ => {}
+            } else {
+                match ops.recv_timeout(RETRY_INTERVAL) {
+                    Ok(op) => Some(op),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            };
+            let mut batch: Vec<Op> = first.into_iter().collect();
+            let deadline = Instant::now() + COMMIT_INTERVAL;
+            while !batch.is_empty() && !batch.iter().any(Op::urgent) {
+                match ops.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(op) => batch.push(op),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            batch.extend(ops.try_iter());
+            self.pending.extend(batch);
+            if self.write() {
+                return;
             }
         }
-        if close {
-            return;
+    }
+
+    /// Commits everything pending, answers whoever waits, and keeps what must be retried. Returns whether
+    /// a close was asked.
+    fn write(&mut self) -> bool {
+        let result = self.commit().map_err(|e| e.to_string());
+        let mut close = false;
+        match &result {
+            Ok(()) => {
+                if let Some(was) = self.health.problem() {
+                    tracing::warn!(path = %self.path.display(), "the data file can be written again (it could not: {was}); everything held in memory is now on disk");
+                }
+                self.health.set(None);
+                for op in self.pending.drain(..) {
+                    match op {
+                        Op::Append { done: Some(done), .. } => done(Ok(())),
+                        Op::Sync { reply, close: c } => {
+                            close |= c;
+                            let _ = reply.send(Ok(()));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => {
+                if self.health.problem().is_none() {
+                    tracing::error!(path = %self.path.display(), "writing the data file failed: {e}; setpoint writes are refused and readings, commands and controller state are kept in memory until it can be written again (retried every {RETRY_INTERVAL:?})");
+                }
+                self.health.set(Some(e.clone()));
+                // redb refuses every operation after a failed write until the file is reopened.
+                self.reopen();
+                let mut kept = VecDeque::with_capacity(self.pending.len());
+                for op in self.pending.drain(..) {
+                    match op {
+                        // Nobody is told "saved" for what is not on disk: the writer's caller refuses it.
+                        Op::Append { done: Some(done), .. } => done(Err(e.clone())),
+                        Op::Sync { reply, close: c } => {
+                            close |= c;
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                        other => kept.push_back(other),
+                    }
+                }
+                self.pending = kept;
+                self.bound();
+                if close {
+                    tracing::error!(
+                        path = %self.path.display(),
+                        records = self.unpersisted(),
+                        "closing with records that could not be written to the data file: they are lost"
+                    );
+                }
+            }
         }
+        self.health.unpersisted.store(self.unpersisted(), Relaxed);
+        close
+    }
+
+    fn unpersisted(&self) -> u64 {
+        self.pending
+            .iter()
+            .map(|op| match op {
+                Op::Append { records, .. } => records.len() as u64,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Gives up the oldest event appends while more than [`MAX_UNPERSISTED`] records are held. Tables
+    /// (controller state) and offsets are kept: they are what a restart resumes from.
+    fn bound(&mut self) {
+        let mut held = self.unpersisted();
+        let mut given_up = 0u64;
+        self.pending.retain(|op| match op {
+            Op::Append { stream, records, .. } if held > MAX_UNPERSISTED as u64 && !stream.is_table() => {
+                held -= records.len() as u64;
+                given_up += records.len() as u64;
+                false
+            }
+            _ => true,
+        });
+        if given_up > 0 {
+            self.health.given_up.fetch_add(given_up, Relaxed);
+            tracing::error!(path = %self.path.display(), records = given_up, "the data file still cannot be written: the oldest readings and commands held for it are given up (they stay in memory, within retention)");
+        }
+    }
+
+    /// Drops the database (its lock with it) and opens the file again; on failure the next write tries
+    /// again.
+    fn reopen(&self) {
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        *slot = None;
+        match Database::create(&self.path) {
+            Ok(db) => *slot = Some(Arc::new(db)),
+            Err(e) => tracing::debug!(path = %self.path.display(), "reopening the data file failed: {e}"),
+        }
+    }
+
+    fn commit(&self) -> Result<(), redb::Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let db = {
+            let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                *slot = Some(Arc::new(Database::create(&self.path)?));
+            }
+            slot.clone()
+        };
+        let Some(db) = db else {
+            return Ok(());
+        };
+        commit(&db, &self.pending)
     }
 }
 
-fn commit(db: &Database, batch: &mut [Op]) -> Result<(), redb::Error> {
+fn commit<'a>(db: &Database, batch: impl IntoIterator<Item = &'a Op>) -> Result<(), redb::Error> {
     let mut write = db.begin_write()?;
     write
         .set_durability(Durability::Immediate)
         .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
-    for op in batch.iter_mut() {
+    for op in batch {
         match op {
             Op::Append { stream, records, .. } => {
                 let mut t = write.open_table(table(*stream))?;
                 let mut value = Vec::new();
-                for (offset, ts, payload) in records.drain(..) {
+                for (offset, ts, payload) in records {
                     value.clear();
                     value.extend_from_slice(&ts.to_le_bytes());
-                    value.extend_from_slice(&payload);
-                    t.insert(offset, value.as_slice())?;
+                    value.extend_from_slice(payload);
+                    t.insert(*offset, value.as_slice())?;
                 }
             }
             Op::Truncate { stream, below } => {
