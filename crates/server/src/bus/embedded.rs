@@ -4,7 +4,7 @@
 //! retention deleted a segment.
 //!
 //! With a [`Store`] (the default of `setpoint run`) every log is also kept on disk and comes back on
-//! restart: tables (setpoints, controller state) are durable *before* a reader can see them or a publisher
+//! restart: setpoints and schedules are durable *before* a reader can see them or a publisher
 //! is answered; events are committed within [`super::store::COMMIT_INTERVAL`]. Without one (`--in-memory`, tests,
 //! benchmarks) the logs live and die with the process.
 

@@ -9,9 +9,9 @@
 //!
 //! Each stream is one table, offset → (append time, protobuf value): the same record encoding as on Kafka.
 //! One writer thread applies what the logs hand it, in order, as *group commits*: events (readings,
-//! commands) are batched for up to [`COMMIT_INTERVAL`]; a table record (a setpoint, a controller-state
-//! record) is committed at once, with everything queued before it, and only then enters the in-memory log —
-//! so anything a reader sees of a table, and any ack given for it, is already on disk. Every commit is
+//! commands) and the controller's changelog are batched for up to [`COMMIT_INTERVAL`]; a setpoint or
+//! schedule record is committed at once, with everything queued before it, and only then enters the
+//! in-memory log — so anything a reader sees of those, and any ack given for them, is already on disk. Every commit is
 //! `Durability::Immediate` (fsync): at most one [`COMMIT_INTERVAL`] of readings and decisions is lost to a
 //! crash, and no setpoint that was acknowledged.
 //!
