@@ -30,6 +30,8 @@ pub enum ScheduleError {
     TooManySteps { count: usize, max: usize },
     #[error("sensors: {count} sensors, at most {max} allowed")]
     TooManySensors { count: usize, max: usize },
+    #[error("there are {max} schedules already, the most an installation keeps: delete one first")]
+    TooManySchedules { max: usize },
     #[error("step {step}: days must list at least one day")]
     NoDays { step: usize },
     #[error("step {step}: time {time:?} is not HH:MM or HH:MM:SS (two digits each, 00:00 to 23:59:59)")]

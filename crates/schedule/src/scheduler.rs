@@ -41,7 +41,7 @@ use std::sync::Arc;
 use setpoint_control::{
     Arrival, Config, InForce, Limits, RecordError, SensorId, SetpointChange, SetpointTable, TimeMs, Verdict,
 };
-use setpoint_wire::schedule::{schedule_author, NextStep, ScheduleRecord};
+use setpoint_wire::schedule::{schedule_author, NextStep, ScheduleRecord, MAX_SCHEDULES};
 
 use crate::program::{Program, ScheduleError, StepAt};
 
@@ -161,9 +161,13 @@ impl Scheduler {
     /// schedule removes the one of that name, so the stream's newest record is what runs, and returns why.
     pub fn on_schedule(&mut self, record: &ScheduleRecord) -> Result<(), ScheduleError> {
         let name = record.schedule.name.as_str();
+        let known = self.programs.contains_key(name);
         self.remove_program(name);
         if record.deleted {
             return Ok(());
+        }
+        if !known && self.programs.len() >= MAX_SCHEDULES {
+            return Err(ScheduleError::TooManySchedules { max: MAX_SCHEDULES });
         }
         let program = Program::compile(&record.schedule, &self.limits)?;
         let key: Arc<str> = Arc::from(name);

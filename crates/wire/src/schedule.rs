@@ -14,6 +14,11 @@ pub const MAX_SCHEDULE_STEPS: usize = 1_000;
 /// Most sensors one schedule is assigned to.
 pub const MAX_SCHEDULE_SENSORS: usize = 10_000;
 
+/// Most schedules an installation keeps: every reader (bridge, scheduler) compiles each one and every
+/// browser is sent the list, so the count is bounded like everything else that comes from outside. A new
+/// schedule past it is refused by the API and skipped by readers of the stream.
+pub const MAX_SCHEDULES: usize = 1_000;
+
 /// Whether `name` can name a schedule: 1 to [`MAX_SCHEDULE_NAME_LEN`] ASCII letters, digits, `.`, `_` or
 /// `-`. The scheduler's changes are recorded under the author `schedule:NAME`, which no token can take
 /// (token names may not contain `:`).

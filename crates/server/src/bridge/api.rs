@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use setpoint_control::{SensorId, TimeMs};
 use setpoint_schedule::Program;
 use setpoint_wire::api::{ConflictError, SetpointBody, SetpointWrite, WriteOutcome};
-use setpoint_wire::schedule::ScheduleBody;
+use setpoint_wire::schedule::{ScheduleBody, MAX_SCHEDULES};
 use setpoint_wire::ws::{ErrorCode, ErrorMsg, ServerMessage, SetSetpoint, SetpointMsg, MAX_GROUP_WRITES};
 
 use super::auth::RateLimit;
@@ -738,6 +738,11 @@ async fn put_schedule<B: Bus>(
     let schedule = body.named(&name);
     Program::compile(&schedule, &bridge.hub.limits())
         .map_err(|e| Failure::new(ErrorCode::InvalidSchedule, e.to_string()))?;
+    let existing = bridge.hub.schedules();
+    if existing.len() >= MAX_SCHEDULES && !existing.iter().any(|s| s.name == schedule.name) {
+        let e = setpoint_schedule::ScheduleError::TooManySchedules { max: MAX_SCHEDULES };
+        return Err(Failure::new(ErrorCode::InvalidSchedule, e.to_string()));
+    }
     let record = ScheduleRecord {
         schedule: schedule.clone(),
         author,

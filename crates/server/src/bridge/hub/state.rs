@@ -40,7 +40,7 @@ use setpoint_wire::ws::{
 };
 
 use setpoint_schedule::{next_steps, Program, ScheduleError};
-use setpoint_wire::schedule::{NextStep, Schedule, ScheduleRecord, SchedulesMsg};
+use setpoint_wire::schedule::{NextStep, Schedule, ScheduleRecord, SchedulesMsg, MAX_SCHEDULES};
 
 use crate::bus::SetpointChange;
 
@@ -668,9 +668,11 @@ impl HubState {
     /// those, so it came from elsewhere) is not shown as running; its error is returned for the log.
     pub fn on_schedule(&mut self, record: ScheduleRecord, now: TimeMs) -> Result<(), ScheduleError> {
         let name = record.schedule.name.clone();
-        self.schedules.remove(&name);
+        let known = self.schedules.remove(&name).is_some();
         let result = if record.deleted {
             Ok(())
+        } else if !known && self.schedules.len() >= MAX_SCHEDULES {
+            Err(ScheduleError::TooManySchedules { max: MAX_SCHEDULES })
         } else {
             Program::compile(&record.schedule, &self.config.limits).map(|program| {
                 self.schedules.insert(name, (record.schedule, program));
