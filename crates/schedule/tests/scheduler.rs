@@ -29,7 +29,7 @@ impl Stream {
         let mut out = BTreeMap::new();
         for r in records {
             if let Verdict::Applied { version, .. } =
-                arbiter.judge(&r, Arrival::at(r.t_ms)).expect("a valid record")
+                arbiter.judge(r, Arrival::at(r.t_ms)).expect("a valid record")
             {
                 out.insert(r.sensor, (version, r.setpoint, r.t_ms, r.author.clone()));
             }
@@ -54,7 +54,7 @@ impl Stream {
             .iter()
             .filter(|r| {
                 matches!(
-                    arbiter.judge(&r, Arrival::at(r.t_ms)).expect("a valid record"),
+                    arbiter.judge(r, Arrival::at(r.t_ms)).expect("a valid record"),
                     Verdict::Applied { .. }
                 )
             })

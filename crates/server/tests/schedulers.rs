@@ -106,7 +106,7 @@ async fn two_schedulers_on_kafka_make_each_step_take_effect_once() {
     let mut in_force: BTreeMap<i32, (u64, f64)> = BTreeMap::new();
     let (mut skipped, mut restated, mut writers) = (0, 0, std::collections::BTreeSet::new());
     for c in &log {
-        let verdict = arbiter.judge(&c, Arrival::at(c.t_ms)).expect("a valid record");
+        let verdict = arbiter.judge(c, Arrival::at(c.t_ms)).expect("a valid record");
         if c.author == "schedule:shift" && !c.write_id.is_empty() {
             writers.insert(
                 c.write_id
@@ -154,7 +154,7 @@ async fn two_schedulers_on_kafka_make_each_step_take_effect_once() {
     }
     let mut compacted = SetpointTable::default();
     for (sensor, c) in newest {
-        let verdict = compacted.judge(&c, Arrival::at(c.t_ms)).expect("a valid record");
+        let verdict = compacted.judge(c, Arrival::at(c.t_ms)).expect("a valid record");
         assert!(matches!(verdict, Verdict::Applied { .. }), "{verdict:?}");
         assert_eq!(
             (c.version, c.setpoint.desired),
