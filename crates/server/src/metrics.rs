@@ -123,7 +123,7 @@ impl Metrics {
             ),
             (
                 "setpoint_rejected_readings_total",
-                "Readings refused (not a finite temperature, or below absolute zero).",
+                "Readings the controller refused (not a finite temperature, below absolute zero, from the future, past the sensor bound; by reason in setpoint_refused_records_total).",
                 &self.rejected_readings,
             ),
             (
@@ -143,7 +143,7 @@ impl Metrics {
             ),
             (
                 "setpoint_rejected_setpoints_total",
-                "Setpoints refused (invalid).",
+                "Setpoint records the controller refused (by reason in setpoint_refused_records_total).",
                 &self.rejected_setpoints,
             ),
             (

@@ -27,6 +27,8 @@ pub struct Join {
     /// Heater memories restored with a time ahead of this process's clock, clamped (see
     /// [`HeaterMemory::clamped`]).
     clamped: u64,
+    /// Setpoint records the table refused (the controller core never sees them).
+    refused_setpoints: u64,
 }
 
 impl Join {
@@ -37,6 +39,7 @@ impl Join {
             changelog: HashMap::new(),
             owned: HashMap::new(),
             clamped: 0,
+            refused_setpoints: 0,
         }
     }
 
@@ -48,7 +51,10 @@ impl Join {
         change: &SetpointChange,
         arrival: Arrival,
     ) -> Result<Verdict, RecordError> {
-        let verdict = self.table.judge(change, arrival)?;
+        let verdict = self
+            .table
+            .judge(change, arrival)
+            .inspect_err(|_| self.refused_setpoints += 1)?;
         if let Verdict::Applied { version, .. } = verdict {
             self.controller
                 .apply_setpoint_at(change.sensor, change.setpoint, version, change.t_ms)
@@ -144,8 +150,11 @@ impl Join {
             .collect()
     }
 
+    /// The core's counters, with the setpoint records the table refused counted as rejected setpoints.
     pub fn stats(&self) -> Stats {
-        self.controller.stats()
+        let mut stats = self.controller.stats();
+        stats.setpoints_rejected += self.refused_setpoints;
+        stats
     }
 }
 
