@@ -240,25 +240,19 @@ impl Controller {
         reading: Reading,
         arrival: Arrival,
     ) -> Result<Option<Decision>, ReadingError> {
-        let checked = crate::SensorReading::new(sensor, reading)
-            .check(&self.config, arrival)
-            .and_then(|()| self.check_room(sensor));
+        // The temperature is checked by the step itself, as for every reading.
+        let checked = arrival
+            .check(sensor, reading.t_ms, self.config.max_clock_skew_ms)
+            .map_err(ReadingError::from)
+            .and_then(|()| {
+                let known = self.index.get(sensor).is_some();
+                Ok(self.config.admit(sensor, known, self.ids.len())?)
+            });
         if let Err(e) = checked {
             self.stats.rejected_readings += 1;
             return Err(e);
         }
         self.decide(sensor, reading, Some(arrival.now_ms))
-    }
-
-    /// Refuses a new sensor once `max_sensors` are known.
-    fn check_room(&self, sensor: SensorId) -> Result<(), ReadingError> {
-        if self.index.get(sensor).is_none() && self.ids.len() >= self.config.max_sensors {
-            return Err(ReadingError::TooManySensors {
-                sensor,
-                max: self.config.max_sensors,
-            });
-        }
-        Ok(())
     }
 
     fn decide(

@@ -129,9 +129,8 @@ pub enum ReadingError {
     /// it would make every later, correctly dated reading of the sensor look out of order.
     #[error(transparent)]
     FromTheFuture(#[from] TimeError),
-    /// A sensor this process has no room for (`Config::max_sensors`).
-    #[error("sensor {sensor}: this process already has {max} sensors (--max-sensors)")]
-    TooManySensors { sensor: SensorId, max: usize },
+    #[error(transparent)]
+    TooManySensors(#[from] TooManySensors),
     #[error("sensor {sensor}: temperature must be a finite number (got {value})")]
     NonFiniteTemperature { sensor: SensorId, value: f64 },
     /// Colder than anything can be: the sensor is broken. Acting on it would turn the heater on for a
@@ -145,7 +144,7 @@ impl ReadingError {
     pub fn kind(&self) -> &'static str {
         match self {
             ReadingError::FromTheFuture(_) => "future_time",
-            ReadingError::TooManySensors { .. } => "too_many_sensors",
+            ReadingError::TooManySensors(_) => "too_many_sensors",
             ReadingError::NonFiniteTemperature { .. } => "non_finite",
             ReadingError::BelowAbsoluteZero { .. } => "below_absolute_zero",
         }
@@ -207,6 +206,28 @@ pub struct Config {
     /// Most sensors one process keeps state for; a record for a new sensor beyond it is refused.
     #[serde(default = "default_max_sensors")]
     pub max_sensors: usize,
+}
+
+/// A sensor this process has no room for (`Config::max_sensors`): refused, counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("sensor {sensor}: this process already has {max} sensors (--max-sensors)")]
+pub struct TooManySensors {
+    pub sensor: SensorId,
+    pub max: usize,
+}
+
+impl Config {
+    /// The one sensor bound, for every keeper of per-sensor state (controller, setpoint table, bridge): a
+    /// sensor already `known` is always admitted, a new one while fewer than `max_sensors` are kept.
+    pub fn admit(&self, sensor: SensorId, known: bool, kept: usize) -> Result<(), TooManySensors> {
+        if known || kept < self.max_sensors {
+            return Ok(());
+        }
+        Err(TooManySensors {
+            sensor,
+            max: self.max_sensors,
+        })
+    }
 }
 
 fn default_max_clock_skew_ms() -> i64 {

@@ -1,3 +1,6 @@
+//! Over 400 lines on purpose: one state machine whose inputs (schedules, setpoint records, publish
+//! failures, the time) all touch the same per-sensor entries; its tests are in `tests/scheduler.rs`.
+//!
 //! The scheduler role's state machine, sans-IO: which setpoint records to publish, and when.
 //!
 //! Inputs, all in stream order where they come from a stream:
@@ -39,7 +42,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use setpoint_control::{
-    Arrival, Config, InForce, Limits, RecordError, SensorId, SetpointChange, SetpointTable, TimeMs, Verdict,
+    Arrival, Config, Limits, RecordError, SensorId, SetpointChange, SetpointTable, TimeMs, Verdict,
 };
 use setpoint_wire::schedule::{schedule_author, NextStep, ScheduleRecord, MAX_SCHEDULES};
 
@@ -60,7 +63,6 @@ struct InFlight {
 
 #[derive(Clone, Debug, Default)]
 struct SensorEntry {
-    in_force: Option<InForce>,
     /// Names of the schedules assigned to it, sorted.
     schedules: Vec<Arc<str>>,
     in_flight: Option<InFlight>,
@@ -69,7 +71,7 @@ struct SensorEntry {
 
 impl SensorEntry {
     fn is_empty(&self) -> bool {
-        self.in_force.is_none() && self.schedules.is_empty() && self.in_flight.is_none()
+        self.schedules.is_empty() && self.in_flight.is_none()
     }
 }
 
@@ -218,11 +220,6 @@ impl Scheduler {
                 in_force: self.table.version(r.sensor).unwrap_or(0),
             },
         };
-        let entry = self.sensors.entry(r.sensor).or_default();
-        if let Verdict::Applied { .. } = verdict {
-            entry.in_force = self.table.in_force(r.sensor).cloned();
-            mark(&mut self.dirty, r.sensor, entry);
-        }
         let own = r
             .write_id
             .strip_prefix(self.prefix.as_str())
@@ -234,8 +231,14 @@ impl Scheduler {
                     self.queued.extend(self.table.restatement(r.sensor));
                 }
             }
-            if entry.in_flight.is_some_and(|w| w.n == n) {
+        }
+        // Only scheduled sensors have an entry; the value in force of every sensor is in the table.
+        if let Some(entry) = self.sensors.get_mut(&r.sensor) {
+            let settled = own.is_some_and(|n| entry.in_flight.is_some_and(|w| w.n == n));
+            if settled {
                 settle(entry, &mut self.deadlines);
+            }
+            if settled || matches!(verdict, Verdict::Applied { .. }) {
                 mark(&mut self.dirty, r.sensor, entry);
             }
         }
@@ -406,7 +409,7 @@ impl Scheduler {
             }
         }
         let (slot, step) = best?;
-        let base = match &entry.in_force {
+        let base = match self.table.in_force(sensor) {
             None => 0,
             Some(f) if f.t_ms < step.at_ms => f.version,
             Some(_) => return None,

@@ -87,16 +87,6 @@ impl Metrics {
         *count == 1
     }
 
-    /// How many records `role` refused on `stream` for `reason`.
-    pub fn refused_count(&self, role: &str, stream: &str, reason: &str) -> u64 {
-        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        refused
-            .iter()
-            .filter(|((r, s, why), _)| *r == role && *s == stream && *why == reason)
-            .map(|(_, n)| *n)
-            .sum()
-    }
-
     /// Records the limits `role` judges by, exported as `setpoint_limits`.
     pub fn record_limits(&self, role: &'static str, config: &Config) {
         let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
@@ -273,17 +263,8 @@ impl Metrics {
     }
 }
 
-/// Longest piece of outside text a log line or an error message repeats: enough to recognise it, never a
-/// megabyte of someone's string.
-pub const CLIP_CHARS: usize = 200;
-
-/// `text` cut to [`CLIP_CHARS`] characters, marked where it was cut.
-pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
-    match text.char_indices().nth(CLIP_CHARS) {
-        None => text.into(),
-        Some((at, _)) => format!("{}… ({} bytes in all)", &text[..at], text.len()).into(),
-    }
-}
+/// Most characters of outside text a log line repeats (see `setpoint_wire::clip`).
+pub const LOGGED_CHARS: usize = 200;
 
 #[cfg(test)]
 mod tests {

@@ -493,10 +493,7 @@ async fn assert_usable(c: &mut Client) {
 }
 
 fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    common::metric(text, name).unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
 fn describe_reading(r: &SensorReading) -> String {
@@ -508,7 +505,7 @@ fn reading_error_kind(e: &ReadingError) -> &'static str {
         ReadingError::NonFiniteTemperature { .. } => "NonFiniteTemperature",
         ReadingError::BelowAbsoluteZero { .. } => "BelowAbsoluteZero",
         ReadingError::FromTheFuture(_) => "FromTheFuture",
-        ReadingError::TooManySensors { .. } => "TooManySensors",
+        ReadingError::TooManySensors(_) => "TooManySensors",
     }
 }
 

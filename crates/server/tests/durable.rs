@@ -618,10 +618,7 @@ async fn schedules_survive_a_restart_and_keep_firing() {
 }
 
 fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or_else(|| panic!("no {name} in /metrics:\n{text}"), |v| v as u64)
+    common::metric(text, name).unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }
 
 /// Waits (bounded) until `/readyz` answers `status`; returns its body.

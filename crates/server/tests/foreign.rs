@@ -90,6 +90,29 @@ async fn write(producer: &FutureProducer, topics: &Topics, records: &[Foreign]) 
     }
 }
 
+/// The offline reference's commands for everything `log` holds, all of it in the log by `written_by`.
+fn reference(config: &Config, log: &[Foreign], written_by: TimeMs) -> HashMap<SensorId, Vec<Expected>> {
+    let setpoints: Vec<LoggedSetpoint> = log
+        .iter()
+        .filter_map(|r| match r {
+            // The reference's records carry no author: the one refused for its author's length is left
+            // out of its input (it must take effect nowhere, which the commands of sensor 4 show).
+            Foreign::Setpoint { sp, author } if author.len() <= setpoint_control::MAX_AUTHOR_BYTES => {
+                Some(*sp)
+            }
+            _ => None,
+        })
+        .collect();
+    let readings: Vec<LoggedReading> = log
+        .iter()
+        .filter_map(|r| match r {
+            Foreign::Reading(r) => Some(*r),
+            Foreign::Setpoint { .. } => None,
+        })
+        .collect();
+    expected_commands_logged_by(config, &setpoints, &readings, written_by)
+}
+
 /// A `setpoint` role on the broker, killed when dropped; its stdout's URL, if it prints one.
 struct Role {
     child: Child,
@@ -100,14 +123,8 @@ impl Role {
     fn spawn(role: &str, broker: &Broker, t: &Topics, extra: &[&str]) -> Role {
         let mut child = Process::new(env!("CARGO_BIN_EXE_setpoint"))
             .args([role, "--kafka", &broker.brokers])
-            .args(["--topic-readings", &t.readings, "--topic-setpoints", &t.setpoints])
-            .args([
-                "--topic-commands",
-                &t.commands,
-                "--topic-controller-state",
-                &t.controller_state,
-            ])
-            .args(["--topic-schedules", &t.schedules, "--partitions", "2"])
+            .args(topic_args(t))
+            .args(["--partitions", "2"])
             .args(["--kafka-config", "session.timeout.ms=6000"])
             .args(extra)
             .env("SETPOINT_TOKEN", common::TOKEN)
@@ -179,39 +196,18 @@ async fn commands(
     (band, failsafe)
 }
 
-/// A raw HTTP/1.1 request: status and body.
+/// A request with the write token: status and body.
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        common::TOKEN,
-        body.len()
+    let headers = format!(
+        "Authorization: Bearer {}\r\nContent-Type: application/json\r\n",
+        common::TOKEN
     );
-    s.write_all(request.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
-        .await
-        .expect("answered in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_owned())
+    let (status, _, body) = common::http(addr, method, path, &headers, body).await;
+    (status, body)
 }
 
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
-}
-
-fn metric(text: &str, line_start: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,37 +254,16 @@ async fn records_from_another_producer_never_take_a_heater_out_of_control_and_ev
         stale_after_ms: Some(STALE_AFTER_MS),
         ..Config::default()
     };
-    let setpoints: Vec<LoggedSetpoint> = log
-        .iter()
-        .filter_map(|r| match r {
-            // The reference's records carry no author: the one refused for its author's length is left
-            // out of its input (it must take effect nowhere, which the commands of sensor 4 show).
-            Foreign::Setpoint { sp, author } if author.len() <= setpoint_control::MAX_AUTHOR_BYTES => {
-                Some(*sp)
-            }
-            _ => None,
-        })
-        .collect();
-    let readings: Vec<LoggedReading> = log
-        .iter()
-        .filter_map(|r| match r {
-            Foreign::Reading(r) => Some(*r),
-            Foreign::Setpoint { .. } => None,
-        })
-        .collect();
-    let expected = expected_commands_logged_by(&config, &setpoints, &readings, written_by);
+    let expected = reference(&config, &log, written_by);
     let want: usize = expected.values().map(Vec::len).sum();
     // Each heater On, then Off for 1 to 4; 5 stays On until its failsafe.
     assert_eq!(want, 9, "the reference: {expected:?}");
     assert_eq!(expected[&2].last().map(|e| e.version), Some(2));
     assert_eq!(expected[&3].last().map(|e| e.version), Some(2));
 
-    let _controller = Role::spawn(
-        "controller",
-        &broker,
-        &topics,
-        &["--stale-after-ms", &STALE_AFTER_MS.to_string()],
-    );
+    let stale = ["--stale-after-ms".to_owned(), STALE_AFTER_MS.to_string()];
+    let stale: Vec<&str> = stale.iter().map(String::as_str).collect();
+    let controller = Role::spawn("controller", &broker, &topics, &stale);
     let (band, failsafe) = commands(&broker, &topics.commands, want + 1).await;
     compare(&expected, &band).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -296,6 +271,24 @@ async fn records_from_another_producer_never_take_a_heater_out_of_control_and_ev
         vec![(5, Command::Off)],
         "sensor 5's silence is seen on the controller's clock"
     );
+
+    // A restart (kill -9, then a new controller in the group): it reads `tempset` again from the start,
+    // long after the refused records were logged, and must refuse them again — the versions it decides
+    // with are the first controller's. Every heater but 5 is turned On once more, then falls silent.
+    drop(controller);
+    let more: Vec<Foreign> = (1..=4).map(|s| reading(s, t0 + 3_000, 15.0)).collect();
+    write(&producer, &topics, &more).await;
+    log.extend(more);
+    let expected = reference(&config, &log, now_ms());
+    let want: usize = expected.values().map(Vec::len).sum();
+    assert_eq!(want, 13, "the reference: {expected:?}");
+    assert_eq!(expected[&2].last().map(|e| e.version), Some(2));
+    let _controller = Role::spawn("controller", &broker, &topics, &stale);
+    let (band, mut failsafe) = commands(&broker, &topics.commands, want + 5).await;
+    compare(&expected, &band).unwrap_or_else(|e| panic!("after the restart: {e}"));
+    failsafe.sort_by_key(|(s, _)| *s);
+    let all_off: Vec<(SensorId, Command)> = (1..=5).map(|s| (s, Command::Off)).collect();
+    assert_eq!(failsafe, all_off, "after the restart");
 
     // The bridge agrees with the controller on what is in force, and a write after the refused versions
     // is numbered on from the version in force.
@@ -337,18 +330,16 @@ async fn records_from_another_producer_never_take_a_heater_out_of_control_and_ev
     };
     let size = serde_json::to_string(&hello).expect("encodes").len();
     assert!(size < 4_096, "hello is {size} bytes");
-    assert!(h
-        .setpoints
-        .iter()
-        .all(|s| s.author.as_deref().is_none_or(|a| a.len() <= 128)));
+    assert!(h.setpoints.iter().all(|s| s
+        .author
+        .as_deref()
+        .is_none_or(|a| a.len() <= setpoint_control::MAX_AUTHOR_BYTES)));
     let (_, metrics) = http(addr, "GET", "/metrics", "").await;
     let refused = |stream: &str, reason: &str| {
-        metric(
-            &metrics,
-            &format!(
-                "setpoint_refused_records_total{{role=\"bridge\",stream=\"{stream}\",reason=\"{reason}\"}}"
-            ),
-        )
+        let series = format!(
+            "setpoint_refused_records_total{{role=\"bridge\",stream=\"{stream}\",reason=\"{reason}\"}}"
+        );
+        common::metric(&metrics, &series).unwrap_or(0)
     };
     assert_eq!(refused("readings", "non_finite"), 1, "{metrics}");
     assert_eq!(refused("readings", "future_time"), 2, "{metrics}");

@@ -193,13 +193,7 @@ impl Controller {
             .unwrap_or_else(|_| Stdio::null());
         let child = Process::new(env!("CARGO_BIN_EXE_setpoint"))
             .args(["controller", "--kafka", &broker.brokers])
-            .args(["--topic-readings", &t.readings, "--topic-setpoints", &t.setpoints])
-            .args([
-                "--topic-commands",
-                &t.commands,
-                "--topic-controller-state",
-                &t.controller_state,
-            ])
+            .args(topic_args(t))
             .args([
                 "--kafka-config",
                 &format!("session.timeout.ms={SESSION_TIMEOUT_MS}"),

@@ -9,3 +9,15 @@ pub mod api;
 pub mod proto;
 pub mod schedule;
 pub mod ws;
+
+/// Most characters of outside input an error message echoes.
+pub const ECHOED_CHARS: usize = 64;
+
+/// `text` cut to at most `max_chars` characters: all that an error message or a log line repeats of a
+/// string from outside, so nobody's megabyte ends up in an answer or a log.
+pub fn clip(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().nth(max_chars) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}

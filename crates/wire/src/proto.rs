@@ -62,7 +62,7 @@ pub fn check_key(key: Option<&[u8]>, value_sensor: SensorId) -> Result<(), Decod
         key: String::from_utf8_lossy(key).into_owned(),
     })?;
     let key_sensor: SensorId = text.trim().parse().map_err(|_| DecodeError::BadKey {
-        key: text.chars().take(64).collect(),
+        key: crate::clip(text, crate::ECHOED_CHARS).to_owned(),
     })?;
     if key_sensor != value_sensor {
         return Err(DecodeError::KeyMismatch {

@@ -349,7 +349,7 @@ impl ClientMessage {
 
 /// Keeps echoed client input short in error messages.
 fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
+    crate::clip(s, crate::ECHOED_CHARS).to_owned()
 }
 
 impl ServerMessage {

@@ -1,12 +1,12 @@
+//! Over 400 lines on purpose: the live runs and the catch-up run share the bus set-up, the observer and
+//! the check against the reference, which is what keeps a wrong answer from ever being reported as a speed.
+//!
 //! `cargo xtask bench kafka`: the controller role on Kafka (Tansu on loopback, or `KAFKA_BROKERS`), driven
 //! by a load generator at full speed and at fixed rates, with an independent rdkafka consumer on the
 //! commands topic. Reports sustained readings/s, reading→command latency (the reading's event time to the
 //! moment the independent consumer holds the command; millisecond event times, so 1 ms resolution), and
 //! setpoint-write → first command under the new setpoint. Fresh topics per run: Tansu's memory storage
 //! slows as a partition grows.
-//!
-//! Over 400 lines on purpose: the live runs and the catch-up run share the bus set-up, the observer and
-//! the check against the reference, which is what keeps a wrong answer from ever being reported as a speed.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

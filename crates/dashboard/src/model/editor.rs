@@ -1,11 +1,11 @@
+//! Over 400 lines on purpose: about half is its tests, which walk every order in which an answer (`ack`,
+//! `conflict`, `unconfirmed`, a setpoint update, a lost connection) can reach a pending write.
+//!
 //! One sensor's setpoint draft and the life of a write: draft → pending → saved, or an error in words.
 //!
 //! Kept apart from the DOM so the rules a user relies on are testable: a draft survives a conflict so it can be
 //! retried, a commit is validated by the control crate's `Limits` before it is sent (the same function the server
 //! runs), and a write in flight when the connection drops is reported as lost rather than left "pending" forever.
-//!
-//! Over 400 lines on purpose: about half is its tests, which walk every order in which an answer (`ack`,
-//! `conflict`, `unconfirmed`, a setpoint update, a lost connection) can reach a pending write.
 
 use setpoint_control::{Limits, SensorId, Setpoint, SetpointField};
 use setpoint_wire::ws::{ErrorCode, ErrorMsg, SetSetpoint, SetpointMsg};

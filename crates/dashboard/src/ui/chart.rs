@@ -1,3 +1,6 @@
+//! Over 400 lines on purpose: the temperature plot and the heater strip share one time axis and one
+//! canvas, and the strip's cached hatch pattern and `data-heater` attribute live beside the code they cache.
+//!
 //! Drawing one card's chart on a `<canvas>` with the 2D context: temperature line, comfort band, desired line,
 //! and under it, on the same time axis, the heater strip with decision markers (plus the what-if strip while a
 //! draft is previewed).
@@ -5,9 +8,6 @@
 //! Canvas rather than SVG/DOM: a chart is redrawn up to 20 times a second and a DOM of thousands of path points
 //! per card would dominate the frame. On/Off differ in more than hue — On is hatched and labelled, Off is flat
 //! grey, markers point up (On) or down (Off) — so the strip reads without colour vision.
-//!
-//! Over 400 lines on purpose: the temperature plot and the heater strip share one time axis and one
-//! canvas, and the strip's cached hatch pattern and `data-heater` attribute live beside the code they cache.
 
 use std::cell::RefCell;
 

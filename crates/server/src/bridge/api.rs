@@ -1,3 +1,8 @@
+//! Over 400 lines, not yet split: router, error model, extraction and the setpoint and schedule handlers
+//! share the `Failure` type and the OpenAPI annotations; splitting them along those concepts
+//! (`api/{error,extract,setpoints,schedules}.rs`) is the house issue's (22) first restructuring, kept out of
+//! the safety change so that behaviour and layout do not change in one commit.
+//!
 //! The HTTP JSON API under `/api/v1`, for scripts, cron jobs and home automation: the same state the
 //! dashboard shows and the same writes, without speaking the WebSocket protocol.
 //!
@@ -183,7 +188,7 @@ fn sensor_id(raw: &str) -> Result<SensorId, Failure> {
 }
 
 fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
+    setpoint_wire::clip(s, setpoint_wire::ECHOED_CHARS).to_owned()
 }
 
 /// The name of the token a write presents; refuses writes without one, and writes from foreign pages.

@@ -261,7 +261,7 @@ async fn ready<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
         // Control goes on from memory; what is not ready is taking writes that must be durable.
         let text = format!(
             "data file cannot be written: {}; setpoint writes are refused, control continues\n",
-            crate::metrics::clip(&problem)
+            setpoint_wire::clip(&problem, crate::metrics::LOGGED_CHARS)
         );
         return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
     }

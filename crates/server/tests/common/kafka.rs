@@ -21,6 +21,20 @@ pub fn topics(tag: &str) -> Topics {
     }
 }
 
+/// The command-line flags that point a `setpoint` binary at these topics.
+pub fn topic_args(t: &Topics) -> Vec<String> {
+    [
+        ("--topic-readings", &t.readings),
+        ("--topic-setpoints", &t.setpoints),
+        ("--topic-commands", &t.commands),
+        ("--topic-controller-state", &t.controller_state),
+        ("--topic-schedules", &t.schedules),
+    ]
+    .into_iter()
+    .flat_map(|(flag, topic)| [flag.to_owned(), topic.clone()])
+    .collect()
+}
+
 pub fn kafka_options(broker: &Broker, topics: &Topics) -> KafkaOptions {
     let mut o = KafkaOptions::new(&broker.brokers);
     o.topics = topics.clone();

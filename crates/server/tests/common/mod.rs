@@ -86,11 +86,33 @@ pub fn addr(r: &Running<EmbeddedBus>) -> SocketAddr {
 
 /// A raw HTTP/1.1 GET over a fresh connection: status line, headers and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    http(addr, "GET", path, "", "").await
+}
+
+/// A raw HTTP/1.1 request over a fresh connection, with extra header lines (each ending in `\r\n`) and a
+/// body: status, head and body of the answer.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
+    let length = if body.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", body.len())
+    };
+    s.write_all(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}{length}Connection: close\r\n\r\n{body}"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
     let mut buf = Vec::new();
     tokio::time::timeout(PATIENCE, s.read_to_end(&mut buf))
         .await
@@ -104,6 +126,14 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, head.to_owned(), body.to_owned())
+}
+
+/// The value of one series (`name` or `name{labels}`) in a Prometheus text exposition, if it is there.
+pub fn metric(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 pub fn set_setpoint(

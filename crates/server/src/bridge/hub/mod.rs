@@ -22,7 +22,7 @@ use setpoint_wire::schedule::{Schedule, ScheduleRecord};
 use setpoint_wire::ws::{ReadingsBatch, ServerMessage, SetSetpoint, SetpointMsg};
 
 use super::outbox::{Frame, Outbox, SharedBatch};
-use crate::bus::{Bus, BusError, Record, SensorReading, SetpointChange};
+use crate::bus::{Bus, BusError, SetpointChange};
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 pub use pump::pump;
@@ -138,44 +138,6 @@ impl Hub {
             answers,
             hub: Arc::clone(self),
         }
-    }
-
-    /// Readings from the bus; those the state refuses are counted (and the first of each kind logged).
-    pub(crate) fn on_reading(&self, records: impl IntoIterator<Item = Record<SensorReading>>) {
-        let now = now_ms();
-        let metrics = &self.metrics;
-        self.with_state(|s| {
-            for r in records {
-                if let Err(e) = s.on_reading(r.value, r.arrival(now)) {
-                    refused(metrics, "readings", e.kind(), &e);
-                }
-            }
-        });
-    }
-
-    pub(crate) fn on_decision(&self, records: impl IntoIterator<Item = Record<Decision>>) {
-        let now = now_ms();
-        let metrics = &self.metrics;
-        self.with_state(|s| {
-            for r in records {
-                if let Err(e) = s.on_decision(r.value, r.arrival(now)) {
-                    refused(metrics, "commands", e.kind(), &e);
-                }
-            }
-        });
-    }
-
-    pub(crate) fn on_setpoint(&self, records: impl IntoIterator<Item = Record<SetpointChange>>) {
-        let now = now_ms();
-        let metrics = &self.metrics;
-        self.with_state(|s| {
-            for r in records {
-                let arrival = r.arrival(now);
-                if let Err(e) = s.on_setpoint(r.value, arrival) {
-                    refused(metrics, "setpoints", e.kind(), &e);
-                }
-            }
-        });
     }
 
     pub(crate) fn on_schedule(&self, records: impl IntoIterator<Item = ScheduleRecord>) {
@@ -339,7 +301,7 @@ impl Hub {
 
     /// The setpoint in force for a sensor.
     pub fn setpoint(&self, sensor: SensorId) -> Option<SetpointMsg> {
-        self.lock().state.setpoint(sensor).cloned()
+        self.lock().state.setpoint(sensor)
     }
 
     /// The last command the bridge has seen for a sensor.
@@ -426,17 +388,5 @@ impl Inner {
             }
         }
         metrics.record_bridge(&self.state.stats());
-    }
-}
-
-/// Counts a record the bridge refused; logs the first of each kind (the rest are only counted, so a
-/// producer that floods bad records cannot flood the log), its text clipped.
-fn refused(metrics: &Metrics, stream: &'static str, reason: &'static str, error: &dyn std::fmt::Display) {
-    if metrics.refused("bridge", stream, reason) {
-        tracing::warn!(
-            stream,
-            "record refused, not shown: {} (further ones of this kind are only counted)",
-            crate::metrics::clip(&error.to_string())
-        );
     }
 }

@@ -1,4 +1,5 @@
-//! Feeds the hub from the bus: one subscription per stream for all clients.
+//! Feeds the hub from the bus: one subscription per stream for all clients, each record with its arrival;
+//! what the state refuses is counted here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,9 +8,13 @@ use setpoint_wire::schedule::ScheduleRecord;
 use setpoint_wire::ws::BusStatus;
 use tokio_util::sync::CancellationToken;
 
+use setpoint_control::{Arrival, Decision};
+
+use super::state::HubState;
 use super::{Hub, FLUSH_INTERVAL, STATUS_INTERVAL};
-use crate::bus::{Bus, BusError, Consumer, Payload, SetpointChange, StartAt};
+use crate::bus::{Bus, BusError, Consumer, Payload, Record, SensorReading, SetpointChange, StartAt};
 use crate::clock::now_ms;
+use crate::metrics::LOGGED_CHARS;
 use crate::retry::{self, Backoff};
 
 /// Subscribes to one stream, retrying until it works or `shutdown` fires. A bridge may start before the
@@ -145,4 +150,55 @@ pub async fn pump<B: Bus>(bus: B, hub: Arc<Hub>, shutdown: CancellationToken) ->
     hub.on_reading(readings.try_batch(usize::MAX)?);
     hub.flush();
     Ok(())
+}
+
+/// The bus's records, fed to the state with their arrival.
+impl Hub {
+    /// Readings from the bus; those the state refuses are counted (and the first of each kind logged).
+    pub(crate) fn on_reading(&self, records: Vec<Record<SensorReading>>) {
+        self.on_records("readings", records, |s, r, at| {
+            s.on_reading(r, at).map_err(|e| (e.kind(), e.to_string()))
+        });
+    }
+
+    pub(crate) fn on_decision(&self, records: Vec<Record<Decision>>) {
+        self.on_records("commands", records, |s, d, at| {
+            s.on_decision(d, at).map_err(|e| (e.kind(), e.to_string()))
+        });
+    }
+
+    pub(crate) fn on_setpoint(&self, records: Vec<Record<SetpointChange>>) {
+        self.on_records("setpoints", records, |s, c, at| {
+            s.on_setpoint(c, at)
+                .map(drop)
+                .map_err(|e| (e.kind(), e.to_string()))
+        });
+    }
+
+    /// Feeds records of one stream to the state, each with its arrival, under one lock; counts what the
+    /// state refuses, and logs the first of each kind (the rest are only counted, so a producer that floods
+    /// bad records cannot flood the log), its text clipped.
+    fn on_records<T>(
+        &self,
+        stream: &'static str,
+        records: Vec<Record<T>>,
+        input: impl Fn(&mut HubState, T, Arrival) -> Result<(), (&'static str, String)>,
+    ) {
+        let now = now_ms();
+        let metrics = &self.metrics;
+        self.with_state(|s| {
+            for r in records {
+                let arrival = r.arrival(now);
+                if let Err((reason, error)) = input(s, r.value, arrival) {
+                    if metrics.refused("bridge", stream, reason) {
+                        tracing::warn!(
+                            stream,
+                            "record refused, not shown: {} (further ones of this kind are only counted)",
+                            setpoint_wire::clip(&error, LOGGED_CHARS)
+                        );
+                    }
+                }
+            }
+        });
+    }
 }

@@ -1,3 +1,6 @@
+//! Over 400 lines on purpose: one state machine whose inputs all touch the same fields; its tests are in
+//! `tests.rs`.
+//!
 //! The bridge's state machine, sans-IO: what every browser is told, and when.
 //!
 //! Inputs are records from the bus (readings, decisions, setpoints), clients arriving and leaving, setpoint
@@ -23,15 +26,12 @@
 //! - **History.** Each sensor's readings (thinned to at most one per `backfill_ms / backfill_max_per_sensor`),
 //!   its decisions and its setpoint changes (who, when, from → to) over the backfill window are kept, so a
 //!   new client starts with complete charts, heater strips and change history.
-//!
-//! Over 400 lines on purpose: one state machine whose inputs all touch the same fields; its tests are in
-//! `tests.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use setpoint_control::{
-    check_temperature, Arrival, Config, Decision, ReadingError, RecordError, SensorId, SensorReading,
-    SetpointTable, TimeMs, Verdict,
+    check_temperature, Arrival, Config, Decision, InForce, ReadingError, RecordError, SensorId,
+    SensorReading, SetpointTable, TimeMs, Verdict,
 };
 use setpoint_wire::api::{SensorHistory, SensorView};
 use setpoint_wire::ws::{
@@ -149,10 +149,9 @@ struct ReadingHistory {
 pub struct HubState {
     config: Config,
     options: HubOptions,
-    /// The setpoints in force as the WebSocket shows them; changed only by what `table` applies.
-    setpoints: BTreeMap<SensorId, SetpointMsg>,
-    /// Which setpoint records take effect and which are refused: the table the controller and the
-    /// scheduler keep too, under the same limits.
+    /// Which setpoint records take effect and which are refused, and the values in force: the table the
+    /// controller and the scheduler keep too, under the same limits. What clients are shown is derived from
+    /// it ([`HubState::setpoint`]).
     table: SetpointTable,
     changes: HashMap<SensorId, VecDeque<SetpointChangeEntry>>,
     commands: BTreeMap<SensorId, Decision>,
@@ -192,7 +191,6 @@ impl HubState {
         Self {
             config,
             options,
-            setpoints: BTreeMap::new(),
             table: SetpointTable::new(config),
             changes: HashMap::new(),
             commands: BTreeMap::new(),
@@ -252,7 +250,7 @@ impl HubState {
             protocol: PROTOCOL_VERSION,
             can_write,
             sensors: self.sensors.iter().copied().collect(),
-            setpoints: self.setpoints.values().cloned().collect(),
+            setpoints: self.setpoints_in_force(),
             commands: self.commands.values().copied().collect(),
             config: self.config,
             server_time_ms: now,
@@ -312,13 +310,8 @@ impl HubState {
 
     /// Refuses a sensor the bridge has not heard of once it knows `max_sensors`.
     fn admit(&self, sensor: SensorId) -> Result<(), ReadingError> {
-        if !self.sensors.contains(&sensor) && self.sensors.len() >= self.config.max_sensors {
-            return Err(ReadingError::TooManySensors {
-                sensor,
-                max: self.config.max_sensors,
-            });
-        }
-        Ok(())
+        let known = self.sensors.contains(&sensor);
+        Ok(self.config.admit(sensor, known, self.sensors.len())?)
     }
 
     /// Sends the readings received since the last flush, as one batch for everybody.
@@ -379,6 +372,7 @@ impl HubState {
     /// if it is one of this hub's writes, its writer now knows its outcome.
     pub fn on_setpoint(&mut self, change: SetpointChange, arrival: Arrival) -> Result<Verdict, RecordError> {
         let now = arrival.now_ms;
+        let previous = self.table.in_force(change.sensor).map(|f| f.setpoint);
         let verdict = match self.table.judge(&change, arrival) {
             Ok(verdict) => verdict,
             Err(e) => {
@@ -387,16 +381,14 @@ impl HubState {
                 return Err(e);
             }
         };
-        if let Verdict::Applied { version, .. } = verdict {
-            let mut msg = SetpointMsg::new(change.sensor, &change.setpoint, version, Some(change.t_ms));
-            msg.author = (!change.author.is_empty()).then(|| change.author.clone());
-            let previous = self.setpoints.insert(change.sensor, msg.clone());
+        let in_force = self.setpoint(change.sensor);
+        if let (Verdict::Applied { version, .. }, Some(msg)) = (verdict, &in_force) {
             let changes = self.changes.entry(change.sensor).or_default();
             changes.push_back(SetpointChangeEntry {
                 version,
                 author: change.author.clone(),
                 t_ms: change.t_ms,
-                from: previous.map(|p| p.setpoint()),
+                from: previous,
                 to: change.setpoint,
             });
             if changes.len() > CHANGES_PER_SENSOR {
@@ -404,11 +396,12 @@ impl HubState {
             }
             self.sensors.insert(change.sensor);
             self.stats.setpoints += 1;
-            self.outputs.push(Output::Broadcast(ServerMessage::Setpoint(msg)));
+            self.outputs
+                .push(Output::Broadcast(ServerMessage::Setpoint(msg.clone())));
         }
         if let Verdict::Skipped { .. } = verdict {
             self.settle_refused(&change, now);
-        } else if let Some(in_force) = self.setpoints.get(&change.sensor).cloned() {
+        } else if let Some(in_force) = in_force {
             if let Some(write) = self.own_write(&change) {
                 write.outcome = Some(Ok(in_force));
                 self.settle_writes(now);
@@ -431,7 +424,7 @@ impl HubState {
     /// `change` did not take effect: if it is one of this hub's writes, its writer gets `conflict` with
     /// the value in force, and a restatement of that value is published (see the module docs).
     fn settle_refused(&mut self, change: &SetpointChange, now: TimeMs) {
-        let current = self.setpoints.get(&change.sensor).cloned();
+        let current = self.setpoint(change.sensor);
         let restatement = self.table.restatement(change.sensor);
         let Some(write) = self.own_write(change) else {
             return;
@@ -654,7 +647,7 @@ impl HubState {
         self.sensors.contains(&sensor).then(|| SensorView {
             sensor,
             reading: self.history.get(&sensor).map(|h| h.newest),
-            setpoint: self.setpoints.get(&sensor).cloned(),
+            setpoint: self.setpoint(sensor),
             heater: self.commands.get(&sensor).copied(),
             next_step: self
                 .next_steps
@@ -756,9 +749,16 @@ impl HubState {
         self.sensors.iter().filter_map(|&s| self.sensor_view(s)).collect()
     }
 
-    /// The setpoint in force for a sensor.
-    pub fn setpoint(&self, sensor: SensorId) -> Option<&SetpointMsg> {
-        self.setpoints.get(&sensor)
+    /// The setpoint in force for a sensor, as clients are shown it.
+    pub fn setpoint(&self, sensor: SensorId) -> Option<SetpointMsg> {
+        self.table.in_force(sensor).map(|f| setpoint_msg(sensor, f))
+    }
+
+    /// Every setpoint in force, by sensor.
+    fn setpoints_in_force(&self) -> Vec<SetpointMsg> {
+        let mut all: Vec<SetpointMsg> = self.table.iter().map(|(s, f)| setpoint_msg(s, f)).collect();
+        all.sort_by_key(|m| m.sensor);
+        all
     }
 
     /// The last command seen for a sensor.
@@ -775,10 +775,10 @@ impl HubState {
             .filter(|w| w.value.sensor == sensor && w.outcome.is_none())
             .map(|w| &w.value)
             .max_by_key(|v| v.version);
-        match (self.setpoints.get(&sensor), in_flight) {
-            (Some(c), Some(w)) if c.version >= w.version => Some(c.clone()),
+        match (self.setpoint(sensor), in_flight) {
+            (Some(c), Some(w)) if c.version >= w.version => Some(c),
             (_, Some(w)) => Some(w.clone()),
-            (c, None) => c.cloned(),
+            (c, None) => c,
         }
     }
 
@@ -832,6 +832,13 @@ impl HubState {
             self.outputs.push(Output::Send(client, msg));
         }
     }
+}
+
+/// A value in force as the WebSocket and the API show it.
+fn setpoint_msg(sensor: SensorId, f: &InForce) -> SetpointMsg {
+    let mut msg = SetpointMsg::new(sensor, &f.setpoint, f.version, Some(f.t_ms));
+    msg.author = (!f.author.is_empty()).then(|| f.author.clone());
+    msg
 }
 
 fn conflict_message(sensor: SensorId, in_force: u64, base: u64) -> String {

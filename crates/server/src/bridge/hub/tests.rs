@@ -743,3 +743,126 @@ fn schedules_and_each_sensors_next_step_reach_new_and_connected_clients() {
     let gone = last_schedules(clients.sent_to(late));
     assert!(gone.schedules.is_empty() && gone.next.is_empty());
 }
+
+/// Records of other producers that the hub refuses, as the controller does: none of them is shown to a
+/// client, none advances a version, and the bounds on sensors and schedules hold.
+#[test]
+fn records_the_controller_would_refuse_are_refused_and_change_nothing() {
+    use setpoint_control::{ReadingError, RecordError, MAX_AUTHOR_BYTES};
+    use setpoint_wire::schedule::{Schedule, ScheduleRecord, ScheduleStep, Weekday, MAX_SCHEDULES};
+    let now = 1_795_608_000_000;
+    let at = Arrival::at(now);
+    let mut hub = HubState::new(
+        Config {
+            max_sensors: 3,
+            ..Config::default()
+        },
+        HubOptions::default(),
+    );
+    let mut clients = Clients::default();
+    let c = clients.register(&mut hub);
+    let record = |version, base, desired, author: &str| SetpointChange {
+        sensor: 1,
+        setpoint: Setpoint::new(desired, 1.0, 1.0),
+        version,
+        author: author.into(),
+        t_ms: now,
+        base_version: base,
+        write_id: String::new(),
+    };
+    hub.on_setpoint(record(0, None, 20.0, ""), at).expect("valid");
+    let refused = [
+        record(0, None, 900.0, ""),
+        record(u64::MAX, None, 21.0, ""),
+        record(0, None, 21.0, &"x".repeat(MAX_AUTHOR_BYTES + 1)),
+        SetpointChange {
+            t_ms: now + 3_600_000,
+            ..record(0, None, 21.0, "")
+        },
+    ];
+    for r in refused {
+        assert!(hub.on_setpoint(r.clone(), at).is_err(), "{r:?}");
+    }
+    let in_force = hub.setpoint(1).expect("in force");
+    assert_eq!((in_force.version, in_force.desired), (1, 20.0));
+    let bad_readings = [
+        SensorReading {
+            sensor: 1,
+            t_ms: now,
+            temperature: f64::NAN,
+        },
+        SensorReading {
+            sensor: 1,
+            t_ms: now + 3_600_000,
+            temperature: 20.0,
+        },
+    ];
+    for r in bad_readings {
+        assert!(hub.on_reading(r, at).is_err(), "{r:?}");
+    }
+    let nan_command = Decision {
+        temperature: f64::INFINITY,
+        ..decision(1, now)
+    };
+    assert!(hub.on_decision(nan_command, at).is_err());
+    hub.flush();
+    clients.deliver(&mut hub);
+    let shown = clients.sent_to(c);
+    assert!(
+        shown
+            .iter()
+            .all(|m| !matches!(m, ServerMessage::Readings(_) | ServerMessage::Decision(_))),
+        "nothing refused reached the client: {shown:?}"
+    );
+    // The sensor bound: 1 is known; 2 and 3 fit; 4 does not. Readings count the sensors this bridge
+    // keeps; setpoints count the table's, which every reader of `tempset` counts alike.
+    hub.on_reading(reading(2, now), at).expect("fits");
+    hub.on_reading(reading(3, now), at).expect("fits");
+    assert!(matches!(
+        hub.on_reading(reading(4, now), at),
+        Err(ReadingError::TooManySensors(_))
+    ));
+    for sensor in [2, 3] {
+        let first = SetpointChange {
+            sensor,
+            ..record(0, None, 20.0, "")
+        };
+        hub.on_setpoint(first, at).expect("fits");
+    }
+    let fourth = SetpointChange {
+        sensor: 4,
+        ..record(0, None, 20.0, "")
+    };
+    assert!(matches!(
+        hub.on_setpoint(fourth, at),
+        Err(RecordError::TooManySensors(_))
+    ));
+    hub.on_reading(reading(1, now + 1), at)
+        .expect("a known sensor is always admitted");
+    // The schedule bound: a new schedule past it is refused; an existing one may still change.
+    let schedule = |name: String, desired| ScheduleRecord {
+        schedule: Schedule {
+            name,
+            zone: "UTC".into(),
+            steps: vec![ScheduleStep {
+                days: Weekday::ALL.to_vec(),
+                time: "06:00".into(),
+                desired,
+                up_delta: 0.5,
+                down_delta: 0.5,
+            }],
+            sensors: vec![1],
+        },
+        author: "admin".into(),
+        t_ms: now,
+        deleted: false,
+    };
+    for n in 0..MAX_SCHEDULES {
+        hub.on_schedule(schedule(format!("s{n}"), 20.0), now)
+            .expect("within the bound");
+    }
+    assert!(hub.on_schedule(schedule("one-more".into(), 20.0), now).is_err());
+    hub.on_schedule(schedule("s0".into(), 21.0), now)
+        .expect("replacing one is not adding one");
+    assert_eq!(hub.schedules().len(), MAX_SCHEDULES);
+}

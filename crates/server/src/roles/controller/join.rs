@@ -96,16 +96,15 @@ impl Join {
     /// over the heater memory from the changelog, so it neither repeats the previous owner's last command
     /// nor cuts its dwell short.
     ///
-    /// A reading dated further ahead of `arrival` than the clock skew allows is refused before anything
-    /// else (it never becomes the sensor's newest time), and a memory restored with a time ahead of this
-    /// process's clock is clamped to it.
+    /// A reading dated further ahead of `arrival` than the clock skew allows is refused (it never becomes
+    /// the sensor's newest time), and a memory restored with a time ahead of this process's clock is
+    /// clamped to it.
     pub fn decide(
         &mut self,
         partition: i32,
         event: &SensorReading,
         arrival: Arrival,
     ) -> Result<Option<Decision>, ReadingError> {
-        event.check(self.controller.config(), arrival)?;
         // A lookup, not a write, for the sensors already owned: this runs for every reading.
         if let Entry::Vacant(slot) = self.owned.entry(event.sensor) {
             slot.insert(partition);

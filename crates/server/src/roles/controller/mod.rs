@@ -261,7 +261,7 @@ fn apply_setpoints(join: &mut Join, batch: Vec<Record<SetpointChange>>, metrics:
                     sensor = change.sensor,
                     offset = record.offset,
                     "setpoint record refused, the version in force stays: {}",
-                    crate::metrics::clip(&e.to_string())
+                    setpoint_wire::clip(&e.to_string(), crate::metrics::LOGGED_CHARS)
                 );
             }
         }
