@@ -63,11 +63,20 @@ async fn run(cli: Cli) -> Result<(), String> {
         tracing::warn!("on the embedded bus a single role has no peers; use --kafka, or `setpoint run` to compose all roles");
     }
     let options = command.run_options()?;
-    let token = options.bridge.as_ref().map(|b| b.tokens.first().1.clone());
+    // The secret goes to stdout only when it was generated: the operator has no other way to learn it.
+    // A token the operator chose is theirs already, and stdout often ends up in a service's journal.
+    let token = options
+        .bridge
+        .as_ref()
+        .filter(|b| b.token_generated)
+        .map(|b| b.tokens.first().1.clone());
     if let Some(b) = &options.bridge {
         // Names only: a secret never goes to the log.
         let names: Vec<&str> = b.tokens.names().collect();
         tracing::info!(tokens = %names.join(", "), "write tokens");
+    }
+    if token_on_command_line() {
+        tracing::warn!("--token on the command line is visible to every local user (ps, /proc); prefer SETPOINT_TOKEN or --tokens-file");
     }
     let metrics = Arc::new(Metrics::default());
     let stop = CancellationToken::new();
@@ -77,13 +86,22 @@ async fn run(cli: Cli) -> Result<(), String> {
         signal_stop.cancel();
     });
     let announce = |addr: Option<std::net::SocketAddr>| {
-        if let (Some(addr), Some(token)) = (addr, &token) {
-            // Printed, not logged: this line is how the operator gets write access, like Jupyter's URL.
-            println!(
+        // Printed, not logged: this is how the operator gets write access, like Jupyter's URL.
+        let text = match (addr, &token) {
+            (Some(addr), Some(token)) => format!(
                 "\n  setpoint is running. Open the dashboard:\n\n    http://{addr}/#token={}\n",
                 token.expose()
-            );
-        }
+            ),
+            (Some(addr), None) => format!(
+                "\n  setpoint is running. Open the dashboard:\n\n    http://{addr}/\n\n  \
+                 To change setpoints, open http://{addr}/#token=<your token>\n"
+            ),
+            (None, _) => return,
+        };
+        // Not `println!`: a closed stdout (a supervisor that stopped reading) must not panic the server.
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     };
     match kafka {
         None => {
@@ -141,6 +159,12 @@ fn embedded_bus(store: Option<&cli::StoreArgs>, retention_records: usize) -> Res
             Ok(bus)
         }
     }
+}
+
+/// Whether `--token` was given as an argument (the process list shows it) rather than through the
+/// environment or a file.
+fn token_on_command_line() -> bool {
+    std::env::args().any(|a| a == "--token" || a.starts_with("--token="))
 }
 
 /// Ctrl-C or SIGTERM.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use setpoint_control::{Config, Stats};
 
@@ -48,6 +49,10 @@ pub struct Metrics {
     /// Records refused by a reader's checks, by (role, stream, reason): what other producers sent that
     /// this process would not use.
     refused: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
+    /// Clients a listener guard refused or cut, by reason, with when each reason was last logged.
+    clients_refused: Mutex<BTreeMap<&'static str, ClientRefusals>>,
+    /// HTTP connections open now (WebSockets included).
+    pub http_connections: AtomicU64,
     /// The limits each role of this process judges setpoints by, so two processes that disagree show it.
     limits: Mutex<BTreeMap<&'static str, Config>>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
@@ -85,6 +90,31 @@ impl Metrics {
         let count = refused.entry((role, stream, reason)).or_insert(0);
         *count += 1;
         *count == 1
+    }
+
+    /// Counts a client a listener guard refused or cut. Returns `Some(unlogged)` when a log line is due: the
+    /// first of each reason, then at most one per [`CLIENT_LOG_EVERY`], carrying how many went unlogged in
+    /// between. A client repeating a bad request cannot flood the log.
+    pub fn client_refused(&self, reason: &'static str) -> Option<u64> {
+        let mut refused = self.clients_refused.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = refused.entry(reason).or_default();
+        entry.total += 1;
+        let now = Instant::now();
+        if entry
+            .logged_at
+            .is_some_and(|at| now.saturating_duration_since(at) < CLIENT_LOG_EVERY)
+        {
+            entry.unlogged += 1;
+            return None;
+        }
+        entry.logged_at = Some(now);
+        Some(std::mem::take(&mut entry.unlogged))
+    }
+
+    /// How many clients were refused for `reason` (for tests).
+    pub fn clients_refused_count(&self, reason: &str) -> u64 {
+        let refused = self.clients_refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused.get(reason).map_or(0, |r| r.total)
     }
 
     /// Records the limits `role` judges by, exported as `setpoint_limits`.
@@ -227,6 +257,21 @@ impl Metrics {
                 "{name}{{role=\"{role}\",stream=\"{stream}\",reason=\"{reason}\"}} {n}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP setpoint_http_connections HTTP connections open now (WebSockets included).\n# TYPE setpoint_http_connections gauge\nsetpoint_http_connections {}",
+            self.http_connections.load(Relaxed)
+        );
+        let name = "setpoint_clients_refused_total";
+        let _ = writeln!(out, "# HELP {name} Requests and connections the listener's guards refused or cut, by reason (see SECURITY.md).\n# TYPE {name} counter");
+        for (reason, r) in self
+            .clients_refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", r.total);
+        }
         let name = "setpoint_limits";
         let _ = writeln!(out, "# HELP {name} The limits each role judges setpoints and readings by; processes that disagree refuse different records.\n# TYPE {name} gauge");
         for (role, c) in self.limits.lock().unwrap_or_else(|e| e.into_inner()).iter() {
@@ -263,6 +308,16 @@ impl Metrics {
     }
 }
 
+/// At most one log line per kind of client refusal per this long; the rest are counted.
+pub const CLIENT_LOG_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct ClientRefusals {
+    total: u64,
+    unlogged: u64,
+    logged_at: Option<Instant>,
+}
+
 /// Most characters of outside text a log line repeats (see `setpoint_wire::clip`).
 pub const LOGGED_CHARS: usize = 200;
 
@@ -285,5 +340,23 @@ mod tests {
         assert!(text.contains("setpoint_reading_to_decision_seconds_bucket{le=\"1\"} 2\n"));
         assert!(text.contains("setpoint_reading_to_decision_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("setpoint_reading_to_decision_seconds_count 3\n"));
+    }
+
+    #[test]
+    fn a_repeated_client_refusal_is_logged_once_a_minute_and_always_counted() {
+        let m = Metrics::default();
+        assert_eq!(m.client_refused("misdirected_host"), Some(0));
+        for _ in 0..999 {
+            assert_eq!(m.client_refused("misdirected_host"), None);
+        }
+        assert_eq!(
+            m.client_refused("head_timeout"),
+            Some(0),
+            "each reason logs on its own"
+        );
+        assert_eq!(m.clients_refused_count("misdirected_host"), 1000);
+        assert!(m
+            .render()
+            .contains("setpoint_clients_refused_total{reason=\"misdirected_host\"} 1000\n"));
     }
 }

@@ -271,7 +271,15 @@ async fn cross_origin_upgrades_are_refused_and_same_origin_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_neither_delays_others_nor_grows_memory() {
     // 400 rooms every 10 ms: 40k readings/s, enough to fill a stalled client's socket buffers quickly.
-    let server = start(400, 10).await;
+    // A send deadline of 3 s drops the stalled client once its socket stopped draining (after its readings
+    // were coalesced for a while); pings are far off,
+    // so it is the deadline that drops it.
+    let mut options = common::options(400, 10);
+    if let Some(bridge) = options.bridge.as_mut() {
+        bridge.listener.send_timeout = Duration::from_secs(3);
+        bridge.listener.ws_ping_interval = Duration::from_secs(600);
+    }
+    let server = start_with(options).await;
     let a = addr(&server);
     let _stalled = connect(a, None, None).await.expect("connects"); // never read from
     let mut live = connect(a, None, None).await.expect("connects");
@@ -307,6 +315,26 @@ async fn a_client_that_never_reads_neither_delays_others_nor_grows_memory() {
         .expect("counter");
     println!("coalesced away for the stalled client: {dropped}");
     assert!(dropped > 0, "the stalled client's readings were coalesced");
+    let series = "setpoint_clients_refused_total{reason=\"ws_send_timeout\"}";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let read = |series: &'static str| async move {
+        let (_, _, text) = http_get(a, "/metrics").await;
+        metric(&text, series).unwrap_or(0)
+    };
+    while read(series).await < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled client was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while read("setpoint_ws_clients").await > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled client is still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.shutdown().await;
 }
 
@@ -417,7 +445,7 @@ async fn health_readiness_and_the_not_built_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_burst_of_writes_is_rate_limited_per_connection() {
+async fn a_burst_of_writes_is_rate_limited_per_token_and_address_not_per_connection() {
     let server = start(1, 100).await;
     let mut c = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
     c.next().await;
@@ -446,13 +474,22 @@ async fn a_burst_of_writes_is_rate_limited_per_connection() {
         "a burst of 10 goes through: {acked} acked, {limited} limited"
     );
     assert!(limited >= 1);
-    // Another connection has its own budget.
+    // Another connection does not bring a fresh budget: the token's (and the address's) is spent.
     let mut other = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
     other.next().await;
     other.send(&set_setpoint("o1", 1, 21.0, 1.0, 1.0, None)).await;
-    other
-        .until(|m| matches!(m, ServerMessage::Ack { request_id, .. } if request_id == "o1").then_some(()))
+    let code = other
+        .until(|m| match m {
+            ServerMessage::Error(e) if e.request_id.as_deref() == Some("o1") => Some(Ok(e.code)),
+            ServerMessage::Ack { request_id, .. } if request_id == "o1" => Some(Err(())),
+            _ => None,
+        })
         .await;
+    assert_eq!(
+        code,
+        Ok(ErrorCode::RateLimited),
+        "a new connection multiplied the budget"
+    );
     server.shutdown().await;
 }
 

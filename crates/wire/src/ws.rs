@@ -237,6 +237,16 @@ pub enum ErrorCode {
     InvalidSchedule,
     /// Something failed inside the server; the request may be retried.
     Internal,
+    /// HTTP only: the request body did not arrive within the body timeout.
+    RequestTimeout,
+    /// HTTP only: the path exists but not with this method; the `Allow` header lists those it has.
+    MethodNotAllowed,
+    /// HTTP only: the `Host` header names a host this server does not serve (DNS rebinding guard).
+    MisdirectedRequest,
+    /// HTTP only: the server is at its connection limit; retry after the `Retry-After` header.
+    TooManyConnections,
+    /// HTTP only: `/ws` was asked for without a WebSocket upgrade.
+    UpgradeRequired,
 }
 
 /// An error, tied to a request when `request_id` is set.

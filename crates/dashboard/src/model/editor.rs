@@ -315,6 +315,7 @@ pub fn explain(code: ErrorCode, message: &str) -> String {
         ErrorCode::RateLimited => "too many changes at once; wait a moment and save again",
         ErrorCode::BrokerUnavailable => "the message bus is unavailable; the change was not saved",
         ErrorCode::Internal => "server error; save again",
+        ErrorCode::TooManyConnections | ErrorCode::RequestTimeout => "the server is busy; save again",
         ErrorCode::Unconfirmed => "saved, but not yet confirmed to have taken effect",
         ErrorCode::NotFound => "the server does not know this sensor",
         ErrorCode::Forbidden => "this page's origin may not write to the server",
@@ -323,7 +324,10 @@ pub fn explain(code: ErrorCode, message: &str) -> String {
         | ErrorCode::UnknownType
         | ErrorCode::InvalidMessage
         | ErrorCode::FrameTooLarge
-        | ErrorCode::BinaryFrame => "the server did not understand the request",
+        | ErrorCode::BinaryFrame
+        | ErrorCode::MethodNotAllowed
+        | ErrorCode::MisdirectedRequest
+        | ErrorCode::UpgradeRequired => "the server did not understand the request",
     };
     if message.is_empty() {
         why.to_owned()

@@ -18,7 +18,7 @@
 //! `#[utoipa::path]` annotation on each handler and the wire types' schemas ([`openapi`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -35,7 +35,6 @@ use setpoint_wire::api::{ConflictError, SetpointBody, SetpointWrite, WriteOutcom
 use setpoint_wire::schedule::{ScheduleBody, MAX_SCHEDULES};
 use setpoint_wire::ws::{ErrorCode, ErrorMsg, ServerMessage, SetSetpoint, SetpointMsg, MAX_GROUP_WRITES};
 
-use super::auth::RateLimit;
 use super::hub::state::READ_BACK_PATIENCE_MS;
 use super::hub::{HubState, TABLES_PATIENCE};
 use super::Bridge;
@@ -97,21 +96,6 @@ async fn after_tables_read<B: Bus>(
 /// How long a schedule's save waits to read its record back before answering `202 unconfirmed`.
 const SCHEDULE_READ_BACK: Duration = Duration::from_secs(5);
 
-/// Per-token write budgets: the WebSocket limits each connection, the API each token (a script opens a
-/// connection per request). Token names are the operator's, so the map stays small.
-#[derive(Default)]
-pub struct WriteLimits(Mutex<HashMap<String, RateLimit>>);
-
-impl WriteLimits {
-    fn allow(&self, author: &str, per_second: f64, burst: f64) -> bool {
-        let mut limits = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        limits
-            .entry(author.to_owned())
-            .or_insert_with(|| RateLimit::new(per_second, burst))
-            .allow()
-    }
-}
-
 /// An error answer: status, code and a message for people, and on a conflict the value in force.
 pub(crate) struct Failure {
     status: StatusCode,
@@ -122,8 +106,13 @@ pub(crate) struct Failure {
 
 impl Failure {
     pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::with_status(status_for(code), code, message)
+    }
+
+    /// With a status of its own, for the framework's rejections re-worded in this body (a `415` stays one).
+    pub(crate) fn with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status: status_for(code),
+            status,
             code,
             message: message.into(),
             current: None,
@@ -173,6 +162,11 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::Unconfirmed => StatusCode::ACCEPTED,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+        ErrorCode::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
     }
 }
 
@@ -203,6 +197,7 @@ pub(crate) fn writer<B: Bus>(bridge: &Bridge<B>, headers: &HeaderMap) -> Result<
         ));
     }
     let offered = super::auth::bearer_token(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()));
+    // The write budgets (per token and per address) were charged by the guard, before the body was read.
     let name = offered
         .and_then(|t| bridge.options.tokens.identify(t))
         .ok_or_else(|| {
@@ -211,15 +206,6 @@ pub(crate) fn writer<B: Bus>(bridge: &Bridge<B>, headers: &HeaderMap) -> Result<
                 "writing needs a valid token: send `Authorization: Bearer <token>`",
             )
         })?;
-    if !bridge
-        .api_limits
-        .allow(name, bridge.options.writes_per_second, bridge.options.write_burst)
-    {
-        return Err(Failure::new(
-            ErrorCode::RateLimited,
-            "too many writes with this token; wait a moment",
-        ));
-    }
     Ok(name.to_owned())
 }
 
@@ -230,12 +216,36 @@ pub(crate) async fn json_body<B: Bus, T: DeserializeOwned>(
     body: Body,
 ) -> Result<T, Failure> {
     let limit = bridge.options.max_frame_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        Failure::new(
-            ErrorCode::FrameTooLarge,
-            format!("request body exceeds the limit of {limit} bytes"),
-        )
-    })?;
+    let timeout = bridge.options.listener.body_timeout;
+    // The whole body within the timeout, not each piece: a client trickling a byte a second must not hold
+    // a request (and, at shutdown, the process) for as long as it likes.
+    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            use std::error::Error as _;
+            let too_large = e
+                .source()
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return Err(if too_large {
+                Failure::new(
+                    ErrorCode::FrameTooLarge,
+                    format!("request body exceeds the limit of {limit} bytes"),
+                )
+            } else {
+                Failure::new(ErrorCode::MalformedFrame, "the request body could not be read")
+            });
+        }
+        Err(_) => {
+            bridge.metrics.client_refused("body_timeout");
+            return Err(Failure::new(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the request body did not arrive within {} s",
+                    timeout.as_secs_f64()
+                ),
+            ));
+        }
+    };
     serde_json::from_slice(&bytes).map_err(|e| {
         use serde_json::error::Category;
         let code = match e.classify() {

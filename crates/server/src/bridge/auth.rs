@@ -8,7 +8,6 @@
 //! protocol name (`setpoint.v1`): it stays out of URLs, and so out of proxy logs and browser history.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use setpoint_wire::ws::{is_token_syntax, MAX_TOKEN_LEN};
 pub use setpoint_wire::ws::{SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX as TOKEN_PREFIX};
@@ -139,6 +138,32 @@ impl Tokens {
             .collect()
     }
 
+    /// Reads a tokens file, refusing one that other users can read or write.
+    ///
+    /// Refused rather than warned about: a secret any local user can read is already everyone's, and a
+    /// warning scrolls by in a service's log while the server runs on. This is `ssh`'s rule for private
+    /// keys; the message says the one command that fixes it.
+    pub fn read_file(path: &std::path::Path) -> Result<Vec<(String, Token)>, String> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(path)
+                .map_err(|e| format!("cannot read the tokens file {}: {e}", path.display()))?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "the tokens file {} can be read or written by other users (mode {mode:03o}); \
+                     its secrets grant write access: run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                ));
+            }
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the tokens file {}: {e}", path.display()))?;
+        Self::parse_file(&text).map_err(|e| format!("tokens file {}: {e}", path.display()))
+    }
+
     /// The name of the token `candidate` is, if any. Every token is compared, in constant time, so the
     /// answer's timing tells nothing about which token came close.
     pub fn identify(&self, candidate: &str) -> Option<&str> {
@@ -216,39 +241,6 @@ impl OriginPolicy {
         match origin {
             None => true,
             Some(o) => self.allowed.iter().any(|a| a.eq_ignore_ascii_case(o)),
-        }
-    }
-}
-
-/// A token bucket limiting setpoint writes per connection.
-pub struct RateLimit {
-    capacity: f64,
-    per_second: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    pub fn new(per_second: f64, burst: f64) -> Self {
-        Self {
-            capacity: burst,
-            per_second,
-            tokens: burst,
-            last: Instant::now(),
-        }
-    }
-
-    /// Takes one token if available.
-    pub fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.per_second).min(self.capacity);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
         }
     }
 }
@@ -340,6 +332,26 @@ mod tests {
         assert!(e.starts_with("line 1:") && !e.contains("justasecret"), "{e}");
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn a_tokens_file_others_can_read_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("setpoint-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("tokens");
+        std::fs::write(&path, "alice=aaaaaaaaaaaaaaaa\n").expect("write");
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let e = Tokens::read_file(&path).expect_err("readable by others");
+            assert!(e.contains("chmod 600") && !e.contains("aaaaaaaa"), "{e}");
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            assert_eq!(Tokens::read_file(&path).expect("private").len(), 1);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_bearer_token_is_read_from_the_authorization_header() {
         assert_eq!(bearer_token(Some("Bearer abc")), Some("abc"));
@@ -370,12 +382,5 @@ mod tests {
         assert!(!p.allows(Some("http://evil.example")));
         assert!(!p.allows(Some("http://localhost:8081")));
         assert!(!p.allows(Some("null")));
-    }
-
-    #[test]
-    fn rate_limit_allows_a_burst_then_refuses() {
-        let mut r = RateLimit::new(1.0, 3.0);
-        assert!(r.allow() && r.allow() && r.allow());
-        assert!(!r.allow());
     }
 }

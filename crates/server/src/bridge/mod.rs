@@ -8,11 +8,13 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod guard;
 pub mod hub;
+pub mod limits;
+pub mod listener;
 pub mod outbox;
 pub mod session;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,10 +22,10 @@ use std::sync::Arc;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use setpoint_control::Config;
-use setpoint_wire::ws::BusStatus;
+use setpoint_wire::ws::{BusStatus, ErrorCode};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::services::{ServeDir, ServeFile};
@@ -32,7 +34,10 @@ use crate::bus::Bus;
 use crate::metrics::Metrics;
 use assets::Dashboard;
 use auth::{OriginPolicy, Tokens, SUBPROTOCOL};
+use guard::HostPolicy;
 use hub::{Hub, HubOptions};
+use limits::ClientLimits;
+use listener::{Connection, ListenerOptions};
 
 /// Largest WebSocket message the transport accepts at all; bigger ones close the connection. Frames
 /// between `max_frame_bytes` and this get a `frame_too_large` error and the connection stays open.
@@ -46,13 +51,22 @@ pub struct BridgeOptions {
     pub dist: PathBuf,
     /// Who may write, and the names their changes are recorded under.
     pub tokens: Tokens,
+    /// The token was generated at start (none was given), so the start-up URL carries it: the operator has
+    /// no other way to learn it. A token the operator gave is never printed.
+    pub token_generated: bool,
     /// Origins allowed to open a WebSocket besides the server's own (e.g. behind a reverse proxy).
     pub allow_origins: Vec<String>,
     pub hub: HubOptions,
     /// Client frames above this size are refused with `frame_too_large`.
     pub max_frame_bytes: usize,
+    /// Setpoint writes (a group counts once) per second, and at once, per token and per client address.
     pub writes_per_second: f64,
     pub write_burst: f64,
+    /// Read-heavy requests (change histories, whole-table listings) per second, and at once, per address.
+    pub reads_per_second: f64,
+    pub read_burst: f64,
+    /// Connection count and time bounds.
+    pub listener: ListenerOptions,
 }
 
 impl BridgeOptions {
@@ -62,11 +76,15 @@ impl BridgeOptions {
             listen,
             dist: PathBuf::from("dist"),
             tokens: tokens.into(),
+            token_generated: false,
             allow_origins: Vec::new(),
             hub: HubOptions::default(),
             max_frame_bytes: 64 * 1024,
             writes_per_second: 5.0,
             write_burst: 10.0,
+            reads_per_second: 10.0,
+            read_burst: 20.0,
+            listener: ListenerOptions::default(),
         }
     }
 }
@@ -78,10 +96,12 @@ pub struct Bridge<B> {
     pub metrics: Arc<Metrics>,
     pub options: BridgeOptions,
     pub origins: OriginPolicy,
+    pub hosts: HostPolicy,
+    /// Sessions watch it: cancelled, each sends what is queued and a close frame.
     pub shutdown: CancellationToken,
     pub dashboard: Dashboard,
-    /// The HTTP API's write budgets, per token.
-    pub api_limits: api::WriteLimits,
+    /// Every client's budgets, per token and per address, for the WebSocket and the HTTP API alike.
+    pub limits: ClientLimits,
 }
 
 /// A running bridge.
@@ -110,23 +130,33 @@ pub async fn start<B: Bus>(
     // which send what is queued before their close frame, then stop the HTTP server.
     let sessions = CancellationToken::new();
     let pump_stop = CancellationToken::new();
+    let limits = ClientLimits::new(
+        options.writes_per_second,
+        options.write_burst,
+        options.reads_per_second,
+        options.read_burst,
+    );
+    let listener_options = options.listener;
     let bridge = Arc::new(Bridge {
         bus: bus.clone(),
         hub: Arc::clone(&hub),
-        metrics,
+        metrics: Arc::clone(&metrics),
         origins: OriginPolicy::new(addr, &options.allow_origins),
+        hosts: HostPolicy::new(addr, &options.allow_origins),
         options,
         shutdown: sessions.clone(),
         dashboard,
-        api_limits: api::WriteLimits::default(),
+        limits,
     });
     let pump = tokio::spawn(hub::pump(bus, Arc::clone(&hub), pump_stop.clone()));
     let app = router(bridge);
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(sessions.clone().cancelled_owned())
-            .into_future(),
-    );
+    let server = tokio::spawn(listener::serve(
+        listener,
+        app,
+        listener_options,
+        metrics,
+        sessions.clone(),
+    ));
     let task = tokio::spawn(async move {
         shutdown.cancelled().await;
         pump_stop.cancel();
@@ -136,10 +166,9 @@ pub async fn start<B: Bus>(
             Ok(Ok(())) => {}
         }
         sessions.cancel();
-        match server.await {
-            Ok(Err(e)) => tracing::error!("http server failed: {e}"),
-            Err(e) => tracing::error!("http server panicked: {e}"),
-            Ok(Ok(())) => {}
+        // Bounded by the shutdown timeout whatever clients do (listener.rs).
+        if let Err(e) = server.await {
+            tracing::error!("http server panicked: {e}");
         }
     });
     Ok(RunningBridge { addr, hub, task })
@@ -153,7 +182,10 @@ fn router<B: Bus>(bridge: Arc<Bridge<B>>) -> Router {
         .route("/metrics", get(metrics::<B>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready::<B>))
-        .merge(api::routes::<B>(Arc::clone(&bridge)));
+        .merge(api::routes::<B>(Arc::clone(&bridge)))
+        // Unknown API paths get the API's 404, not the dashboard's page.
+        .route("/api", any(guard::unknown_api_path))
+        .route("/api/{*rest}", any(guard::unknown_api_path));
     let app = match &bridge.dashboard.dir {
         Some(dir) => {
             app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))))
@@ -163,41 +195,66 @@ fn router<B: Bus>(bridge: Arc<Bridge<B>>) -> Router {
             app.fallback(move || async move { Html(page) })
         }
     };
-    app.layer(axum::middleware::map_response(move |mut response: Response| {
-        let csp = csp.clone();
-        async move {
-            let headers = response.headers_mut();
-            headers.insert(header::CONTENT_SECURITY_POLICY, csp);
-            headers.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-            headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-            response
-        }
-    }))
-    .with_state(bridge)
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&bridge),
+            guard::guard::<B>,
+        ))
+        .with_state(bridge);
+    // Outside the routes, so it sees the `Allow` header the router adds on its way out.
+    Router::new()
+        .fallback_service(app)
+        .layer(axum::middleware::from_fn(guard::options))
+        .layer(axum::middleware::map_response(move |mut response: Response| {
+            let csp = csp.clone();
+            async move {
+                let headers = response.headers_mut();
+                headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+                headers.insert(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                );
+                headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+                headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+                response
+            }
+        }))
 }
 
 async fn websocket<B: Bus>(
     State(bridge): State<Arc<Bridge<B>>>,
+    connection: Option<axum::Extension<Connection>>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(e) => {
+            let message = format!("/ws speaks WebSocket only (protocol {SUBPROTOCOL}): {e}");
+            let mut response = api::Failure::new(ErrorCode::UpgradeRequired, message).into_response();
+            response
+                .headers_mut()
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            return response;
+        }
+    };
+    let Some(axum::Extension(connection)) = connection else {
+        return api::Failure::new(ErrorCode::Internal, "connection not known to the listener")
+            .into_response();
+    };
     let origin = headers
         .get(header::ORIGIN)
         .map(|v| v.to_str().unwrap_or("<invalid>"));
     if !bridge.origins.allows(origin) {
-        tracing::warn!(
-            origin = origin.unwrap_or_default(),
-            "cross-origin WebSocket refused"
-        );
-        return (
-            StatusCode::FORBIDDEN,
-            "WebSocket connections from this origin are not allowed (see --allow-origin)\n",
+        let origin = setpoint_wire::clip(origin.unwrap_or_default(), setpoint_wire::ECHOED_CHARS);
+        if let Some(unlogged) = bridge.metrics.client_refused("foreign_origin") {
+            tracing::warn!(origin, unlogged, "cross-origin WebSocket refused");
+        }
+        return api::Failure::new(
+            ErrorCode::Forbidden,
+            "WebSocket connections from this origin are not allowed (see --allow-origin)",
         )
-            .into_response();
+        .into_response();
     }
     // Browsers present the token as a subprotocol (they cannot set headers on a WebSocket); scripts and
     // other tools the standard way, `Authorization: Bearer`.
@@ -220,7 +277,7 @@ async fn websocket<B: Bus>(
         .read_buffer_size(8 * 1024)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(2 * TRANSPORT_MAX_MESSAGE)
-        .on_upgrade(move |socket| session::run(socket, bridge, author))
+        .on_upgrade(move |socket| session::run(socket, bridge, author, connection))
 }
 
 async fn metrics<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> impl IntoResponse {

@@ -1,14 +1,16 @@
-//! One WebSocket connection: `hello`, backfill, then the outbox out and client requests in.
+//! One WebSocket connection: `hello`, backfill, then the outbox out and client requests in; pings when the
+//! client is silent, and every send bounded in time.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use setpoint_wire::ws::{ClientMessage, ErrorCode, ErrorMsg, ServerMessage};
 
-use super::auth::RateLimit;
 use super::hub::{ClientId, TABLES_PATIENCE};
+use super::listener::Connection;
 use super::Bridge;
 use crate::bus::Bus;
 
@@ -17,10 +19,17 @@ const CLOSE_TOO_SLOW: u16 = 1008;
 /// Close code on server shutdown ("going away").
 const CLOSE_GOING_AWAY: u16 = 1001;
 
-/// Serves one connection until the client leaves, falls hopelessly behind, or the server shuts down.
+/// Serves one connection until the client leaves, falls hopelessly behind, stops answering, or the server
+/// shuts down.
 ///
 /// `author` is the name of the token the client presented, `None` for a read-only connection.
-pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, author: Option<Arc<str>>) {
+/// `connection` is the listener's: its slot under the connection cap is held for as long as this runs.
+pub async fn run<B: Bus>(
+    socket: WebSocket,
+    bridge: Arc<Bridge<B>>,
+    author: Option<Arc<str>>,
+    connection: Connection,
+) {
     // A page opened the moment the server starts gets a `hello` with every setpoint and schedule in force,
     // not the part read so far. With the broker away past the patience it gets what is known, and the
     // status says the bus is unavailable.
@@ -32,12 +41,22 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, author: Opti
     let mut start: Vec<ServerMessage> = Vec::with_capacity(1 + registration.backfill.len());
     start.push(registration.hello);
     start.extend(registration.backfill);
-    let (mut sink, mut stream) = socket.split();
+    let (sink, mut stream) = socket.split();
+    let bounds = bridge.options.listener;
+    let mut sink = DeadlineSink {
+        sink,
+        deadline: bounds.send_timeout,
+    };
+    let began = Instant::now();
+    // When the client was last heard from (any frame, a pong included), in ms since `began`.
+    let heard_ms = AtomicU64::new(0);
 
     let writer = async {
         for msg in std::mem::take(&mut start) {
             sink.send(Message::Text(msg.to_json().into())).await?;
         }
+        let mut check = tokio::time::interval(bounds.ws_ping_interval / 2);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let drained = outbox.drain();
             for frame in drained.frames {
@@ -54,8 +73,23 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, author: Opti
             }
             tokio::select! {
                 _ = outbox.wait() => {}
+                _ = check.tick() => {
+                    let silent = began.elapsed().saturating_sub(Duration::from_millis(heard_ms.load(Relaxed)));
+                    if silent >= 2 * bounds.ws_ping_interval {
+                        if let Some(unlogged) = bridge.metrics.client_refused("ws_ping_timeout") {
+                            tracing::info!(client = id, unlogged, "closing a WebSocket that stopped answering pings");
+                        }
+                        let close = CloseFrame { code: CLOSE_GOING_AWAY, reason: "no answer to ping".into() };
+                        sink.send(Message::Close(Some(close))).await?;
+                        return Ok(());
+                    }
+                    if silent >= bounds.ws_ping_interval {
+                        sink.send(Message::Ping(Default::default())).await?;
+                    }
+                }
                 _ = bridge.shutdown.cancelled() => {
-                    // Whatever is queued goes out before the close frame.
+                    // Whatever is queued goes out before the close frame, within the shutdown bound.
+                    sink.deadline = sink.deadline.min(bounds.shutdown_timeout);
                     for frame in outbox.drain().frames {
                         sink.send(Message::Text(frame)).await?;
                     }
@@ -68,16 +102,24 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, author: Opti
     };
 
     let reader = async {
-        let mut limit = RateLimit::new(bridge.options.writes_per_second, bridge.options.write_burst);
         loop {
             let message = match stream.next().await {
                 None => return None,
                 Some(Ok(message)) => message,
                 Some(Err(e)) => return close_for_transport_error(&bridge, id, &e),
             };
+            heard_ms.store(began.elapsed().as_millis() as u64, Relaxed);
             let reply = match message {
                 Message::Text(text) => {
-                    handle_text(&bridge, id, &outbox, text.as_str(), author.as_deref(), &mut limit).await
+                    handle_text(
+                        &bridge,
+                        id,
+                        &outbox,
+                        text.as_str(),
+                        author.as_deref(),
+                        &connection,
+                    )
+                    .await
                 }
                 Message::Binary(_) => Some(error(
                     None,
@@ -96,7 +138,7 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, author: Opti
         }
     };
 
-    let (result, close): (Result<(), axum::Error>, Option<CloseFrame>) = tokio::select! {
+    let (result, close): (Result<(), SendError>, Option<CloseFrame>) = tokio::select! {
         r = writer => (r, None),
         close = reader => (Ok(()), close),
     };
@@ -104,10 +146,44 @@ pub async fn run<B: Bus>(socket: WebSocket, bridge: Arc<Bridge<B>>, author: Opti
         // Best effort: the transport already failed reading, but it can usually still say why.
         let _ = sink.send(Message::Close(Some(close))).await;
     }
-    if let Err(e) = result {
-        tracing::debug!(client = id, "connection ended: {e}");
+    match result {
+        Err(SendError::Deadline) => {
+            if let Some(unlogged) = bridge.metrics.client_refused("ws_send_timeout") {
+                tracing::info!(
+                    client = id,
+                    unlogged,
+                    "dropped a WebSocket client whose socket did not drain"
+                );
+            }
+        }
+        Err(SendError::Transport(e)) => tracing::debug!(client = id, "connection ended: {e}"),
+        Ok(()) => {}
     }
     bridge.hub.unregister(id);
+}
+
+/// Why a frame did not go out.
+enum SendError {
+    /// The socket did not take it within the send deadline: the client does not read.
+    Deadline,
+    Transport(axum::Error),
+}
+
+/// The connection's sending half, every send bounded in time: a client whose socket does not drain is
+/// dropped, instead of holding its queue, its buffers and (at shutdown) the process.
+struct DeadlineSink {
+    sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    deadline: Duration,
+}
+
+impl DeadlineSink {
+    async fn send(&mut self, message: Message) -> Result<(), SendError> {
+        match tokio::time::timeout(self.deadline, self.sink.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(SendError::Transport(e)),
+            Err(_) => Err(SendError::Deadline),
+        }
+    }
 }
 
 /// Close codes (RFC 6455) for frames the transport refuses before the protocol sees them, so a client
@@ -156,7 +232,7 @@ async fn handle_text<B: Bus>(
     outbox: &super::outbox::Outbox,
     text: &str,
     author: Option<&str>,
-    limit: &mut RateLimit,
+    connection: &Connection,
 ) -> Option<ServerMessage> {
     if text.len() > bridge.options.max_frame_bytes {
         bridge.metrics.decode_errors.fetch_add(1, Relaxed);
@@ -180,15 +256,27 @@ async fn handle_text<B: Bus>(
             None
         }
         ClientMessage::SetpointHistory { sensor } => {
+            if let Err(refusal) = bridge.limits.read(connection.peer.ip()) {
+                bridge.metrics.client_refused(refusal.label());
+                return Some(error(None, ErrorCode::RateLimited, refusal.message()));
+            }
             bridge.hub.send_history(client, sensor);
             None
         }
         ClientMessage::SetSetpoint(req) => {
-            write(bridge, client, outbox, std::slice::from_ref(&req), author, limit).await;
+            write(
+                bridge,
+                client,
+                outbox,
+                std::slice::from_ref(&req),
+                author,
+                connection,
+            )
+            .await;
             None
         }
         ClientMessage::SetSetpoints { writes } => {
-            write(bridge, client, outbox, &writes, author, limit).await;
+            write(bridge, client, outbox, &writes, author, connection).await;
             None
         }
     }
@@ -202,7 +290,7 @@ async fn write<B: Bus>(
     outbox: &super::outbox::Outbox,
     writes: &[setpoint_wire::ws::SetSetpoint],
     author: Option<&str>,
-    limit: &mut RateLimit,
+    connection: &Connection,
 ) {
     let refuse = |code, message: &str| {
         for w in writes {
@@ -220,8 +308,9 @@ async fn write<B: Bus>(
     if writes.is_empty() {
         return;
     }
-    if !limit.allow() {
-        return refuse(ErrorCode::RateLimited, "too many setpoint writes; wait a moment");
+    if let Err(refusal) = bridge.limits.write(author, connection.peer.ip()) {
+        bridge.metrics.client_refused(refusal.label());
+        return refuse(ErrorCode::RateLimited, refusal.message());
     }
     bridge
         .hub

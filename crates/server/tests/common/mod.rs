@@ -6,6 +6,7 @@ pub use setpoint_testkit::ws::{connect, Client, PATIENCE};
 #[allow(unused_imports)]
 pub use setpoint_testkit::{broker, proxy};
 
+pub mod binary;
 pub mod kafka;
 
 use std::net::SocketAddr;

@@ -2,6 +2,8 @@
 //! Defaults come from the types they configure (the control crate's `Limits`, the hub's options), so the
 //! help text and the library cannot disagree.
 
+mod listener;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -267,6 +269,8 @@ struct BridgeArgs {
     /// Seconds of readings kept per sensor for a new client's backfill.
     #[arg(long, env = "SETPOINT_BACKFILL_SECS", default_value_t = HubOptions::default().backfill_ms as u64 / 1000)]
     backfill_secs: u64,
+    #[command(flatten)]
+    bounds: listener::ListenerArgs,
 }
 
 /// Default of `--stale-after-ms`: 5 minutes.
@@ -361,12 +365,9 @@ impl BridgeArgs {
             .map(|spec| Tokens::parse_entry(spec))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(path) = &self.tokens_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read the tokens file {}: {e}", path.display()))?;
-            entries.extend(
-                Tokens::parse_file(&text).map_err(|e| format!("tokens file {}: {e}", path.display()))?,
-            );
+            entries.extend(Tokens::read_file(path)?);
         }
+        let generated = entries.is_empty();
         if entries.is_empty() {
             if !self.listen.ip().is_loopback() {
                 return Err(format!(
@@ -379,8 +380,10 @@ impl BridgeArgs {
             entries.push((DEFAULT_TOKEN_NAME.to_owned(), token));
         }
         let mut options = BridgeOptions::new(self.listen, Tokens::new(entries)?);
+        options.token_generated = generated;
         options.dist = self.dist.clone();
         options.allow_origins = self.allow_origin.clone();
+        self.bounds.apply(&mut options)?;
         options.hub = HubOptions {
             backfill_ms: (self.backfill_secs as i64).saturating_mul(1000),
             ..HubOptions::default()
