@@ -13,6 +13,10 @@ pub mod ws;
 /// Most characters of outside input an error message echoes.
 pub const ECHOED_CHARS: usize = 64;
 
+/// Most characters of any error message sent to a client: its echoed parts are clipped to [`ECHOED_CHARS`],
+/// and the whole to this, whatever a library's error text repeats of the input.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
 /// `text` cut to at most `max_chars` characters: all that an error message or a log line repeats of a
 /// string from outside, so nobody's megabyte ends up in an answer or a log.
 pub fn clip(text: &str, max_chars: usize) -> &str {

@@ -111,10 +111,11 @@ impl Failure {
 
     /// With a status of its own, for the framework's rejections re-worded in this body (a `415` stays one).
     pub(crate) fn with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        let message: String = message.into();
         Self {
             status,
             code,
-            message: message.into(),
+            message: setpoint_wire::clip(&message, setpoint_wire::MAX_MESSAGE_CHARS).to_owned(),
             current: None,
         }
     }

@@ -219,7 +219,7 @@ fn error(request_id: Option<String>, code: ErrorCode, message: &str) -> ServerMe
     ServerMessage::Error(ErrorMsg {
         request_id,
         code,
-        message: message.to_owned(),
+        message: setpoint_wire::clip(message, setpoint_wire::MAX_MESSAGE_CHARS).to_owned(),
         current: None,
     })
 }

@@ -210,8 +210,16 @@ impl Hub {
     }
 
     /// Sends a sensor's setpoint change history to one client.
+    /// Answers a client's `setpoint_history`. Copied under the hub's lock, encoded after it: a history
+    /// can run to tens of kilobytes, and every reading's fan-out waits on that lock.
     pub fn send_history(&self, client: ClientId, sensor: SensorId) {
-        self.with_state(|s| s.send_history(client, sensor));
+        let (history, outbox) = {
+            let inner = self.lock();
+            (inner.state.change_history(sensor), inner.outboxes.get(&client).cloned())
+        };
+        if let Some(outbox) = outbox {
+            outbox.push_control(ServerMessage::SetpointHistory(history).to_json().into());
+        }
     }
 
     pub(crate) fn flush(&self) {

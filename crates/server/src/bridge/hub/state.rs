@@ -438,15 +438,18 @@ impl HubState {
 
     /// A sensor's setpoint changes, for one client.
     pub fn send_history(&mut self, client: ClientId, sensor: SensorId) {
+        let history = self.change_history(sensor);
+        self.send(client, ServerMessage::SetpointHistory(history));
+    }
+
+    /// A sensor's change history, as `setpoint_history` answers it.
+    pub fn change_history(&self, sensor: SensorId) -> SetpointHistoryMsg {
         let changes = self
             .changes
             .get(&sensor)
             .map(|c| c.iter().cloned().collect())
             .unwrap_or_default();
-        self.send(
-            client,
-            ServerMessage::SetpointHistory(SetpointHistoryMsg { sensor, changes }),
-        );
+        SetpointHistoryMsg { sensor, changes }
     }
 
     /// Checks a browser's setpoint request. On success returns the record to publish; the shell publishes
