@@ -102,6 +102,30 @@ fn a_head_that_never_ends_a_silent_socket_and_an_idle_keep_alive_are_closed() {
 }
 
 #[test]
+fn a_body_that_never_completes_gets_408_within_the_body_timeout() {
+    let server = Binary::run("body", &["--body-timeout", "1s"], &tokens());
+    let started = std::time::Instant::now();
+    let answer = server.exchange(&format!(
+        "PUT /api/v1/sensors/1/setpoint HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"desired\""
+    ));
+    let took = started.elapsed();
+    assert_eq!(answer.status, 408, "{answer:?}");
+    assert_eq!(answer.code(), "request_timeout");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        server
+            .metric("setpoint_clients_refused_total{reason=\"body_timeout\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    // Nothing was written.
+    let setpoint = server.get("/api/v1/sensors/1/setpoint", "");
+    assert!(!setpoint.body.contains("\"desired\":21.5"), "{}", setpoint.body);
+    println!("half a body: 408 after {took:?} (body timeout 1 s)");
+}
+
+#[test]
 fn at_the_connection_limit_probes_still_answer_and_the_descriptor_limit_is_respected() {
     // 256 descriptors: the default --max-connections (1024) must be lowered to fit.
     let server = Binary::spawn("limit", &["--head-timeout", "60s"], &tokens(), |command| {

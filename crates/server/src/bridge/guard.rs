@@ -146,6 +146,7 @@ pub async fn guard<B: Bus>(State(bridge): State<Arc<Bridge<B>>>, request: Reques
     let api = path == "/api" || path.starts_with("/api/");
     if let (true, Some(connection)) = (api, &connection) {
         let peer = connection.peer.ip();
+        let now = std::time::Instant::now();
         let refused = if is_write(&method) {
             let offered = super::auth::bearer_token(
                 request
@@ -154,12 +155,12 @@ pub async fn guard<B: Bus>(State(bridge): State<Arc<Bridge<B>>>, request: Reques
                     .and_then(|v| v.to_str().ok()),
             );
             match offered.and_then(|t| bridge.options.tokens.identify(t)) {
-                Some(name) => bridge.limits.write(name, peer).err(),
+                Some(name) => bridge.limits.write(name, peer, now).err(),
                 // Without a valid token the address pays: guessing tokens is as limited as writing.
-                None => bridge.limits.write_unauthenticated(peer).err(),
+                None => bridge.limits.write_unauthenticated(peer, now).err(),
             }
         } else if is_heavy_read(&method, &path) {
-            bridge.limits.read(peer).err()
+            bridge.limits.read(peer, now).err()
         } else {
             None
         };

@@ -6,6 +6,8 @@
 //! histories, whole-table listings), which need no token, by address. The WebSocket and the HTTP API draw
 //! on the same budgets.
 //!
+//! Sans-IO like the other cores: the caller passes the time, so tests step it instead of sleeping.
+//!
 //! Hand-written rather than `governor`: a token bucket is a dozen lines, and what matters here is the
 //! bounded key map (an attacker with many addresses must not grow it without end), which is as much code
 //! with the library as without.
@@ -30,12 +32,13 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    pub fn new(per_second: f64, burst: f64) -> Self {
+    /// A full bucket at `now`.
+    pub fn new(per_second: f64, burst: f64, now: Instant) -> Self {
         Self {
             capacity: burst,
             per_second,
             tokens: burst,
-            last: Instant::now(),
+            last: now,
         }
     }
 
@@ -45,9 +48,9 @@ impl RateLimit {
         self.last = now;
     }
 
-    /// Takes one token if available.
-    pub fn allow(&mut self) -> bool {
-        self.refill(Instant::now());
+    /// Takes one token if available at `now`.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -73,11 +76,10 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
         }
     }
 
-    /// Takes one token from `key`'s bucket if it has one.
-    pub fn allow(&self, key: &K) -> bool {
+    /// Takes one token from `key`'s bucket if it has one at `now`.
+    pub fn allow(&self, key: &K, now: Instant) -> bool {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if !buckets.contains_key(key) && buckets.len() >= MAX_TRACKED_KEYS {
-            let now = Instant::now();
             let idlest = buckets
                 .iter_mut()
                 .map(|(k, b)| {
@@ -92,8 +94,8 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
         }
         buckets
             .entry(key.clone())
-            .or_insert_with(|| RateLimit::new(self.per_second, self.burst))
-            .allow()
+            .or_insert_with(|| RateLimit::new(self.per_second, self.burst, now))
+            .allow(now)
     }
 }
 
@@ -158,12 +160,12 @@ impl ClientLimits {
         }
     }
 
-    /// One write (or one group of writes) by `token` from `peer`.
-    pub fn write(&self, token: &str, peer: IpAddr) -> Result<(), Refusal> {
-        if !self.writes_by_peer.allow(&peer_key(peer)) {
+    /// One write (or one group of writes) by `token` from `peer` at `now`.
+    pub fn write(&self, token: &str, peer: IpAddr, now: Instant) -> Result<(), Refusal> {
+        if !self.writes_by_peer.allow(&peer_key(peer), now) {
             return Err(Refusal::PeerWrites);
         }
-        if !self.writes_by_token.allow(&token.to_owned()) {
+        if !self.writes_by_token.allow(&token.to_owned(), now) {
             return Err(Refusal::TokenWrites);
         }
         Ok(())
@@ -171,17 +173,17 @@ impl ClientLimits {
 
     /// One write attempt without a valid token: charged to the address, so guessing tokens is limited as
     /// writing is.
-    pub fn write_unauthenticated(&self, peer: IpAddr) -> Result<(), Refusal> {
-        if self.writes_by_peer.allow(&peer_key(peer)) {
+    pub fn write_unauthenticated(&self, peer: IpAddr, now: Instant) -> Result<(), Refusal> {
+        if self.writes_by_peer.allow(&peer_key(peer), now) {
             Ok(())
         } else {
             Err(Refusal::PeerWrites)
         }
     }
 
-    /// One read-heavy request from `peer`.
-    pub fn read(&self, peer: IpAddr) -> Result<(), Refusal> {
-        if self.reads_by_peer.allow(&peer_key(peer)) {
+    /// One read-heavy request from `peer` at `now`.
+    pub fn read(&self, peer: IpAddr, now: Instant) -> Result<(), Refusal> {
+        if self.reads_by_peer.allow(&peer_key(peer), now) {
             Ok(())
         } else {
             Err(Refusal::PeerReads)
@@ -193,39 +195,50 @@ impl ClientLimits {
 mod tests {
     use super::*;
 
+    use std::time::Duration;
+
     #[test]
-    fn rate_limit_allows_a_burst_then_refuses() {
-        let mut r = RateLimit::new(1.0, 3.0);
-        assert!(r.allow() && r.allow() && r.allow());
-        assert!(!r.allow());
+    fn rate_limit_allows_a_burst_then_its_rate() {
+        let t0 = Instant::now();
+        let mut r = RateLimit::new(2.0, 3.0, t0);
+        assert!(r.allow(t0) && r.allow(t0) && r.allow(t0));
+        assert!(!r.allow(t0));
+        assert!(!r.allow(t0 + Duration::from_millis(400)), "0.8 of a token");
+        assert!(r.allow(t0 + Duration::from_millis(500)));
+        // Idle for long: back to the burst, not beyond it.
+        let later = t0 + Duration::from_secs(3600);
+        assert!(r.allow(later) && r.allow(later) && r.allow(later));
+        assert!(!r.allow(later));
     }
 
     #[test]
     fn budgets_are_per_key_and_the_key_map_stays_bounded() {
+        let now = Instant::now();
         let limits = Keyed::new(0.0, 1.0);
-        assert!(limits.allow(&1u32));
-        assert!(!limits.allow(&1u32));
-        assert!(limits.allow(&2u32), "another key has its own budget");
+        assert!(limits.allow(&1u32, now));
+        assert!(!limits.allow(&1u32, now));
+        assert!(limits.allow(&2u32, now), "another key has its own budget");
         for k in 3..(MAX_TRACKED_KEYS as u32 + 500) {
-            limits.allow(&k);
+            limits.allow(&k, now);
         }
         assert!(limits.buckets.lock().expect("lock").len() <= MAX_TRACKED_KEYS);
     }
 
     #[test]
     fn a_write_is_charged_to_the_token_and_to_the_address() {
+        let now = Instant::now();
         let limits = ClientLimits::new(0.0, 2.0, 0.0, 1.0);
         let a: IpAddr = "10.0.0.1".parse().expect("ip");
         let b: IpAddr = "10.0.0.2".parse().expect("ip");
-        assert_eq!(limits.write("alice", a), Ok(()));
-        assert_eq!(limits.write("bob", a), Ok(()));
+        assert_eq!(limits.write("alice", a, now), Ok(()));
+        assert_eq!(limits.write("bob", a, now), Ok(()));
         // The address is spent, whichever token it uses.
-        assert_eq!(limits.write("carol", a), Err(Refusal::PeerWrites));
-        assert_eq!(limits.write("alice", b), Ok(()));
+        assert_eq!(limits.write("carol", a, now), Err(Refusal::PeerWrites));
+        assert_eq!(limits.write("alice", b, now), Ok(()));
         // alice is spent, from wherever.
-        assert_eq!(limits.write("alice", b), Err(Refusal::TokenWrites));
-        assert_eq!(limits.read(a), Ok(()));
-        assert_eq!(limits.read(a), Err(Refusal::PeerReads));
+        assert_eq!(limits.write("alice", b, now), Err(Refusal::TokenWrites));
+        assert_eq!(limits.read(a, now), Ok(()));
+        assert_eq!(limits.read(a, now), Err(Refusal::PeerReads));
     }
 
     #[test]

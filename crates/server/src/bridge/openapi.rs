@@ -120,6 +120,29 @@ pub(super) async fn document() -> Response {
 mod tests {
     use super::*;
 
+    /// The public contract, checked in: a change to a handler or a wire type that changes what clients see
+    /// shows as a diff of `crates/server/openapi.json` in review, instead of passing every test silently
+    /// (tests/openapi.rs validates answers against the generated document, which moves with the code).
+    /// After a deliberate change: `SETPOINT_BLESS_OPENAPI=1 cargo test -p setpoint openapi`.
+    #[test]
+    fn the_generated_document_is_the_checked_in_contract() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+        let generated: serde_json::Value =
+            serde_json::from_str(DOCUMENT.as_ref().expect("serializes")).expect("JSON");
+        let pretty = serde_json::to_string_pretty(&generated).expect("pretty") + "\n";
+        if std::env::var_os("SETPOINT_BLESS_OPENAPI").is_some() {
+            std::fs::write(&path, &pretty).expect("write openapi.json");
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        let checked_in: serde_json::Value = serde_json::from_str(&checked_in).unwrap_or_default();
+        assert!(
+            generated == checked_in,
+            "the API's contract changed: review the difference to {} and, if it is meant, run \
+             `SETPOINT_BLESS_OPENAPI=1 cargo test -p setpoint openapi` and commit the file",
+            path.display()
+        );
+    }
+
     #[test]
     fn the_document_serializes_and_names_its_version() {
         let json = DOCUMENT.as_ref().expect("serializes");

@@ -256,7 +256,7 @@ async fn handle_text<B: Bus>(
             None
         }
         ClientMessage::SetpointHistory { sensor } => {
-            if let Err(refusal) = bridge.limits.read(connection.peer.ip()) {
+            if let Err(refusal) = bridge.limits.read(connection.peer.ip(), Instant::now()) {
                 bridge.metrics.client_refused(refusal.label());
                 return Some(error(None, ErrorCode::RateLimited, refusal.message()));
             }
@@ -308,7 +308,7 @@ async fn write<B: Bus>(
     if writes.is_empty() {
         return;
     }
-    if let Err(refusal) = bridge.limits.write(author, connection.peer.ip()) {
+    if let Err(refusal) = bridge.limits.write(author, connection.peer.ip(), Instant::now()) {
         bridge.metrics.client_refused(refusal.label());
         return refuse(ErrorCode::RateLimited, refusal.message());
     }

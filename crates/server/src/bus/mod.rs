@@ -39,6 +39,19 @@ pub enum StreamKind {
 }
 
 impl StreamKind {
+    /// The stream's name in the data file's committed-offset keys. Spelled out, not derived from the
+    /// variant's name: renaming a variant must not silently reset every consumer group of every
+    /// installation. These are the spellings the first format wrote (they were `Debug`'s then).
+    pub fn stored_name(self) -> &'static str {
+        match self {
+            StreamKind::Readings => "Readings",
+            StreamKind::Setpoints => "Setpoints",
+            StreamKind::Commands => "Commands",
+            StreamKind::ControllerState => "ControllerState",
+            StreamKind::Schedules => "Schedules",
+        }
+    }
+
     /// Streams that are state rather than events: only the latest record per key matters, so their logs
     /// are compacted (Kafka's `cleanup.policy=compact`; the embedded bus keeps the latest per key when full).
     pub fn is_table(self) -> bool {

@@ -215,7 +215,10 @@ impl Hub {
     pub fn send_history(&self, client: ClientId, sensor: SensorId) {
         let (history, outbox) = {
             let inner = self.lock();
-            (inner.state.change_history(sensor), inner.outboxes.get(&client).cloned())
+            (
+                inner.state.change_history(sensor),
+                inner.outboxes.get(&client).cloned(),
+            )
         };
         if let Some(outbox) = outbox {
             outbox.push_control(ServerMessage::SetpointHistory(history).to_json().into());

@@ -110,6 +110,7 @@ pub enum StoreError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
+/// The table of a stream's records. Names spelled out (they are the file format): see `FORMAT`.
 fn table(stream: StreamKind) -> TableDefinition<'static, u64, &'static [u8]> {
     TableDefinition::new(match stream {
         StreamKind::Readings => "readings",
@@ -336,6 +337,7 @@ impl Store {
     }
 }
 
+/// `group/stream`, with the stream's stored name ([`StreamKind::stored_name`]).
 fn offset_key(group: &str, stream: StreamKind) -> String {
-    format!("{group}/{stream:?}")
+    format!("{group}/{}", stream.stored_name())
 }
