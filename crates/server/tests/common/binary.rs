@@ -19,7 +19,8 @@ pub struct Binary {
 }
 
 impl Binary {
-    /// `setpoint run --in-memory --listen 127.0.0.1:0 --sensors 2` and `args`; `env` on top of a clean
+    /// `setpoint run --in-memory --listen 127.0.0.1:0 --sensors 2` and `args` (`--data-dir` in them replaces
+    /// `--in-memory`); `env` on top of a clean
     /// environment for the tokens. Waits for the printed URL.
     pub fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Binary {
         Self::spawn(name, args, env, |_| {})
@@ -35,8 +36,11 @@ impl Binary {
         let stderr = std::env::temp_dir().join(format!("setpoint-{name}-{}.log", std::process::id()));
         let log = std::fs::File::create(&stderr).expect("log file");
         let mut command = Command::new(BIN);
+        command.args(["run", "--listen", "127.0.0.1:0", "--sensors", "2"]);
+        if !args.contains(&"--data-dir") {
+            command.arg("--in-memory");
+        }
         command
-            .args(["run", "--in-memory", "--listen", "127.0.0.1:0", "--sensors", "2"])
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("SETPOINT_TOKEN")
