@@ -37,6 +37,19 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 /// frame and body limit.
 pub const MAX_GROUP_WRITES: usize = 500;
 
+/// Longest the bus may take to acknowledge a publish (Kafka's `message.timeout.ms`; the embedded bus is
+/// quicker). Past it the write is answered `broker_unavailable`.
+pub const PUBLISH_TIMEOUT_MS: i64 = 10_000;
+
+/// After the bus acknowledged a write, how long the bridge waits to read it back before answering
+/// `unconfirmed`: saved, not yet known to have taken effect.
+pub const READ_BACK_PATIENCE_MS: i64 = 10_000;
+
+/// A write is answered (`ack` or an error) within this of being sent: the publish, the read-back, and two of
+/// the bridge's one-second status ticks to notice. Clients wait this long before telling the user there was no
+/// answer; a shorter wait would drop a real answer that came late.
+pub const WRITE_ANSWER_WITHIN_MS: i64 = PUBLISH_TIMEOUT_MS + READ_BACK_PATIENCE_MS + 2_000;
+
 /// Messages a browser sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

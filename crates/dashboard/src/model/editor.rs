@@ -13,8 +13,9 @@ use setpoint_wire::ws::{ErrorCode, ErrorMsg, SetSetpoint, SetpointMsg};
 /// How long after a slider release or Enter the write goes out; repeated commits within it collapse into one.
 const COMMIT_DEBOUNCE_MS: f64 = 250.0;
 
-/// How long a write may wait for `ack`/`error` before the user is told it got no answer.
-const PENDING_TIMEOUT_MS: f64 = 10_000.0;
+/// How long a write may wait for `ack`/`error` before the user is told it got no answer: the server's own
+/// bound on answering, so a slow publish's real answer is not dropped.
+const PENDING_TIMEOUT_MS: f64 = setpoint_wire::ws::WRITE_ANSWER_WITHIN_MS as f64;
 
 /// Where the draft starts when a sensor has no setpoint yet.
 pub const DEFAULT_SETPOINT: Setpoint = Setpoint::new(20.0, 0.5, 0.5);
@@ -436,6 +437,8 @@ mod tests {
         e.on_disconnect();
         assert!(e.status.text().contains("connection lost"));
         e.commit(1, Some(&c), &Limits::default(), "r3".into(), 0.0);
+        // A publish that took the bus its whole 10 s still has its read-back answered: the page waits.
+        assert!(!e.check_timeout(15_000.0));
         assert!(!e.check_timeout(PENDING_TIMEOUT_MS - 1.0));
         assert!(e.check_timeout(PENDING_TIMEOUT_MS + 1.0));
         assert!(e.status.is_error());

@@ -48,8 +48,8 @@ use crate::bus::SetpointChange;
 const BACKFILL_FRAME_ITEMS: usize = 5_000;
 
 /// A published write whose record has not come back from the bus after this long is answered
-/// `unconfirmed`: the bus has it durably, but whether it took effect is not known here yet.
-pub const READ_BACK_PATIENCE_MS: i64 = 10_000;
+/// `unconfirmed` (the protocol's constant: clients derive their own wait from it).
+pub use setpoint_wire::ws::READ_BACK_PATIENCE_MS;
 
 /// Setpoint changes kept per sensor for the change history.
 pub const CHANGES_PER_SENSOR: usize = 200;

@@ -86,7 +86,10 @@ impl KafkaBus {
             .set("acks", "all")
             .set("enable.idempotence", "false")
             .set("linger.ms", "1")
-            .set("message.timeout.ms", "10000");
+            .set(
+                "message.timeout.ms",
+                setpoint_wire::ws::PUBLISH_TIMEOUT_MS.to_string(),
+            );
         let producer: FutureProducer<Context> = options
             .finish(cfg)
             .create_with_context(context.clone())
