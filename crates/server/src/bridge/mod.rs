@@ -123,8 +123,12 @@ pub async fn start<B: Bus>(
     let addr = listener.local_addr()?;
     let hub = Arc::new(Hub::new(config, options.hub, Arc::clone(&metrics)));
     let dashboard = Dashboard::load(&options.dist);
-    if dashboard.dir.is_none() {
-        tracing::warn!(dist = %options.dist.display(), "dashboard not built; `/` explains how to build it");
+    match &dashboard.source {
+        assets::Source::Missing => {
+            tracing::warn!(dist = %options.dist.display(), "dashboard not built; `/` explains how to build it")
+        }
+        assets::Source::Dir(dir) => tracing::info!(dist = %dir.display(), "serving the dashboard from disk"),
+        assets::Source::Embedded => tracing::info!("serving the dashboard built into this binary"),
     }
     // Shutdown order: stop reading the bus (the pump drains what is there), then close the sessions,
     // which send what is queued before their close frame, then stop the HTTP server.
@@ -186,11 +190,12 @@ fn router<B: Bus>(bridge: Arc<Bridge<B>>) -> Router {
         // Unknown API paths get the API's 404, not the dashboard's page.
         .route("/api", any(guard::unknown_api_path))
         .route("/api/{*rest}", any(guard::unknown_api_path));
-    let app = match &bridge.dashboard.dir {
-        Some(dir) => {
+    let app = match &bridge.dashboard.source {
+        assets::Source::Dir(dir) => {
             app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))))
         }
-        None => {
+        assets::Source::Embedded => app.fallback(assets::serve_embedded),
+        assets::Source::Missing => {
             let page = assets::not_built_page(&bridge.options.dist);
             app.fallback(move || async move { Html(page) })
         }
