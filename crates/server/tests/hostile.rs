@@ -54,8 +54,17 @@ fn sigterm_exits_within_the_shutdown_bound_whatever_clients_hold() {
         )
         .expect("send");
     let _silent = server.connect();
+    // A WebSocket that never reads: its session outlives its HTTP connection, and must end in the bound too.
+    let mut websocket = server.connect();
+    websocket
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .expect("send");
     // Every connection is in before the signal.
-    server.wait_metric("setpoint_http_connections", 3.0, Duration::from_secs(10));
+    server.wait_metric("setpoint_http_connections", 4.0, Duration::from_secs(10));
+    server.wait_metric("setpoint_ws_connections_total", 1.0, Duration::from_secs(10));
     let (status, took) = server.terminate(Duration::from_secs(15));
     assert!(status.success(), "exit {status}; log:\n{}", server.log());
     // 2 s of grace, plus the orderly stop of the roles.
@@ -99,6 +108,23 @@ fn a_head_that_never_ends_a_silent_socket_and_an_idle_keep_alive_are_closed() {
         server.log().matches("sent no complete request in time").count(),
         1
     );
+}
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_cut_after_the_send_timeout() {
+    let server = Binary::run("stall", &["--send-timeout", "1s"], &tokens());
+    let mut greedy = server.connect();
+    // 300 pipelined requests for the 44 KB OpenAPI document, none of the answers read: the socket's
+    // buffers fill, the server's writes stall, and the connection is cut instead of held.
+    let request = "GET /api/v1/openapi.json HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(300);
+    greedy.write_all(request.as_bytes()).expect("send");
+    server.wait_metric(
+        "setpoint_clients_refused_total{reason=\"write_timeout\"}",
+        1.0,
+        Duration::from_secs(20),
+    );
+    let open = server.metric("setpoint_http_connections").unwrap_or(0.0);
+    assert!(open <= 1.0, "only the metrics request itself is open: {open}");
 }
 
 #[test]
@@ -257,14 +283,21 @@ fn rate_limits_hold_per_token_and_per_address_across_connections() {
         ],
         &tokens(),
     );
-    let put = |token: &str| {
+    let put_from = |token: &str, origin: &str| {
         let body = r#"{"desired":21.0,"up_delta":1.0,"down_delta":1.0}"#;
         server.raw(&format!(
-            "PUT /api/v1/sensors/1/setpoint HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+            "PUT /api/v1/sensors/1/setpoint HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{origin}\
              Authorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         ))
     };
+    let put = |token: &str| put_from(token, "");
+    // A page on another site the operator visits writes to the loopback port: refused, and it spends
+    // nobody's budget.
+    for _ in 0..10 {
+        let foreign = put_from(TOKEN, "Origin: http://attacker.example\r\n");
+        assert_eq!((foreign.status, foreign.code().as_str()), (403, "forbidden"));
+    }
     // Each request on a new connection: a per-connection budget would never run out.
     let statuses: Vec<u16> = (0..3).map(|_| put(TOKEN).status).collect();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
@@ -276,9 +309,24 @@ fn rate_limits_hold_per_token_and_per_address_across_connections() {
     assert_eq!(refused.code(), "rate_limited");
     assert!(refused.body.contains("address"), "{}", refused.body);
     assert_eq!(refused.header("retry-after"), Some("1"));
-    // Guessing tokens is charged the same way.
-    assert_eq!(put("not-a-token-0000000000").status, 429);
-    for _ in 0..3 {
+    // Guessing tokens has a budget of its own.
+    let guesses: Vec<u16> = (0..4).map(|_| put("not-a-token-0000000000").status).collect();
+    assert_eq!(guesses, [401, 401, 401, 429]);
+    // Reads: the WebSocket's upgrade (a `hello` and a backfill) and the histories on both doors share one
+    // budget per address.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut ws = runtime.block_on(async {
+        let mut ws = common::connect(server.addr, Some(TOKEN), None)
+            .await
+            .expect("connects");
+        ws.until(|m| matches!(m, ServerMessage::Hello(_)).then_some(()))
+            .await;
+        ws
+    });
+    for _ in 0..2 {
         assert_eq!(server.get("/api/v1/sensors/1/history", "").status, 200);
     }
     let refused = server.get("/api/v1/sensors/1/history", "");
@@ -288,24 +336,21 @@ fn rate_limits_hold_per_token_and_per_address_across_connections() {
         200,
         "light reads are not limited"
     );
-    for reason in ["peer_writes", "peer_reads"] {
-        let series = format!("setpoint_clients_refused_total{{reason=\"{reason}\"}}");
-        assert!(server.metric(&series).unwrap_or(0.0) >= 1.0, "{series}");
-    }
-    // The WebSocket draws on the same budgets.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let upgrade = server.exchange(
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    assert_eq!(upgrade.status, 429, "{upgrade:?}");
     runtime.block_on(async {
-        let mut ws = common::connect(server.addr, Some(TOKEN), None)
-            .await
-            .expect("connects");
         ws.send(r#"{"type":"setpoint_history","sensor":1}"#).await;
         assert_eq!(next_error(&mut ws).await, ErrorCode::RateLimited);
         ws.send(&common::set_setpoint("w", 1, 20.0, 1.0, 1.0, None)).await;
         assert_eq!(next_error(&mut ws).await, ErrorCode::RateLimited);
     });
+    for reason in ["peer_writes", "peer_reads", "peer_guesses"] {
+        let series = format!("setpoint_clients_refused_total{{reason=\"{reason}\"}}");
+        assert!(server.metric(&series).unwrap_or(0.0) >= 1.0, "{series}");
+    }
 }
 
 async fn next_error(ws: &mut common::Client) -> ErrorCode {

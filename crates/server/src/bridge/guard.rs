@@ -148,6 +148,19 @@ pub async fn guard<B: Bus>(State(bridge): State<Arc<Bridge<B>>>, request: Reques
         let peer = connection.peer.ip();
         let now = std::time::Instant::now();
         let refused = if is_write(&method) {
+            // A foreign page's write is refused before it is charged, so a page the operator visits cannot
+            // spend the budget of everyone on this address (browsers send `Origin` on every write).
+            let origin = request
+                .headers()
+                .get(header::ORIGIN)
+                .map(|v| v.to_str().unwrap_or("<invalid>"));
+            if !bridge.origins.allows(origin) {
+                return Failure::new(
+                    ErrorCode::Forbidden,
+                    "writes from this origin are not allowed (see --allow-origin)",
+                )
+                .into_response();
+            }
             let offered = super::auth::bearer_token(
                 request
                     .headers()
@@ -156,8 +169,8 @@ pub async fn guard<B: Bus>(State(bridge): State<Arc<Bridge<B>>>, request: Reques
             );
             match offered.and_then(|t| bridge.options.tokens.identify(t)) {
                 Some(name) => bridge.limits.write(name, peer, now).err(),
-                // Without a valid token the address pays: guessing tokens is as limited as writing.
-                None => bridge.limits.write_unauthenticated(peer, now).err(),
+                // Without a valid token the address pays from its own budget for guesses.
+                None => bridge.limits.guess(peer, now).err(),
             }
         } else if is_heavy_read(&method, &path) {
             bridge.limits.read(peer, now).err()

@@ -120,6 +120,8 @@ pub enum Refusal {
     PeerWrites,
     /// The client address's budget for read-heavy requests is spent.
     PeerReads,
+    /// The client address's budget for attempts with a missing or wrong token is spent.
+    PeerGuesses,
 }
 
 impl Refusal {
@@ -129,6 +131,7 @@ impl Refusal {
             Refusal::TokenWrites => "token_writes",
             Refusal::PeerWrites => "peer_writes",
             Refusal::PeerReads => "peer_reads",
+            Refusal::PeerGuesses => "peer_guesses",
         }
     }
 
@@ -138,6 +141,9 @@ impl Refusal {
             Refusal::TokenWrites => "too many setpoint writes with this token; wait a moment",
             Refusal::PeerWrites => "too many setpoint writes from this address; wait a moment",
             Refusal::PeerReads => "too many history or listing requests from this address; wait a moment",
+            Refusal::PeerGuesses => {
+                "too many attempts without a valid token from this address; wait a moment"
+            }
         }
     }
 }
@@ -147,6 +153,8 @@ pub struct ClientLimits {
     writes_by_token: Keyed<String>,
     writes_by_peer: Keyed<IpAddr>,
     reads_by_peer: Keyed<IpAddr>,
+    /// Apart from the writes: failed attempts must not spend the budget of the address's real writers.
+    guesses_by_peer: Keyed<IpAddr>,
 }
 
 impl ClientLimits {
@@ -157,6 +165,7 @@ impl ClientLimits {
             writes_by_token: Keyed::new(writes, write_burst),
             writes_by_peer: Keyed::new(writes, write_burst),
             reads_by_peer: Keyed::new(reads, read_burst),
+            guesses_by_peer: Keyed::new(writes, write_burst),
         }
     }
 
@@ -171,13 +180,14 @@ impl ClientLimits {
         Ok(())
     }
 
-    /// One write attempt without a valid token: charged to the address, so guessing tokens is limited as
-    /// writing is.
-    pub fn write_unauthenticated(&self, peer: IpAddr, now: Instant) -> Result<(), Refusal> {
-        if self.writes_by_peer.allow(&peer_key(peer), now) {
+    /// One attempt with a missing or wrong token (a write, or a WebSocket offering a token): charged to
+    /// the address's own budget, so guessing tokens is limited as writing is, without spending what the
+    /// address's real writers have.
+    pub fn guess(&self, peer: IpAddr, now: Instant) -> Result<(), Refusal> {
+        if self.guesses_by_peer.allow(&peer_key(peer), now) {
             Ok(())
         } else {
-            Err(Refusal::PeerWrites)
+            Err(Refusal::PeerGuesses)
         }
     }
 
@@ -239,6 +249,12 @@ mod tests {
         assert_eq!(limits.write("alice", b, now), Err(Refusal::TokenWrites));
         assert_eq!(limits.read(a, now), Ok(()));
         assert_eq!(limits.read(a, now), Err(Refusal::PeerReads));
+        // Guesses have their own budget: spending it leaves the writers' alone.
+        let c: IpAddr = "10.0.0.3".parse().expect("ip");
+        assert_eq!(limits.guess(c, now), Ok(()));
+        assert_eq!(limits.guess(c, now), Ok(()));
+        assert_eq!(limits.guess(c, now), Err(Refusal::PeerGuesses));
+        assert_eq!(limits.write("dave", c, now), Ok(()));
     }
 
     #[test]

@@ -12,8 +12,11 @@
 //! - hyper's head timer bounds a request head's arrival *and* a keep-alive connection's idleness: it starts
 //!   when the connection begins waiting for a request, so one silent socket, one slow head and one idle
 //!   keep-alive all end at `head_timeout`;
+//! - every socket has a write-stall timeout (`send_timeout`): hyper has none, and a client that asks for
+//!   the dashboard's bundle and never reads would otherwise hold its place for as long as it likes;
 //! - shutdown stops accepting, asks every connection to finish its request and close, and cuts whatever is
-//!   still open after `shutdown_timeout`.
+//!   still open after `shutdown_timeout` (WebSocket sessions, which outlive their HTTP connection, are
+//!   waited for by the bridge within the same bound).
 
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -52,7 +55,7 @@ pub struct ListenerOptions {
     pub max_connections: usize,
     /// From a connection's start, or the end of its previous response, to a complete request head.
     pub head_timeout: Duration,
-    /// From a request's head to the end of its body.
+    /// From when a handler starts reading a request's body to its end.
     pub body_timeout: Duration,
     /// A WebSocket is pinged after this long without a frame from its client, and closed after twice it.
     pub ws_ping_interval: Duration,
@@ -194,6 +197,9 @@ async fn serve_connection(
     mut closing: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
+    let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+    stream.set_write_timeout(Some(options.send_timeout));
+    let stream = Box::pin(stream);
     let in_reserve = connection.reserve;
     let peer = connection.peer;
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
@@ -232,8 +238,27 @@ async fn serve_connection(
                 tracing::info!(%peer, unlogged, "closed a connection that sent no complete request in time");
             }
         }
+        Err(e) if is_write_stall(&e) => {
+            if let Some(unlogged) = metrics.client_refused("write_timeout") {
+                tracing::info!(%peer, unlogged, "closed a connection that stopped reading its answer");
+            }
+        }
         // A client that left mid-request, or sent what is not HTTP: nothing to do but close.
         Err(e) => tracing::debug!(%peer, "connection closed: {e}"),
         Ok(()) => {}
     }
+}
+
+/// Whether a connection failed because its socket stopped taking what was written (the write timeout).
+fn is_write_stall(e: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }

@@ -28,6 +28,7 @@ use setpoint_control::Config;
 use setpoint_wire::ws::{BusStatus, ErrorCode};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::bus::Bus;
@@ -39,9 +40,15 @@ use hub::{Hub, HubOptions};
 use limits::ClientLimits;
 use listener::{Connection, ListenerOptions};
 
-/// Largest WebSocket message the transport accepts at all; bigger ones close the connection. Frames
-/// between `max_frame_bytes` and this get a `frame_too_large` error and the connection stays open.
-const TRANSPORT_MAX_MESSAGE: usize = 1 << 20;
+/// Largest WebSocket message the transport accepts at all, as a multiple of `max_frame_bytes`; bigger ones
+/// close the connection (1009). Frames between `max_frame_bytes` and this get a `frame_too_large` error and
+/// the connection stays open. Small, because a client can hold a fragmented message this big open on each
+/// of its connections: 128 KiB × 1024 connections at the defaults.
+const TRANSPORT_MAX_FRAMES: usize = 2;
+
+/// Largest frame of our own a session may have to buffer (a backfill frame, a large `hello`): the write
+/// buffer must hold one whole.
+const OUTGOING_MAX_FRAME: usize = 2 << 20;
 
 /// How the bridge runs.
 #[derive(Clone, Debug)]
@@ -99,6 +106,8 @@ pub struct Bridge<B> {
     pub hosts: HostPolicy,
     /// Sessions watch it: cancelled, each sends what is queued and a close frame.
     pub shutdown: CancellationToken,
+    /// The WebSocket sessions, which outlive their HTTP connection: shutdown waits for them (bounded).
+    pub sessions: TaskTracker,
     pub dashboard: Dashboard,
     /// Every client's budgets, per token and per address, for the WebSocket and the HTTP API alike.
     pub limits: ClientLimits,
@@ -141,6 +150,7 @@ pub async fn start<B: Bus>(
         options.read_burst,
     );
     let listener_options = options.listener;
+    let session_tasks = TaskTracker::new();
     let bridge = Arc::new(Bridge {
         bus: bus.clone(),
         hub: Arc::clone(&hub),
@@ -149,6 +159,7 @@ pub async fn start<B: Bus>(
         hosts: HostPolicy::new(addr, &options.allow_origins),
         options,
         shutdown: sessions.clone(),
+        sessions: session_tasks.clone(),
         dashboard,
         limits,
     });
@@ -170,9 +181,21 @@ pub async fn start<B: Bus>(
             Ok(Ok(())) => {}
         }
         sessions.cancel();
+        let deadline = tokio::time::Instant::now() + listener_options.shutdown_timeout;
         // Bounded by the shutdown timeout whatever clients do (listener.rs).
         if let Err(e) = server.await {
             tracing::error!("http server panicked: {e}");
+        }
+        session_tasks.close();
+        if tokio::time::timeout_at(deadline, session_tasks.wait())
+            .await
+            .is_err()
+        {
+            // Each session bounds its own drain by the same timeout; this is the backstop.
+            tracing::warn!(
+                sessions = session_tasks.len(),
+                "WebSocket sessions still open at the shutdown timeout are cut"
+            );
         }
     });
     Ok(RunningBridge { addr, hub, task })
@@ -189,6 +212,7 @@ fn router<B: Bus>(bridge: Arc<Bridge<B>>) -> Router {
         .merge(api::routes::<B>(Arc::clone(&bridge)))
         // Unknown API paths get the API's 404, not the dashboard's page.
         .route("/api", any(guard::unknown_api_path))
+        .route("/api/", any(guard::unknown_api_path))
         .route("/api/{*rest}", any(guard::unknown_api_path));
     let app = match &bridge.dashboard.source {
         assets::Source::Dir(dir) => {
@@ -273,16 +297,35 @@ async fn websocket<B: Bus>(
     let author: Option<Arc<str>> = offered
         .and_then(|t| bridge.options.tokens.identify(t))
         .map(Arc::from);
+    // Every upgrade costs a `hello` and a backfill: a read-heavy request. A token that is not one is a
+    // guess (the `hello` says whether it was accepted).
+    let now = std::time::Instant::now();
+    let peer = connection.peer.ip();
+    let charged = match (offered, &author) {
+        (Some(_), None) => bridge.limits.guess(peer, now),
+        _ => Ok(()),
+    }
+    .and_then(|()| bridge.limits.read(peer, now));
+    if let Err(refusal) = charged {
+        return guard::rate_limited(&bridge, refusal);
+    }
+    let transport_max = bridge
+        .options
+        .max_frame_bytes
+        .saturating_mul(TRANSPORT_MAX_FRAMES);
     upgrade
         .protocols([SUBPROTOCOL])
-        .max_message_size(TRANSPORT_MAX_MESSAGE)
-        .max_frame_size(TRANSPORT_MAX_MESSAGE)
+        .max_message_size(transport_max)
+        .max_frame_size(transport_max)
         // Per-connection buffers, times a thousand clients: keep them small. Every send is flushed before
         // the next, so the write buffer never needs to hold more than one frame.
         .read_buffer_size(8 * 1024)
         .write_buffer_size(16 * 1024)
-        .max_write_buffer_size(2 * TRANSPORT_MAX_MESSAGE)
-        .on_upgrade(move |socket| session::run(socket, bridge, author, connection))
+        .max_write_buffer_size(OUTGOING_MAX_FRAME)
+        .on_upgrade(move |socket| {
+            let tasks = bridge.sessions.clone();
+            tasks.track_future(session::run(socket, bridge, author, connection))
+        })
 }
 
 async fn metrics<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> impl IntoResponse {

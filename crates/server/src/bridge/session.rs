@@ -88,14 +88,18 @@ pub async fn run<B: Bus>(
                     }
                 }
                 _ = bridge.shutdown.cancelled() => {
-                    // Whatever is queued goes out before the close frame, within the shutdown bound.
-                    sink.deadline = sink.deadline.min(bounds.shutdown_timeout);
-                    for frame in outbox.drain().frames {
-                        sink.send(Message::Text(frame)).await?;
-                    }
-                    let close = CloseFrame { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() };
-                    sink.send(Message::Close(Some(close))).await?;
-                    return Ok(());
+                    // Whatever is queued goes out before the close frame, all of it within the shutdown
+                    // bound (not each frame within it).
+                    let drain = async {
+                        for frame in outbox.drain().frames {
+                            sink.send(Message::Text(frame)).await?;
+                        }
+                        let close = CloseFrame { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() };
+                        sink.send(Message::Close(Some(close))).await
+                    };
+                    return tokio::time::timeout(bounds.shutdown_timeout, drain)
+                        .await
+                        .unwrap_or(Err(SendError::Deadline));
                 }
             }
         }

@@ -6,6 +6,9 @@ use clap::Args;
 use setpoint::bridge::listener::ListenerOptions;
 use setpoint::bridge::BridgeOptions;
 
+/// Shortest timeout accepted: shorter ones are typos (`1ns`), and would close every connection at once.
+const MIN_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// Descriptors kept back from `--max-connections` for the data file, Kafka's sockets and the probe reserve.
 const SPARE_DESCRIPTORS: u64 = 128;
 
@@ -57,8 +60,8 @@ impl ListenerArgs {
             ("--shutdown-timeout", self.shutdown_timeout),
         ];
         for (flag, value) in timeouts {
-            if value.is_zero() {
-                return Err(format!("{flag} must be more than 0"));
+            if value < MIN_TIMEOUT {
+                return Err(format!("{flag} must be at least {} ms", MIN_TIMEOUT.as_millis()));
             }
         }
         let rates = [
