@@ -511,11 +511,13 @@ fn reading_error_kind(e: &ReadingError) -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_gets_its_exact_response_and_nothing_breaks() {
-    // Every case probes with a write from 127.0.0.1, and write budgets are per address: a budget for all
-    // of them, so what is checked here is each input's own answer, not the rate limit (hostile.rs).
+    // Every case opens a connection and probes with a write from 127.0.0.1, and budgets are per address:
+    // budgets for all of them, so what is checked here is each input's own answer, not the rate limits
+    // (hostile.rs).
     let mut options = common::options(2, 50);
     if let Some(bridge) = options.bridge.as_mut() {
         bridge.write_burst = 10_000.0;
+        bridge.read_burst = 10_000.0;
     }
     let server = common::start_with(options).await;
     let a = addr(&server);

@@ -312,8 +312,7 @@ fn rate_limits_hold_per_token_and_per_address_across_connections() {
     // Guessing tokens has a budget of its own.
     let guesses: Vec<u16> = (0..4).map(|_| put("not-a-token-0000000000").status).collect();
     assert_eq!(guesses, [401, 401, 401, 429]);
-    // Reads: the WebSocket's upgrade (a `hello` and a backfill) and the histories on both doors share one
-    // budget per address.
+    // Reads: the histories on both doors share one budget per address.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -326,7 +325,7 @@ fn rate_limits_hold_per_token_and_per_address_across_connections() {
             .await;
         ws
     });
-    for _ in 0..2 {
+    for _ in 0..3 {
         assert_eq!(server.get("/api/v1/sensors/1/history", "").status, 200);
     }
     let refused = server.get("/api/v1/sensors/1/history", "");
@@ -336,18 +335,23 @@ fn rate_limits_hold_per_token_and_per_address_across_connections() {
         200,
         "light reads are not limited"
     );
-    let upgrade = server.exchange(
-        "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    );
-    assert_eq!(upgrade.status, 429, "{upgrade:?}");
+    // Upgrades have ten times the read budget: 30 here, of which the client above took one.
+    let upgrade = || {
+        server.exchange(
+            "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+    };
+    let upgrades: Vec<u16> = (0..30).map(|_| upgrade().status).collect();
+    assert_eq!(upgrades.iter().filter(|s| **s == 101).count(), 29, "{upgrades:?}");
+    assert_eq!(upgrades.last(), Some(&429));
     runtime.block_on(async {
         ws.send(r#"{"type":"setpoint_history","sensor":1}"#).await;
         assert_eq!(next_error(&mut ws).await, ErrorCode::RateLimited);
         ws.send(&common::set_setpoint("w", 1, 20.0, 1.0, 1.0, None)).await;
         assert_eq!(next_error(&mut ws).await, ErrorCode::RateLimited);
     });
-    for reason in ["peer_writes", "peer_reads", "peer_guesses"] {
+    for reason in ["peer_writes", "peer_reads", "peer_guesses", "peer_upgrades"] {
         let series = format!("setpoint_clients_refused_total{{reason=\"{reason}\"}}");
         assert!(server.metric(&series).unwrap_or(0.0) >= 1.0, "{series}");
     }

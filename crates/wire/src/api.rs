@@ -27,18 +27,11 @@ pub struct SensorView {
     pub next_step: Option<NextStep>,
 }
 
-/// The body of every error answer.
+/// The body of every HTTP error answer (the WebSocket's `error` frame is the same with a `request_id`):
+/// the code clients switch on, a message for people, and on a `conflict` the value in force.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-/// An error answer for a write that lost to another: the value in force.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ConflictError {
     pub code: ErrorCode,
     pub message: String,
     #[cfg_attr(feature = "openapi", schema(required = true))]
@@ -87,7 +80,7 @@ pub struct WriteOutcome {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setpoint: Option<SetpointMsg>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<ConflictError>,
+    pub error: Option<ApiError>,
 }
 
 /// `GET /api/v1/sensors/{id}/history`: what the bridge keeps of a sensor between `since_ms` and

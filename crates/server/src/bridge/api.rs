@@ -31,7 +31,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use setpoint_control::{SensorId, TimeMs};
 use setpoint_schedule::Program;
-use setpoint_wire::api::{ConflictError, SetpointBody, SetpointWrite, WriteOutcome};
+use setpoint_wire::api::{ApiError, SetpointBody, SetpointWrite, WriteOutcome};
 use setpoint_wire::schedule::{ScheduleBody, MAX_SCHEDULES};
 use setpoint_wire::ws::{ErrorCode, ErrorMsg, ServerMessage, SetSetpoint, SetpointMsg, MAX_GROUP_WRITES};
 
@@ -96,12 +96,10 @@ async fn after_tables_read<B: Bus>(
 /// How long a schedule's save waits to read its record back before answering `202 unconfirmed`.
 const SCHEDULE_READ_BACK: Duration = Duration::from_secs(5);
 
-/// An error answer: status, code and a message for people, and on a conflict the value in force.
+/// An error answer: the HTTP status and the one error body ([`ApiError`]).
 pub(crate) struct Failure {
     status: StatusCode,
-    code: ErrorCode,
-    message: String,
-    current: Option<SetpointMsg>,
+    body: ApiError,
 }
 
 impl Failure {
@@ -114,10 +112,19 @@ impl Failure {
         let message: String = message.into();
         Self {
             status,
-            code,
-            message: setpoint_wire::clip(&message, setpoint_wire::MAX_MESSAGE_CHARS).to_owned(),
-            current: None,
+            body: ApiError {
+                code,
+                message: setpoint_wire::clip(&message, setpoint_wire::MAX_MESSAGE_CHARS).to_owned(),
+                current: None,
+            },
         }
+    }
+
+    /// A WebSocket `error` answer as an HTTP one: same code, message and value in force.
+    fn from_ws(error: ErrorMsg) -> Self {
+        let mut failure = Self::new(error.code, error.message);
+        failure.body.current = error.current;
+        failure
     }
 
     /// A sensor id the bridge knows nothing about (the 404 of every per-sensor read).
@@ -131,12 +138,7 @@ impl Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let body = ConflictError {
-            code: self.code,
-            message: self.message,
-            current: self.current,
-        };
-        let mut response = (self.status, Json(body)).into_response();
+        let mut response = (self.status, Json(self.body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -319,15 +321,11 @@ async fn write<B: Bus>(
                     .ok_or_else(|| Failure::new(ErrorCode::Internal, "write answered without its value"));
                 (request_id, value)
             }
-            ServerMessage::Error(ErrorMsg {
-                request_id: Some(request_id),
-                code,
-                message,
-                current,
-            }) => {
-                let mut failure = Failure::new(code, message);
-                failure.current = current;
-                (request_id, Err(failure))
+            ServerMessage::Error(mut error) => {
+                let Some(request_id) = error.request_id.take() else {
+                    continue;
+                };
+                (request_id, Err(Failure::from_ws(error)))
             }
             _ => continue,
         };
@@ -357,14 +355,14 @@ enum WriterRefusals {
         description = "`unauthorized`: no valid `Authorization: Bearer <token>`",
         headers(("WWW-Authenticate" = String, description = "`Bearer`"))
     )]
-    Unauthorized(ConflictError),
+    Unauthorized(ApiError),
     #[response(
         status = 403,
         description = "`forbidden`: sent by a page of another origin (see `--allow-origin`)"
     )]
-    Forbidden(ConflictError),
+    Forbidden(ApiError),
     #[response(status = 429, description = "`rate_limited`: too many writes with this token")]
-    RateLimited(ConflictError),
+    RateLimited(ApiError),
 }
 
 /// Why a write that reached the bus may not be saved, for the OpenAPI document.
@@ -372,12 +370,12 @@ enum WriterRefusals {
 #[allow(dead_code)] // only described, never built: the answers are `Failure`s
 enum SaveFailures {
     #[response(status = 500, description = "`internal`")]
-    Internal(ConflictError),
+    Internal(ApiError),
     #[response(
         status = 503,
         description = "`broker_unavailable`: the message broker cannot be reached, or the bridge has not finished reading the setpoints since it started; nothing was saved"
     )]
-    BrokerUnavailable(ConflictError),
+    BrokerUnavailable(ApiError),
 }
 
 /// Why a read may not be answered, for the OpenAPI document.
@@ -388,7 +386,7 @@ enum ReadFailures {
         status = 503,
         description = "`broker_unavailable`: the bridge has just started and has not finished reading the setpoints and schedules (`Retry-After` says when to ask again)"
     )]
-    NotReady(ConflictError),
+    NotReady(ApiError),
 }
 
 /// `GET /api/v1/sensors`: every sensor with its newest reading, setpoint in force and heater state.
@@ -417,8 +415,8 @@ async fn sensors<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
     params(("id" = i32, Path, description = "The sensor id (a 32-bit integer; anything else is `400 invalid_message`)")),
     responses(
         (status = 200, description = "The sensor", body = setpoint_wire::api::SensorView),
-        (status = 400, description = "`invalid_message`: the id is not a 32-bit integer", body = ConflictError),
-        (status = 404, description = "`not_found`: the bridge has seen no reading, setpoint or command for it", body = ConflictError),
+        (status = 400, description = "`invalid_message`: the id is not a 32-bit integer", body = ApiError),
+        (status = 404, description = "`not_found`: the bridge has seen no reading, setpoint or command for it", body = ApiError),
         ReadFailures,
     )
 )]
@@ -445,8 +443,8 @@ async fn sensor<B: Bus>(
     params(("id" = i32, Path, description = "The sensor id (a 32-bit integer; anything else is `400 invalid_message`)")),
     responses(
         (status = 200, description = "The setpoint in force", body = SetpointMsg, headers(("ETag" = String, description = "The setpoint's version as an entity tag, e.g. `\"3\"`"))),
-        (status = 400, description = "`invalid_message`: the id is not a 32-bit integer", body = ConflictError),
-        (status = 404, description = "`not_found`: the sensor has no setpoint", body = ConflictError),
+        (status = 400, description = "`invalid_message`: the id is not a 32-bit integer", body = ApiError),
+        (status = 404, description = "`not_found`: the sensor has no setpoint", body = ApiError),
         ReadFailures,
     )
 )]
@@ -478,12 +476,12 @@ async fn setpoint<B: Bus>(
     request_body = SetpointBody,
     responses(
         (status = 200, description = "In force: the new setpoint, with its version", body = SetpointMsg, headers(("ETag" = String, description = "The setpoint's version as an entity tag, e.g. `\"3\"`"))),
-        (status = 202, description = "`unconfirmed`: saved, but not read back in time to know whether it took effect", body = ConflictError),
-        (status = 400, description = "`malformed_frame` (the body is not JSON) or `invalid_message` (wrong shape, a bad id or `If-Match`)", body = ConflictError),
+        (status = 202, description = "`unconfirmed`: saved, but not read back in time to know whether it took effect", body = ApiError),
+        (status = 400, description = "`malformed_frame` (the body is not JSON) or `invalid_message` (wrong shape, a bad id or `If-Match`)", body = ApiError),
         WriterRefusals,
-        (status = 409, description = "`conflict`: another version is in force (`If-Match`, or another write got there first); `current` is the value in force", body = ConflictError),
-        (status = 413, description = "`frame_too_large`: the body exceeds the frame limit (64 KiB by default)", body = ConflictError),
-        (status = 422, description = "`invalid_setpoint`: the setpoint breaks a limit; `message` names the field", body = ConflictError),
+        (status = 409, description = "`conflict`: another version is in force (`If-Match`, or another write got there first); `current` is the value in force", body = ApiError),
+        (status = 413, description = "`frame_too_large`: the body exceeds the frame limit (64 KiB by default)", body = ApiError),
+        (status = 422, description = "`invalid_setpoint`: the setpoint breaks a limit; `message` names the field", body = ApiError),
         SaveFailures,
     ),
     security(("bearer" = []))
@@ -524,9 +522,9 @@ async fn put_setpoint<B: Bus>(
     request_body = Vec<SetpointWrite>,
     responses(
         (status = 200, description = "Each write's outcome, in request order", body = Vec<WriteOutcome>),
-        (status = 400, description = "`malformed_frame` (the body is not JSON) or `invalid_message` (wrong shape, a bad id or `If-Match`)", body = ConflictError),
+        (status = 400, description = "`malformed_frame` (the body is not JSON) or `invalid_message` (wrong shape, a bad id or `If-Match`)", body = ApiError),
         WriterRefusals,
-        (status = 413, description = "`frame_too_large`: the body exceeds the frame limit (64 KiB by default)", body = ConflictError),
+        (status = 413, description = "`frame_too_large`: the body exceeds the frame limit (64 KiB by default)", body = ApiError),
     ),
     security(("bearer" = []))
 )]
@@ -559,11 +557,7 @@ async fn put_setpoints<B: Bus>(
                 sensor,
                 status: f.status.as_u16(),
                 setpoint: None,
-                error: Some(ConflictError {
-                    code: f.code,
-                    message: f.message,
-                    current: f.current,
-                }),
+                error: Some(f.body),
             },
         })
         .collect();
@@ -602,8 +596,8 @@ fn parse_time(name: &str, raw: &str) -> Result<TimeMs, Failure> {
     ),
     responses(
         (status = 200, description = "What the bridge keeps of the sensor between the two times", body = setpoint_wire::api::SensorHistory),
-        (status = 400, description = "`invalid_message`: a bad id, time or query parameter, or `since` after `until`", body = ConflictError),
-        (status = 404, description = "`not_found`: the bridge has seen no reading, setpoint or command for it", body = ConflictError),
+        (status = 400, description = "`invalid_message`: a bad id, time or query parameter, or `since` after `until`", body = ApiError),
+        (status = 404, description = "`not_found`: the bridge has seen no reading, setpoint or command for it", body = ApiError),
         ReadFailures,
     )
 )]
@@ -676,7 +670,7 @@ fn no_schedule(name: &str) -> Failure {
     params(("name" = String, Path, description = "The schedule's name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`")),
     responses(
         (status = 200, description = "The schedule", body = setpoint_wire::schedule::Schedule),
-        (status = 404, description = "`not_found`: no schedule of that name", body = ConflictError),
+        (status = 404, description = "`not_found`: no schedule of that name", body = ApiError),
         ReadFailures,
     )
 )]
@@ -726,11 +720,11 @@ async fn save_schedule<B: Bus>(
     request_body = ScheduleBody,
     responses(
         (status = 200, description = "Saved: the schedule, with its name", body = setpoint_wire::schedule::Schedule),
-        (status = 202, description = "`unconfirmed`: saved, but not yet read back", body = ConflictError),
-        (status = 400, description = "`malformed_frame` (the body is not JSON) or `invalid_message` (wrong shape)", body = ConflictError),
+        (status = 202, description = "`unconfirmed`: saved, but not yet read back", body = ApiError),
+        (status = 400, description = "`malformed_frame` (the body is not JSON) or `invalid_message` (wrong shape)", body = ApiError),
         WriterRefusals,
-        (status = 413, description = "`frame_too_large`: the body exceeds the frame limit (64 KiB by default)", body = ConflictError),
-        (status = 422, description = "`invalid_schedule`: the schedule breaks a rule (name, time zone, times, days, setpoint limits); `message` names it", body = ConflictError),
+        (status = 413, description = "`frame_too_large`: the body exceeds the frame limit (64 KiB by default)", body = ApiError),
+        (status = 422, description = "`invalid_schedule`: the schedule breaks a rule (name, time zone, times, days, setpoint limits); `message` names it", body = ApiError),
         SaveFailures,
     ),
     security(("bearer" = []))
@@ -775,9 +769,9 @@ async fn put_schedule<B: Bus>(
     params(("name" = String, Path, description = "The schedule's name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`")),
     responses(
         (status = 204, description = "Deleted (and read back)"),
-        (status = 202, description = "`unconfirmed`: the deletion is saved, but not yet read back", body = ConflictError),
+        (status = 202, description = "`unconfirmed`: the deletion is saved, but not yet read back", body = ApiError),
         WriterRefusals,
-        (status = 404, description = "`not_found`: no schedule of that name", body = ConflictError),
+        (status = 404, description = "`not_found`: no schedule of that name", body = ApiError),
         SaveFailures,
     ),
     security(("bearer" = []))

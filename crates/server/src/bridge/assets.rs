@@ -41,15 +41,15 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    /// A Trunk build in `dir` if there is one, else the embedded build, else none.
-    pub fn load(dir: &Path) -> Self {
+    /// A Trunk build in `dir` if there is one, else the embedded build (when `embedded`), else none.
+    pub fn load(dir: &Path, embedded: bool) -> Self {
         if let Ok(html) = std::fs::read_to_string(dir.join("index.html")) {
             return Self {
                 source: Source::Dir(dir.to_path_buf()),
                 csp: csp(&inline_script_hashes(&html)),
             };
         }
-        match Embedded::get("index.html") {
+        match Embedded::get("index.html").filter(|_| embedded) {
             Some(index) => Self {
                 source: Source::Embedded,
                 csp: csp(&inline_script_hashes(&String::from_utf8_lossy(&index.data))),

@@ -122,6 +122,8 @@ pub enum Refusal {
     PeerReads,
     /// The client address's budget for attempts with a missing or wrong token is spent.
     PeerGuesses,
+    /// The client address's budget for WebSocket upgrades is spent.
+    PeerUpgrades,
 }
 
 impl Refusal {
@@ -132,6 +134,7 @@ impl Refusal {
             Refusal::PeerWrites => "peer_writes",
             Refusal::PeerReads => "peer_reads",
             Refusal::PeerGuesses => "peer_guesses",
+            Refusal::PeerUpgrades => "peer_upgrades",
         }
     }
 
@@ -144,6 +147,9 @@ impl Refusal {
             Refusal::PeerGuesses => {
                 "too many attempts without a valid token from this address; wait a moment"
             }
+            Refusal::PeerUpgrades => {
+                "too many WebSocket connections opened from this address; wait a moment"
+            }
         }
     }
 }
@@ -155,7 +161,13 @@ pub struct ClientLimits {
     reads_by_peer: Keyed<IpAddr>,
     /// Apart from the writes: failed attempts must not spend the budget of the address's real writers.
     guesses_by_peer: Keyed<IpAddr>,
+    /// WebSocket upgrades (each costs a `hello` and a backfill): [`UPGRADES_PER_READ`] times the read
+    /// budget, so a building's dashboards behind one address reconnecting after a restart all get in.
+    upgrades_by_peer: Keyed<IpAddr>,
 }
+
+/// How many WebSocket upgrades an address may make for each read-heavy request it may make.
+pub const UPGRADES_PER_READ: f64 = 10.0;
 
 impl ClientLimits {
     /// `writes` per second (and `write_burst`) per token and per address; `reads` (and `read_burst`) of
@@ -166,6 +178,7 @@ impl ClientLimits {
             writes_by_peer: Keyed::new(writes, write_burst),
             reads_by_peer: Keyed::new(reads, read_burst),
             guesses_by_peer: Keyed::new(writes, write_burst),
+            upgrades_by_peer: Keyed::new(reads * UPGRADES_PER_READ, read_burst * UPGRADES_PER_READ),
         }
     }
 
@@ -188,6 +201,15 @@ impl ClientLimits {
             Ok(())
         } else {
             Err(Refusal::PeerGuesses)
+        }
+    }
+
+    /// One WebSocket upgrade from `peer` at `now`.
+    pub fn upgrade(&self, peer: IpAddr, now: Instant) -> Result<(), Refusal> {
+        if self.upgrades_by_peer.allow(&peer_key(peer), now) {
+            Ok(())
+        } else {
+            Err(Refusal::PeerUpgrades)
         }
     }
 

@@ -249,9 +249,10 @@ async fn serve_connection(
     }
 }
 
-/// Whether a connection failed because its socket stopped taking what was written (the write timeout).
-fn is_write_stall(e: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+/// Whether a connection (or a WebSocket on it) failed because its socket stopped taking what was written:
+/// the write timeout every socket has.
+pub fn is_write_stall(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if s.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)

@@ -74,6 +74,9 @@ pub struct BridgeOptions {
     pub read_burst: f64,
     /// Connection count and time bounds.
     pub listener: ListenerOptions,
+    /// Serve the dashboard built into the binary when `dist` holds none (tests turn it off to see the
+    /// page that explains how to build it).
+    pub embedded_dashboard: bool,
 }
 
 impl BridgeOptions {
@@ -92,6 +95,7 @@ impl BridgeOptions {
             reads_per_second: 10.0,
             read_burst: 20.0,
             listener: ListenerOptions::default(),
+            embedded_dashboard: true,
         }
     }
 }
@@ -131,7 +135,7 @@ pub async fn start<B: Bus>(
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;
     let hub = Arc::new(Hub::new(config, options.hub, Arc::clone(&metrics)));
-    let dashboard = Dashboard::load(&options.dist);
+    let dashboard = Dashboard::load(&options.dist, options.embedded_dashboard);
     match &dashboard.source {
         assets::Source::Missing => {
             tracing::warn!(dist = %options.dist.display(), "dashboard not built; `/` explains how to build it")
@@ -297,15 +301,15 @@ async fn websocket<B: Bus>(
     let author: Option<Arc<str>> = offered
         .and_then(|t| bridge.options.tokens.identify(t))
         .map(Arc::from);
-    // Every upgrade costs a `hello` and a backfill: a read-heavy request. A token that is not one is a
-    // guess (the `hello` says whether it was accepted).
+    // Every upgrade costs a `hello` and a backfill, so upgrades have a budget per address. A token that is
+    // not one is a guess (the `hello` says whether it was accepted).
     let now = std::time::Instant::now();
     let peer = connection.peer.ip();
     let charged = match (offered, &author) {
         (Some(_), None) => bridge.limits.guess(peer, now),
         _ => Ok(()),
     }
-    .and_then(|()| bridge.limits.read(peer, now));
+    .and_then(|()| bridge.limits.upgrade(peer, now));
     if let Err(refusal) = charged {
         return guard::rate_limited(&bridge, refusal);
     }

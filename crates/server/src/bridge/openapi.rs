@@ -12,9 +12,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use setpoint_control::{Command, Decision, DecisionCause, SensorReading, Setpoint};
-use setpoint_wire::api::{
-    ConflictError, SensorHistory, SensorView, SetpointBody, SetpointWrite, WriteOutcome,
-};
+use setpoint_wire::api::{ApiError, SensorHistory, SensorView, SetpointBody, SetpointWrite, WriteOutcome};
 use setpoint_wire::schedule::{NextStep, Schedule, ScheduleBody, ScheduleStep, Weekday};
 use setpoint_wire::ws::{ErrorCode, SetpointChangeEntry, SetpointMsg};
 
@@ -54,7 +52,7 @@ use setpoint_wire::ws::{ErrorCode, SetpointChangeEntry, SetpointMsg};
         WriteOutcome,
         SensorHistory,
         SetpointChangeEntry,
-        ConflictError,
+        ApiError,
         ErrorCode,
         Schedule,
         ScheduleBody,

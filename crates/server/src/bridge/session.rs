@@ -151,6 +151,15 @@ pub async fn run<B: Bus>(
         let _ = sink.send(Message::Close(Some(close))).await;
     }
     match result {
+        Err(SendError::Transport(e)) if super::listener::is_write_stall(&e) => {
+            if let Some(unlogged) = bridge.metrics.client_refused("ws_send_timeout") {
+                tracing::info!(
+                    client = id,
+                    unlogged,
+                    "dropped a WebSocket client whose socket did not drain"
+                );
+            }
+        }
         Err(SendError::Deadline) => {
             if let Some(unlogged) = bridge.metrics.client_refused("ws_send_timeout") {
                 tracing::info!(

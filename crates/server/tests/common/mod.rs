@@ -30,6 +30,7 @@ pub fn options(rooms: usize, interval_ms: i64) -> RunOptions {
         Token::from_operator(TOKEN).expect("token"),
     );
     bridge.dist = std::env::temp_dir().join("setpoint-no-dist-here");
+    bridge.embedded_dashboard = false;
     // A one-minute window at up to 50 readings/s per sensor: the backfill keeps every reading these tests
     // produce (the default thins to 2/s for a 15-minute window).
     bridge.hub = HubOptions {
