@@ -147,9 +147,7 @@ impl Refusal {
             Refusal::PeerGuesses => {
                 "too many attempts without a valid token from this address; wait a moment"
             }
-            Refusal::PeerUpgrades => {
-                "too many WebSocket connections opened from this address; wait a moment"
-            }
+            Refusal::PeerUpgrades => "too many WebSocket connections opened from this address; wait a moment",
         }
     }
 }
