@@ -34,5 +34,9 @@ pub fn free_port() -> u16 {
 
 /// The release build of the `setpoint` binary, which the benchmarks and the soak test run.
 pub fn release_binary() -> PathBuf {
-    root().join("target/release/setpoint")
+    // Where cargo put it: `CARGO_TARGET_DIR` when set (a shared target directory), else the checkout's.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    target.join("release/setpoint")
 }

@@ -1,9 +1,11 @@
 //! The controller role: joins readings with setpoints through the control crate and publishes commands.
 //!
-//! The state lives in [`join::Join`] (sans-IO); this module is the async shell around it: it catches up
-//! the setpoint table and the controller-state changelog before deciding, feeds readings in, and publishes
-//! commands, then the changelog records that explain them, then commits.
+//! The state lives in [`join::Join`] and the order of each batch's steps in [`batch`] (both sans-IO); this
+//! module is the async shell around them: it executes the effects `batch` returns — catch up the setpoint
+//! table and the controller-state changelog, publish commands, then the changelog records that explain
+//! them, then commit — the same way in the live loop and in the drain at shutdown.
 
+pub mod batch;
 pub mod join;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,6 +21,7 @@ use crate::bus::{
 use crate::clock::{now_ms, now_us};
 use crate::metrics::Metrics;
 use crate::retry::Backoff;
+use batch::Effect;
 use join::Join;
 
 /// Consumer group of the controllers; instances in one group share the readings' partitions.
@@ -112,45 +115,29 @@ pub async fn run<B: Bus>(
     );
     let mut tick = tokio::time::interval(options.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shell = Shell {
+        bus: &bus,
+        join: &mut join,
+        tables: &mut tables,
+        metrics: &metrics,
+    };
     let mut interrupted = false;
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            batch = tables.setpoints.next_batch(1024) => apply_setpoints(&mut join, batch?, &metrics),
-            batch = tables.changelog.next_batch(1024) => remember(&mut join, batch?),
+            batch = shell.tables.setpoints.next_batch(1024) => apply_setpoints(shell.join, batch?, &metrics),
+            batch = shell.tables.changelog.next_batch(1024) => remember(shell.join, batch?),
             batch = readings.next_batch(READING_BATCH) => {
-                let batch = batch?;
-                let moved = readings.take_rebalance();
-                join.release(&moved.revoked);
-                let assigned = !moved.assigned.is_empty();
-                if assigned {
-                    metrics.controller_catching_up.store(1, Relaxed);
-                }
-                if !catch_up(&mut join, &mut tables, assigned, &metrics, &shutdown).await? {
+                if !shell.run_batch(&mut readings, batch?, &shutdown).await? {
                     interrupted = true;
                     break;
                 }
-                if assigned {
-                    metrics.controller_catching_up.store(0, Relaxed);
-                    tracing::info!(partitions = ?moved.assigned, heaters = join.remembered(), "caught up with the controller state for the assigned partitions");
-                }
-                let mine = batch.iter().filter(|r| !moved.lost(r.partition));
-                let decisions = decide(&mut join, mine, &metrics);
-                if !publish_decisions(&bus, &join, decisions, &metrics, &shutdown).await? {
-                    interrupted = true;
-                    break;
-                }
-                readings.commit()?;
-                metrics.bus_lost_records.store(readings.lost(), Relaxed);
             }
             _ = tick.tick() => {
-                let failsafes = join.tick(now_ms());
-                for d in &failsafes {
-                    tracing::warn!(sensor = d.sensor, "sensor silent: failsafe off");
-                }
-                metrics.record_controller(&join.stats());
-                if !publish_decisions(&bus, &join, failsafes, &metrics, &shutdown).await? {
+                let effects = batch::tick(shell.join, now_ms());
+                metrics.record_controller(&shell.join.stats());
+                if !shell.execute_all(effects, &mut readings, &shutdown).await? {
                     interrupted = true;
                     break;
                 }
@@ -162,33 +149,125 @@ pub async fn run<B: Bus>(
         tracing::info!("controller stopped with the bus unavailable");
         return Ok(());
     }
-    // Drain what was published before the stop, so no reading in the log is left without its command.
+    // Drain what was published before the stop, so no reading in the log is left without its command:
+    // the same protocol, with retries no stop can end.
     let no_stop = CancellationToken::new();
     loop {
         let batch = readings.try_batch(READING_BATCH)?;
         if batch.is_empty() {
             break;
         }
-        let moved = readings.take_rebalance();
-        join.release(&moved.revoked);
-        catch_up(
-            &mut join,
-            &mut tables,
-            !moved.assigned.is_empty(),
-            &metrics,
-            &no_stop,
-        )
-        .await?;
-        let decisions = decide(
-            &mut join,
-            batch.iter().filter(|r| !moved.lost(r.partition)),
-            &metrics,
-        );
-        publish_decisions(&bus, &join, decisions, &metrics, &no_stop).await?;
-        readings.commit()?;
+        shell.run_batch(&mut readings, batch, &no_stop).await?;
     }
     tracing::info!("controller stopped");
     Ok(())
+}
+
+/// What executes the [`batch`] protocol's effects: the bus, the join and its tables.
+struct Shell<'a, B, S, M> {
+    bus: &'a B,
+    join: &'a mut Join,
+    tables: &'a mut Tables<S, M>,
+    metrics: &'a Metrics,
+}
+
+impl<B, S, M> Shell<'_, B, S, M>
+where
+    B: Bus,
+    S: Consumer<SetpointChange>,
+    M: Consumer<HeaterMemoryRecord>,
+{
+    /// One batch of readings through the protocol: the live loop and the drain alike. Returns `false` if a
+    /// stop ended a retry (the batch stays uncommitted; whoever reads it next decides it again).
+    async fn run_batch<R: Consumer<SensorReading>>(
+        &mut self,
+        readings: &mut R,
+        records: Vec<Record<SensorReading>>,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, BusError> {
+        let moved = readings.take_rebalance();
+        let assigned = !moved.assigned.is_empty();
+        if assigned {
+            self.metrics.controller_catching_up.store(1, Relaxed);
+        }
+        let catch_up = batch::begin(self.join, &moved.revoked, assigned);
+        if !self.execute_all(vec![catch_up], readings, shutdown).await? {
+            return Ok(false);
+        }
+        if assigned {
+            self.metrics.controller_catching_up.store(0, Relaxed);
+            tracing::info!(partitions = ?moved.assigned, heaters = self.join.remembered(), "caught up with the controller state for the assigned partitions");
+        }
+        let now = now_ms();
+        let mine = records
+            .iter()
+            .filter(|r| !moved.lost(r.partition))
+            .map(|r| (r.partition, &r.value, r.arrival(now)));
+        let metrics = self.metrics;
+        let effects = batch::decide(self.join, mine, |e| {
+            if metrics.refused("controller", "readings", e.kind()) {
+                // The first of each kind is logged; the rest are counted in /metrics.
+                tracing::warn!("reading refused: {e} (further ones of this kind are only counted)");
+            }
+        });
+        metrics.record_controller(&self.join.stats());
+        metrics
+            .controller_memories_clamped
+            .store(self.join.clamped(), Relaxed);
+        self.execute_all(effects, readings, shutdown).await
+    }
+
+    /// Executes `effects` in order, each only after the one before it succeeded. Returns `false` if a stop
+    /// ended a retry.
+    async fn execute_all<R: Consumer<SensorReading>>(
+        &mut self,
+        effects: Vec<Effect>,
+        readings: &mut R,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, BusError> {
+        for effect in effects {
+            let done = match effect {
+                Effect::CatchUp { changelog } => {
+                    catch_up(self.join, self.tables, changelog, self.metrics, shutdown).await?
+                }
+                Effect::PublishCommands(decisions) => {
+                    let published = publish(self.bus, &decisions, shutdown).await?;
+                    if published {
+                        self.observe(&decisions);
+                    }
+                    published
+                }
+                Effect::PublishMemories(memories) => publish(self.bus, &memories, shutdown).await?,
+                Effect::Commit => {
+                    readings.commit()?;
+                    self.metrics.bus_lost_records.store(readings.lost(), Relaxed);
+                    true
+                }
+            };
+            if !done {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Latency and a debug line for published commands; failsafes are worth a warning.
+    fn observe(&self, decisions: &[Decision]) {
+        let now = now_us();
+        for d in decisions {
+            self.metrics
+                .observe_latency_us(now.saturating_sub((d.t_ms.max(0) as u64) * 1000));
+            if d.cause == setpoint_control::DecisionCause::Failsafe {
+                tracing::warn!(sensor = d.sensor, "sensor silent: failsafe off");
+            }
+            tracing::debug!(
+                sensor = d.sensor,
+                command = d.command.as_str(),
+                temperature = d.temperature,
+                "command"
+            );
+        }
+    }
 }
 
 /// Reads the setpoint table (and, when `changelog` is set, the controller-state changelog) up to the end
@@ -267,66 +346,6 @@ fn apply_setpoints(join: &mut Join, batch: Vec<Record<SetpointChange>>, metrics:
         }
     }
     metrics.record_controller(&join.stats());
-}
-
-fn decide<'a>(
-    join: &mut Join,
-    batch: impl Iterator<Item = &'a Record<SensorReading>>,
-    metrics: &Metrics,
-) -> Vec<Decision> {
-    let mut decisions = Vec::new();
-    let now = now_ms();
-    for record in batch {
-        match join.decide(record.partition, &record.value, record.arrival(now)) {
-            Ok(Some(d)) => decisions.push(d),
-            Ok(None) => {}
-            Err(e) => {
-                if metrics.refused("controller", "readings", e.kind()) {
-                    // The first of each kind is logged; the rest are counted in /metrics.
-                    tracing::warn!(
-                        offset = record.offset,
-                        "reading refused: {e} (further ones of this kind are only counted)"
-                    );
-                }
-            }
-        }
-    }
-    metrics.record_controller(&join.stats());
-    metrics.controller_memories_clamped.store(join.clamped(), Relaxed);
-    decisions
-}
-
-/// Publishes commands, then the changelog records that explain them. Returns `false` if a stop ended the
-/// retries (the batch stays uncommitted and is decided again by whoever reads it next).
-///
-/// In this order because the other order could lose a command: a changelog record saying "On was sent",
-/// followed by a crash before the On itself, would make the next owner suppress it. This order can at
-/// worst repeat the commands of one batch (a crash between the two acknowledgements).
-async fn publish_decisions<B: Bus>(
-    bus: &B,
-    join: &Join,
-    decisions: Vec<Decision>,
-    metrics: &Metrics,
-    shutdown: &CancellationToken,
-) -> Result<bool, BusError> {
-    if decisions.is_empty() {
-        return Ok(true);
-    }
-    let memories = join.memories_for(&decisions);
-    if !publish(bus, &decisions, shutdown).await? {
-        return Ok(false);
-    }
-    let now = now_us();
-    for d in &decisions {
-        metrics.observe_latency_us(now.saturating_sub((d.t_ms.max(0) as u64) * 1000));
-        tracing::debug!(
-            sensor = d.sensor,
-            command = d.command.as_str(),
-            temperature = d.temperature,
-            "command"
-        );
-    }
-    publish(bus, &memories, shutdown).await
 }
 
 /// Publishes records, retrying while the bus is unavailable: the readings that caused them are not
