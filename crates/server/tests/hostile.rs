@@ -74,7 +74,7 @@ fn sigterm_exits_within_the_shutdown_bound_whatever_clients_hold() {
         log.contains("not finished within the shutdown timeout") && log.contains("stopped"),
         "{log}"
     );
-    println!("SIGTERM with a half head, a half body and a silent socket open: exited in {took:?}");
+    println!("SIGTERM with a half head, a half body, a silent socket and a WebSocket that never reads: exited in {took:?}");
 }
 
 #[test]
