@@ -17,6 +17,24 @@ pub const ECHOED_CHARS: usize = 64;
 /// and the whole to this, whatever a library's error text repeats of the input.
 pub const MAX_MESSAGE_CHARS: usize = 300;
 
+/// Longest name people give: a token's or a schedule's (both shown in every change history entry).
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Whether `name` can name a token or a schedule: 1 to [`MAX_NAME_LEN`] ASCII letters, digits, `.`, `_` or
+/// `-`. No `:` — authors with a colon (`schedule:NAME`) are the server's own, so no token can take them.
+pub fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Lower-case hexadecimal of `bytes` (tokens, write ids, entity tags).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// `text` cut to at most `max_chars` characters: all that an error message or a log line repeats of a
 /// string from outside, so nobody's megabyte ends up in an answer or a log.
 pub fn clip(text: &str, max_chars: usize) -> &str {

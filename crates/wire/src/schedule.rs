@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 use setpoint_control::{SensorId, Setpoint, TimeMs};
 
-/// Longest schedule name.
-pub const MAX_SCHEDULE_NAME_LEN: usize = 64;
+/// Longest schedule name: the one name rule ([`crate::is_name`]).
+pub const MAX_SCHEDULE_NAME_LEN: usize = crate::MAX_NAME_LEN;
 
 /// Most steps in one schedule (a step per quarter hour of a week would be 672; nobody needs more).
 pub const MAX_SCHEDULE_STEPS: usize = 1_000;
@@ -23,11 +23,7 @@ pub const MAX_SCHEDULES: usize = 1_000;
 /// `-`. The scheduler's changes are recorded under the author `schedule:NAME`, which no token can take
 /// (token names may not contain `:`).
 pub fn is_schedule_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_SCHEDULE_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    crate::is_name(name)
 }
 
 /// The author recorded for a schedule's setpoint changes.

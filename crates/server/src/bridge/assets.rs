@@ -79,12 +79,7 @@ pub async fn serve_embedded(method: Method, uri: Uri, headers: HeaderMap) -> Res
     else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let etag: String = file
-        .metadata
-        .sha256_hash()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let etag = setpoint_wire::hex(&file.metadata.sha256_hash());
     let etag =
         HeaderValue::from_str(&format!("\"{etag}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
     let mut response = if headers.get(header::IF_NONE_MATCH) == Some(&etag) {

@@ -19,8 +19,8 @@ pub const MIN_OPERATOR_TOKEN_LEN: usize = 16;
 /// Name of the token generated at start, and of a token given without a name.
 pub const DEFAULT_TOKEN_NAME: &str = "admin";
 
-/// Longest token name: it is shown in every change history entry.
-pub const MAX_TOKEN_NAME_LEN: usize = 64;
+/// Longest token name: the one name rule ([`setpoint_wire::is_name`]).
+pub const MAX_TOKEN_NAME_LEN: usize = setpoint_wire::MAX_NAME_LEN;
 
 /// Authors the server itself writes under; no token may take them, so a change's author cannot be forged.
 const RESERVED_NAMES: [&str; 1] = [crate::roles::simulator::SEED_AUTHOR];
@@ -28,11 +28,7 @@ const RESERVED_NAMES: [&str; 1] = [crate::roles::simulator::SEED_AUTHOR];
 /// Whether `name` can name a token: 1 to [`MAX_TOKEN_NAME_LEN`] of ASCII letters, digits, `.`, `-`, `_`.
 /// No `:` — names with a colon (`schedule:…`) are the server's own kinds of author.
 pub fn is_token_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_TOKEN_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    setpoint_wire::is_name(name)
 }
 
 /// The write token. Its `Debug` hides the value so it cannot end up in a log line by accident.
@@ -50,7 +46,7 @@ impl Token {
     pub fn generate() -> Result<Self, getrandom::Error> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes)?;
-        Ok(Self(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+        Ok(Self(setpoint_wire::hex(&bytes)))
     }
 
     /// A token chosen by the operator: the protocol's token syntax (the rule the dashboard checks a token
@@ -194,6 +190,14 @@ impl From<Token> for Tokens {
             entries: vec![(DEFAULT_TOKEN_NAME.to_owned(), token)],
         }
     }
+}
+
+/// The `Origin` a request names, if any (`<invalid>` when it is not text): what [`OriginPolicy`] judges,
+/// for writes and WebSocket upgrades alike.
+pub fn origin(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("<invalid>"))
 }
 
 /// The token offered in a `Sec-WebSocket-Protocol` list, if any. (Whether `setpoint.v1` itself was offered

@@ -150,11 +150,7 @@ pub async fn guard<B: Bus>(State(bridge): State<Arc<Bridge<B>>>, request: Reques
         let refused = if is_write(&method) {
             // A foreign page's write is refused before it is charged, so a page the operator visits cannot
             // spend the budget of everyone on this address (browsers send `Origin` on every write).
-            let origin = request
-                .headers()
-                .get(header::ORIGIN)
-                .map(|v| v.to_str().unwrap_or("<invalid>"));
-            if !bridge.origins.allows(origin) {
+            if !bridge.origins.allows(super::auth::origin(request.headers())) {
                 return Failure::new(
                     ErrorCode::Forbidden,
                     "writes from this origin are not allowed (see --allow-origin)",

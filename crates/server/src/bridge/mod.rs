@@ -275,9 +275,7 @@ async fn websocket<B: Bus>(
         return api::Failure::new(ErrorCode::Internal, "connection not known to the listener")
             .into_response();
     };
-    let origin = headers
-        .get(header::ORIGIN)
-        .map(|v| v.to_str().unwrap_or("<invalid>"));
+    let origin = auth::origin(&headers);
     if !bridge.origins.allows(origin) {
         let origin = setpoint_wire::clip(origin.unwrap_or_default(), setpoint_wire::ECHOED_CHARS);
         if let Some(unlogged) = bridge.metrics.client_refused("foreign_origin") {

@@ -354,7 +354,7 @@ pub(crate) fn writer_name() -> String {
         let fallback = (u64::from(std::process::id()) << 32) ^ now_ms() as u64;
         bytes = fallback.to_le_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    setpoint_wire::hex(&bytes)
 }
 
 impl Inner {
