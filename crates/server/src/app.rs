@@ -12,7 +12,7 @@ use crate::bus::embedded::EmbeddedBus;
 use crate::bus::Bus;
 use crate::metrics::Metrics;
 use crate::roles::controller::{self, ControllerOptions};
-use crate::roles::{scheduler, simulator};
+use crate::roles::{scheduler, simulator, Roles};
 
 /// Everything `setpoint run` needs.
 #[derive(Clone, Debug)]
@@ -74,13 +74,7 @@ pub async fn start<B: Bus>(
     metrics: Arc<Metrics>,
 ) -> std::io::Result<Running<B>> {
     let stop = CancellationToken::new();
-    let (sim_stop, controller_stop, bridge_stop, scheduler_stop) = (
-        CancellationToken::new(),
-        CancellationToken::new(),
-        CancellationToken::new(),
-        CancellationToken::new(),
-    );
-
+    let bridge_stop = CancellationToken::new();
     let running_bridge = match options.bridge.clone() {
         Some(b) => Some(
             bridge::start(
@@ -94,35 +88,31 @@ pub async fn start<B: Bus>(
         ),
         None => None,
     };
+    // Started consumers first, so they stop last (Roles::stop): the controller decides everything the
+    // simulator and the scheduler published before they stopped.
+    let mut roles = Roles::default();
     if options.run_controller {
         // Not ready until the controller has caught up: set before it starts, so no probe sees a gap.
         metrics
             .controller_catching_up
             .store(1, std::sync::atomic::Ordering::Relaxed);
+        let (bus, metrics) = (bus.clone(), Arc::clone(&metrics));
+        roles.spawn("controller", |stop| {
+            controller::run(bus, options.controller, metrics, stop)
+        });
     }
-    let controller_task = options.run_controller.then(|| {
-        tokio::spawn(controller::run(
-            bus.clone(),
-            options.controller,
-            Arc::clone(&metrics),
-            controller_stop.clone(),
-        ))
-    });
-    let scheduler_task = options.run_scheduler.then(|| {
-        tokio::spawn(scheduler::run(
-            bus.clone(),
-            options.controller.config,
-            scheduler_stop.clone(),
-        ))
-    });
-    let sim_task = options.simulator.map(|cfg| {
-        tokio::spawn(simulator::run(
-            bus.clone(),
-            cfg,
-            options.seed_setpoints,
-            sim_stop.clone(),
-        ))
-    });
+    if options.run_scheduler {
+        let bus = bus.clone();
+        roles.spawn("scheduler", |stop| {
+            scheduler::run(bus, options.controller.config, stop)
+        });
+    }
+    if let Some(cfg) = options.simulator {
+        let bus = bus.clone();
+        roles.spawn("simulator", |stop| {
+            simulator::run(bus, cfg, options.seed_setpoints, stop)
+        });
+    }
 
     let stop_watch = stop.clone();
     let (addr, hub) = match &running_bridge {
@@ -133,18 +123,7 @@ pub async fn start<B: Bus>(
     let done = tokio::spawn(async move {
         stop_watch.cancelled().await;
         tracing::info!("shutting down");
-        sim_stop.cancel();
-        if let Some(task) = sim_task {
-            report("simulator", task.await);
-        }
-        scheduler_stop.cancel();
-        if let Some(task) = scheduler_task {
-            report("scheduler", task.await);
-        }
-        controller_stop.cancel();
-        if let Some(task) = controller_task {
-            report("controller", task.await);
-        }
+        roles.stop().await;
         bridge_stop.cancel();
         if let Some(Err(e)) = match bridge_task {
             Some(task) => Some(task.await),
@@ -162,12 +141,4 @@ pub async fn start<B: Bus>(
         stop,
         done,
     })
-}
-
-fn report(role: &str, result: Result<Result<(), crate::bus::BusError>, tokio::task::JoinError>) {
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!("{role} stopped: {e}"),
-        Err(e) => tracing::error!("{role} failed: {e}"),
-    }
 }

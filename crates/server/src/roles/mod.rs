@@ -1,6 +1,55 @@
 //! The roles `setpoint` can play. Each is an async function over a [`Bus`](crate::bus::Bus), so the same
-//! code runs on the embedded bus and on Kafka, in one process or many.
+//! code runs on the embedded bus and on Kafka, in one process or many; [`Roles`] runs those a process
+//! plays and stops them in order. A new role is a module here and one `spawn` line in `app.rs`.
+
+use std::future::Future;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::BusError;
 
 pub mod controller;
 pub mod scheduler;
 pub mod simulator;
+
+/// One running role: its name (for the log), its stop and its task.
+struct RoleTask {
+    name: &'static str,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), BusError>>,
+}
+
+/// The roles running in this process, each with its own stop.
+#[derive(Default)]
+pub struct Roles {
+    running: Vec<RoleTask>,
+}
+
+impl Roles {
+    /// Starts a role; `run` is given the token that stops it.
+    pub fn spawn<F, Fut>(&mut self, name: &'static str, run: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = Result<(), BusError>> + Send + 'static,
+    {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(stop.clone()));
+        self.running.push(RoleTask { name, stop, task });
+    }
+
+    /// Stops the roles in the reverse order of their start, each after the one started after it has
+    /// stopped: start the consumers of data before its producers (the controller before the simulator),
+    /// and every producer is stopped before the roles that consume what it published have drained it.
+    pub async fn stop(self) {
+        for role in self.running.into_iter().rev() {
+            role.stop.cancel();
+            let name = role.name;
+            match role.task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("{name} stopped: {e}"),
+                Err(e) => tracing::error!("{name} failed: {e}"),
+            }
+        }
+    }
+}
