@@ -15,9 +15,10 @@ use setpoint_wire::ws::ErrorCode;
 
 use super::error::*;
 use super::extract::*;
+use crate::bridge::hub::state::PublishFailure;
 use crate::bridge::hub::HubState;
 use crate::bridge::Bridge;
-use crate::bus::{Bus, BusError, ScheduleRecord};
+use crate::bus::{Bus, ScheduleRecord};
 use crate::clock::now_ms;
 
 /// How long a schedule's save waits to read its record back before answering `202 unconfirmed`.
@@ -77,11 +78,9 @@ pub(super) async fn save_schedule<B: Bus>(
 ) -> Result<(), Failure> {
     let name = record.schedule.name.clone();
     let deleted = record.deleted;
-    bridge.bus.publish(vec![record]).await.map_err(|e| match e {
-        BusError::Unavailable(why) => {
-            Failure::new(ErrorCode::BrokerUnavailable, format!("schedule not saved: {why}"))
-        }
-        BusError::Closed => Failure::new(ErrorCode::Internal, "schedule not saved: server is shutting down"),
+    bridge.bus.publish(vec![record]).await.map_err(|e| {
+        let (code, message) = PublishFailure::from(e).answer("schedule");
+        Failure::new(code, message)
     })?;
     tracing::info!(schedule = %name, deleted, "schedule saved");
     if bridge.hub.wait_for_schedules(SCHEDULE_READ_BACK, done).await {

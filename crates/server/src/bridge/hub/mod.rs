@@ -22,7 +22,7 @@ use setpoint_wire::schedule::{Schedule, ScheduleRecord};
 use setpoint_wire::ws::{ReadingsBatch, ServerMessage, SetSetpoint, SetpointMsg};
 
 use super::outbox::{Frame, Outbox, SharedBatch};
-use crate::bus::{Bus, BusError, SetpointChange};
+use crate::bus::{Bus, SetpointChange};
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 pub use pump::pump;
@@ -280,8 +280,7 @@ impl Hub {
                 }
                 Ok(())
             }
-            Err(BusError::Unavailable(why)) => Err(PublishFailure::Unavailable(why)),
-            Err(BusError::Closed) => Err(PublishFailure::ShuttingDown),
+            Err(e) => Err(PublishFailure::from(e)),
         };
         self.with_state(|s| {
             for (id, _) in &begun {

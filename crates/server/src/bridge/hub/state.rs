@@ -580,15 +580,7 @@ impl HubState {
             }
             Err(failure) => {
                 if let Some(w) = self.writes.remove(&id) {
-                    let (code, message) = match failure {
-                        PublishFailure::Unavailable(why) => {
-                            (ErrorCode::BrokerUnavailable, format!("setpoint not saved: {why}"))
-                        }
-                        PublishFailure::ShuttingDown => (
-                            ErrorCode::Internal,
-                            "setpoint not saved: server is shutting down".to_owned(),
-                        ),
-                    };
+                    let (code, message) = failure.answer("setpoint");
                     self.send(
                         w.client,
                         ServerMessage::Error(ErrorMsg {
@@ -853,4 +845,27 @@ fn conflict_message(sensor: SensorId, in_force: u64, base: u64) -> String {
 pub enum PublishFailure {
     Unavailable(String),
     ShuttingDown,
+}
+
+impl From<crate::bus::BusError> for PublishFailure {
+    fn from(e: crate::bus::BusError) -> Self {
+        match e {
+            crate::bus::BusError::Unavailable(why) => Self::Unavailable(why),
+            crate::bus::BusError::Closed => Self::ShuttingDown,
+        }
+    }
+}
+
+impl PublishFailure {
+    /// The error code and message a client gets for a `what` (a setpoint, a schedule) the bus did not take:
+    /// the one mapping, for the WebSocket and the HTTP API alike.
+    pub fn answer(&self, what: &str) -> (ErrorCode, String) {
+        match self {
+            Self::Unavailable(why) => (ErrorCode::BrokerUnavailable, format!("{what} not saved: {why}")),
+            Self::ShuttingDown => (
+                ErrorCode::Internal,
+                format!("{what} not saved: server is shutting down"),
+            ),
+        }
+    }
 }
