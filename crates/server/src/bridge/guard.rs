@@ -108,14 +108,14 @@ fn is_write(method: &Method) -> bool {
 
 /// The middleware; see the module documentation.
 pub async fn guard<B: Bus>(State(bridge): State<Arc<Bridge<B>>>, request: Request, next: Next) -> Response {
-    let host = request.uri().host().map(str::to_owned).or_else(|| {
-        request
-            .headers()
-            .get(header::HOST)
-            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
-    });
-    if !bridge.hosts.allows(host.as_deref()) {
-        let host = setpoint_wire::clip(host.as_deref().unwrap_or_default(), ECHOED).to_owned();
+    // Borrowed, not copied: this runs for every request.
+    let host_header = request
+        .headers()
+        .get(header::HOST)
+        .map(|h| String::from_utf8_lossy(h.as_bytes()));
+    let host = request.uri().host().or(host_header.as_deref());
+    if !bridge.hosts.allows(host) {
+        let host = setpoint_wire::clip(host.unwrap_or_default(), ECHOED).to_owned();
         if let Some(unlogged) = bridge.metrics.client_refused("misdirected_host") {
             tracing::warn!(
                 host,
@@ -128,9 +128,9 @@ pub async fn guard<B: Bus>(State(bridge): State<Arc<Bridge<B>>>, request: Reques
         );
         return Failure::new(ErrorCode::MisdirectedRequest, message).into_response();
     }
-    let path = request.uri().path().to_owned();
-    let connection = request.extensions().get::<Connection>().cloned();
-    if connection.as_ref().is_some_and(|c| c.reserve) && !PROBES.contains(&path.as_str()) {
+    let path = request.uri().path();
+    let connection = request.extensions().get::<Connection>();
+    if connection.is_some_and(|c| c.reserve) && !PROBES.contains(&path) {
         bridge.metrics.client_refused("connection_limit_reserve");
         let mut response = Failure::new(
             ErrorCode::TooManyConnections,
@@ -142,12 +142,12 @@ pub async fn guard<B: Bus>(State(bridge): State<Arc<Bridge<B>>>, request: Reques
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         return response;
     }
-    let method = request.method().clone();
+    let method = request.method();
     let api = path == "/api" || path.starts_with("/api/");
-    if let (true, Some(connection)) = (api, &connection) {
+    if let (true, Some(connection)) = (api, connection) {
         let peer = connection.peer.ip();
         let now = std::time::Instant::now();
-        let refused = if is_write(&method) {
+        let refused = if is_write(method) {
             // A foreign page's write is refused before it is charged, so a page the operator visits cannot
             // spend the budget of everyone on this address (browsers send `Origin` on every write).
             if !bridge.origins.allows(super::auth::origin(request.headers())) {
@@ -168,7 +168,7 @@ pub async fn guard<B: Bus>(State(bridge): State<Arc<Bridge<B>>>, request: Reques
                 // Without a valid token the address pays from its own budget for guesses.
                 None => bridge.limits.guess(peer, now).err(),
             }
-        } else if is_heavy_read(&method, &path) {
+        } else if is_heavy_read(method, path) {
             bridge.limits.read(peer, now).err()
         } else {
             None

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -204,7 +203,6 @@ async fn serve_connection(
     let peer = connection.peer;
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(connection.clone());
-        request.extensions_mut().insert(ConnectInfo(peer));
         app.clone().oneshot(request.map(Body::new))
     });
     let mut builder = http1::Builder::new();

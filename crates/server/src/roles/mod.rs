@@ -53,3 +53,15 @@ impl Roles {
         }
     }
 }
+
+/// A name for this process's setpoint writes, distinct from every other writer's on the same stream (a
+/// bridge's, a scheduler's): the `writeId`s it stamps start with it.
+pub fn writer_name() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Without randomness, the process id and start time still tell writers apart in practice.
+        let fallback = (u64::from(std::process::id()) << 32) ^ crate::clock::now_ms() as u64;
+        bytes = fallback.to_le_bytes();
+    }
+    setpoint_wire::hex(&bytes)
+}

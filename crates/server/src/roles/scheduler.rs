@@ -57,7 +57,7 @@ fn on_setpoints(core: &mut Scheduler, records: impl IntoIterator<Item = Record<S
 
 /// Runs until `shutdown` fires.
 pub async fn run<B: Bus>(bus: B, config: Config, shutdown: CancellationToken) -> Result<(), BusError> {
-    let writer = format!("sched-{}", crate::bridge::hub::writer_name());
+    let writer = format!("sched-{}", super::writer_name());
     let mut core = Scheduler::with_config(&writer, config);
     let Some(mut schedules) = subscribe::<B, ScheduleRecord>(&bus, &shutdown).await else {
         return Ok(());

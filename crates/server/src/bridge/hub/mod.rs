@@ -75,7 +75,7 @@ impl Hub {
         metrics.record_limits("bridge", &config);
         Self {
             inner: Mutex::new(Inner {
-                state: HubState::new(config, options).with_writer(&writer_name()),
+                state: HubState::new(config, options).with_writer(&crate::roles::writer_name()),
                 outboxes: HashMap::new(),
                 to_publish: Vec::new(),
                 waiters: HashMap::new(),
@@ -343,17 +343,6 @@ impl Drop for QuietClient {
     fn drop(&mut self) {
         self.hub.unregister(self.id);
     }
-}
-
-/// A name for this process's writes, distinct from every other bridge's on the same stream.
-pub(crate) fn writer_name() -> String {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        // Without randomness, the process id and start time still tell bridges apart in practice.
-        let fallback = (u64::from(std::process::id()) << 32) ^ now_ms() as u64;
-        bytes = fallback.to_le_bytes();
-    }
-    setpoint_wire::hex(&bytes)
 }
 
 impl Inner {
