@@ -12,6 +12,9 @@ use std::fmt;
 /// thermostat its hysteresis.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+// Unknown fields refused: this is the body of a single write (`PUT …/setpoint`), where a misspelt field
+// must be an error, as in every other write (`setpoint_wire::write`).
+#[serde(deny_unknown_fields)]
 pub struct Setpoint {
     /// The temperature people want, in °C.
     pub desired: f64,

@@ -413,6 +413,66 @@ async fn a_group_write_answers_each_sensor_on_its_own() {
     server.shutdown().await;
 }
 
+/// A write is one shape on both doors: the same object is accepted by both, and the same object with a
+/// misspelt field is refused by both with the same code, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_one_shape_with_one_unknown_field_rule_on_both_doors() {
+    let server = start_unlimited(2, 50).await;
+    let a = addr(&server);
+    let hub = server.hub.clone().expect("bridge");
+    let mut page = connect(a, Some(TOKEN), None).await.expect("connects");
+    page.until(|m| matches!(m, ServerMessage::Hello(_)).then_some(()))
+        .await;
+    let write = json!({"request_id": "w1", "sensor": 1, "desired": 20.5, "up_delta": 0.5, "down_delta": 0.5});
+    let misspelt = json!({"request_id": "w2", "sensor": 1, "desired": 30.0, "up_delta": 0.5, "down_delta": 0.5, "base_verison": 1});
+    let framed = |w: &Value| {
+        let mut frame = w.clone();
+        frame["type"] = json!("set_setpoint");
+        frame.to_string()
+    };
+
+    let before = hub.setpoint(1);
+    page.send(&framed(&misspelt)).await;
+    let ws_code = page
+        .until(|m| match m {
+            ServerMessage::Error(e) => Some(e.code),
+            _ => None,
+        })
+        .await;
+    let r = put(
+        a,
+        "/api/v1/setpoints",
+        &[("Authorization", BEARER)],
+        &json!([misspelt]).to_string(),
+    )
+    .await;
+    assert_eq!((r.status, code(&r)), (400, ws_code), "{}", r.body);
+    assert_eq!(ws_code, ErrorCode::InvalidMessage);
+    assert_eq!(hub.setpoint(1), before, "a refused write changed the setpoint");
+
+    // The same shape without the mistake: taken by both doors, and over HTTP its request_id is echoed.
+    page.send(&framed(&write)).await;
+    page.until(|m| matches!(m, ServerMessage::Ack { request_id, .. } if request_id == "w1").then_some(()))
+        .await;
+    let r = put(
+        a,
+        "/api/v1/setpoints",
+        &[("Authorization", BEARER)],
+        &json!([write]).to_string(),
+    )
+    .await;
+    let outcomes: Vec<WriteOutcome> = serde_json::from_str(&r.body).expect("outcomes");
+    assert_eq!(
+        outcomes
+            .iter()
+            .map(|o| (o.request_id.as_str(), o.status))
+            .collect::<Vec<_>>(),
+        vec![("w1", 200)]
+    );
+    assert_eq!(hub.setpoint(1).map(|s| s.desired), Some(20.5));
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_is_bounded_by_since_and_until() {
     let server = start(1, 20).await;

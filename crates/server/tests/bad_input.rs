@@ -234,6 +234,13 @@ fn table() -> Vec<Case> {
             WsQuiet,
         ),
         case(
+            "a write with an extra field (refused, as over HTTP: a misspelt field must not write a default)",
+            Text(w(
+                r#""sensor":1,"desired":20,"up_delta":1,"down_delta":1,"base_verison":1"#,
+            )),
+            WsError(ErrorCode::InvalidMessage),
+        ),
+        case(
             "subscribe with the wrong type",
             text(r#"{"type":"subscribe","sensors":"all"}"#),
             WsError(ErrorCode::InvalidMessage),

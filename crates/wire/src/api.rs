@@ -1,8 +1,9 @@
 //! The HTTP JSON API under `/api/v1`: the shapes its answers have. Error codes are the WebSocket's
-//! ([`crate::ws::ErrorCode`]), so a script sees the same code for the same mistake on either door.
+//! ([`crate::ws::ErrorCode`]), so a script sees the same code for the same mistake on either door; a write
+//! is a [`crate::write::SetpointWrite`], as on the WebSocket.
 
 use serde::{Deserialize, Serialize};
-use setpoint_control::{Decision, SensorId, SensorReading, Setpoint, TimeMs};
+use setpoint_control::{Decision, SensorId, SensorReading, TimeMs};
 
 use crate::schedule::NextStep;
 use crate::ws::{ErrorCode, SetpointChangeEntry, SetpointMsg};
@@ -38,42 +39,14 @@ pub struct ApiError {
     pub current: Option<SetpointMsg>,
 }
 
-/// The body of `PUT /api/v1/sensors/{id}/setpoint`. The version it replaces goes in `If-Match`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct SetpointBody {
-    pub desired: f64,
-    pub up_delta: f64,
-    pub down_delta: f64,
-}
-
-impl SetpointBody {
-    pub fn setpoint(&self) -> Setpoint {
-        Setpoint::new(self.desired, self.up_delta, self.down_delta)
-    }
-}
-
-/// One item of `PUT /api/v1/setpoints`: a sensor's new setpoint, optionally conditional on the version it
-/// replaces.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct SetpointWrite {
-    #[cfg_attr(feature = "openapi", schema(value_type = i32))]
-    pub sensor: SensorId,
-    pub desired: f64,
-    pub up_delta: f64,
-    pub down_delta: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_version: Option<u64>,
-}
-
 /// One sensor's outcome in a group write: `status` is the HTTP status the same write alone would have
 /// had; `setpoint` is the new value in force (200), `error` why not (with `current` on a conflict).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WriteOutcome {
+    /// The write's own `request_id`, when it gave one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_id: String,
     #[cfg_attr(feature = "openapi", schema(value_type = i32))]
     pub sensor: SensorId,
     pub status: u16,

@@ -2,10 +2,14 @@
 //!
 //! JSON text frames, one object per frame, tagged by `"type"`. These types are compiled into both the bridge
 //! and the dashboard, so the two halves cannot disagree about a field name. Unknown extra fields are ignored
-//! (so the protocol can grow); an unknown `type` or a wrong field type is a typed [`ProtocolError`].
+//! (so the protocol can grow), except in a setpoint write ([`crate::write`]), which refuses them as the HTTP
+//! API does; an unknown `type` or a wrong field type is a typed [`ProtocolError`].
 
 use serde::{Deserialize, Serialize};
 use setpoint_control::{Config, Decision, SensorId, SensorReading, Setpoint, TimeMs};
+
+use crate::write::{check_writes, Door};
+pub use crate::write::{SetpointWrite, MAX_GROUP_WRITES, MAX_REQUEST_ID_LEN};
 
 /// Protocol version announced in `hello`; bumped only for incompatible changes.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -30,13 +34,6 @@ pub fn is_token_syntax(t: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Longest `request_id` the bridge accepts; ids are echoed back, so they must not be a way to amplify traffic.
-pub const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// Most writes in one group write (`set_setpoints`, `PUT /api/v1/setpoints`): 500 writes fit the 64 KiB
-/// frame and body limit.
-pub const MAX_GROUP_WRITES: usize = 500;
-
 /// Longest the bus may take to acknowledge a publish (Kafka's `message.timeout.ms`; the embedded bus is
 /// quicker). Past it the write is answered `broker_unavailable`.
 pub const PUBLISH_TIMEOUT_MS: i64 = 10_000;
@@ -60,33 +57,13 @@ pub enum ClientMessage {
         sensors: Option<Vec<SensorId>>,
     },
     /// Asks for a new setpoint. Needs write access.
-    SetSetpoint(SetSetpoint),
+    SetSetpoint(SetpointWrite),
     /// Asks for new setpoints for several sensors at once (a group of rooms). Each write is atomic and
     /// versioned on its own and answered on its own (`ack` or `error` with its `request_id`); the batch
     /// counts once against the write rate limit. At most [`MAX_GROUP_WRITES`] writes.
-    SetSetpoints { writes: Vec<SetSetpoint> },
+    SetSetpoints { writes: Vec<SetpointWrite> },
     /// Asks for a sensor's setpoint changes (who, when, from → to); answered with `setpoint_history`.
     SetpointHistory { sensor: SensorId },
-}
-
-/// A setpoint write. `base_version`, when given, must equal the version currently in force, so two people
-/// editing the same sensor cannot silently overwrite each other.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SetSetpoint {
-    pub request_id: String,
-    pub sensor: SensorId,
-    pub desired: f64,
-    pub up_delta: f64,
-    pub down_delta: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_version: Option<u64>,
-}
-
-impl SetSetpoint {
-    /// The requested setpoint, to be validated by the control crate's `Limits`.
-    pub fn setpoint(&self) -> Setpoint {
-        Setpoint::new(self.desired, self.up_delta, self.down_delta)
-    }
 }
 
 /// Messages the bridge sends.
@@ -349,23 +326,12 @@ impl ClientMessage {
                 }
             }
         })?;
-        let writes: &[SetSetpoint] = match &msg {
+        let writes: &[SetpointWrite] = match &msg {
             ClientMessage::SetSetpoint(s) => std::slice::from_ref(s),
             ClientMessage::SetSetpoints { writes } => writes,
             _ => &[],
         };
-        if writes.len() > MAX_GROUP_WRITES {
-            return Err(ProtocolError::Invalid {
-                kind,
-                detail: format!("more than {MAX_GROUP_WRITES} writes in one group write"),
-            });
-        }
-        if writes.iter().any(|s| s.request_id.len() > MAX_REQUEST_ID_LEN) {
-            return Err(ProtocolError::Invalid {
-                kind,
-                detail: format!("request_id longer than {MAX_REQUEST_ID_LEN} bytes"),
-            });
-        }
+        check_writes(writes, Door::WebSocket).map_err(|detail| ProtocolError::Invalid { kind, detail })?;
         Ok(msg)
     }
 }

@@ -139,7 +139,7 @@ fn client_messages_decode_from_the_documented_json() {
         Ok(ClientMessage::Subscribe { sensors: None })
     );
     let m = ClientMessage::from_json(
-        r#"{"type":"set_setpoint","request_id":"r1","sensor":1,"desired":45.0,"up_delta":1.0,"down_delta":1.0,"base_version":3,"extra":"ok"}"#,
+        r#"{"type":"set_setpoint","request_id":"r1","sensor":1,"desired":45.0,"up_delta":1.0,"down_delta":1.0,"base_version":3}"#,
     );
     let Ok(ClientMessage::SetSetpoint(s)) = m else {
         panic!("{m:?}")
@@ -179,6 +179,24 @@ fn bad_client_frames_are_typed_errors() {
         ),
         (
             r#"{"type":"subscribe","sensors":"all"}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        // A write refuses what it does not know, as the HTTP API does: a misspelt `base_version` must not
+        // make a conditional write unconditional.
+        (
+            r#"{"type":"set_setpoint","request_id":"r","sensor":1,"desired":1,"up_delta":1,"down_delta":1,"base_verison":3}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"type":"set_setpoints","writes":[{"request_id":"r","sensor":1,"desired":1,"up_delta":1,"down_delta":1,"x":1}]}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"type":"set_setpoint","sensor":1,"desired":1,"up_delta":1,"down_delta":1}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"type":"set_setpoint","request_id":"","sensor":1,"desired":1,"up_delta":1,"down_delta":1}"#,
             ErrorCode::InvalidMessage,
         ),
     ];

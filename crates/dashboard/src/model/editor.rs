@@ -8,7 +8,7 @@
 //! runs), and a write in flight when the connection drops is reported as lost rather than left "pending" forever.
 
 use setpoint_control::{Limits, SensorId, Setpoint, SetpointField};
-use setpoint_wire::ws::{ErrorCode, ErrorMsg, SetSetpoint, SetpointMsg};
+use setpoint_wire::ws::{ErrorCode, ErrorMsg, SetpointMsg, SetpointWrite};
 
 /// How long after a slider release or Enter the write goes out; repeated commits within it collapse into one.
 const COMMIT_DEBOUNCE_MS: f64 = 250.0;
@@ -191,7 +191,7 @@ impl Editor {
         limits: &Limits,
         request_id: String,
         now: f64,
-    ) -> Option<SetSetpoint> {
+    ) -> Option<SetpointWrite> {
         self.commit_due = None;
         let draft = self.draft?;
         if !self.is_dirty(committed) {
@@ -206,14 +206,7 @@ impl Editor {
             request_id: request_id.clone(),
             sent_at: now,
         };
-        Some(SetSetpoint {
-            request_id,
-            sensor,
-            desired: draft.desired,
-            up_delta: draft.up_delta,
-            down_delta: draft.down_delta,
-            base_version: self.base_version,
-        })
+        Some(SetpointWrite::new(request_id, sensor, draft, self.base_version))
     }
 
     fn owns(&self, request_id: &str) -> bool {

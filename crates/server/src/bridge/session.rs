@@ -301,7 +301,7 @@ async fn write<B: Bus>(
     bridge: &Bridge<B>,
     client: ClientId,
     outbox: &super::outbox::Outbox,
-    writes: &[setpoint_wire::ws::SetSetpoint],
+    writes: &[setpoint_wire::ws::SetpointWrite],
     author: Option<&str>,
     connection: &Connection,
 ) {

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::model::group::{GroupStatus, Outcomes};
-use setpoint_wire::ws::SetSetpoint;
+use setpoint_wire::ws::SetpointWrite;
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -21,7 +21,7 @@ fn selected(m: &Model) -> Vec<SensorId> {
 }
 
 /// The writes of the one `set_setpoints` frame in `sent`.
-fn group_writes(sent: Vec<ClientMessage>) -> Vec<SetSetpoint> {
+fn group_writes(sent: Vec<ClientMessage>) -> Vec<SetpointWrite> {
     match <[ClientMessage; 1]>::try_from(sent) {
         Ok([ClientMessage::SetSetpoints { writes }]) => writes,
         other => panic!("expected one set_setpoints frame, got {other:?}"),

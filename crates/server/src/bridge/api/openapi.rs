@@ -12,8 +12,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use setpoint_control::{Command, Decision, DecisionCause, SensorReading, Setpoint};
-use setpoint_wire::api::{ApiError, SensorHistory, SensorView, SetpointBody, SetpointWrite, WriteOutcome};
+use setpoint_wire::api::{ApiError, SensorHistory, SensorView, WriteOutcome};
 use setpoint_wire::schedule::{NextStep, Schedule, ScheduleBody, ScheduleStep, Weekday};
+use setpoint_wire::write::SetpointWrite;
 use setpoint_wire::ws::{ErrorCode, SetpointChangeEntry, SetpointMsg};
 
 /// The document: every route of `/api/v1` and the shapes of its bodies.
@@ -47,7 +48,6 @@ use setpoint_wire::ws::{ErrorCode, SetpointChangeEntry, SetpointMsg};
         DecisionCause,
         Setpoint,
         SetpointMsg,
-        SetpointBody,
         SetpointWrite,
         WriteOutcome,
         SensorHistory,

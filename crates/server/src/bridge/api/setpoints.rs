@@ -12,8 +12,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use setpoint_control::SensorId;
-use setpoint_wire::api::{ApiError, SetpointBody, SetpointWrite, WriteOutcome};
-use setpoint_wire::ws::{ErrorCode, ServerMessage, SetSetpoint, SetpointMsg, MAX_GROUP_WRITES};
+use setpoint_control::Setpoint;
+use setpoint_wire::api::{ApiError, WriteOutcome};
+use setpoint_wire::write::{check_writes, Door, SetpointWrite};
+use setpoint_wire::ws::{ErrorCode, ServerMessage, SetpointMsg};
 
 use super::error::*;
 use super::extract::*;
@@ -30,16 +32,13 @@ pub(super) async fn write<B: Bus>(
     author: &str,
     writes: Vec<SetpointWrite>,
 ) -> Vec<Result<SetpointMsg, Failure>> {
-    let requests: Vec<SetSetpoint> = writes
+    // The hub answers by request id; over HTTP the answer's place in the list is its id.
+    let requests: Vec<SetpointWrite> = writes
         .iter()
         .enumerate()
-        .map(|(i, w)| SetSetpoint {
+        .map(|(i, w)| SetpointWrite {
             request_id: i.to_string(),
-            sensor: w.sensor,
-            desired: w.desired,
-            up_delta: w.up_delta,
-            down_delta: w.down_delta,
-            base_version: w.base_version,
+            ..w.clone()
         })
         .collect();
     let mut client = bridge.hub.register_quiet();
@@ -170,7 +169,7 @@ pub(super) async fn setpoint<B: Bus>(
         ("id" = i32, Path, description = "The sensor id (a 32-bit integer; anything else is `400 invalid_message`)"),
         ("If-Match" = Option<String>, Header, description = "The version this write replaces, as its `ETag` gives it (`\"3\"`; a bare `3` too); `*` or none: any"),
     ),
-    request_body = SetpointBody,
+    request_body = Setpoint,
     responses(
         (status = 200, description = "In force: the new setpoint, with its version", body = SetpointMsg, headers(("ETag" = String, description = "The setpoint's version as an entity tag, e.g. `\"3\"`"))),
         (status = 202, description = "`unconfirmed`: saved, but not read back in time to know whether it took effect", body = ApiError),
@@ -192,14 +191,8 @@ pub(super) async fn put_setpoint<B: Bus>(
     let author = writer(&bridge, &headers)?;
     let sensor = sensor_id(&id)?;
     let base_version = if_match(&headers)?;
-    let body: SetpointBody = json_body(&bridge, body).await?;
-    let write = SetpointWrite {
-        sensor,
-        desired: body.desired,
-        up_delta: body.up_delta,
-        down_delta: body.down_delta,
-        base_version,
-    };
+    let setpoint: Setpoint = json_body(&bridge, body).await?;
+    let write = SetpointWrite::new("", sensor, setpoint, base_version);
     let mut outcomes = self::write(&bridge, &author, vec![write]).await;
     let outcome = outcomes
         .pop()
@@ -232,25 +225,22 @@ pub(super) async fn put_setpoints<B: Bus>(
 ) -> Result<Response, Failure> {
     let author = writer(&bridge, &headers)?;
     let writes: Vec<SetpointWrite> = json_body(&bridge, body).await?;
-    if writes.len() > MAX_GROUP_WRITES {
-        return Err(Failure::new(
-            ErrorCode::InvalidMessage,
-            format!("more than {MAX_GROUP_WRITES} writes in one group write"),
-        ));
-    }
-    let sensors: Vec<SensorId> = writes.iter().map(|w| w.sensor).collect();
+    check_writes(&writes, Door::Http).map_err(|why| Failure::new(ErrorCode::InvalidMessage, why))?;
+    let asked: Vec<(String, SensorId)> = writes.iter().map(|w| (w.request_id.clone(), w.sensor)).collect();
     let outcomes: Vec<WriteOutcome> = write(&bridge, &author, writes)
         .await
         .into_iter()
-        .zip(sensors)
-        .map(|(outcome, sensor)| match outcome {
+        .zip(asked)
+        .map(|(outcome, (request_id, sensor))| match outcome {
             Ok(setpoint) => WriteOutcome {
+                request_id,
                 sensor,
                 status: StatusCode::OK.as_u16(),
                 setpoint: Some(setpoint),
                 error: None,
             },
             Err(f) => WriteOutcome {
+                request_id,
                 sensor,
                 status: f.status.as_u16(),
                 setpoint: None,

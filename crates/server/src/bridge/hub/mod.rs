@@ -19,7 +19,7 @@ use std::time::Duration;
 use setpoint_control::{Config, Decision, SensorId, TimeMs};
 use setpoint_wire::api::SensorHistory;
 use setpoint_wire::schedule::{Schedule, ScheduleRecord};
-use setpoint_wire::ws::{ReadingsBatch, ServerMessage, SetSetpoint, SetpointMsg};
+use setpoint_wire::ws::{ReadingsBatch, ServerMessage, SetpointMsg, SetpointWrite};
 
 use super::outbox::{Frame, Outbox, SharedBatch};
 use crate::bus::{Bus, SetpointChange};
@@ -249,7 +249,7 @@ impl Hub {
         &self,
         bus: &B,
         client: ClientId,
-        reqs: &[SetSetpoint],
+        reqs: &[SetpointWrite],
         author: &str,
     ) {
         // Not yet read, the state refuses the writes (`broker_unavailable`) rather than judge them against

@@ -35,8 +35,8 @@ use setpoint_control::{
 };
 use setpoint_wire::api::{SensorHistory, SensorView};
 use setpoint_wire::ws::{
-    BusStatus, DecisionsBatch, ErrorCode, ErrorMsg, Hello, ReadingsBatch, ServerMessage, SetSetpoint,
-    SetpointChangeEntry, SetpointHistoryMsg, SetpointMsg, StatusMsg, PROTOCOL_VERSION,
+    BusStatus, DecisionsBatch, ErrorCode, ErrorMsg, Hello, ReadingsBatch, ServerMessage, SetpointChangeEntry,
+    SetpointHistoryMsg, SetpointMsg, SetpointWrite, StatusMsg, PROTOCOL_VERSION,
 };
 
 use setpoint_schedule::{next_steps, Program, ScheduleError};
@@ -458,7 +458,7 @@ impl HubState {
     pub fn begin_write(
         &mut self,
         client: ClientId,
-        req: &SetSetpoint,
+        req: &SetpointWrite,
         author: &str,
         now: TimeMs,
     ) -> Option<(WriteId, SetpointChange)> {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use setpoint_control::{Arrival, Command, Config, Decision, DecisionCause, SensorReading, Setpoint};
-use setpoint_wire::ws::{BusStatus, ErrorCode, ServerMessage, SetSetpoint};
+use setpoint_wire::ws::{BusStatus, ErrorCode, ServerMessage, SetpointWrite};
 
 use super::state::{ClientId, HubOptions, HubState, Output, PublishFailure, READ_BACK_PATIENCE_MS};
 use crate::bus::SetpointChange;
@@ -81,15 +81,8 @@ fn decision(sensor: i32, t_ms: i64) -> Decision {
     }
 }
 
-fn request(sensor: i32, desired: f64, base_version: Option<u64>, id: &str) -> SetSetpoint {
-    SetSetpoint {
-        request_id: id.to_owned(),
-        sensor,
-        desired,
-        up_delta: 1.0,
-        down_delta: 1.0,
-        base_version,
-    }
+fn request(sensor: i32, desired: f64, base_version: Option<u64>, id: &str) -> SetpointWrite {
+    SetpointWrite::new(id, sensor, Setpoint::new(desired, 1.0, 1.0), base_version)
 }
 
 /// A hub as the pump leaves it once it has read the tables.
