@@ -39,15 +39,7 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
     let metrics = Arc::new(Metrics::default());
     let stop = CancellationToken::new();
     let setpoints: Vec<SetpointChange> = (0..=SENSORS)
-        .map(|sensor| SetpointChange {
-            base_version: None,
-            write_id: String::new(),
-            sensor,
-            setpoint: Setpoint::new(20.0, 1.0, 1.0),
-            version: 1,
-            author: "bench".into(),
-            t_ms: 0,
-        })
+        .map(|sensor| SetpointChange::new(sensor, Setpoint::new(20.0, 1.0, 1.0), 1, "bench", 0))
         .collect();
     bus.publish(setpoints).await.ok();
     let mut commands = bus.subscribe::<Decision>(StartAt::End, None).expect("subscribe");
@@ -111,15 +103,8 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
                     next_flip += FLIP_EVERY;
                     let version = flips.lock().unwrap_or_else(|e| e.into_inner()).len() as u64 + 2;
                     let desired = if version.is_multiple_of(2) { 30.0 } else { 10.0 };
-                    let change = SetpointChange {
-                        base_version: None,
-                        write_id: String::new(),
-                        sensor: PROBE,
-                        setpoint: Setpoint::new(desired, 1.0, 1.0),
-                        version,
-                        author: "bench".into(),
-                        t_ms: 0,
-                    };
+                    let change =
+                        SetpointChange::new(PROBE, Setpoint::new(desired, 1.0, 1.0), version, "bench", 0);
                     let published = Instant::now();
                     if bus.publish(vec![change]).await.is_ok() {
                         flips

@@ -68,6 +68,37 @@ pub struct SetpointChange {
     pub write_id: String,
 }
 
+impl SetpointChange {
+    /// A record of `setpoint` for `sensor` under `version`, by `author` at `t_ms`, without a condition.
+    pub fn new(
+        sensor: SensorId,
+        setpoint: Setpoint,
+        version: u64,
+        author: impl Into<String>,
+        t_ms: TimeMs,
+    ) -> Self {
+        Self {
+            sensor,
+            setpoint,
+            version,
+            author: author.into(),
+            t_ms,
+            base_version: None,
+            write_id: String::new(),
+        }
+    }
+
+    /// The same record, taking effect only if `base` is in force at its position, and recognisable by its
+    /// writer as `write_id`.
+    pub fn conditional(self, base: u64, write_id: impl Into<String>) -> Self {
+        Self {
+            base_version: Some(base),
+            write_id: write_id.into(),
+            ..self
+        }
+    }
+}
+
 /// What a setpoint record does to the table, as every reader decides it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -316,15 +347,10 @@ impl SetpointTable {
     /// the newest record of its sensor: what a writer whose record lost publishes (see the module docs).
     pub fn restatement(&self, sensor: SensorId) -> Option<SetpointChange> {
         let f = self.in_force.get(&sensor)?;
-        Some(SetpointChange {
-            sensor,
-            setpoint: f.setpoint,
-            version: f.version,
-            author: f.author.clone(),
-            t_ms: f.t_ms,
-            base_version: Some(f.version),
-            write_id: String::new(),
-        })
+        Some(
+            SetpointChange::new(sensor, f.setpoint, f.version, f.author.clone(), f.t_ms)
+                .conditional(f.version, ""),
+        )
     }
 }
 

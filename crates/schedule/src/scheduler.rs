@@ -422,15 +422,10 @@ impl Scheduler {
         entry.in_flight = Some(InFlight { n, deadline });
         self.deadlines.insert((deadline, n), sensor);
         self.sent.insert(n, Sent { sensor, at: now });
-        Some(SetpointChange {
-            sensor,
-            setpoint: step.setpoint,
-            version,
-            base_version: Some(base),
-            t_ms: now,
-            author: slot.author.clone(),
-            write_id: format!("{}{n}", self.prefix),
-        })
+        Some(
+            SetpointChange::new(sensor, step.setpoint, version, slot.author.clone(), now)
+                .conditional(base, format!("{}{n}", self.prefix)),
+        )
     }
 }
 

@@ -63,15 +63,8 @@ impl Stream {
 }
 
 fn manual(sensor: SensorId, version: u64, t_ms: TimeMs, desired: f64) -> SetpointChange {
-    SetpointChange {
-        sensor,
-        setpoint: SP(desired),
-        version,
-        base_version: Some(version - 1),
-        t_ms,
-        author: "bob".into(),
-        write_id: format!("bridge-{version}"),
-    }
+    SetpointChange::new(sensor, SP(desired), version, "bob", t_ms)
+        .conditional(version - 1, format!("bridge-{version}"))
 }
 
 /// Days 06:00 → 21 °C, nights 22:00 → 17 °C, in UTC. 2026-01-05 is a Monday.
@@ -92,15 +85,14 @@ fn step_record(
     schedule: &str,
     write_id: &str,
 ) -> SetpointChange {
-    SetpointChange {
+    SetpointChange::new(
         sensor,
-        setpoint: SP(desired),
-        version: base + 1,
-        base_version: Some(base),
+        SP(desired),
+        base + 1,
+        format!("schedule:{schedule}"),
         t_ms,
-        author: format!("schedule:{schedule}"),
-        write_id: write_id.into(),
-    }
+    )
+    .conditional(base, write_id)
 }
 
 #[test]
@@ -245,14 +237,8 @@ fn two_schedulers_on_one_stream_apply_each_step_once_and_the_loser_restates() {
             (six + 500, (&rb, &ra))
         };
         assert_eq!(loser.0, &vec![], "the winner restates nothing");
-        let restatement = |sensor, version| SetpointChange {
-            sensor,
-            setpoint: SP(21.0),
-            version,
-            base_version: Some(version),
-            t_ms: winner_t,
-            author: "schedule:heat".into(),
-            write_id: String::new(),
+        let restatement = |sensor, version| {
+            SetpointChange::new(sensor, SP(21.0), version, "schedule:heat", winner_t).conditional(version, "")
         };
         assert_eq!(loser.1, &vec![restatement(1, 2), restatement(2, 1)]);
         // The restatements are the newest records: a reader of the compacted stream ends where a reader of
@@ -286,15 +272,7 @@ fn a_failed_or_lost_write_fires_again_and_a_late_duplicate_is_harmless() {
     let restated = s.poll(t3 + 30);
     assert_eq!(
         restated,
-        vec![SetpointChange {
-            sensor: 1,
-            setpoint: SP(21.0),
-            version: 2,
-            base_version: Some(2),
-            t_ms: six + 1_000,
-            author: "schedule:heat".into(),
-            write_id: String::new(),
-        }]
+        vec![SetpointChange::new(1, SP(21.0), 2, "schedule:heat", six + 1_000).conditional(2, "")]
     );
     assert_eq!(s.poll(t3 + IN_FLIGHT_MS), vec![]);
 }

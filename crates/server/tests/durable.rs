@@ -455,15 +455,13 @@ async fn commands_across_restarts_of_the_durable_default_match_the_offline_refer
         // stamped after it could be appended and decided first (the durable append waits on the disk);
         // the controller then applies it from the next reading, as ARCHITECTURE's invariant says, and the
         // as-of reference would be the wrong oracle for that run.
-        let change = SetpointChange {
-            sensor: 1 + run,
-            setpoint: Setpoint::new(if run % 2 == 0 { 40.0 } else { 0.0 }, 1.0, 1.0),
-            version: 0,
-            author: "test".into(),
-            t_ms: setpoint::clock::now_ms() + AHEAD_MS,
-            base_version: None,
-            write_id: String::new(),
-        };
+        let change = SetpointChange::new(
+            1 + run,
+            Setpoint::new(if run % 2 == 0 { 40.0 } else { 0.0 }, 1.0, 1.0),
+            0,
+            "test",
+            setpoint::clock::now_ms() + AHEAD_MS,
+        );
         let dated = change.t_ms;
         bus.publish(vec![change]).await.expect("durable");
         // The simulator stamps readings with the clock, so none dated at or after `dated` existed before this.

@@ -370,15 +370,7 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
     let bus = KafkaBus::new(o, Arc::new(Metrics::default())).expect("bus");
     bus.ensure_topics().await.expect("topics");
     let setpoints: Vec<SetpointChange> = (1..=SENSORS)
-        .map(|sensor| SetpointChange {
-            base_version: None,
-            write_id: String::new(),
-            sensor,
-            setpoint: Setpoint::new(20.0, 1.0, 1.0),
-            version: 1,
-            author: "test".into(),
-            t_ms: 0,
-        })
+        .map(|sensor| SetpointChange::new(sensor, Setpoint::new(20.0, 1.0, 1.0), 1, "test", 0))
         .collect();
     bus.publish(setpoints).await.expect("setpoints");
 
@@ -631,15 +623,14 @@ async fn a_bridge_that_cannot_read_its_tables_yet_holds_requests_and_never_answe
     let writer = kafka_bus(&broker, &t).await;
     // The log already holds version 3 of sensor 5: what a bridge restarted now must answer and judge by.
     writer
-        .publish(vec![SetpointChange {
-            sensor: 5,
-            setpoint: setpoint_control::Setpoint::new(21.0, 0.5, 0.5),
-            version: 3,
-            author: "earlier".into(),
-            t_ms: setpoint::clock::now_ms(),
-            base_version: Some(2),
-            write_id: "earlier-1".into(),
-        }])
+        .publish(vec![SetpointChange::new(
+            5,
+            setpoint_control::Setpoint::new(21.0, 0.5, 0.5),
+            3,
+            "earlier",
+            setpoint::clock::now_ms(),
+        )
+        .conditional(2, "earlier-1")])
         .await
         .expect("published");
     // The bridge starts while the broker is unreachable: it serves HTTP but cannot read its tables.

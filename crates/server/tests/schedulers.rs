@@ -45,14 +45,9 @@ async fn two_schedulers_on_kafka_make_each_step_take_effect_once() {
     let seeded = now_ms();
     let seeds: Vec<SetpointChange> = SENSORS
         .iter()
-        .map(|&sensor| SetpointChange {
-            sensor,
-            setpoint: Setpoint::new(20.0, 1.0, 1.0),
-            version: 1,
-            author: "seed".into(),
-            t_ms: seeded,
-            base_version: Some(0),
-            write_id: format!("seed-{sensor}"),
+        .map(|&sensor| {
+            SetpointChange::new(sensor, Setpoint::new(20.0, 1.0, 1.0), 1, "seed", seeded)
+                .conditional(0, format!("seed-{sensor}"))
         })
         .collect();
     bus.publish(seeds).await.expect("seeded");

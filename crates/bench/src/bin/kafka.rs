@@ -68,15 +68,7 @@ async fn run(brokers: &str, tag: &str, rate: Option<u64>, duration: Duration) ->
     let bus = KafkaBus::new(options, Arc::clone(&metrics)).expect("bus");
     bus.ensure_topics().await.expect("topics");
     let setpoints: Vec<SetpointChange> = (0..=SENSORS)
-        .map(|sensor| SetpointChange {
-            base_version: None,
-            write_id: String::new(),
-            sensor,
-            setpoint: Setpoint::new(20.0, 1.0, 1.0),
-            version: 1,
-            author: "bench".into(),
-            t_ms: 0,
-        })
+        .map(|sensor| SetpointChange::new(sensor, Setpoint::new(20.0, 1.0, 1.0), 1, "bench", 0))
         .collect();
     bus.publish(setpoints).await.expect("setpoints");
     let stop = CancellationToken::new();
@@ -162,15 +154,13 @@ async fn run(brokers: &str, tag: &str, rate: Option<u64>, duration: Duration) ->
                     // Alternate the band far above and far below 20 °C: each flip must change the command.
                     let desired = if version.is_multiple_of(2) { 30.0 } else { 10.0 };
                     let published = now_ms();
-                    let change = SetpointChange {
-                        base_version: None,
-                        write_id: String::new(),
-                        sensor: PROBE,
-                        setpoint: Setpoint::new(desired, 1.0, 1.0),
+                    let change = SetpointChange::new(
+                        PROBE,
+                        Setpoint::new(desired, 1.0, 1.0),
                         version,
-                        author: "bench".into(),
-                        t_ms: published,
-                    };
+                        "bench",
+                        published,
+                    );
                     if bus.publish(vec![change]).await.is_ok() {
                         flips.push((version, published));
                     }
@@ -392,15 +382,7 @@ async fn catch_up(brokers: &str, run: usize) -> Result<CatchUp, String> {
     bus.publish(
         setpoints
             .iter()
-            .map(|s| SetpointChange {
-                base_version: None,
-                write_id: String::new(),
-                sensor: s.sensor,
-                setpoint: s.setpoint,
-                version: s.version,
-                author: "bench".into(),
-                t_ms: s.t_ms,
-            })
+            .map(|s| SetpointChange::new(s.sensor, s.setpoint, s.version, "bench", s.t_ms))
             .collect(),
     )
     .await

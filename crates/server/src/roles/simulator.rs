@@ -68,16 +68,8 @@ async fn seed<B: Bus>(bus: &B, sim: &Simulator) -> Result<(), BusError> {
         .rooms()
         .iter()
         .filter(|room| !known.contains(&room.sensor))
-        .map(|room| SetpointChange {
-            // Conditional on nothing being in force: of two simulators seeding at once, one wins.
-            base_version: Some(0),
-            write_id: String::new(),
-            sensor: room.sensor,
-            setpoint: room.suggested,
-            version: 1,
-            author: SEED_AUTHOR.to_owned(),
-            t_ms: now,
-        })
+        // Conditional on nothing being in force: of two simulators seeding at once, one wins.
+        .map(|room| SetpointChange::new(room.sensor, room.suggested, 1, SEED_AUTHOR, now).conditional(0, ""))
         .collect();
     if !seeds.is_empty() {
         tracing::info!(count = seeds.len(), "seeding setpoints for rooms that have none");

@@ -78,7 +78,7 @@ async fn after_tables_read<B: Bus>(
     }
     let mut response = Failure::new(
         ErrorCode::BrokerUnavailable,
-        "the bridge is still reading the setpoints and schedules from the message broker; try again",
+        crate::bridge::hub::writes::STILL_READING_TABLES,
     )
     .into_response();
     response

@@ -20,6 +20,7 @@ use setpoint_wire::ws::{ErrorCode, ServerMessage, SetpointMsg};
 use super::error::*;
 use super::extract::*;
 use crate::bridge::hub::state::READ_BACK_PATIENCE_MS;
+use crate::bridge::hub::writes::UNCONFIRMED;
 use crate::bridge::Bridge;
 use crate::bus::Bus;
 use crate::clock::now_ms;
@@ -74,14 +75,7 @@ pub(super) async fn write<B: Bus>(
     }
     answers
         .into_iter()
-        .map(|a| {
-            a.unwrap_or_else(|| {
-                Err(Failure::new(
-                    ErrorCode::Unconfirmed,
-                    "setpoint saved, but not yet confirmed: read it back to see whether it took effect",
-                ))
-            })
-        })
+        .map(|a| a.unwrap_or_else(|| Err(Failure::new(ErrorCode::Unconfirmed, UNCONFIRMED))))
         .collect()
 }
 

@@ -1,15 +1,19 @@
 //! The bridge's fan-out: one set of bus subscriptions for all clients, whatever their number.
 //!
-//! [`state::HubState`] is the sans-IO state machine (what each client is told, and when); [`Hub`] is its
+//! [`state::HubState`] is the sans-IO state machine (what each client is told, and when), coordinating
+//! [`history`] (what is kept per sensor), [`writes`] (writes in flight) and [`schedules`]; [`Hub`] is its
 //! thin shell: it holds the state behind one lock, stamps inputs with the clock, and delivers the outputs to
 //! the clients' [`Outbox`]es while still holding the lock — which is what makes "every event exactly once
 //! per client" hold for real connections. [`pump`] feeds it from the bus; [`Hub::write_setpoints`] publishes
 //! a browser's or a script's writes.
 
+mod history;
 mod pump;
+mod schedules;
 pub mod state;
 #[cfg(test)]
 mod tests;
+pub mod writes;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;

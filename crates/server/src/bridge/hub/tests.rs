@@ -523,15 +523,7 @@ fn writes_before_the_tables_are_read_are_refused_not_judged_against_stale_versio
     );
     assert!(clients.published.is_empty());
     hub.on_setpoint(
-        SetpointChange {
-            sensor: 1,
-            setpoint: Setpoint::new(20.0, 1.0, 1.0),
-            version: 5,
-            author: "earlier".into(),
-            t_ms: 0,
-            base_version: Some(4),
-            write_id: String::new(),
-        },
+        SetpointChange::new(1, Setpoint::new(20.0, 1.0, 1.0), 5, "earlier", 0).conditional(4, ""),
         Arrival::at(2),
     )
     .expect("valid record");
@@ -549,15 +541,7 @@ fn writes_before_the_tables_are_read_are_refused_not_judged_against_stale_versio
 
 #[test]
 fn records_from_the_stream_are_numbered_alike_by_every_bridge() {
-    let change = |version, desired| SetpointChange {
-        base_version: None,
-        write_id: String::new(),
-        sensor: 7,
-        setpoint: Setpoint::new(desired, 1.0, 1.0),
-        version,
-        author: String::new(),
-        t_ms: 0,
-    };
+    let change = |version, desired| SetpointChange::new(7, Setpoint::new(desired, 1.0, 1.0), version, "", 0);
     let mut hub = hub();
     hub.on_setpoint(change(0, 20.0), Arrival::at(0))
         .expect("valid record"); // another tool, unversioned: gets 1

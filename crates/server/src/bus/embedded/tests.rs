@@ -13,15 +13,7 @@ fn reading(sensor: i32, t_ms: i64) -> SensorReading {
 }
 
 fn setpoint(sensor: i32, version: u64) -> SetpointChange {
-    SetpointChange {
-        base_version: None,
-        write_id: String::new(),
-        sensor,
-        setpoint: Setpoint::new(20.0, 1.0, 1.0),
-        version,
-        author: String::new(),
-        t_ms: 0,
-    }
+    SetpointChange::new(sensor, Setpoint::new(20.0, 1.0, 1.0), version, "", 0)
 }
 
 #[tokio::test]

@@ -83,15 +83,7 @@ mod tests {
     }
 
     fn setpoint() -> SetpointChange {
-        SetpointChange {
-            base_version: None,
-            write_id: String::new(),
-            sensor: 1,
-            setpoint: Setpoint::new(20.0, 0.5, 0.5),
-            version: 1,
-            author: String::new(),
-            t_ms: 0,
-        }
+        SetpointChange::new(1, Setpoint::new(20.0, 0.5, 0.5), 1, "", 0)
     }
 
     fn reading(t_ms: i64, temperature: f64) -> SensorReading {

@@ -163,15 +163,7 @@ mod tests {
     use setpoint_control::{Command, Setpoint};
 
     fn setpoint(sensor: SensorId, t_ms: i64) -> SetpointChange {
-        SetpointChange {
-            base_version: None,
-            write_id: String::new(),
-            sensor,
-            setpoint: Setpoint::new(20.0, 1.0, 1.0),
-            version: 1,
-            author: String::new(),
-            t_ms,
-        }
+        SetpointChange::new(sensor, Setpoint::new(20.0, 1.0, 1.0), 1, "", t_ms)
     }
 
     fn at(now_ms: i64) -> Arrival {
