@@ -12,10 +12,11 @@ use crate::bus::embedded::EmbeddedBus;
 use crate::bus::Bus;
 use crate::metrics::Metrics;
 use crate::roles::controller::{self, ControllerOptions};
-use crate::roles::{scheduler, simulator, Roles};
+use crate::roles::{scheduler, simulator, Roles, CONTROLLER, SCHEDULER, SIMULATOR};
 
-/// Everything `setpoint run` needs.
-#[derive(Clone, Debug)]
+/// Everything `setpoint run` needs. The default runs no role: each subcommand names the roles it runs,
+/// e.g. `RunOptions { run_controller: true, ..Default::default() }`.
+#[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// `None` runs without the bridge (no HTTP port).
     pub bridge: Option<BridgeOptions>,
@@ -97,19 +98,19 @@ pub async fn start<B: Bus>(
             .controller_catching_up
             .store(1, std::sync::atomic::Ordering::Relaxed);
         let (bus, metrics) = (bus.clone(), Arc::clone(&metrics));
-        roles.spawn("controller", |stop| {
+        roles.spawn(CONTROLLER, |stop| {
             controller::run(bus, options.controller, metrics, stop)
         });
     }
     if options.run_scheduler {
         let bus = bus.clone();
-        roles.spawn("scheduler", |stop| {
+        roles.spawn(SCHEDULER, |stop| {
             scheduler::run(bus, options.controller.config, stop)
         });
     }
     if let Some(cfg) = options.simulator {
         let bus = bus.clone();
-        roles.spawn("simulator", |stop| {
+        roles.spawn(SIMULATOR, |stop| {
             simulator::run(bus, cfg, options.seed_setpoints, stop)
         });
     }

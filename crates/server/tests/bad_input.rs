@@ -567,19 +567,19 @@ async fn every_bad_input_gets_its_exact_response_and_nothing_breaks() {
             }
             Input::SensorRecord(key, value) => match value {
                 None => Expect::Decode(DecodeError::Tombstone.kind()),
-                Some(v) => match SensorReading::decode(key, &v, Some(0)) {
+                Some(v) => match SensorReading::decode(key, &v, 0) {
                     Ok(r) => Expect::Decoded(describe_reading(&r)),
                     Err(e) => Expect::Decode(e.kind()),
                 },
             },
             Input::SetpointRecord(key, value) => match value {
                 None => Expect::Decode(DecodeError::Tombstone.kind()),
-                Some(v) => match SetpointChange::decode(key, &v, Some(0)) {
+                Some(v) => match SetpointChange::decode(key, &v, 0) {
                     Ok(_) => Expect::Decoded("a setpoint".into()),
                     Err(e) => Expect::Decode(e.kind()),
                 },
             },
-            Input::CommandRecord(v) => match setpoint_control::Decision::decode(Some(b"3"), &v, Some(0)) {
+            Input::CommandRecord(v) => match setpoint_control::Decision::decode(Some(b"3"), &v, 0) {
                 Ok(_) => Expect::Decoded("a command".into()),
                 Err(e) => Expect::Decode(e.kind()),
             },

@@ -29,7 +29,11 @@ fn error_for<'a>(m: &'a ServerMessage, id: Option<&str>) -> Option<&'a ErrorMsg>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_backfill_live_readings_and_decisions_arrive() {
     let server = start(4, 50).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let hub = server.hub.clone().expect("bridge");
+    eventually("six readings of each room in the history", || {
+        (1..=4).all(|s| hub.history(s, 0, i64::MAX).is_some_and(|h| h.readings.len() >= 6))
+    })
+    .await;
     let mut c = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
     let first = c.next().await;
     let h = hello(&first);

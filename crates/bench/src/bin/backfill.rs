@@ -17,7 +17,6 @@ use setpoint::bridge::BridgeOptions;
 use setpoint::bus::embedded::EmbeddedBus;
 use setpoint::bus::{Bus, SensorReading};
 use setpoint::metrics::Metrics;
-use setpoint::roles::controller::ControllerOptions;
 use setpoint_control::{Command, Decision, DecisionCause};
 use setpoint_wire::ws::ServerMessage;
 use tokio_tungstenite::tungstenite::Message;
@@ -136,11 +135,7 @@ async fn run(args: Args) -> i32 {
     let token = Token::generate().expect("token");
     let options = RunOptions {
         bridge: Some(BridgeOptions::new("127.0.0.1:0".parse().expect("addr"), token)),
-        controller: ControllerOptions::default(),
-        run_controller: false,
-        simulator: None,
-        seed_setpoints: false,
-        run_scheduler: false,
+        ..RunOptions::default()
     };
     let server = app::start(bus, options, std::sync::Arc::new(Metrics::default()))
         .await

@@ -22,9 +22,6 @@ pub const DEFAULT_TOKEN_NAME: &str = "admin";
 /// Longest token name: the one name rule ([`setpoint_wire::is_name`]).
 pub const MAX_TOKEN_NAME_LEN: usize = setpoint_wire::MAX_NAME_LEN;
 
-/// Authors the server itself writes under; no token may take them, so a change's author cannot be forged.
-const RESERVED_NAMES: [&str; 1] = [crate::roles::simulator::SEED_AUTHOR];
-
 /// Whether `name` can name a token: 1 to [`MAX_TOKEN_NAME_LEN`] of ASCII letters, digits, `.`, `-`, `_`.
 /// No `:` — names with a colon (`schedule:…`) are the server's own kinds of author.
 pub fn is_token_name(name: &str) -> bool {
@@ -93,7 +90,7 @@ impl Tokens {
                     "token name {name:?} must be 1 to {MAX_TOKEN_NAME_LEN} characters of A-Z, a-z, 0-9, '.', '-' or '_'"
                 ));
             }
-            if RESERVED_NAMES.contains(&name.as_str()) {
+            if crate::roles::reserved_authors().any(|r| r == name) {
                 return Err(format!(
                     "token name {name:?} is reserved for the server's own changes"
                 ));

@@ -130,33 +130,30 @@ pub trait Payload: Clone + Send + Sync + 'static {
     /// The Kafka record value (protobuf, reference-compatible).
     fn encode(&self) -> Vec<u8>;
     /// Decodes a Kafka record. `key` is optional (reference writers may omit it) but must agree with the
-    /// value when present; `timestamp_ms` stands in for a missing event time.
-    fn decode(key: Option<&[u8]>, value: &[u8], timestamp_ms: Option<i64>) -> Result<Self, DecodeError>;
-}
-
-fn fallback_ms(timestamp_ms: Option<i64>) -> TimeMs {
-    timestamp_ms.unwrap_or_else(crate::clock::now_ms)
+    /// value when present; `log_ms` (the record's log time, or the reader's clock where the log has none)
+    /// stands in for a missing event time. No clock is read here: the same bytes decode the same way.
+    fn decode(key: Option<&[u8]>, value: &[u8], log_ms: TimeMs) -> Result<Self, DecodeError>;
 }
 
 impl Payload for SensorReading {
     const STREAM: StreamKind = StreamKind::Readings;
     fn key(&self) -> String {
-        self.sensor.to_string()
+        proto::sensor_key(self.sensor)
     }
     fn encode(&self) -> Vec<u8> {
         proto::SensorData::from_reading(self.sensor, &self.reading()).encode_to_vec()
     }
-    fn decode(key: Option<&[u8]>, value: &[u8], timestamp_ms: Option<i64>) -> Result<Self, DecodeError> {
+    fn decode(key: Option<&[u8]>, value: &[u8], log_ms: TimeMs) -> Result<Self, DecodeError> {
         let m = proto::SensorData::decode_value(value)?;
         proto::check_key(key, m.sensor_id)?;
-        Ok(Self::new(m.sensor_id, m.reading(fallback_ms(timestamp_ms))))
+        Ok(Self::new(m.sensor_id, m.reading(log_ms)))
     }
 }
 
 impl Payload for SetpointChange {
     const STREAM: StreamKind = StreamKind::Setpoints;
     fn key(&self) -> String {
-        self.sensor.to_string()
+        proto::sensor_key(self.sensor)
     }
     fn encode(&self) -> Vec<u8> {
         proto::TemperatureControl::from_setpoint(
@@ -169,13 +166,13 @@ impl Payload for SetpointChange {
         .with_claim(self.base_version, &self.write_id)
         .encode_to_vec()
     }
-    fn decode(key: Option<&[u8]>, value: &[u8], timestamp_ms: Option<i64>) -> Result<Self, DecodeError> {
+    fn decode(key: Option<&[u8]>, value: &[u8], log_ms: TimeMs) -> Result<Self, DecodeError> {
         let m = proto::TemperatureControl::decode_value(value)?;
         proto::check_key(key, m.sensor_id)?;
         let t_ms = if m.event_time_ms != 0 {
             m.event_time_ms
         } else {
-            fallback_ms(timestamp_ms)
+            log_ms
         };
         Ok(Self {
             sensor: m.sensor_id,
@@ -192,27 +189,27 @@ impl Payload for SetpointChange {
 impl Payload for Decision {
     const STREAM: StreamKind = StreamKind::Commands;
     fn key(&self) -> String {
-        self.sensor.to_string()
+        proto::sensor_key(self.sensor)
     }
     fn encode(&self) -> Vec<u8> {
         proto::HeaterControl::from_decision(self).encode_to_vec()
     }
-    fn decode(key: Option<&[u8]>, value: &[u8], timestamp_ms: Option<i64>) -> Result<Self, DecodeError> {
+    fn decode(key: Option<&[u8]>, value: &[u8], log_ms: TimeMs) -> Result<Self, DecodeError> {
         let m = proto::HeaterControl::decode_value(value)?;
         proto::check_key(key, m.sensor_id)?;
-        m.decision(fallback_ms(timestamp_ms))
+        m.decision(log_ms)
     }
 }
 
 impl Payload for HeaterMemoryRecord {
     const STREAM: StreamKind = StreamKind::ControllerState;
     fn key(&self) -> String {
-        self.sensor.to_string()
+        proto::sensor_key(self.sensor)
     }
     fn encode(&self) -> Vec<u8> {
         proto::ControllerState::from_memory(self.sensor, &self.memory).encode_to_vec()
     }
-    fn decode(key: Option<&[u8]>, value: &[u8], _timestamp_ms: Option<i64>) -> Result<Self, DecodeError> {
+    fn decode(key: Option<&[u8]>, value: &[u8], _log_ms: TimeMs) -> Result<Self, DecodeError> {
         let m = proto::ControllerState::decode_value(value)?;
         proto::check_key(key, m.sensor_id)?;
         Ok(Self {
@@ -232,7 +229,7 @@ impl Payload for ScheduleRecord {
     fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
-    fn decode(key: Option<&[u8]>, value: &[u8], _timestamp_ms: Option<i64>) -> Result<Self, DecodeError> {
+    fn decode(key: Option<&[u8]>, value: &[u8], _log_ms: TimeMs) -> Result<Self, DecodeError> {
         let record: ScheduleRecord = serde_json::from_slice(value).map_err(|e| DecodeError::Json {
             message: "schedule",
             detail: e.to_string(),

@@ -31,9 +31,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Simulator + controller + bridge + dashboard in one process. Prints the URL to open.
+    /// Simulator + controller + scheduler + bridge + dashboard in one process. Prints the URL to open.
     Run(RunArgs),
-    /// Only the controller: joins readings and setpoints into commands.
+    /// The controller: joins readings and setpoints into commands; runs the scheduler too (weekly
+    /// schedules' steps; of several schedulers exactly one takes effect per step).
     Controller(ControllerArgs),
     /// Only the bridge: dashboard hosting and the WebSocket relay.
     Bridge(BridgeRoleArgs),
@@ -107,28 +108,20 @@ impl Command {
             // Controllers are the back end that scales out; each also runs a scheduler, of which exactly
             // one takes effect per step.
             Command::Controller(a) => RunOptions {
-                bridge: None,
                 controller: a.control.options(),
                 run_controller: true,
-                simulator: None,
-                seed_setpoints: false,
                 run_scheduler: true,
+                ..RunOptions::default()
             },
             Command::Bridge(a) => RunOptions {
                 bridge: Some(a.bridge.options()?),
                 controller: a.control.options(),
-                run_controller: false,
-                simulator: None,
-                seed_setpoints: false,
-                run_scheduler: false,
+                ..RunOptions::default()
             },
             Command::Simulate(a) => RunOptions {
-                bridge: None,
-                controller: ControllerOptions::default(),
-                run_controller: false,
                 simulator: Some(a.sim.config()),
                 seed_setpoints: !a.sim.no_seed_setpoints,
-                run_scheduler: false,
+                ..RunOptions::default()
             },
         })
     }
@@ -157,24 +150,20 @@ pub struct KafkaArgs {
     #[arg(long = "kafka-config", env = "SETPOINT_KAFKA_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
     kafka_config: Vec<(String, String)>,
     /// Topic of temperature readings.
-    #[arg(long, env = "SETPOINT_TOPIC_READINGS", default_value = "sensor")]
+    #[arg(long, env = "SETPOINT_TOPIC_READINGS", default_value = Topics::READINGS)]
     topic_readings: String,
     /// Topic of setpoints (compacted).
-    #[arg(long, env = "SETPOINT_TOPIC_SETPOINTS", default_value = "tempset")]
+    #[arg(long, env = "SETPOINT_TOPIC_SETPOINTS", default_value = Topics::SETPOINTS)]
     topic_setpoints: String,
     /// Topic of heater commands.
-    #[arg(long, env = "SETPOINT_TOPIC_COMMANDS", default_value = "heatercontrol")]
+    #[arg(long, env = "SETPOINT_TOPIC_COMMANDS", default_value = Topics::COMMANDS)]
     topic_commands: String,
     /// Compacted topic where controllers keep each heater's last command and dwell (their changelog), so
     /// the next owner of a sensor carries on after a handover or restart.
-    #[arg(
-        long,
-        env = "SETPOINT_TOPIC_CONTROLLER_STATE",
-        default_value = "setpoint-controller-state"
-    )]
+    #[arg(long, env = "SETPOINT_TOPIC_CONTROLLER_STATE", default_value = Topics::CONTROLLER_STATE)]
     topic_controller_state: String,
     /// Compacted topic of the weekly schedules (JSON records keyed by schedule name).
-    #[arg(long, env = "SETPOINT_TOPIC_SCHEDULES", default_value = "setpoint-schedules")]
+    #[arg(long, env = "SETPOINT_TOPIC_SCHEDULES", default_value = Topics::SCHEDULES)]
     topic_schedules: String,
     /// Copy records that fail to decode to this topic (raw key and value; headers `setpoint.error`,
     /// `setpoint.reason`, `setpoint.source` = topic/partition/offset). Unset: they are counted, logged once
@@ -182,7 +171,7 @@ pub struct KafkaArgs {
     #[arg(long, env = "SETPOINT_DEAD_LETTER_TOPIC")]
     dead_letter_topic: Option<String>,
     /// Partitions of the topics created at start (existing topics are used as they are).
-    #[arg(long, env = "SETPOINT_PARTITIONS", default_value_t = 3)]
+    #[arg(long, env = "SETPOINT_PARTITIONS", default_value_t = KafkaOptions::DEFAULT_PARTITIONS)]
     partitions: i32,
     /// Without --kafka: records each stream of the embedded bus keeps (its memory bound; a consumer further
     /// behind skips ahead and counts the loss).

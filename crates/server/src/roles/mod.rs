@@ -1,6 +1,7 @@
 //! The roles `setpoint` can play. Each is an async function over a [`Bus`](crate::bus::Bus), so the same
 //! code runs on the embedded bus and on Kafka, in one process or many; [`Roles`] runs those a process
-//! plays and stops them in order. A new role is a module here and one `spawn` line in `app.rs`.
+//! plays and stops them in order. A new role is a module here, its [`Role`] in [`ALL`] (its name for logs
+//! and metrics labels, the author it writes under) and one `spawn` line in `app.rs`.
 
 use std::future::Future;
 
@@ -12,6 +13,42 @@ use crate::bus::BusError;
 pub mod controller;
 pub mod scheduler;
 pub mod simulator;
+
+/// A role as the rest of the process knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Role {
+    /// For the log and the `role` label of the metrics.
+    pub name: &'static str,
+    /// The author of the setpoint records it writes on its own account: reserved, so no token can take
+    /// it and a change's author cannot be forged. (The scheduler writes as `schedule:<name>`, which no
+    /// token name can be: the name rule has no `:`.)
+    pub author: Option<&'static str>,
+}
+
+pub const CONTROLLER: Role = Role {
+    name: "controller",
+    author: None,
+};
+pub const BRIDGE: Role = Role {
+    name: "bridge",
+    author: None,
+};
+pub const SCHEDULER: Role = Role {
+    name: "scheduler",
+    author: None,
+};
+pub const SIMULATOR: Role = Role {
+    name: "simulator",
+    author: Some(simulator::SEED_AUTHOR),
+};
+
+/// Every role, in the order a process starts them.
+pub const ALL: [Role; 4] = [BRIDGE, CONTROLLER, SCHEDULER, SIMULATOR];
+
+/// The authors the server writes under, which no token may take.
+pub fn reserved_authors() -> impl Iterator<Item = &'static str> {
+    ALL.iter().filter_map(|r| r.author)
+}
 
 /// One running role: its name (for the log), its stop and its task.
 struct RoleTask {
@@ -28,14 +65,18 @@ pub struct Roles {
 
 impl Roles {
     /// Starts a role; `run` is given the token that stops it.
-    pub fn spawn<F, Fut>(&mut self, name: &'static str, run: F)
+    pub fn spawn<F, Fut>(&mut self, role: Role, run: F)
     where
         F: FnOnce(CancellationToken) -> Fut,
         Fut: Future<Output = Result<(), BusError>> + Send + 'static,
     {
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(stop.clone()));
-        self.running.push(RoleTask { name, stop, task });
+        self.running.push(RoleTask {
+            name: role.name,
+            stop,
+            task,
+        });
     }
 
     /// Stops the roles in the reverse order of their start, each after the one started after it has

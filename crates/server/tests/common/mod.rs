@@ -71,14 +71,10 @@ pub async fn start_with(options: RunOptions) -> Running<EmbeddedBus> {
     };
     let running = app::start_embedded(options).await.expect("server starts");
     let hub = running.hub.clone().expect("bridge runs");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !hub.tables_read() || (1..=seeded as i32).any(|sensor| hub.setpoint(sensor).is_none()) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "seeded setpoints never reached the bridge"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the seeded setpoints reached the bridge", || {
+        hub.tables_read() && (1..=seeded as i32).all(|sensor| hub.setpoint(sensor).is_some())
+    })
+    .await;
     running
 }
 
@@ -179,4 +175,17 @@ pub async fn write_and_wait(
     })
     .await;
     version.filter(|_| acked)
+}
+
+/// Waits until `condition` holds, checking every 10 ms for at most [`PATIENCE`]; panics naming `what`
+/// otherwise. For state a test can only observe (a hub's history), not be notified of.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -76,7 +76,7 @@ pub struct Registration {
 
 impl Hub {
     pub fn new(config: Config, options: HubOptions, metrics: Arc<Metrics>) -> Self {
-        metrics.record_limits("bridge", &config);
+        metrics.record_limits(crate::roles::BRIDGE.name, &config);
         Self {
             inner: Mutex::new(Inner {
                 state: HubState::new(config, options).with_writer(&crate::roles::writer_name()),

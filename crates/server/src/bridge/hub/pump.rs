@@ -190,7 +190,7 @@ impl Hub {
             for r in records {
                 let arrival = r.arrival(now);
                 if let Err((reason, error)) = input(s, r.value, arrival) {
-                    if metrics.refused("bridge", stream, reason) {
+                    if metrics.refused(crate::roles::BRIDGE.name, stream, reason) {
                         tracing::warn!(
                             stream,
                             "record refused, not shown: {} (further ones of this kind are only counted)",

@@ -11,7 +11,6 @@ use tokio::sync::Notify;
 
 use crate::bus::store::{Encoded, Store, StoreError};
 use crate::bus::{Offset, Payload, Record, StreamKind};
-use crate::clock::now_ms;
 
 /// One record in a log: its offset, when it was appended (what a consumer starting at a time seeks by,
 /// like Kafka's record timestamps), and the value.
@@ -71,7 +70,7 @@ impl<T: Payload> Log<T> {
             if !self.compacted && cutoff.is_some_and(|c| ts < c) {
                 continue;
             }
-            let value = T::decode(None, &bytes, Some(ts)).map_err(|e| StoreError::Damaged {
+            let value = T::decode(None, &bytes, ts).map_err(|e| StoreError::Damaged {
                 path: path.to_owned(),
                 detail: format!("record {offset} of {:?}: {e}", self.stream),
             })?;
@@ -96,6 +95,7 @@ impl<T: Payload> Log<T> {
     pub(super) fn append(
         self: &Arc<Self>,
         values: Vec<T>,
+        now: TimeMs,
     ) -> Option<tokio::sync::oneshot::Receiver<Result<(), String>>> {
         if values.is_empty() {
             return None;
@@ -106,7 +106,8 @@ impl<T: Payload> Log<T> {
             None => Vec::new(),
         };
         let mut inner = self.lock();
-        let ts = now_ms().max(inner.last_ts);
+        // Never before the last append: a clock stepped back must not make a later record look older.
+        let ts = now.max(inner.last_ts);
         inner.last_ts = ts;
         let first = inner.next_offset;
         inner.next_offset += values.len() as u64;

@@ -26,7 +26,7 @@ use super::{
     Bus, BusError, Consumer, HeaterMemoryRecord, Offset, Payload, Record, ScheduleRecord, SensorReading,
     SetpointChange, StartAt, StreamKind,
 };
-use crate::clock::now_ms;
+use crate::clock::Clock;
 
 /// Retention of each log, in records. At 10 k readings/s this is 100 s of history, far more than a healthy
 /// consumer lags, and about 40 MB of memory.
@@ -62,6 +62,8 @@ pub struct EmbeddedBus {
     logs: Arc<Mutex<Logs>>,
     retention: Retention,
     store: Option<Store>,
+    /// Stamps appends (what a consumer starting at a time seeks by) and dates the age limit.
+    clock: Clock,
 }
 
 /// One log per stream, keyed by the stream's kind, so the bus needs to know nothing about the payload types
@@ -84,17 +86,29 @@ impl EmbeddedBus {
             logs: Arc::new(Mutex::new(HashMap::new())),
             retention,
             store: None,
+            clock: Clock::system(),
         }
+    }
+
+    /// The same bus (sharing its logs), with its time read from `clock`.
+    pub fn with_clock(self, clock: Clock) -> Self {
+        Self { clock, ..self }
     }
 
     /// A bus kept in `dir`: what earlier runs published there is back, and what this one publishes stays.
     /// Fails with a clear error if another process uses `dir` or its data file is damaged.
     pub fn open(dir: &Path, retention: Retention) -> Result<Self, StoreError> {
+        Self::open_with_clock(dir, retention, Clock::system())
+    }
+
+    /// [`EmbeddedBus::open`], with the time read from `clock` (restoring prunes by age as of its now).
+    pub fn open_with_clock(dir: &Path, retention: Retention, clock: Clock) -> Result<Self, StoreError> {
         let store = Store::open(dir)?;
         let bus = Self {
             logs: Arc::new(Mutex::new(HashMap::new())),
             retention,
             store: Some(store.clone()),
+            clock,
         };
         let cutoff = bus.cutoff();
         // Every stream now, so a damaged record is reported at start, not when a role first reads it.
@@ -125,13 +139,13 @@ impl EmbeddedBus {
     fn cutoff(&self) -> Option<TimeMs> {
         self.retention
             .max_age
-            .map(|age| now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+            .map(|age| self.clock.now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
     }
 
     /// Prunes old events every [`PRUNE_INTERVAL`] until the bus is dropped.
     fn prune_in_background(&self) {
         let logs: Weak<Mutex<Logs>> = Arc::downgrade(&self.logs);
-        let retention = self.retention;
+        let (retention, clock) = (self.retention, self.clock.clone());
         let spawned = std::thread::Builder::new()
             .name("setpoint-retention".into())
             .spawn(move || loop {
@@ -143,6 +157,7 @@ impl EmbeddedBus {
                     logs,
                     retention,
                     store: None,
+                    clock: clock.clone(),
                 };
                 bus.prune();
             });
@@ -202,7 +217,8 @@ impl Bus for EmbeddedBus {
         &self,
         values: Vec<T>,
     ) -> impl std::future::Future<Output = Result<(), BusError>> + Send {
-        let durable = self.log::<T>().map(|log| log.append(values));
+        let now = self.clock.now_ms();
+        let durable = self.log::<T>().map(|log| log.append(values, now));
         async move {
             match durable? {
                 None => Ok(()),

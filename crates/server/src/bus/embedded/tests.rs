@@ -3,6 +3,7 @@
 use super::*;
 use crate::bus::{SensorReading, SetpointChange};
 use setpoint_control::Setpoint;
+use std::sync::atomic::Ordering::Relaxed;
 
 fn reading(sensor: i32, t_ms: i64) -> SensorReading {
     SensorReading {
@@ -10,6 +11,11 @@ fn reading(sensor: i32, t_ms: i64) -> SensorReading {
         t_ms,
         temperature: 20.0,
     }
+}
+
+/// The system clock 20 ms on: what was just written is then older than a 10 ms age limit, without a sleep.
+fn twenty_ms_later() -> Clock {
+    Clock::from_fn(|| crate::clock::now_ms() + 20)
 }
 
 fn setpoint(sensor: i32, version: u64) -> SetpointChange {
@@ -48,7 +54,9 @@ async fn a_waiting_consumer_wakes_on_publish() {
         .subscribe::<SensorReading>(StartAt::End, None)
         .expect("subscribe");
     let waiter = tokio::spawn(async move { c.next_batch(10).await });
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // On this single-threaded runtime the waiter runs until it waits for a record, and then we publish.
+    tokio::task::yield_now().await;
+    assert!(!waiter.is_finished(), "nothing to read yet");
     bus.publish(vec![reading(5, 1)]).await.expect("publish");
     let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
         .await
@@ -94,12 +102,14 @@ async fn the_setpoint_log_compacts_to_the_latest_per_sensor() {
 
 #[tokio::test]
 async fn start_at_a_time_reads_from_the_first_record_appended_then() {
-    let bus = EmbeddedBus::new(100);
+    let time = Arc::new(std::sync::atomic::AtomicI64::new(1_000_000));
+    let read = Arc::clone(&time);
+    let bus = EmbeddedBus::new(100).with_clock(Clock::from_fn(move || read.load(Relaxed)));
     bus.publish(vec![reading(1, 1), reading(1, 2)])
         .await
         .expect("publish");
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    let t = now_ms();
+    let t = 1_000_005;
+    time.store(t, Relaxed);
     bus.publish(vec![reading(1, 3)]).await.expect("publish");
     let mut c = bus
         .subscribe::<SensorReading>(StartAt::Time(t), None)
@@ -168,12 +178,11 @@ async fn a_reopened_bus_has_its_tables_and_the_events_within_the_age_limit() {
     again.close().expect("closes");
     drop(again);
 
-    std::thread::sleep(std::time::Duration::from_millis(20));
     let short = Retention {
         records: 100,
         max_age: Some(std::time::Duration::from_millis(10)),
     };
-    let aged = EmbeddedBus::open(dir.path(), short).expect("reopens");
+    let aged = EmbeddedBus::open_with_clock(dir.path(), short, twenty_ms_later()).expect("reopens");
     assert_eq!(versions(&aged), vec![1, 2, 3, 4], "tables are not aged out");
     assert!(
         aged.subscribe::<SensorReading>(StartAt::Beginning, None)
@@ -215,14 +224,14 @@ async fn pruning_deletes_aged_and_excess_events_from_the_data_file() {
     };
     let again = EmbeddedBus::open(dir.path(), roomy).expect("reopens");
     assert_eq!(times(&again), vec![2, 3, 4], "the record bound reached the disk");
-    std::thread::sleep(std::time::Duration::from_millis(20));
     let aged = EmbeddedBus {
         retention: Retention {
             records: 100,
             max_age: Some(std::time::Duration::from_millis(10)),
         },
         ..again.clone()
-    };
+    }
+    .with_clock(twenty_ms_later());
     aged.prune();
     assert!(times(&again).is_empty(), "aged out in memory");
     again.close().expect("closes");

@@ -129,7 +129,12 @@ fn accept<T: Payload>(
         pending.uncommitted.insert(m.partition(), m.offset() + 1);
         pending.position.insert(m.partition(), m.offset() + 1);
         let decoded = match m.payload() {
-            Some(payload) => T::decode(m.key(), payload, m.timestamp().to_millis()),
+            // No timestamp at all (a v0 message format): as if logged now.
+            Some(payload) => T::decode(
+                m.key(),
+                payload,
+                m.timestamp().to_millis().unwrap_or_else(crate::clock::now_ms),
+            ),
             None => Err(DecodeError::Tombstone),
         };
         match decoded {

@@ -19,16 +19,23 @@ pub struct Topics {
 impl Default for Topics {
     fn default() -> Self {
         Self {
-            readings: "sensor".into(),
-            setpoints: "tempset".into(),
-            commands: "heatercontrol".into(),
-            controller_state: "setpoint-controller-state".into(),
-            schedules: "setpoint-schedules".into(),
+            readings: Self::READINGS.into(),
+            setpoints: Self::SETPOINTS.into(),
+            commands: Self::COMMANDS.into(),
+            controller_state: Self::CONTROLLER_STATE.into(),
+            schedules: Self::SCHEDULES.into(),
         }
     }
 }
 
 impl Topics {
+    /// The default names, which the command line shows as its defaults too.
+    pub const READINGS: &str = "sensor";
+    pub const SETPOINTS: &str = "tempset";
+    pub const COMMANDS: &str = "heatercontrol";
+    pub const CONTROLLER_STATE: &str = "setpoint-controller-state";
+    pub const SCHEDULES: &str = "setpoint-schedules";
+
     pub(super) fn name(&self, stream: StreamKind) -> &str {
         match stream {
             StreamKind::Readings => &self.readings,
@@ -58,12 +65,15 @@ pub struct KafkaOptions {
 }
 
 impl KafkaOptions {
+    /// Partitions of the topics a process creates, unless told otherwise.
+    pub const DEFAULT_PARTITIONS: i32 = 3;
+
     pub fn new(brokers: &str) -> Self {
         Self {
             brokers: brokers.to_owned(),
             client_config: Vec::new(),
             topics: Topics::default(),
-            partitions: 3,
+            partitions: Self::DEFAULT_PARTITIONS,
             replication: 1,
             dead_letter: None,
         }

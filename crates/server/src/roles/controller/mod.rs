@@ -20,7 +20,7 @@ use crate::bus::{
 };
 use crate::clock::{now_ms, now_us};
 use crate::metrics::Metrics;
-use crate::retry::Backoff;
+use crate::retry::{self, Backoff};
 use batch::Effect;
 use join::Join;
 
@@ -73,34 +73,30 @@ pub async fn run<B: Bus>(
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     metrics.controller_catching_up.store(1, Relaxed);
-    metrics.record_limits("controller", &options.config);
+    metrics.record_limits(super::CONTROLLER.name, &options.config);
     tracing::info!(limits = ?options.config, "controller judges setpoints and readings by these limits");
     // Retried: freshly created topics may not show their partitions yet, or the broker may be away.
-    let mut backoff = Backoff::default();
-    let (mut tables, mut readings) = loop {
-        let subscribed = (|| {
-            let tables = Tables {
-                setpoints: bus.subscribe::<SetpointChange>(StartAt::Beginning, None)?,
-                changelog: bus.subscribe::<HeaterMemoryRecord>(StartAt::Beginning, None)?,
-            };
-            // A group that never committed starts at the oldest retained reading, as Kafka Streams does: a
-            // new deployment decides the backlog instead of skipping it.
-            let readings = bus.subscribe::<SensorReading>(StartAt::Beginning, Some(CONTROLLER_GROUP))?;
-            Ok::<_, BusError>((tables, readings))
-        })();
-        match subscribed {
-            Ok(s) => break s,
-            Err(BusError::Closed) => return Err(BusError::Closed),
-            Err(e) => {
-                if !backoff
-                    .wait("controller cannot subscribe yet", &e, &shutdown)
-                    .await
-                {
-                    return Ok(());
-                }
-            }
-        }
+    let subscribe = || {
+        let tables = Tables {
+            setpoints: bus.subscribe::<SetpointChange>(StartAt::Beginning, None)?,
+            changelog: bus.subscribe::<HeaterMemoryRecord>(StartAt::Beginning, None)?,
+        };
+        // A group that never committed starts at the oldest retained reading, as Kafka Streams does: a
+        // new deployment decides the backlog instead of skipping it.
+        let readings = bus.subscribe::<SensorReading>(StartAt::Beginning, Some(CONTROLLER_GROUP))?;
+        Ok::<_, BusError>((tables, readings))
     };
+    let subscribed = retry::until_stopped(
+        "controller cannot subscribe yet",
+        || std::future::ready(subscribe()),
+        |_| {},
+        &shutdown,
+    )
+    .await;
+    let Some(subscribed) = subscribed else {
+        return Ok(());
+    };
+    let (mut tables, mut readings) = subscribed?;
     let mut join = Join::new(options.config);
     let started = std::time::Instant::now();
     if !catch_up(&mut join, &mut tables, true, &metrics, &shutdown).await? {
@@ -205,7 +201,7 @@ where
             .map(|r| (r.partition, &r.value, r.arrival(now)));
         let metrics = self.metrics;
         let effects = batch::decide(self.join, mine, |e| {
-            if metrics.refused("controller", "readings", e.kind()) {
+            if metrics.refused(super::CONTROLLER.name, "readings", e.kind()) {
                 // The first of each kind is logged; the rest are counted in /metrics.
                 tracing::warn!("reading refused: {e} (further ones of this kind are only counted)");
             }
@@ -335,7 +331,7 @@ fn apply_setpoints(join: &mut Join, batch: Vec<Record<SetpointChange>>, metrics:
                 );
             }
             Err(e) => {
-                metrics.refused("controller", "setpoints", e.kind());
+                metrics.refused(super::CONTROLLER.name, "setpoints", e.kind());
                 tracing::warn!(
                     sensor = change.sensor,
                     offset = record.offset,
@@ -356,16 +352,15 @@ async fn publish<B: Bus, T: Payload>(
     records: &[T],
     shutdown: &CancellationToken,
 ) -> Result<bool, BusError> {
-    let mut backoff = Backoff::default();
-    loop {
-        match bus.publish(records.to_vec()).await {
-            Ok(()) => return Ok(true),
-            Err(BusError::Closed) => return Err(BusError::Closed),
-            Err(e) => {
-                if !backoff.wait("records not published", &e, shutdown).await {
-                    return Ok(false);
-                }
-            }
-        }
+    match retry::until_stopped(
+        "records not published",
+        || bus.publish(records.to_vec()),
+        |_| {},
+        shutdown,
+    )
+    .await
+    {
+        Some(published) => published.map(|()| true),
+        None => Ok(false),
     }
 }
