@@ -12,16 +12,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::json;
 use setpoint::bus::embedded::EmbeddedBus;
-use setpoint::bus::{Bus, Consumer, SensorReading, SetpointChange, StartAt};
+use setpoint::bus::{Bus, Consumer, SensorReading, StartAt};
 use setpoint::metrics::Metrics;
-use setpoint::roles::controller::{self, ControllerOptions};
-use setpoint_control::{Config, Decision, Setpoint};
+use setpoint_bench::{load_reading, probe_setpoint, spawn_controller, starting_setpoints, PROBE, SENSORS};
+use setpoint_control::Decision;
 use setpoint_testkit::measure::percentile;
 use tokio_util::sync::CancellationToken;
 
-const SENSORS: i32 = 1_000;
-/// The sensor the setpoint→effect probe flips; its readings sit at 20 °C, so only setpoint changes move it.
-const PROBE: i32 = SENSORS;
 /// How often the probe's setpoint flips between a band far above and one far below 20 °C.
 const FLIP_EVERY: Duration = Duration::from_millis(50);
 const RUNS: usize = 3;
@@ -38,20 +35,9 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
     let bus = EmbeddedBus::default();
     let metrics = Arc::new(Metrics::default());
     let stop = CancellationToken::new();
-    let setpoints: Vec<SetpointChange> = (0..=SENSORS)
-        .map(|sensor| SetpointChange::new(sensor, Setpoint::new(20.0, 1.0, 1.0), 1, "bench", 0))
-        .collect();
-    bus.publish(setpoints).await.ok();
+    bus.publish(starting_setpoints()).await.ok();
     let mut commands = bus.subscribe::<Decision>(StartAt::End, None).expect("subscribe");
-    let controller = tokio::spawn(controller::run(
-        bus.clone(),
-        ControllerOptions {
-            config: Config::default(),
-            tick: Duration::from_secs(1),
-        },
-        Arc::clone(&metrics),
-        stop.clone(),
-    ));
+    let controller = spawn_controller(bus.clone(), &metrics, &stop);
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     // Sequence number = event time; every 10th reading per sensor flips the band side, so about 10 % of
@@ -79,20 +65,7 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
                     None => batch,
                 };
                 let readings: Vec<SensorReading> = (seq..seq + n)
-                    .map(|i| {
-                        let sensor = (i % SENSORS as u64) as i32;
-                        let round = i / SENSORS as u64;
-                        let temperature = match round % 10 {
-                            0 => 25.0,
-                            5 => 15.0,
-                            k => 19.5 + k as f64 * 0.1,
-                        };
-                        SensorReading {
-                            sensor,
-                            t_ms: i as i64,
-                            temperature,
-                        }
-                    })
+                    .map(|i| load_reading(i, i as i64))
                     .chain(std::iter::once(SensorReading {
                         sensor: PROBE,
                         t_ms: seq as i64,
@@ -102,9 +75,7 @@ async fn run(rate: Option<u64>, duration: Duration) -> RunResult {
                 if Instant::now() >= next_flip {
                     next_flip += FLIP_EVERY;
                     let version = flips.lock().unwrap_or_else(|e| e.into_inner()).len() as u64 + 2;
-                    let desired = if version.is_multiple_of(2) { 30.0 } else { 10.0 };
-                    let change =
-                        SetpointChange::new(PROBE, Setpoint::new(desired, 1.0, 1.0), version, "bench", 0);
+                    let change = probe_setpoint(version, 0);
                     let published = Instant::now();
                     if bus.publish(vec![change]).await.is_ok() {
                         flips

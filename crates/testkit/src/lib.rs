@@ -40,3 +40,42 @@ pub fn release_binary() -> PathBuf {
         .unwrap_or_else(|| root().join("target"));
     target.join("release/setpoint")
 }
+
+/// Starts the release build of `setpoint run --in-memory` on a free loopback port with `sensors` simulated
+/// rooms reading every `interval_ms`, plus `extra` arguments, and waits (at most 20 s) until it listens.
+/// Returns the process and its address. For benchmarks and the soak test, which measure the real binary.
+pub fn spawn_release_server(
+    sensors: &str,
+    interval_ms: &str,
+    extra: &[&str],
+) -> (std::process::Child, String) {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut server = Command::new(release_binary())
+        .args([
+            "run",
+            "--in-memory",
+            "--listen",
+            &addr,
+            "--sensors",
+            sensors,
+            "--interval-ms",
+            interval_ms,
+        ])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("build the server first: cargo build --release -p setpoint");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        if Instant::now() >= deadline {
+            let _ = server.kill();
+            panic!("server did not listen on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, addr)
+}

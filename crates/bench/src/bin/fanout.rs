@@ -3,7 +3,6 @@
 //! stalled. Reports the server's CPU and RSS (from /proc) and the delivery lag of the live clients (now −
 //! newest event time in each readings batch they receive).
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -116,26 +115,7 @@ struct Args {
 }
 
 fn main() {
-    let addr = format!("127.0.0.1:{}", setpoint_testkit::free_port());
-    let mut server = Command::new(setpoint_testkit::release_binary())
-        .args([
-            "run",
-            "--in-memory",
-            "--listen",
-            &addr,
-            "--sensors",
-            "1000",
-            "--interval-ms",
-            "100",
-            "--backfill-secs",
-            "1",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("build the server first: cargo build --release -p setpoint");
-    std::thread::sleep(Duration::from_secs(2));
+    let (mut server, addr) = setpoint_testkit::spawn_release_server("1000", "100", &["--backfill-secs", "1"]);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -22,16 +22,14 @@ use setpoint::bus::{Bus, SensorReading, SetpointChange};
 use setpoint::clock::now_ms;
 use setpoint::metrics::Metrics;
 use setpoint::roles::controller::{self, ControllerOptions};
-use setpoint_control::{Config, Setpoint};
+use setpoint_control::Config;
 use setpoint_testkit::measure::percentile;
 use setpoint_wire::proto::HeaterControl;
 use tokio_util::sync::CancellationToken;
 
-const SENSORS: i32 = 1_000;
-/// The sensor the setpoint→effect probe flips; its readings sit at 20 °C.
-const PROBE: i32 = SENSORS;
 const RUNS: usize = 3;
 
+use setpoint_bench::{load_reading, probe_setpoint, spawn_controller, starting_setpoints, PROBE, SENSORS};
 use setpoint_testkit::broker::Broker;
 
 #[derive(Default)]
@@ -67,20 +65,9 @@ async fn run(brokers: &str, tag: &str, rate: Option<u64>, duration: Duration) ->
     let metrics = Arc::new(Metrics::default());
     let bus = KafkaBus::new(options, Arc::clone(&metrics)).expect("bus");
     bus.ensure_topics().await.expect("topics");
-    let setpoints: Vec<SetpointChange> = (0..=SENSORS)
-        .map(|sensor| SetpointChange::new(sensor, Setpoint::new(20.0, 1.0, 1.0), 1, "bench", 0))
-        .collect();
-    bus.publish(setpoints).await.expect("setpoints");
+    bus.publish(starting_setpoints()).await.expect("setpoints");
     let stop = CancellationToken::new();
-    let controller = tokio::spawn(controller::run(
-        bus.clone(),
-        ControllerOptions {
-            config: Config::default(),
-            tick: Duration::from_secs(1),
-        },
-        Arc::clone(&metrics),
-        stop.clone(),
-    ));
+    let controller = spawn_controller(bus.clone(), &metrics, &stop);
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("bench-observer-{n}"))
@@ -132,16 +119,7 @@ async fn run(brokers: &str, tag: &str, rate: Option<u64>, duration: Duration) ->
                 // Every sensor's readings cross its band every 10th round, so ~10 % of readings cause a
                 // command; the probe sensor sits at 20 °C and only setpoint flips move it.
                 let readings: Vec<SensorReading> = (seq..seq + batch)
-                    .map(|i| {
-                        let sensor = (i % SENSORS as u64) as i32;
-                        let round = i / SENSORS as u64;
-                        let temperature = match round % 10 {
-                            0 => 25.0,
-                            5 => 15.0,
-                            k => 19.5 + k as f64 * 0.1,
-                        };
-                        reading(sensor, t, temperature)
-                    })
+                    .map(|i| load_reading(i, t))
                     .chain(std::iter::once(reading(PROBE, t, 20.0)))
                     .collect();
                 if bus.publish(readings).await.is_err() {
@@ -151,16 +129,8 @@ async fn run(brokers: &str, tag: &str, rate: Option<u64>, duration: Duration) ->
                 if Instant::now() >= next_flip {
                     next_flip += Duration::from_millis(200);
                     let version = flips.len() as u64 + 2;
-                    // Alternate the band far above and far below 20 °C: each flip must change the command.
-                    let desired = if version.is_multiple_of(2) { 30.0 } else { 10.0 };
                     let published = now_ms();
-                    let change = SetpointChange::new(
-                        PROBE,
-                        Setpoint::new(desired, 1.0, 1.0),
-                        version,
-                        "bench",
-                        published,
-                    );
+                    let change = probe_setpoint(version, published);
                     if bus.publish(vec![change]).await.is_ok() {
                         flips.push((version, published));
                     }

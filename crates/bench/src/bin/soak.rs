@@ -9,7 +9,6 @@
 //! client churn takes to level off (about 50 s); growth after that would be a leak. Hence at least 60 s of
 //! warm-up, and 120 s for the CI run.
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,31 +83,12 @@ fn main() {
     // (measured: 54 → 58 MiB between 25 s and 50 s, then flat within ±1 % to 180 s). A warm-up shorter than
     // that reads the levelling-off as a leak.
     let warmup = (secs / 4).max(WARMUP_MIN_SECS);
-    let addr = format!("127.0.0.1:{}", setpoint_testkit::free_port());
-    let mut server = Command::new(setpoint_testkit::release_binary())
-        .args([
-            "run",
-            "--in-memory",
-            "--listen",
-            &addr,
-            "--sensors",
-            SENSORS,
-            "--interval-ms",
-            INTERVAL_MS,
-        ])
-        .args(["--backfill-secs", BACKFILL_SECS, "--retention-records", RETENTION])
-        .env("RUST_LOG", "warn")
-        .env("SETPOINT_DIST", setpoint_testkit::root().join("dist"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("build the server first: cargo build --release -p setpoint");
+    let (mut server, addr) = setpoint_testkit::spawn_release_server(
+        SENSORS,
+        INTERVAL_MS,
+        &["--backfill-secs", BACKFILL_SECS, "--retention-records", RETENTION],
+    );
     let pid = server.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "server did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -17,6 +17,25 @@ use setpoint_wire::schedule::{NextStep, Schedule, ScheduleBody, ScheduleStep, We
 use setpoint_wire::write::SetpointWrite;
 use setpoint_wire::ws::{ErrorCode, SetpointChangeEntry, SetpointMsg};
 
+/// The `{id}` of the sensor routes, as the document describes it (the handlers parse it themselves, so a
+/// bad one is a typed `400 invalid_message`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // only described, never built
+pub(super) struct SensorPath {
+    /// The sensor id (a 32-bit integer; anything else is `400 invalid_message`)
+    id: i32,
+}
+
+/// The `{name}` of the schedule routes, as the document describes it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // only described, never built
+pub(super) struct SchedulePath {
+    /// The schedule's name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`
+    name: String,
+}
+
 /// The document: every route of `/api/v1` and the shapes of its bodies.
 #[derive(OpenApi)]
 #[openapi(

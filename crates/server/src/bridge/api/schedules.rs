@@ -15,6 +15,7 @@ use setpoint_wire::ws::ErrorCode;
 
 use super::error::*;
 use super::extract::*;
+use super::openapi::SchedulePath;
 use crate::bridge::hub::state::PublishFailure;
 use crate::bridge::hub::HubState;
 use crate::bridge::Bridge;
@@ -54,7 +55,7 @@ pub(super) fn no_schedule(name: &str) -> Failure {
     operation_id = "get_schedule",
     tag = "schedules",
     summary = "One weekly schedule",
-    params(("name" = String, Path, description = "The schedule's name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`")),
+    params(SchedulePath),
     responses(
         (status = 200, description = "The schedule", body = setpoint_wire::schedule::Schedule),
         (status = 404, description = "`not_found`: no schedule of that name", body = ApiError),
@@ -101,7 +102,7 @@ pub(super) async fn save_schedule<B: Bus>(
     operation_id = "put_schedule",
     tag = "schedules",
     summary = "Creates or replaces a weekly schedule; answers once it is read back",
-    params(("name" = String, Path, description = "The schedule's name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`")),
+    params(SchedulePath),
     request_body = ScheduleBody,
     responses(
         (status = 200, description = "Saved: the schedule, with its name", body = setpoint_wire::schedule::Schedule),
@@ -151,7 +152,7 @@ pub(super) async fn put_schedule<B: Bus>(
     operation_id = "delete_schedule",
     tag = "schedules",
     summary = "Deletes a weekly schedule",
-    params(("name" = String, Path, description = "The schedule's name: 1 to 64 ASCII letters, digits, `.`, `_` or `-`")),
+    params(SchedulePath),
     responses(
         (status = 204, description = "Deleted (and read back)"),
         (status = 202, description = "`unconfirmed`: the deletion is saved, but not yet read back", body = ApiError),

@@ -19,6 +19,7 @@ use setpoint_wire::ws::{ErrorCode, ServerMessage, SetpointMsg};
 
 use super::error::*;
 use super::extract::*;
+use super::openapi::SensorPath;
 use crate::bridge::hub::state::READ_BACK_PATIENCE_MS;
 use crate::bridge::hub::writes::UNCONFIRMED;
 use crate::bridge::Bridge;
@@ -102,7 +103,7 @@ pub(super) async fn sensors<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Res
     operation_id = "get_sensor",
     tag = "sensors",
     summary = "One sensor: its newest reading, setpoint in force, heater state and next scheduled step",
-    params(("id" = i32, Path, description = "The sensor id (a 32-bit integer; anything else is `400 invalid_message`)")),
+    params(SensorPath),
     responses(
         (status = 200, description = "The sensor", body = setpoint_wire::api::SensorView),
         (status = 400, description = "`invalid_message`: the id is not a 32-bit integer", body = ApiError),
@@ -130,7 +131,7 @@ pub(super) async fn sensor<B: Bus>(
     operation_id = "get_setpoint",
     tag = "setpoints",
     summary = "The setpoint in force, with its version (also as `ETag`) and author",
-    params(("id" = i32, Path, description = "The sensor id (a 32-bit integer; anything else is `400 invalid_message`)")),
+    params(SensorPath),
     responses(
         (status = 200, description = "The setpoint in force", body = SetpointMsg, headers(("ETag" = String, description = "The setpoint's version as an entity tag, e.g. `\"3\"`"))),
         (status = 400, description = "`invalid_message`: the id is not a 32-bit integer", body = ApiError),
@@ -160,7 +161,7 @@ pub(super) async fn setpoint<B: Bus>(
     summary = "Sets a sensor's setpoint; answers once it is in force",
     description = "Validated by the same rules as the dashboard's writes, recorded with the token's name as author. With `If-Match`, applied only if that version is still in force.",
     params(
-        ("id" = i32, Path, description = "The sensor id (a 32-bit integer; anything else is `400 invalid_message`)"),
+        SensorPath,
         ("If-Match" = Option<String>, Header, description = "The version this write replaces, as its `ETag` gives it (`\"3\"`; a bare `3` too); `*` or none: any"),
     ),
     request_body = Setpoint,
@@ -254,7 +255,7 @@ pub(super) async fn put_setpoints<B: Bus>(
     tag = "sensors",
     summary = "A sensor's readings, heater decisions and setpoint changes (with author) between two times",
     params(
-        ("id" = i32, Path, description = "The sensor id (a 32-bit integer; anything else is `400 invalid_message`)"),
+        SensorPath,
         ("since" = Option<String>, Query, description = "Start: ms since the epoch or an RFC 3339 time (`2026-11-25T08:00:00Z`); by default the start of the window the bridge keeps"),
         ("until" = Option<String>, Query, description = "End, in the same forms; by default now"),
     ),
