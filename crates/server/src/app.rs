@@ -1,5 +1,5 @@
-//! Starting the roles a process runs — simulator, controller, bridge — on any [`Bus`] (the embedded one for
-//! `setpoint run`, Kafka with `--kafka`), and stopping them in order.
+//! Starting the roles a process runs — bridge, controller, scheduler, simulator ([`crate::roles::ALL`]) — on
+//! any [`Bus`] (the embedded one for `setpoint run`, Kafka with `--kafka`), and stopping them in order.
 
 use std::sync::Arc;
 
@@ -48,8 +48,8 @@ impl<B> Running<B> {
         self.stop.clone()
     }
 
-    /// Stops in order — simulator, then controller (after it has decided on every reading already
-    /// published), then the bridge (after clients got every queued frame and a close frame) — and waits.
+    /// Stops in order — simulator, scheduler, then controller (after it has decided on every reading
+    /// already published), then the bridge (after clients got every queued frame and a close frame) — and waits.
     pub async fn shutdown(self) {
         self.stop.cancel();
         self.wait().await;

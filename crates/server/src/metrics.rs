@@ -37,6 +37,7 @@ pub struct Metrics {
     pub setpoint_versions_dropped: AtomicU64,
     pub bridge_readings: AtomicU64,
     pub bridge_decisions: AtomicU64,
+    pub bridge_setpoints: AtomicU64,
     /// 1 while the controller in this process reads the setpoints (and, after an assignment, the
     /// controller state) up to their end before deciding; `/readyz` answers 503 meanwhile.
     pub controller_catching_up: AtomicU64,
@@ -81,6 +82,7 @@ impl Metrics {
         self.ws_connections_total.store(stats.connections, Relaxed);
         self.bridge_readings.store(stats.readings, Relaxed);
         self.bridge_decisions.store(stats.decisions, Relaxed);
+        self.bridge_setpoints.store(stats.setpoints, Relaxed);
     }
 
     /// Counts a record refused by `role`'s checks. Returns `true` for the first of its kind, which callers
@@ -135,7 +137,7 @@ impl Metrics {
     /// The Prometheus text exposition. Contains no secrets: the write token is never stored here.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let counters: [(&str, &str, &AtomicU64); 16] = [
+        let counters: &[(&str, &str, &AtomicU64)] = &[
             (
                 "setpoint_readings_total",
                 "Readings processed by the controller.",
@@ -215,6 +217,11 @@ impl Metrics {
                 "setpoint_bridge_decisions_total",
                 "Heater commands relayed by the bridge to its WebSocket clients.",
                 &self.bridge_decisions,
+            ),
+            (
+                "setpoint_bridge_setpoints_total",
+                "Setpoint changes the bridge read from the stream that took effect (and showed its clients).",
+                &self.bridge_setpoints,
             ),
         ];
         for (name, help, value) in counters {

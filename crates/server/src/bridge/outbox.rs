@@ -14,6 +14,8 @@ use setpoint_control::SensorReading;
 use setpoint_wire::ws::{ReadingsBatch, ServerMessage};
 use tokio::sync::Notify;
 
+use crate::metrics::Metrics;
+
 /// Readings batches queued before coalescing starts: about one second at the 50 ms flush interval.
 pub const MAX_QUEUED_BATCHES: usize = 20;
 
@@ -59,6 +61,17 @@ pub struct Outbox {
 impl Outbox {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a message that must not be lost, encoded for this client alone (answers, errors). Error
+    /// frames are counted here, the one place every error a client is sent passes.
+    pub fn push_message(&self, message: &ServerMessage, metrics: &Metrics) {
+        if matches!(message, ServerMessage::Error(_)) {
+            metrics
+                .ws_errors_sent
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.push_control(message.to_json().into());
     }
 
     /// Queues a frame that must not be lost.

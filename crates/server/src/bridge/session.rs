@@ -134,10 +134,7 @@ pub async fn run<B: Bus>(
                 Message::Ping(_) | Message::Pong(_) => None,
             };
             if let Some(reply) = reply {
-                if matches!(reply, ServerMessage::Error(_)) {
-                    bridge.metrics.ws_errors_sent.fetch_add(1, Relaxed);
-                }
-                outbox.push_control(reply.to_json().into());
+                outbox.push_message(&reply, &bridge.metrics);
             }
         }
     };
@@ -307,9 +304,7 @@ async fn write<B: Bus>(
 ) {
     let refuse = |code, message: &str| {
         for w in writes {
-            bridge.metrics.ws_errors_sent.fetch_add(1, Relaxed);
-            let reply = error(Some(w.request_id.clone()), code, message);
-            outbox.push_control(reply.to_json().into());
+            outbox.push_message(&error(Some(w.request_id.clone()), code, message), &bridge.metrics);
         }
     };
     let Some(author) = author else {

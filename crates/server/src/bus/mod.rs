@@ -21,8 +21,9 @@ use setpoint_wire::ws::BusStatus;
 /// Position of a record in its stream (per partition, on Kafka).
 pub type Offset = u64;
 
-/// The three streams of the thermostat pattern. Their Kafka topic names are configurable; these are the
-/// roles they play.
+/// The five streams: the thermostat pattern's three (readings, setpoints, commands), the controllers'
+/// changelog and the weekly schedules. Their Kafka topic names are configurable; these are the roles they
+/// play.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StreamKind {
     /// Temperature readings from heaters (`sensor` topic).

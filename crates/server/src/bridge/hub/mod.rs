@@ -381,11 +381,8 @@ impl Inner {
                         let _ = waiter.send(msg);
                         continue;
                     }
-                    if matches!(msg, ServerMessage::Error(_)) {
-                        metrics.ws_errors_sent.fetch_add(1, Relaxed);
-                    }
                     if let Some(outbox) = self.outboxes.get(&client) {
-                        outbox.push_control(msg.to_json().into());
+                        outbox.push_message(&msg, metrics);
                     }
                 }
             }
