@@ -15,8 +15,8 @@ mod table;
 
 pub use controller::{replay, Controller, ControllerSnapshot, Stats};
 pub use sensor::{
-    HeaterMemory, ReadingOutcome, SensorState, SetpointHistory, TimedSetpoint, VersionedSetpoint,
-    MAX_SETPOINT_VERSIONS,
+    band_acts_on, HeaterMemory, ReadingOutcome, SensorState, SetpointHistory, TimedSetpoint,
+    VersionedSetpoint, MAX_SETPOINT_VERSIONS,
 };
 pub use setpoint::{Limits, Setpoint, SetpointError, SetpointField};
 pub use table::{

@@ -295,3 +295,16 @@ impl SensorState {
         })
     }
 }
+
+/// Whether the band rule acts on `reading` under `setpoint`: a sensor state with nothing but this setpoint
+/// (no previous command, so no dwell and no dedup) is stepped once, and any decision means the reading is
+/// outside the band. Asking the rule itself, rather than comparing with the band's edges, keeps "out of
+/// band" (a dashboard card, the API's `filter=out_of_band`) the same as "the controller would switch",
+/// whatever the rule becomes.
+pub fn band_acts_on(setpoint: Setpoint, reading: &Reading) -> bool {
+    let mut state = SensorState::default();
+    state
+        .setpoints
+        .replace(VersionedSetpoint { setpoint, version: 0 });
+    matches!(state.step(&Config::default(), 0, reading), Ok((_, Some(_))))
+}

@@ -28,6 +28,52 @@ pub struct SensorView {
     pub next_step: Option<NextStep>,
 }
 
+/// Most sensors on one page of `GET /api/v1/sensors`, and the page size when none is asked for: a page is
+/// answered in milliseconds at any number of rooms.
+pub const MAX_SENSOR_PAGE: usize = 1_000;
+
+/// What `GET /api/v1/sensors?filter=…` narrows the list to; several, comma-separated, must all hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SensorFilter {
+    /// The newest reading is outside its setpoint's band: the control rule would switch the heater.
+    OutOfBand,
+    /// The last heater command is On.
+    HeaterOn,
+    /// No reading, or the newest is older than the failsafe's silence limit (5 min by default).
+    Stale,
+}
+
+impl SensorFilter {
+    pub const ALL: [SensorFilter; 3] = [Self::OutOfBand, Self::HeaterOn, Self::Stale];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OutOfBand => "out_of_band",
+            Self::HeaterOn => "heater_on",
+            Self::Stale => "stale",
+        }
+    }
+
+    /// A comma-separated list of filters; `Err` names what is not one.
+    pub fn parse_list(list: &str) -> Result<Vec<SensorFilter>, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                Self::ALL.into_iter().find(|k| k.as_str() == f).ok_or_else(|| {
+                    let known: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                    format!(
+                        "unknown filter {:?}: use {}",
+                        crate::clip(f, crate::ECHOED_CHARS),
+                        known.join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
 /// The body of every HTTP error answer (the WebSocket's `error` frame is the same with a `request_id`):
 /// the code clients switch on, a message for people, and on a `conflict` the value in force.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

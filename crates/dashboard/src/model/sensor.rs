@@ -1,8 +1,6 @@
 //! Everything the dashboard holds about one sensor, and how urgently it needs a look.
 
-use setpoint_control::{
-    Command, Config, Decision, Reading, SensorId, SensorState, Setpoint, TimeMs, VersionedSetpoint,
-};
+use setpoint_control::{band_acts_on, Command, Decision, Reading, SensorId, TimeMs};
 use setpoint_wire::ws::SetpointMsg;
 
 use crate::model::editor::Editor;
@@ -91,21 +89,10 @@ pub struct Attention {
     pub out_of_band: bool,
 }
 
-/// Whether the control crate's band rule acts on `reading` under `setpoint`: a sensor state with nothing but
-/// this setpoint (no previous command, so no dwell and no dedup) is stepped once, and any decision means the
-/// reading is outside the band. Asking the rule itself, rather than comparing with the band's edges here,
-/// keeps "out of band" on a card the same as "the controller would switch", whatever the rule becomes.
-fn band_acts_on(setpoint: Setpoint, reading: &Reading) -> bool {
-    let mut state = SensorState::default();
-    state
-        .setpoints
-        .replace(VersionedSetpoint { setpoint, version: 0 });
-    matches!(state.step(&Config::default(), 0, reading), Ok((_, Some(_))))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use setpoint_control::Setpoint;
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]

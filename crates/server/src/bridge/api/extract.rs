@@ -1,10 +1,13 @@
 //! What a handler takes from a request, each with the API's error on failure: path ids, the writer's
-//! token, a bounded JSON body within the body timeout, `If-Match`, query times.
+//! token, a bounded JSON body within the body timeout, `If-Match`, query times, the sensor list's query.
+
+use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue};
 use serde::de::DeserializeOwned;
 use setpoint_control::{SensorId, TimeMs};
+use setpoint_wire::api::{SensorFilter, MAX_SENSOR_PAGE};
 use setpoint_wire::ws::ErrorCode;
 
 use super::error::*;
@@ -137,4 +140,67 @@ pub(super) fn parse_time(name: &str, raw: &str) -> Result<TimeMs, Failure> {
                 ),
             )
         })
+}
+
+/// The query of `GET /api/v1/sensors`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct SensorsQuery {
+    /// Sensors on this page: 1 to 1,000 (the default)
+    pub(super) limit: usize,
+    /// Only sensors with a greater id: the previous page's last (the `Link` header gives it)
+    pub(super) after: Option<i32>,
+    /// `out_of_band`, `heater_on`, `stale`, comma-separated: sensors that pass them all
+    #[param(value_type = Option<String>)]
+    pub(super) filters: Vec<SensorFilter>,
+}
+
+impl SensorsQuery {
+    /// The query parameters as given; `Err` names the one that is wrong.
+    pub(super) fn parse(query: &HashMap<String, String>) -> Result<Self, Failure> {
+        let bad = |message: String| Failure::new(ErrorCode::InvalidMessage, message);
+        if let Some(unknown) = query
+            .keys()
+            .find(|k| !matches!(k.as_str(), "limit" | "after" | "filter"))
+        {
+            return Err(bad(format!(
+                "unknown query parameter {:?}: use limit, after and filter",
+                truncate(unknown)
+            )));
+        }
+        let limit = match query.get("limit") {
+            None => MAX_SENSOR_PAGE,
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=MAX_SENSOR_PAGE).contains(l))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "limit must be 1 to {MAX_SENSOR_PAGE}, not {:?}",
+                        truncate(l)
+                    ))
+                })?,
+        };
+        let after = query.get("after").map(|a| sensor_id(a)).transpose()?;
+        let filters = match query.get("filter") {
+            None => Vec::new(),
+            Some(f) => SensorFilter::parse_list(f).map_err(bad)?,
+        };
+        Ok(Self {
+            limit,
+            after,
+            filters,
+        })
+    }
+
+    /// The address of the page after `last`, with the same limit and filters.
+    pub(super) fn next_page(&self, last: i32) -> String {
+        let mut url = format!("/api/v1/sensors?limit={}&after={last}", self.limit);
+        if !self.filters.is_empty() {
+            let names: Vec<&str> = self.filters.iter().map(|f| f.as_str()).collect();
+            url.push_str("&filter=");
+            url.push_str(&names.join(","));
+        }
+        url
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use setpoint_control::SensorId;
@@ -80,20 +80,43 @@ pub(super) async fn write<B: Bus>(
         .collect()
 }
 
-/// `GET /api/v1/sensors`: every sensor with its newest reading, setpoint in force and heater state.
+/// `GET /api/v1/sensors?limit&after&filter`: a page of sensors by id with their newest reading, setpoint
+/// in force and heater state. `X-Total-Count` is how many pass the filters; `Link: <…>; rel="next"` is
+/// the next page's address, absent on the last.
 #[utoipa::path(
     get,
     path = "/api/v1/sensors",
     operation_id = "list_sensors",
     tag = "sensors",
-    summary = "Every sensor with its newest reading, setpoint in force and heater state",
+    summary = "A page of sensors with their newest reading, setpoint in force and heater state",
+    params(SensorsQuery),
     responses(
-        (status = 200, description = "Every sensor the bridge has heard of, by id", body = Vec<setpoint_wire::api::SensorView>),
+        (status = 200, description = "The sensors of this page, by id", body = Vec<setpoint_wire::api::SensorView>,
+            headers(
+                ("X-Total-Count" = u64, description = "How many sensors pass the filters (all pages)"),
+                ("Link" = Option<String>, description = "`<…>; rel=\"next\"`: the next page, with the same limit and filters; absent on the last page"),
+            )),
+        (status = 400, description = "`invalid_message`: a bad limit, `after` or filter, or an unknown query parameter", body = ApiError),
         ReadFailures,
     )
 )]
-pub(super) async fn sensors<B: Bus>(State(bridge): State<Arc<Bridge<B>>>) -> Response {
-    Json(bridge.hub.sensor_views()).into_response()
+pub(super) async fn sensors<B: Bus>(
+    State(bridge): State<Arc<Bridge<B>>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, Failure> {
+    let Query(query) = query.map_err(|e| Failure::new(ErrorCode::InvalidMessage, e.body_text()))?;
+    let asked = SensorsQuery::parse(&query)?;
+    let page = bridge.hub.sensor_page(asked.after, asked.limit, &asked.filters);
+    let mut response = Json(page.sensors).into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-total-count", HeaderValue::from(page.matching));
+    if let Some(next) = page.next_after {
+        let link = format!("<{}>; rel=\"next\"", asked.next_page(next));
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, value);
+        }
+    }
+    Ok(response)
 }
 
 /// `GET /api/v1/sensors/{id}`.

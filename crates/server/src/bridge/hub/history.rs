@@ -95,6 +95,13 @@ impl History {
         self.sensors.iter().copied()
     }
 
+    /// The sensors with an id above `after` (all without one), sorted.
+    pub fn sensors_after(&self, after: Option<SensorId>) -> impl Iterator<Item = SensorId> + '_ {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.sensors.range((from, Bound::Unbounded)).copied()
+    }
+
     /// An admitted reading, held until the next flush.
     pub fn add_reading(&mut self, reading: SensorReading) {
         self.sensors.insert(reading.sensor);

@@ -8,6 +8,8 @@
 //! a browser's or a script's writes.
 
 mod history;
+#[cfg(test)]
+mod paging_tests;
 mod pump;
 mod schedules;
 pub mod state;
@@ -301,6 +303,16 @@ impl Hub {
     /// What is known of one sensor now.
     pub fn sensor_view(&self, sensor: SensorId) -> Option<setpoint_wire::api::SensorView> {
         self.lock().state.sensor_view(sensor)
+    }
+
+    /// One page of the sensors that pass `filters`, now ([`HubState::sensor_page`]).
+    pub fn sensor_page(
+        &self,
+        after: Option<SensorId>,
+        limit: usize,
+        filters: &[setpoint_wire::api::SensorFilter],
+    ) -> state::SensorPage {
+        self.lock().state.sensor_page(after, limit, filters, now_ms())
     }
 
     /// Every sensor the bridge has heard of.

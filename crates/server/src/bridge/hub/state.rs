@@ -32,11 +32,11 @@
 use std::collections::HashSet;
 
 use setpoint_control::{
-    check_temperature, Arrival, Config, Decision, InForce, ReadingError, RecordError, SensorId,
-    SensorReading, SetpointTable, TimeMs, Verdict,
+    band_acts_on, check_temperature, Arrival, Command, Config, Decision, InForce, ReadingError, RecordError,
+    SensorId, SensorReading, SetpointTable, TimeMs, Verdict,
 };
 use setpoint_schedule::ScheduleError;
-use setpoint_wire::api::{SensorHistory, SensorView};
+use setpoint_wire::api::{SensorFilter, SensorHistory, SensorView};
 use setpoint_wire::schedule::{NextStep, Schedule, ScheduleRecord};
 use setpoint_wire::ws::{
     BusStatus, ErrorCode, ErrorMsg, Hello, ServerMessage, SetpointChangeEntry, SetpointHistoryMsg,
@@ -76,6 +76,19 @@ pub struct Welcome {
     pub hello: ServerMessage,
     pub backfill: Vec<ServerMessage>,
 }
+
+/// A page of sensors ([`HubState::sensor_page`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SensorPage {
+    pub sensors: Vec<SensorView>,
+    /// How many sensors pass the filters, on every page.
+    pub matching: usize,
+    /// The `after` of the next page; `None` on the last.
+    pub next_after: Option<SensorId>,
+}
+
+/// What `stale` means when the failsafe is off: its default silence.
+const DEFAULT_STALE_MS: i64 = 5 * 60_000;
 
 /// The bridge's counters, mirrored into the process metrics by the shell and shown in `status` frames.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -505,6 +518,73 @@ impl HubState {
             .sensors()
             .filter_map(|s| self.sensor_view(s))
             .collect()
+    }
+
+    /// One page of the sensors that pass every one of `filters` at `now`, by id: at most `limit` after the
+    /// sensor `after`. Keyed by id, not by position, so paging while sensors are added shows every sensor
+    /// that was there once, and none twice.
+    pub fn sensor_page(
+        &self,
+        after: Option<SensorId>,
+        limit: usize,
+        filters: &[SensorFilter],
+        now: TimeMs,
+    ) -> SensorPage {
+        let mut page = SensorPage {
+            sensors: Vec::new(),
+            matching: 0,
+            next_after: None,
+        };
+        if filters.is_empty() {
+            // Every sensor matches: the page is a range, and the count is known.
+            page.matching = self.history.sensor_count();
+            let mut ids = self.history.sensors_after(after);
+            page.sensors = ids
+                .by_ref()
+                .take(limit)
+                .filter_map(|s| self.sensor_view(s))
+                .collect();
+            if ids.next().is_some() {
+                page.next_after = page.sensors.last().map(|v| v.sensor);
+            }
+            return page;
+        }
+        // Filtered: every sensor is looked at once, for the count.
+        for sensor in self.history.sensors() {
+            if !filters.iter().all(|&f| self.passes(sensor, f, now)) {
+                continue;
+            }
+            page.matching += 1;
+            if after.is_some_and(|a| sensor <= a) {
+                continue;
+            }
+            if page.sensors.len() == limit {
+                page.next_after = page.sensors.last().map(|v| v.sensor);
+            } else {
+                page.sensors.extend(self.sensor_view(sensor));
+            }
+        }
+        page
+    }
+
+    /// Whether `sensor` passes `filter` at `now`.
+    fn passes(&self, sensor: SensorId, filter: SensorFilter, now: TimeMs) -> bool {
+        match filter {
+            SensorFilter::HeaterOn => self
+                .history
+                .command(sensor)
+                .is_some_and(|d| d.command == Command::On),
+            SensorFilter::OutOfBand => match (self.history.newest(sensor), self.table.in_force(sensor)) {
+                (Some(r), Some(f)) => band_acts_on(f.setpoint, &r.reading()),
+                _ => false,
+            },
+            SensorFilter::Stale => {
+                let silence = self.config.stale_after_ms.unwrap_or(DEFAULT_STALE_MS);
+                self.history
+                    .newest(sensor)
+                    .is_none_or(|r| now.saturating_sub(r.t_ms) > silence)
+            }
+        }
     }
 
     /// The setpoint in force for a sensor, as clients are shown it.

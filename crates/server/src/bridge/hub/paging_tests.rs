@@ -1,0 +1,181 @@
+//! Paging and filtering the sensor list ([`HubState::sensor_page`]) against a reference written here, the
+//! obvious way: every sensor once across pages, in id order, exactly those that pass the filters.
+
+use proptest::prelude::*;
+use setpoint_control::{Arrival, Command, Config, Decision, DecisionCause, SensorReading, Setpoint};
+use setpoint_wire::api::SensorFilter;
+
+use super::state::{HubOptions, HubState};
+use crate::bus::SetpointChange;
+
+/// What the test gave one sensor.
+#[derive(Clone, Debug)]
+struct Room {
+    sensor: i32,
+    /// Temperature and age (ms before `NOW`) of its newest reading.
+    reading: Option<(f64, i64)>,
+    /// Desired temperature, up and down deltas.
+    setpoint: Option<(f64, f64, f64)>,
+    heater_on: Option<bool>,
+}
+
+const NOW: i64 = 10_000_000;
+const STALE_MS: i64 = 300_000;
+
+fn room() -> impl Strategy<Value = Room> {
+    (
+        0..60i32,
+        proptest::option::of((10.0..30.0f64, prop_oneof![0..1_000i64, 400_000..500_000i64])),
+        proptest::option::of((15.0..25.0f64, 0.0..2.0f64, 0.0..2.0f64)),
+        proptest::option::of(any::<bool>()),
+    )
+        .prop_map(|(sensor, reading, setpoint, heater_on)| Room {
+            sensor,
+            reading,
+            setpoint,
+            heater_on,
+        })
+}
+
+fn filters() -> impl Strategy<Value = Vec<SensorFilter>> {
+    proptest::sample::subsequence(SensorFilter::ALL.to_vec(), 0..=3)
+}
+
+/// The reference: whether `room` passes `filter`, from the band's edges (inclusive: on the edge is in band).
+fn passes(room: &Room, filter: SensorFilter) -> bool {
+    match filter {
+        SensorFilter::HeaterOn => room.heater_on == Some(true),
+        SensorFilter::Stale => room.reading.is_none_or(|(_, age)| age > STALE_MS),
+        SensorFilter::OutOfBand => match (room.reading, room.setpoint) {
+            (Some((t, _)), Some((desired, up, down))) => t > desired + up || t < desired - down,
+            _ => false,
+        },
+    }
+}
+
+fn hub_of(rooms: &[Room]) -> HubState {
+    let config = Config {
+        stale_after_ms: Some(STALE_MS),
+        ..Config::default()
+    };
+    let mut hub = HubState::new(config, HubOptions::default());
+    let live = Arrival::at(NOW);
+    for r in rooms {
+        if let Some((desired, up, down)) = r.setpoint {
+            let change = SetpointChange::new(r.sensor, Setpoint::new(desired, up, down), 0, "", NOW - 1);
+            hub.on_setpoint(change, live).expect("valid setpoint");
+        }
+        if let Some((temperature, age)) = r.reading {
+            let reading = SensorReading {
+                sensor: r.sensor,
+                t_ms: NOW - age,
+                temperature,
+            };
+            hub.on_reading(reading, live).expect("valid reading");
+        }
+        if let Some(on) = r.heater_on {
+            let decision = Decision {
+                sensor: r.sensor,
+                command: if on { Command::On } else { Command::Off },
+                t_ms: NOW - 1,
+                temperature: 20.0,
+                setpoint_version: 1,
+                cause: DecisionCause::Band,
+            };
+            hub.on_decision(decision, live).expect("valid decision");
+        }
+    }
+    hub.flush();
+    hub
+}
+
+proptest! {
+    #[test]
+    fn pages_hold_every_matching_sensor_once_in_id_order(
+        rooms in proptest::collection::vec(room(), 0..40),
+        filters in filters(),
+        limit in 1..6usize,
+    ) {
+        // What the hub holds of a sensor: its newest reading by event time (the later of two alike), its last
+        // setpoint and its last command.
+        let mut by_id = std::collections::BTreeMap::new();
+        for r in &rooms {
+            let kept: &mut Room = by_id.entry(r.sensor).or_insert_with(|| Room { sensor: r.sensor, reading: None, setpoint: None, heater_on: None });
+            if let Some((_, age)) = r.reading {
+                if kept.reading.is_none_or(|(_, kept_age)| age <= kept_age) { kept.reading = r.reading; }
+            }
+            if r.setpoint.is_some() { kept.setpoint = r.setpoint; }
+            if r.heater_on.is_some() { kept.heater_on = r.heater_on; }
+        }
+        // A sensor the hub heard of only through a setpoint is listed too.
+        let expected: Vec<i32> = by_id
+            .values()
+            .filter(|r| r.reading.is_some() || r.setpoint.is_some() || r.heater_on.is_some())
+            .filter(|r| filters.iter().all(|&f| passes(r, f)))
+            .map(|r| r.sensor)
+            .collect();
+        let hub = hub_of(&rooms);
+        let (mut seen, mut after, mut pages) = (Vec::new(), None, 0);
+        loop {
+            let page = hub.sensor_page(after, limit, &filters, NOW);
+            prop_assert_eq!(page.matching, expected.len());
+            prop_assert!(page.sensors.len() <= limit);
+            seen.extend(page.sensors.iter().map(|v| v.sensor));
+            pages += 1;
+            prop_assert!(pages <= expected.len() + 1, "paging does not end");
+            match page.next_after {
+                Some(next) => {
+                    prop_assert_eq!(page.sensors.len(), limit, "a page before the last is full");
+                    after = Some(next);
+                }
+                None => break,
+            }
+        }
+        prop_assert_eq!(seen, expected);
+    }
+}
+
+/// Sensors added between pages: every sensor there at the start is listed once, none twice, in order.
+#[test]
+fn sensors_added_while_paging_never_repeat_one_or_skip_one_that_was_there() {
+    let rooms: Vec<Room> = (0..20)
+        .map(|s| Room {
+            sensor: s * 10,
+            reading: Some((20.0, 0)),
+            setpoint: None,
+            heater_on: None,
+        })
+        .collect();
+    let mut hub = hub_of(&rooms);
+    let (mut seen, mut after) = (Vec::new(), None);
+    let mut added = 0;
+    loop {
+        let page = hub.sensor_page(after, 3, &[], NOW);
+        seen.extend(page.sensors.iter().map(|v| v.sensor));
+        let Some(next) = page.next_after else { break };
+        after = Some(next);
+        // One new sensor before the cursor and one after it.
+        for sensor in [next - 5, next + 5] {
+            let reading = SensorReading {
+                sensor,
+                t_ms: NOW,
+                temperature: 20.0,
+            };
+            hub.on_reading(reading, Arrival::at(NOW)).expect("valid");
+            added += 1;
+        }
+        hub.flush();
+    }
+    assert!(added > 0);
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "in id order, none twice: {seen:?}"
+    );
+    for r in &rooms {
+        assert!(
+            seen.contains(&r.sensor),
+            "sensor {} was there from the start",
+            r.sensor
+        );
+    }
+}
