@@ -61,3 +61,20 @@ pub fn probe_setpoint(version: u64, t_ms: i64) -> SetpointChange {
     let desired = if version.is_multiple_of(2) { 30.0 } else { 10.0 };
     SetpointChange::new(PROBE, Setpoint::new(desired, 1.0, 1.0), version, "bench", t_ms)
 }
+
+/// The frame a benchmark client sends right after connecting to follow every room live (protocol 2
+/// sends nothing of any room until a client says what it watches).
+pub fn every_room_live() -> String {
+    subscribe(None)
+}
+
+/// The frame that watches these rooms (their history, then their live data), or every room live.
+pub fn subscribe(sensors: Option<Vec<i32>>) -> String {
+    serde_json::to_string(&setpoint_wire::ws::ClientMessage::Subscribe { sensors }).unwrap_or_default()
+}
+
+/// The frame the dashboard sends on opening: the first page of rooms, by id.
+pub fn first_page() -> String {
+    let request = setpoint_wire::view::ViewRequest::by_id(0, 24);
+    serde_json::to_string(&setpoint_wire::ws::ClientMessage::View(request)).unwrap_or_default()
+}

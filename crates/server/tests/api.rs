@@ -52,6 +52,7 @@ async fn a_script_sets_a_setpoint_with_a_bearer_token_and_the_dashboard_shows_it
     let mut page = connect(a, None, None).await.expect("connects");
     page.until(|m| matches!(m, ServerMessage::Hello(_)).then_some(()))
         .await;
+    page.subscribe(Some(&[2])).await;
 
     let before = get(a, "/api/v1/sensors/2/setpoint").await;
     assert_eq!(before.status, 200, "{}", before.body);
@@ -607,6 +608,8 @@ async fn a_schedule_saved_over_http_changes_its_sensors_at_its_step_and_a_manual
     let a = addr(&server);
     let hub = server.hub.clone().expect("bridge");
     let mut page = connect(a, None, None).await.expect("connects");
+    // The page watches room 2: the schedules it is sent carry that room's next step.
+    page.subscribe(Some(&[2])).await;
     let (time, at) = utc_time_ahead(3_000);
     let days = r#"["mon","tue","wed","thu","fri","sat","sun"]"#;
     let body = format!(

@@ -644,6 +644,7 @@ async fn every_bad_input_gets_its_exact_response_and_nothing_breaks() {
     assert_eq!(http_get(a, "/healthz").await.0, 200);
     let mut c = connect(a, Some(TOKEN), None).await.expect("connects");
     c.next().await;
+    c.subscribe(None).await;
     c.until(|m| matches!(m, ServerMessage::Decision(_)).then_some(()))
         .await;
     println!(

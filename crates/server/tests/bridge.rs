@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use futures_util::StreamExt;
 use setpoint_control::Command;
 use setpoint_wire::ws::{BusStatus, ErrorCode, ErrorMsg, ServerMessage};
 
@@ -38,18 +39,25 @@ async fn hello_backfill_live_readings_and_decisions_arrive() {
     let first = c.next().await;
     let h = hello(&first);
     assert!(h.can_write);
-    assert_eq!(h.protocol, 1);
-    assert_eq!(
-        h.setpoints.iter().map(|s| s.sensor).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4],
-        "seeded setpoints"
-    );
-    assert!(h.sensors.len() >= 4);
-    // The weekly schedules (none here), then the backfill: history from before we connected.
+    assert_eq!(h.protocol, 2);
+    assert!(h.sensor_count >= 4);
+    // The weekly schedules (none here); then nothing of any room until the page says which it watches.
     match c.next().await {
         ServerMessage::Schedules(s) => assert!(s.schedules.is_empty() && s.next.is_empty()),
         other => panic!("expected the schedules, got {other:?}"),
     }
+    let view = c.subscribe(Some(&[1, 2, 3, 4])).await;
+    assert_eq!(
+        view.sensors
+            .iter()
+            .filter(|v| v.setpoint.is_some())
+            .map(|v| v.sensor)
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3, 4],
+        "seeded setpoints"
+    );
+    assert_eq!(view.fresh, vec![1, 2, 3, 4]);
+    // Then their history from before: readings first.
     let backfill = match c.next().await {
         ServerMessage::Readings(b) if b.backfill => b,
         other => panic!("expected backfill, got {other:?}"),
@@ -75,16 +83,16 @@ async fn hello_backfill_live_readings_and_decisions_arrive() {
         .find(|i| i.sensor == 1)
         .map(|i| i.temperature)
         .unwrap_or(20.0);
-    let (desired, expect) = if h
-        .commands
+    let heater_on = view
+        .sensors
         .iter()
-        .any(|d| d.sensor == 1 && d.command == Command::On)
-    {
+        .any(|v| v.sensor == 1 && v.heater.is_some_and(|d| d.command == Command::On));
+    let (desired, expect) = if heater_on {
         (room_temp - 20.0, Command::Off)
     } else {
         (room_temp + 20.0, Command::On)
     };
-    let base = h.setpoints.iter().find(|s| s.sensor == 1).map(|s| s.version);
+    let base = view.setpoint(1).map(|s| s.version);
     c.send(&set_setpoint("r1", 1, desired, 1.0, 1.0, base)).await;
     let decision = c
         .until(|m| match m {
@@ -114,6 +122,7 @@ async fn writes_need_the_token_and_are_acked_broadcast_and_applied() {
     let server = start(3, 50).await;
     let mut reader = connect(addr(&server), None, None).await.expect("connects");
     assert!(!hello(&reader.next().await).can_write);
+    reader.subscribe(Some(&[2])).await;
     reader.send(&set_setpoint("x", 2, 30.0, 1.0, 1.0, None)).await;
     let e = reader.until(|m| error_for(m, Some("x")).cloned()).await;
     assert_eq!(e.code, ErrorCode::Unauthorized);
@@ -133,10 +142,11 @@ async fn writes_need_the_token_and_are_acked_broadcast_and_applied() {
 
     let mut writer = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
     let h = writer.next().await;
-    let version = hello(&h)
-        .setpoints
-        .iter()
-        .find(|s| s.sensor == 2)
+    assert!(hello(&h).can_write);
+    let version = writer
+        .subscribe(Some(&[2]))
+        .await
+        .setpoint(2)
         .map_or(0, |s| s.version);
     writer
         .send(&set_setpoint("ok", 2, 35.5, 0.5, 0.25, Some(version)))
@@ -164,13 +174,14 @@ async fn writes_need_the_token_and_are_acked_broadcast_and_applied() {
         .await;
     assert_eq!(d.command, Command::On);
     assert!(d.temperature < 35.25);
-    // A new client's hello carries it.
+    // A new client's view carries it.
     let mut late = connect(addr(&server), None, None).await.expect("connects");
     let h = late.next().await;
-    assert!(hello(&h)
-        .setpoints
-        .iter()
-        .any(|s| s.sensor == 2 && s.desired == 35.5 && s.version == version + 1));
+    hello(&h);
+    let seen = late.subscribe(Some(&[2])).await;
+    assert!(seen
+        .setpoint(2)
+        .is_some_and(|s| s.desired == 35.5 && s.version == version + 1));
     server.shutdown().await;
 }
 
@@ -179,11 +190,8 @@ async fn a_stale_base_version_is_a_conflict_carrying_the_current_value() {
     let server = start(2, 50).await;
     let mut a = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
     let mut b = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
-    let v = hello(&a.next().await)
-        .setpoints
-        .iter()
-        .find(|s| s.sensor == 1)
-        .map_or(0, |s| s.version);
+    hello(&a.next().await);
+    let v = a.subscribe(Some(&[1])).await.setpoint(1).map_or(0, |s| s.version);
     b.next().await;
     a.send(&set_setpoint("a1", 1, 25.0, 1.0, 1.0, Some(v))).await;
     a.until(|m| matches!(m, ServerMessage::Ack { .. }).then_some(()))
@@ -285,9 +293,12 @@ async fn a_client_that_never_reads_neither_delays_others_nor_grows_memory() {
     }
     let server = start_with(options).await;
     let a = addr(&server);
-    let _stalled = connect(a, None, None).await.expect("connects"); // never read from
+    // Never read from, after asking for every room's readings.
+    let mut stalled = connect(a, None, None).await.expect("connects");
+    stalled.send(r#"{"type":"subscribe","sensors":null}"#).await;
     let mut live = connect(a, None, None).await.expect("connects");
     live.next().await;
+    live.subscribe(None).await;
     let started = tokio::time::Instant::now();
     let mut worst_lag_ms = 0i64;
     let mut batches = 0;
@@ -349,6 +360,9 @@ async fn a_hundred_clients_are_served_at_once() {
     let clients = futures_util::future::join_all((0..100).map(|_| async move {
         let mut c = connect(a, None, None).await.expect("connects");
         c.next().await;
+        // Each opens the dashboard's first page: its rooms' summaries and history, then live readings.
+        let view = c.view(setpoint_wire::view::ViewRequest::by_id(0, 24)).await;
+        assert_eq!(view.sensors.len(), 5);
         c.until(|m| matches!(m, ServerMessage::Readings(b) if !b.backfill).then_some(()))
             .await;
         c
@@ -384,6 +398,7 @@ async fn graceful_shutdown_flushes_and_closes_connections() {
     let a = addr(&server);
     let mut c = connect(a, Some(TOKEN), None).await.expect("connects");
     c.next().await;
+    c.subscribe(Some(&[99])).await;
     c.send(&set_setpoint("s99", 99, 20.0, 1.0, 1.0, None)).await;
     c.until(|m| matches!(m, ServerMessage::Ack { .. }).then_some(()))
         .await;
@@ -520,7 +535,7 @@ async fn a_script_presents_its_token_as_a_bearer_header() {
     let h = script.next().await;
     let h = hello(&h);
     assert!(h.can_write);
-    let base = h.setpoints.iter().find(|s| s.sensor == 1).map(|s| s.version);
+    let base = script.subscribe(Some(&[1])).await.setpoint(1).map(|s| s.version);
     script.send(&set_setpoint("s1", 1, 33.0, 1.0, 1.0, base)).await;
     script
         .until(|m| match m {
@@ -584,5 +599,111 @@ async fn the_http_api_reads_every_sensor_and_answers_errors_with_websocket_codes
         let e: ApiError = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
         assert_eq!(e.code, code, "{path}");
     }
+    server.shutdown().await;
+}
+
+/// Ten thousand rooms, where protocol 1's `hello` (every room, setpoint and command in one frame) passed the
+/// frame limit and the page could never connect: `hello` is a few hundred bytes, the first page of rooms
+/// arrives with its summaries and history, a far room is found by id, and live readings of only the
+/// watched rooms follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_connects_at_ten_thousand_rooms_and_gets_only_what_it_watches() {
+    use setpoint_wire::view::{ViewRequest, MAX_SERVER_FRAME_BYTES};
+    let rooms = 10_000;
+    // Readings every 5 s: 2,000 readings/s, which a debug build keeps up with on two cores.
+    let server = start(rooms, 5_000).await;
+    let a = addr(&server);
+    let hub = server.hub.clone().expect("bridge");
+    eventually("every room heard of", || {
+        hub.sensor_page(None, 1, &[]).matching >= rooms
+    })
+    .await;
+    let mut page = connect(a, Some(TOKEN), None).await.expect("connects");
+    let first = page.ws.next().await.expect("a frame").expect("open");
+    let hello_bytes = first.len();
+    let h = match ServerMessage::from_json(first.to_text().expect("text")) {
+        Ok(ServerMessage::Hello(h)) => h,
+        other => panic!("expected hello, got {other:?}"),
+    };
+    assert_eq!(h.sensor_count, rooms as u64);
+    assert!(hello_bytes < 1_024, "hello is {hello_bytes} bytes");
+    let view = page.view(ViewRequest::by_id(0, 120)).await;
+    assert_eq!(
+        (view.sensors.len(), view.total, view.pages),
+        (120, rooms as u64, 84)
+    );
+    assert_eq!(view.sensors.first().map(|v| v.sensor), Some(1));
+    // A far room, by id.
+    let mut find = ViewRequest::by_id(0, 24);
+    find.query = "9876".into();
+    let found = page.view(find).await;
+    assert_eq!(
+        found.sensors.iter().map(|v| v.sensor).collect::<Vec<_>>(),
+        vec![9876]
+    );
+    assert!(found.setpoint(9876).is_some(), "its setpoint comes with it");
+    // From now on: only room 9876's readings, none of the other 9,999, and every frame under the limit.
+    let mut seen = 0;
+    while seen < 2 {
+        let frame = tokio::time::timeout(PATIENCE, page.ws.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("a frame");
+        assert!(
+            frame.len() <= MAX_SERVER_FRAME_BYTES,
+            "a frame of {} bytes",
+            frame.len()
+        );
+        if let Ok(ServerMessage::Readings(b)) = ServerMessage::from_json(frame.to_text().unwrap_or("")) {
+            assert!(b.items.iter().all(|r| r.sensor == 9876), "{:?}", b.items.first());
+            seen += usize::from(!b.backfill);
+        }
+    }
+    server.shutdown().await;
+}
+
+/// A page of protocol 1 (a tab left open across an upgrade) is not left retrying a handshake that never
+/// succeeds: it is told, in a frame it can read, to reload, and closed with the code that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_the_retired_protocol_is_told_to_reload() {
+    use setpoint_wire::ws::{CLOSE_RETIRED_PROTOCOL, RETIRED_PROTOCOL_MESSAGE};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = start(2, 50).await;
+    let mut request = setpoint_testkit::ws::request(addr(&server), None, None).expect("request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("setpoint.v1, token.{TOKEN}").parse().expect("header"),
+    );
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("upgraded");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("setpoint.v1"),
+        "the page's own protocol is selected, so its browser opens the socket"
+    );
+    let mut old = setpoint_testkit::ws::Client { ws };
+    let said = old.next().await;
+    assert!(
+        matches!(&said, ServerMessage::Error(e) if e.code == ErrorCode::InvalidMessage && e.message == RETIRED_PROTOCOL_MESSAGE),
+        "{said:?}"
+    );
+    let close = tokio::time::timeout(PATIENCE, old.ws.next())
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(&close, Some(Ok(Message::Close(Some(f)))) if u16::from(f.code) == CLOSE_RETIRED_PROTOCOL),
+        "{close:?}"
+    );
+    let (_, _, metrics) = http_get(addr(&server), "/metrics").await;
+    assert_eq!(
+        common::metric(
+            &metrics,
+            "setpoint_clients_refused_total{reason=\"retired_protocol\"}"
+        ),
+        Some(1)
+    );
     server.shutdown().await;
 }

@@ -220,6 +220,7 @@ async fn broker_restart_and_freeze_lose_no_acknowledged_setpoint() {
         matches!(&hello, ServerMessage::Hello(h) if h.can_write),
         "{hello:?}"
     );
+    ws.subscribe(None).await;
     // Every setpoint the bridge acknowledged: (sensor, version) → desired.
     let mut acked: BTreeMap<(i32, u64), f64> = BTreeMap::new();
     flip_all(&mut ws, "start", 80.0, Command::On, &mut acked).await;

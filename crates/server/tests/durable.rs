@@ -199,8 +199,9 @@ async fn a_restart_keeps_setpoints_versions_change_history_and_heater_periods() 
     let mut alice = connect(server.addr, Some(ALICE), None).await.expect("connects");
     let h = hello(alice.next().await);
     assert!(h.can_write);
-    // Seeding runs beside the bridge's start: the seed is in `hello` or follows it.
-    let seeded = match h.setpoints.iter().find(|s| s.sensor == 1) {
+    // Seeding runs beside the bridge's start: the seed is in the view's answer or follows it.
+    let view = alice.subscribe(Some(&[1])).await;
+    let seeded = match view.setpoint(1) {
         Some(s) => s.clone(),
         None => {
             alice
@@ -246,8 +247,9 @@ async fn a_restart_keeps_setpoints_versions_change_history_and_heater_periods() 
     let restarted_at = setpoint_now();
     let server = Server::start(&dir, "second");
     let mut reader = connect(server.addr, None, None).await.expect("connects");
-    let h = hello(reader.next().await);
-    let sp = h.setpoints.iter().find(|s| s.sensor == 1).expect("kept");
+    hello(reader.next().await);
+    let view = reader.subscribe(Some(&[1])).await;
+    let sp = view.setpoint(1).expect("kept");
     assert_eq!(
         (sp.version, sp.desired, sp.author.as_deref()),
         (v_bob, 61.0, Some("bob"))
@@ -343,10 +345,11 @@ async fn kill_9_right_after_acknowledged_writes_loses_none_of_them() {
 
     let server = Server::start(&dir, "second");
     let mut reader = connect(server.addr, None, None).await.expect("connects");
-    let h = hello(reader.next().await);
+    hello(reader.next().await);
+    let view = reader.subscribe(Some(&[1, 2])).await;
     for sensor in [1, 2] {
         let last = acked.iter().rev().find(|a| a.0 == sensor).expect("written");
-        let sp = h.setpoints.iter().find(|s| s.sensor == sensor).expect("kept");
+        let sp = view.setpoint(sensor).expect("kept");
         assert_eq!((sp.version, sp.desired), (last.1, last.2), "sensor {sensor}");
         let kept: Vec<(u64, f64)> = history(&mut reader, sensor)
             .await
@@ -670,6 +673,7 @@ async fn a_full_disk_stops_no_control_refuses_writes_and_recovers_without_a_rest
     let server = Server::start_with(&dir, "full", 40);
     let mut c = connect(server.addr, Some(ALICE), None).await.expect("connects");
     hello(c.next().await);
+    c.subscribe(None).await;
     ready_becomes(server.addr, 200, Duration::from_secs(30)).await;
     // The simulator seeds rooms on version 0 as the page starts: a write may lose that race once.
     let before = write_until_acked(&mut c, "before", 1, 30.0).await;
@@ -731,13 +735,9 @@ async fn a_full_disk_stops_no_control_refuses_writes_and_recovers_without_a_rest
 
     let server = Server::start(&dir, "after-full");
     let mut reader = connect(server.addr, None, None).await.expect("connects");
-    let h = hello(reader.next().await);
-    let in_force = |sensor: i32| {
-        h.setpoints
-            .iter()
-            .find(|s| s.sensor == sensor)
-            .map(|s| (s.version, s.desired))
-    };
+    hello(reader.next().await);
+    let view = reader.subscribe(Some(&[1, 2])).await;
+    let in_force = |sensor: i32| view.setpoint(sensor).map(|s| (s.version, s.desired));
     assert_eq!(
         in_force(1),
         Some((before, 30.0)),

@@ -330,7 +330,14 @@ async fn records_from_another_producer_never_take_a_heater_out_of_control_and_ev
     };
     let size = serde_json::to_string(&hello).expect("encodes").len();
     assert!(size < 4_096, "hello is {size} bytes");
-    assert!(h.setpoints.iter().all(|s| s
+    assert!(h.sensor_count > 0);
+    let view = page
+        .view(setpoint_wire::view::ViewRequest::by_id(
+            0,
+            setpoint_wire::view::MAX_WATCHED as u32,
+        ))
+        .await;
+    assert!(view.sensors.iter().filter_map(|v| v.setpoint.as_ref()).all(|s| s
         .author
         .as_deref()
         .is_none_or(|a| a.len() <= setpoint_control::MAX_AUTHOR_BYTES)));

@@ -140,6 +140,7 @@ async fn end_to_end_through_kafka_to_the_topic_and_a_websocket_client() {
         panic!("{hello:?}")
     };
     assert!(h.can_write);
+    ws.subscribe(None).await;
     drive_heater_off(&mut ws, &server, 1).await;
     // Force sensor 1's heater on through a write: acked only once the broker has the record.
     let v = server
@@ -530,6 +531,7 @@ async fn a_frozen_broker_is_survived_and_acknowledged_setpoints_stay_in_force() 
     let a = server.addr.expect("bridge");
     let mut ws = connect(a, Some(TOKEN), None).await.expect("connects");
     ws.next().await;
+    ws.subscribe(None).await;
     // Decisions are flowing before the pause, and the heater is Off.
     drive_heater_off(&mut ws, &server, 2).await;
     // An acknowledged setpoint just before the pause: far above the room, so the heater must be on.

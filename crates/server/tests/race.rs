@@ -111,6 +111,9 @@ async fn two_bridges_racing_on_one_sensor_agree_on_the_one_write_that_won() {
     let mut bob = connect(b.addr.expect("b"), Some(TOKEN), None)
         .await
         .expect("connects");
+    // Both browsers watch the sensor they race on.
+    alice.subscribe(Some(&[SENSOR])).await;
+    bob.subscribe(Some(&[SENSOR])).await;
     let (mut wins_a, mut wins_b) = (0, 0);
     for round in 0..ROUNDS {
         // Start each round with the heater Off, under a setpoint both bridges show.
@@ -212,8 +215,9 @@ async fn two_bridges_racing_on_one_sensor_agree_on_the_one_write_that_won() {
     let deadline = Instant::now() + PATIENCE;
     let (history, decisions) = loop {
         let mut carol = connect(c.addr.expect("c"), None, None).await.expect("connects");
+        carol.subscribe(Some(&[SENSOR])).await;
         let mut decisions = Vec::new();
-        // The history frames come first, right after `hello`; the first live batch ends them.
+        // The history frames come first, right after the answer; the first live batch ends them.
         while let Some(m) = carol.next_within(Duration::from_millis(500)).await {
             match m {
                 ServerMessage::Decisions(batch) => decisions.extend(

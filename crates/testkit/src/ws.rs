@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use setpoint_wire::ws::{ServerMessage, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
+use setpoint_control::SensorId;
+use setpoint_wire::view::{ViewMsg, ViewRequest};
+use setpoint_wire::ws::{ClientMessage, ServerMessage, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
@@ -96,6 +98,30 @@ impl Client {
                 return t;
             }
         }
+    }
+
+    /// Watches these rooms (`None`: every room, live only) and returns the bridge's answer; messages before
+    /// it are skipped.
+    pub async fn subscribe(&mut self, sensors: Option<&[SensorId]>) -> ViewMsg {
+        let msg = ClientMessage::Subscribe {
+            sensors: sensors.map(<[SensorId]>::to_vec),
+        };
+        self.ask(&msg).await
+    }
+
+    /// Asks for a view, as the dashboard does, and returns the bridge's answer.
+    pub async fn view(&mut self, request: ViewRequest) -> ViewMsg {
+        self.ask(&ClientMessage::View(request)).await
+    }
+
+    async fn ask(&mut self, msg: &ClientMessage) -> ViewMsg {
+        let text = serde_json::to_string(msg).expect("a client message encodes");
+        self.send(&text).await;
+        self.until(|m| match m {
+            ServerMessage::View(v) => Some(v.clone()),
+            _ => None,
+        })
+        .await
     }
 
     pub async fn send(&mut self, text: &str) {

@@ -1,4 +1,9 @@
-//! The browser ↔ bridge WebSocket protocol, version 1.
+//! The browser ↔ bridge WebSocket protocol, version 2.
+//!
+//! A client starts with a bounded `hello` (counts, the controller's configuration, the time), then says what
+//! it watches ([`crate::view`]): a page of rooms, answered with their summaries, their history, and from then
+//! on their live data. Version 1 sent every room in `hello` and every reading to everybody, which stops
+//! working between 5,000 and 10,000 rooms; a version-1 page is told to reload ([`RETIRED_SUBPROTOCOLS`]).
 //!
 //! JSON text frames, one object per frame, tagged by `"type"`. These types are compiled into both the bridge
 //! and the dashboard, so the two halves cannot disagree about a field name. Unknown extra fields are ignored
@@ -8,14 +13,29 @@
 use serde::{Deserialize, Serialize};
 use setpoint_control::{Config, Decision, SensorId, SensorReading, Setpoint, TimeMs};
 
+use crate::view::{check_subscription, ViewMsg, ViewRequest};
 use crate::write::{check_writes, Door};
 pub use crate::write::{SetpointWrite, MAX_GROUP_WRITES, MAX_REQUEST_ID_LEN};
 
 /// Protocol version announced in `hello`; bumped only for incompatible changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The WebSocket subprotocol of this protocol version; the client offers it, the server selects it.
-pub const SUBPROTOCOL: &str = "setpoint.v1";
+pub const SUBPROTOCOL: &str = "setpoint.v2";
+
+/// Subprotocols of earlier versions. A page that offers only one of these (a tab left open across an
+/// upgrade) is accepted, sent one `error` frame it can read (`invalid_message`, "reload the page") and
+/// closed with [`CLOSE_RETIRED_PROTOCOL`], instead of failing the handshake in a retry loop that never
+/// says why.
+pub const RETIRED_SUBPROTOCOLS: &[&str] = &["setpoint.v1"];
+
+/// Close code for a client speaking a retired protocol version (RFC 6455 leaves 4000–4999 to
+/// applications).
+pub const CLOSE_RETIRED_PROTOCOL: u16 = 4002;
+
+/// What a client of a retired protocol version is told.
+pub const RETIRED_PROTOCOL_MESSAGE: &str =
+    "this page is from an older setpoint (WebSocket protocol 1); the server speaks protocol 2: reload the page";
 
 /// Prefix of the second subprotocol a client offers to present its write token (`token.<token>`):
 /// browsers cannot set headers on a WebSocket handshake, and a URL would leak the token into logs.
@@ -51,11 +71,15 @@ pub const WRITE_ANSWER_WITHIN_MS: i64 = PUBLISH_TIMEOUT_MS + READ_BACK_PATIENCE_
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
-    /// Restricts the live stream to some sensors; `null` or omitted means all.
+    /// Watches these rooms (at most [`crate::view::MAX_WATCHED`], in this order), answered with `view`;
+    /// `null` or omitted: every room's live data, without history or summaries.
     Subscribe {
         #[serde(default)]
         sensors: Option<Vec<SensorId>>,
     },
+    /// Watches a page of rooms chosen by the bridge (query, filters, order); answered with `view`, and
+    /// again whenever the client asks again (the page's rooms change as the building does).
+    View(ViewRequest),
     /// Asks for a new setpoint. Needs write access.
     SetSetpoint(SetpointWrite),
     /// Asks for new setpoints for several sensors at once (a group of rooms). Each write is atomic and
@@ -71,6 +95,8 @@ pub enum ClientMessage {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     Hello(Hello),
+    /// What the client now watches: the answer to `view` and `subscribe`.
+    View(ViewMsg),
     Readings(ReadingsBatch),
     Decision(Decision),
     /// Past decisions, sent after `hello` so the heater strip covers the chart window from the first frame.
@@ -91,18 +117,14 @@ pub enum ServerMessage {
     Status(StatusMsg),
 }
 
-/// First frame on every connection: what the client may do and the state it should start from.
+/// First frame on every connection: what the client may do. Its size does not depend on the number of rooms:
+/// the rooms themselves come with a `view`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
     pub protocol: u32,
     pub can_write: bool,
-    /// Every sensor the bridge has heard of, sorted.
-    pub sensors: Vec<SensorId>,
-    /// Setpoints in force, sorted by sensor.
-    pub setpoints: Vec<SetpointMsg>,
-    /// The last command per sensor, sorted by sensor.
-    #[serde(default)]
-    pub commands: Vec<Decision>,
+    /// How many rooms the bridge knows.
+    pub sensor_count: u64,
     /// The controller configuration, so the browser's copy of the control core decides exactly as the
     /// server's does.
     pub config: Config,
@@ -266,6 +288,11 @@ pub enum BusStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusMsg {
     pub clients: u64,
+    /// Rooms the bridge knows, and how many of their heaters were last told On.
+    #[serde(default)]
+    pub sensors: u64,
+    #[serde(default)]
+    pub heating: u64,
     pub bus: BusStatus,
     pub readings_total: u64,
     pub decisions_total: u64,
@@ -326,12 +353,14 @@ impl ClientMessage {
                 }
             }
         })?;
-        let writes: &[SetpointWrite] = match &msg {
-            ClientMessage::SetSetpoint(s) => std::slice::from_ref(s),
-            ClientMessage::SetSetpoints { writes } => writes,
-            _ => &[],
+        let checked = match &msg {
+            ClientMessage::SetSetpoint(s) => check_writes(std::slice::from_ref(s), Door::WebSocket),
+            ClientMessage::SetSetpoints { writes } => check_writes(writes, Door::WebSocket),
+            ClientMessage::View(view) => view.check(),
+            ClientMessage::Subscribe { sensors } => check_subscription(sensors),
+            ClientMessage::SetpointHistory { .. } => Ok(()),
         };
-        check_writes(writes, Door::WebSocket).map_err(|detail| ProtocolError::Invalid { kind, detail })?;
+        checked.map_err(|detail| ProtocolError::Invalid { kind, detail })?;
         Ok(msg)
     }
 }

@@ -1,7 +1,9 @@
-//! The WebSocket protocol v1: every message round-trips, the documented JSON shapes decode, and bad frames
+//! The WebSocket protocol v2: every message round-trips, the documented JSON shapes decode, and bad frames
 //! are typed errors.
 
 use setpoint_control::{Command, Config, Decision, DecisionCause, SensorReading, Setpoint};
+use setpoint_wire::api::{SensorFilter, SensorView};
+use setpoint_wire::view::{ViewMsg, ViewRequest, ViewSort, MAX_QUERY_LEN, MAX_WATCHED};
 use setpoint_wire::ws::*;
 
 fn round_trip(msg: ServerMessage) {
@@ -23,11 +25,22 @@ fn every_server_message_round_trips() {
     round_trip(ServerMessage::Hello(Hello {
         protocol: PROTOCOL_VERSION,
         can_write: true,
-        sensors: vec![1, 2],
-        setpoints: vec![sp.clone()],
-        commands: vec![d],
+        sensor_count: 2,
         config: Config::default(),
         server_time_ms: 5,
+    }));
+    round_trip(ServerMessage::View(ViewMsg {
+        sensors: vec![SensorView {
+            sensor: 1,
+            reading: None,
+            setpoint: Some(sp.clone()),
+            heater: Some(d),
+            next_step: None,
+        }],
+        fresh: vec![1],
+        total: 7,
+        page: 0,
+        pages: 7,
     }));
     round_trip(ServerMessage::Readings(ReadingsBatch {
         items: vec![SensorReading {
@@ -56,6 +69,8 @@ fn every_server_message_round_trips() {
     }));
     round_trip(ServerMessage::Status(StatusMsg {
         clients: 2,
+        sensors: 100_000,
+        heating: 4_321,
         bus: BusStatus::Embedded,
         readings_total: 9,
         decisions_total: 1,
@@ -138,6 +153,22 @@ fn client_messages_decode_from_the_documented_json() {
         ClientMessage::from_json(r#"{"type":"subscribe","sensors":null}"#),
         Ok(ClientMessage::Subscribe { sensors: None })
     );
+    assert_eq!(
+        ClientMessage::from_json(
+            r#"{"type":"view","query":"12","filters":["stale","heater_on"],"sort":"attention","page":3,"page_size":24}"#
+        ),
+        Ok(ClientMessage::View(ViewRequest {
+            query: "12".into(),
+            filters: vec![SensorFilter::Stale, SensorFilter::HeaterOn],
+            sort: ViewSort::Attention,
+            page: 3,
+            page_size: 24,
+        }))
+    );
+    assert_eq!(
+        ClientMessage::from_json(r#"{"type":"view","page_size":24}"#),
+        Ok(ClientMessage::View(ViewRequest::by_id(0, 24)))
+    );
     let m = ClientMessage::from_json(
         r#"{"type":"set_setpoint","request_id":"r1","sensor":1,"desired":45.0,"up_delta":1.0,"down_delta":1.0,"base_version":3}"#,
     );
@@ -179,6 +210,27 @@ fn bad_client_frames_are_typed_errors() {
         ),
         (
             r#"{"type":"subscribe","sensors":"all"}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        // Every size a view or a subscription carries is bounded: no request costs the bridge more than a
+        // page.
+        (r#"{"type":"view"}"#, ErrorCode::InvalidMessage),
+        (r#"{"type":"view","page_size":0}"#, ErrorCode::InvalidMessage),
+        (r#"{"type":"view","page_size":201}"#, ErrorCode::InvalidMessage),
+        (
+            r#"{"type":"view","page_size":20,"sort":"random"}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"type":"view","page_size":20,"filters":["lukewarm"]}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"type":"view","page_size":20,"page":-1}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"type":"view","page_size":20,"pgae":2}"#,
             ErrorCode::InvalidMessage,
         ),
         // A write refuses what it does not know, as the HTTP API does: a misspelt `base_version` must not
@@ -228,7 +280,7 @@ fn token_syntax_is_the_shared_rule() {
     ] {
         assert!(!is_token_syntax(bad), "{bad:?}");
     }
-    assert_eq!((SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX), ("setpoint.v1", "token."));
+    assert_eq!((SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX), ("setpoint.v2", "token."));
 }
 
 #[test]
@@ -273,4 +325,27 @@ fn history_messages_have_their_documented_shapes() {
     assert!(!ServerMessage::Setpoint(sp.clone()).to_json().contains("author"));
     sp.author = Some("alice".into());
     round_trip(ServerMessage::Setpoint(sp));
+}
+
+#[test]
+fn views_and_subscriptions_are_bounded() {
+    let long_query = format!(
+        r#"{{"type":"view","page_size":20,"query":"{}"}}"#,
+        "1".repeat(MAX_QUERY_LEN + 1)
+    );
+    let many_rooms = format!(
+        r#"{{"type":"subscribe","sensors":{:?}}}"#,
+        (0..=MAX_WATCHED as i32).collect::<Vec<_>>()
+    );
+    let five_filters =
+        r#"{"type":"view","page_size":20,"filters":["stale","stale","stale","stale"]}"#.to_owned();
+    for frame in [long_query, many_rooms, five_filters] {
+        let e = ClientMessage::from_json(&frame).expect_err("refused");
+        assert_eq!(e.code(), ErrorCode::InvalidMessage, "{e}");
+    }
+    let most = format!(
+        r#"{{"type":"subscribe","sensors":{:?}}}"#,
+        (0..MAX_WATCHED as i32).collect::<Vec<_>>()
+    );
+    assert!(ClientMessage::from_json(&most).is_ok());
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use setpoint::app::{self, RunOptions};
 use setpoint::bridge::auth::Token;
 use setpoint::bridge::BridgeOptions;
@@ -23,8 +23,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// Sensors with history.
-    #[arg(long, env = "BENCH_SENSORS", default_value_t = 200)]
+    /// Sensors with history: a page watches at most 200.
+    #[arg(long, env = "BENCH_SENSORS", default_value_t = 200, value_parser = clap::value_parser!(i32).range(1..=200))]
     sensors: i32,
     /// Minutes of history (the dashboard's widest window is 15).
     #[arg(long, env = "BENCH_MINUTES", default_value_t = 15)]
@@ -46,10 +46,13 @@ struct Received {
     duplicates: usize,
 }
 
-async fn open_page(addr: std::net::SocketAddr, readings: usize, decisions: usize) -> Received {
+async fn open_page(addr: std::net::SocketAddr, sensors: i32, readings: usize, decisions: usize) -> Received {
     let started = Instant::now();
     let request = setpoint_testkit::ws::request(addr, None, None).expect("request");
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("connects");
+    // The page watches its rooms: their history follows the answer.
+    let rooms = setpoint_bench::subscribe(Some((1..=sensors).collect()));
+    ws.send(Message::Text(rooms.into())).await.expect("subscribes");
     let mut got = Received {
         elapsed: Duration::ZERO,
         bytes: 0,
@@ -162,7 +165,7 @@ async fn run(args: Args) -> i32 {
     let mut times = Vec::new();
     let mut bytes = 0;
     for run in 0..args.runs {
-        let got = open_page(addr, expected.len(), expected_decisions.len()).await;
+        let got = open_page(addr, args.sensors, expected.len(), expected_decisions.len()).await;
         if got.readings != expected || got.decisions != expected_decisions || got.duplicates > 0 {
             eprintln!(
                 "run {run}: WRONG history: {} of {} readings, {} of {} decisions, {} duplicates",

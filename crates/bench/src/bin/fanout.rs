@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use setpoint_testkit::measure::{cpu_ticks, percentile, rss_kib};
 use setpoint_wire::ws::SUBPROTOCOL;
@@ -47,7 +47,14 @@ async fn phase(addr: &str, pid: u32, stalled: usize, secs: u64) -> serde_json::V
         let (lags, measuring, stop) = (Arc::clone(&lags), Arc::clone(&measuring), Arc::clone(&stop));
         let is_stalled = i < stalled;
         tasks.push(tokio::spawn(async move {
-            let (_sink, mut stream) = ws.split();
+            let (mut sink, mut stream) = ws.split();
+            if sink
+                .send(Message::Text(setpoint_bench::every_room_live().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
             if is_stalled {
                 // Never read: hold the connection open until the phase ends.
                 while !stop.load(Ordering::Relaxed) {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use setpoint_testkit::measure::{cpu_ticks, rss_kib};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -49,15 +49,24 @@ async fn churn(
         let Ok(mut request) = format!("ws://{addr}/ws").into_client_request() else {
             return;
         };
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", HeaderValue::from_static("setpoint.v1"));
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static(setpoint_wire::ws::SUBPROTOCOL),
+        );
         let Ok((ws, _)) = tokio_tungstenite::connect_async(request).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
         sessions.fetch_add(1, Ordering::Relaxed);
-        let (_sink, mut stream) = ws.split();
+        let (mut sink, mut stream) = ws.split();
+        // A page opening: its first page of rooms, their history, then their live data.
+        if sink
+            .send(Message::Text(setpoint_bench::first_page().into()))
+            .await
+            .is_err()
+        {
+            continue;
+        }
         let until = tokio::time::Instant::now() + stay;
         while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, stream.next()).await {
             if matches!(m, Message::Text(_)) {

@@ -15,9 +15,9 @@ use yew::prelude::*;
 
 use crate::hooks::store::{now, Store};
 
-/// Beyond this many sensors the page is large: compact cards by default, and a capped render rate.
-pub const MANY_SENSORS: usize = 60;
-/// With many sensors, renders at most this often (ms); with few, every frame that has news.
+/// Beyond this many cards followed the page is large: a capped render rate.
+const MANY_CARDS: usize = 60;
+/// With many cards, renders at most this often (ms); with few, every frame that has news.
 const MIN_RENDER_INTERVAL_MANY_MS: f64 = 100.0;
 /// The clock bucket (ms) that re-renders ages and time axes when no data arrives.
 pub const CLOCK_BUCKET_MS: f64 = 250.0;
@@ -78,7 +78,7 @@ pub fn use_frame_loop(store: &Store) {
                 let version = store.pump();
                 let t = now();
                 let bucket = (t / CLOCK_BUCKET_MS) as i64;
-                let many = store.model().sensors.len() > MANY_SENSORS;
+                let many = store.model().sensors.len() > MANY_CARDS;
                 let due = !many || t - last_render >= MIN_RENDER_INTERVAL_MANY_MS;
                 if due && (version != last_version || bucket != last_bucket) {
                     last_version = version;

@@ -34,8 +34,10 @@ pub enum Action {
     ToggleHistory { sensor: SensorId },
     /// The user ticked or unticked a card's selection box.
     Select { sensor: SensorId, on: bool },
-    /// "Select all shown": adds every card the grid shows under `opts` (the filter's matches, this page).
-    SelectShown { opts: ViewOpts, now: f64 },
+    /// The user changed the view (filter, condition, order, page, compact): asked of the bridge at once.
+    View { opts: ViewOpts, now: f64 },
+    /// "Select all shown": adds every card the grid shows (this page of the view).
+    SelectShown,
     /// "Clear": empties the selection.
     ClearSelection,
     /// The user changed one number of the group's setpoint.
@@ -103,7 +105,8 @@ impl Model {
             Action::Revert { sensor } => self.revert(sensor, &mut changes),
             Action::ToggleHistory { sensor } => self.toggle_history(sensor, &mut changes),
             Action::Select { sensor, on } => self.select(sensor, on, &mut changes),
-            Action::SelectShown { opts, now } => self.select_shown(&opts, now, &mut changes),
+            Action::View { opts, now } => self.set_view(opts, now, &mut changes),
+            Action::SelectShown => self.select_shown(&mut changes),
             Action::ClearSelection => self.clear_selection(&mut changes),
             Action::GroupEdit { field, value } => self.group_edit(field, value, &mut changes),
             Action::ApplyGroup { now } => self.apply_group(now, &mut changes),
@@ -114,7 +117,7 @@ impl Model {
                     .iter()
                     .for_each(|w| self.send_failed(w.sensor, &why, &mut changes)),
                 ClientMessage::SetpointHistory { sensor } => self.history_failed(sensor, &why, &mut changes),
-                ClientMessage::Subscribe { .. } => {}
+                ClientMessage::Subscribe { .. } | ClientMessage::View(_) => {}
             },
             Action::Tick { now } => {
                 out = self.release_due_commits(now, &mut changes);
@@ -122,6 +125,7 @@ impl Model {
                     changes.model();
                 }
                 self.time_out_writes(now, &mut changes);
+                self.refresh_view(now, &mut changes);
             }
         }
         out.append(&mut changes.send);

@@ -13,7 +13,7 @@ use setpoint_wire::ws::ClientMessage;
 
 use crate::model::action::Changes;
 use crate::model::editor::{tidy, FieldExt, SaveStatus, DEFAULT_SETPOINT};
-use crate::model::{ConnState, Model, ViewOpts};
+use crate::model::{ConnState, Model};
 
 /// The selection and the group's draft.
 #[derive(Clone, Debug, PartialEq)]
@@ -127,9 +127,9 @@ impl Model {
         changes.model();
     }
 
-    /// Adds every card the view shows (the filter's matches on the page shown) to the selection.
-    pub(super) fn select_shown(&mut self, opts: &ViewOpts, now: f64, changes: &mut Changes) {
-        let shown = self.shown(opts, self.server_now(now)).ids;
+    /// Adds every card the view shows (the page shown) to the selection.
+    pub(super) fn select_shown(&mut self, changes: &mut Changes) {
+        let shown = self.shown.ids.clone();
         let was_empty = self.group.selected.is_empty();
         if let (Some(&first), true) = (shown.first(), was_empty) {
             self.start_draft_from(first);

@@ -9,7 +9,6 @@ use setpoint_wire::ws::{
 
 use crate::model::action::Changes;
 use crate::model::editor::explain;
-use crate::model::sensor::SensorView;
 use crate::model::{ConnState, Model, Rates, LOG_LEN};
 
 impl Model {
@@ -32,6 +31,7 @@ impl Model {
         changes.model();
         match msg {
             ServerMessage::Hello(h) => self.on_hello(h, now, changes),
+            ServerMessage::View(v) => self.on_view(v, changes),
             ServerMessage::Readings(b) => self.on_readings(b, now, changes),
             ServerMessage::Decision(d) => self.on_decision(d, changes),
             ServerMessage::Decisions(b) => self.on_decisions(b, now, changes),
@@ -44,40 +44,23 @@ impl Model {
         }
     }
 
-    /// Start of a (re)connection's state: setpoints, last commands and config are the server's. The readings
-    /// already held are kept (the backfill that follows is merged into them without duplicates); the heater
-    /// history is replaced: it restarts from the last commands here, the `decisions` backfill that follows
-    /// fills in the window, and live decisions append — so what was decided while away is neither missing nor
-    /// doubled, and nothing this tab held that the server no longer has survives.
+    /// Start of a (re)connection: what the tab may do, the controller's configuration and the size of the
+    /// building. The connection watches nothing yet, so the view is asked for at once; its answer treats
+    /// every room of the page as new (summary, then history), so what happened while away is neither
+    /// missing nor doubled. The readings already held are kept (the history is merged into them without
+    /// duplicates); the heater history and the decision log restart from the answer.
     fn on_hello(&mut self, h: Hello, now: f64, changes: &mut Changes) {
         self.conn = ConnState::Live;
         self.can_write = h.can_write;
         self.config = h.config;
+        self.sensor_count = h.sensor_count;
         self.clock_offset = h.server_time_ms as f64 - now;
         self.rates = Rates::default();
         self.status = None;
         self.notice = None;
-        // Size new rings for the full sensor count before creating them.
-        for id in &h.sensors {
-            if !self.sensors.contains_key(id) {
-                let cap = Self::capacity_for(self.sensors.len().max(h.sensors.len()));
-                self.sensors.insert(*id, SensorView::new(*id, cap));
-            }
-        }
-        for sp in &h.setpoints {
-            let v = self.sensor_mut(sp.sensor);
-            v.editor.on_setpoint(sp);
-            v.setpoint = Some(sp.clone());
-        }
-        for v in self.sensors.values_mut() {
-            v.decisions.clear();
-        }
         self.log.clear();
-        for d in &h.commands {
-            self.sensor_mut(d.sensor).decisions.insert(*d);
-            self.log_insert(*d);
-        }
-        self.crosscheck.reset(h.config, &h.setpoints, &h.commands);
+        self.crosscheck.reset(h.config);
+        self.ask_view(now, changes);
         self.refresh_histories(changes);
         changes.all_sensors();
     }
@@ -195,6 +178,8 @@ impl Model {
             }
         }
         self.clock_offset = s.server_time_ms as f64 - now;
+        self.sensor_count = s.sensors;
+        self.heating = s.heating;
         self.status = Some(s);
     }
 
@@ -213,7 +198,7 @@ impl Model {
     }
 
     /// Keeps the log sorted newest first and free of duplicates, whatever order decisions arrive in.
-    fn log_insert(&mut self, d: Decision) {
+    pub(super) fn log_insert(&mut self, d: Decision) {
         let key = |e: &Decision| (e.t_ms, Reverse(e.sensor));
         if self.log.len() >= LOG_LEN && self.log.back().is_some_and(|oldest| key(&d) < key(oldest)) {
             return; // older than every row of a full log: a backfill mostly is

@@ -16,13 +16,15 @@ pub mod ring;
 pub mod schedule_form;
 pub mod schedules;
 pub mod sensor;
+mod view;
 pub mod whatif;
 mod writes;
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use setpoint_control::{Config, Decision, SensorId};
+use setpoint_wire::api::SensorFilter;
+use setpoint_wire::view::ViewSort;
 use setpoint_wire::ws::{BusStatus, StatusMsg};
 
 pub use crate::model::action::Action;
@@ -53,32 +55,35 @@ pub enum ConnState {
     Reconnecting,
 }
 
-/// How to order the cards.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum SortBy {
-    #[default]
-    Id,
-    /// Divergent, then stale, then out-of-band sensors first.
-    Attention,
-}
-
-/// Which cards to show: the filter, the order and the page.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which cards to show, as the user chose: the bridge picks them out of every room
+/// ([`setpoint_wire::view`]).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ViewOpts {
+    /// Rooms whose id contains this.
     pub filter: String,
-    pub sort: SortBy,
+    /// Only rooms in this condition (heating, out of band, stale).
+    pub only: Option<SensorFilter>,
+    pub sort: ViewSort,
     pub page: usize,
-    pub page_size: usize,
+    /// Small cards, more per page; `None`: compact when the building has more than [`MANY_SENSORS`] rooms.
+    pub compact: Option<bool>,
 }
 
-/// What the grid shows for some [`ViewOpts`]: one page of the filter's matches.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Cards per page in full mode and in compact mode.
+pub const PAGE_FULL: usize = 24;
+pub const PAGE_COMPACT: usize = 120;
+
+/// Past this many rooms the page opens in compact mode.
+pub const MANY_SENSORS: u64 = 60;
+
+/// What the grid shows: the page of the bridge's last answer.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Shown {
     /// The cards on the page, in order.
     pub ids: Vec<SensorId>,
-    /// Sensors matching the filter, on all pages.
+    /// Rooms matching the view, on all pages.
     pub total: usize,
-    /// The page shown (the last one when the filter shrank the list below the page asked for).
+    /// The page shown (the last one when the view shrank below the page asked for).
     pub page: usize,
     pub pages: usize,
 }
@@ -96,7 +101,16 @@ pub struct Model {
     pub conn: ConnState,
     pub can_write: bool,
     pub config: Config,
+    /// The rooms this tab watches (the page shown), and those with a write under way.
     pub sensors: BTreeMap<SensorId, SensorView>,
+    /// How many rooms the bridge knows, and how many are heating (from `hello` and `status`).
+    pub sensor_count: u64,
+    pub heating: u64,
+    /// What the user asked to see, and the bridge's answer.
+    pub view_opts: ViewOpts,
+    pub shown: Shown,
+    /// When the view was last asked for (local ms): it is asked again every [`view::VIEW_REFRESH_MS`].
+    view_asked_at: Option<f64>,
     /// Latest decisions, newest first by event time.
     pub log: VecDeque<Decision>,
     pub status: Option<StatusMsg>,
@@ -130,6 +144,11 @@ impl Model {
             can_write: false,
             config: Config::default(),
             sensors: BTreeMap::new(),
+            sensor_count: 0,
+            heating: 0,
+            view_opts: ViewOpts::default(),
+            shown: Shown::default(),
+            view_asked_at: None,
             log: VecDeque::with_capacity(LOG_LEN),
             status: None,
             rates: Rates::default(),
@@ -175,53 +194,6 @@ impl Model {
     /// Bus state for the header.
     pub fn bus(&self) -> Option<BusStatus> {
         self.status.map(|s| s.bus)
-    }
-
-    /// The sensors to show for `opts` (one page of them) and how many match the filter in total.
-    pub fn visible(&self, opts: &ViewOpts, server_now: f64) -> (Vec<SensorId>, usize) {
-        let filter = opts.filter.trim();
-        let mut ids: Vec<SensorId> = self
-            .sensors
-            .keys()
-            .copied()
-            .filter(|id| filter.is_empty() || id.to_string().contains(filter))
-            .collect();
-        if opts.sort == SortBy::Attention {
-            let divergent = self.crosscheck.divergence().map(|d| d.sensor);
-            let key = |id: &SensorId| {
-                let a = self
-                    .sensors
-                    .get(id)
-                    .map(|v| v.attention(server_now, divergent == Some(*id)));
-                (Reverse(a), *id)
-            };
-            ids.sort_by_cached_key(key);
-        }
-        let total = ids.len();
-        let size = opts.page_size.max(1);
-        let start = (opts.page * size).min(total);
-        let page = ids[start..(start + size).min(total)].to_vec();
-        (page, total)
-    }
-
-    /// What the grid shows: the page asked for, or the last page when the filter left fewer pages. "Select
-    /// all shown" selects exactly these, so it is computed in one place for the grid and the selection.
-    pub fn shown(&self, opts: &ViewOpts, server_now: f64) -> Shown {
-        let size = opts.page_size.max(1);
-        let (ids, total) = self.visible(opts, server_now);
-        let pages = total.div_ceil(size).max(1);
-        let page = opts.page.min(pages - 1);
-        let ids = if page == opts.page {
-            ids
-        } else {
-            self.visible(&ViewOpts { page, ..opts.clone() }, server_now).0
-        };
-        Shown {
-            ids,
-            total,
-            page,
-            pages,
-        }
     }
 
     /// Chart history per sensor when `sensors` sensors share the point budget.

@@ -6,6 +6,7 @@
 use super::*;
 use crate::model::editor::SaveStatus;
 use setpoint_control::{Command, DecisionCause, SensorReading, SetpointField, TimeMs};
+use setpoint_wire::view::ViewMsg;
 use setpoint_wire::ws::{
     BusStatus, ClientMessage, DecisionsBatch, ErrorCode, ErrorMsg, Hello, ReadingsBatch, ServerMessage,
     SetpointMsg, StatusMsg,
@@ -21,8 +22,11 @@ trait Drive {
     fn close(&mut self);
     fn edit(&mut self, sensor: SensorId, field: SetpointField, value: f64);
     fn commit(&mut self, sensor: SensorId, now: f64);
-    /// The writes the tick released.
+    /// The writes and requests the tick released (not the periodic `view`: its own test looks at it).
     fn tick(&mut self, now: f64) -> Vec<ClientMessage>;
+    /// A (re)connection as the bridge makes it: `hello`, then the answer to the view the page asks for,
+    /// with these rooms on the page, each new, at version 1 and with its last command among `commands`.
+    fn connect(&mut self, can_write: bool, sensors: &[SensorId], commands: Vec<Decision>, now: f64);
 }
 
 impl Drive for Model {
@@ -45,19 +49,49 @@ impl Drive for Model {
         self.dispatch(Action::Commit { sensor, now });
     }
     fn tick(&mut self, now: f64) -> Vec<ClientMessage> {
-        self.dispatch(Action::Tick { now })
+        let mut out = self.dispatch(Action::Tick { now });
+        out.retain(|m| !matches!(m, ClientMessage::View(_)));
+        out
+    }
+    fn connect(&mut self, can_write: bool, sensors: &[SensorId], commands: Vec<Decision>, now: f64) {
+        let count = sensors.len();
+        self.apply(hello(can_write, count), now);
+        self.apply(view(sensors, &commands, sensors), now);
     }
 }
 
-fn hello(can_write: bool, sensors: &[SensorId], commands: Vec<Decision>) -> ServerMessage {
+fn hello(can_write: bool, sensor_count: usize) -> ServerMessage {
     ServerMessage::Hello(Hello {
-        protocol: 1,
+        protocol: setpoint_wire::ws::PROTOCOL_VERSION,
         can_write,
-        sensors: sensors.to_vec(),
-        setpoints: sensors.iter().map(|s| setpoint(*s, 20.0, 1)).collect(),
-        commands,
+        sensor_count: sensor_count as u64,
         config: Config::default(),
         server_time_ms: 100_000,
+    })
+}
+
+/// The bridge's answer to a view: `page`'s rooms at version 1 with their last command among `commands`;
+/// those in `fresh` new to the connection.
+fn view(page: &[SensorId], commands: &[Decision], fresh: &[SensorId]) -> ServerMessage {
+    ServerMessage::View(ViewMsg {
+        sensors: page
+            .iter()
+            .map(|&s| setpoint_wire::api::SensorView {
+                sensor: s,
+                reading: None,
+                setpoint: Some(setpoint(s, 20.0, 1)),
+                heater: commands
+                    .iter()
+                    .filter(|d| d.sensor == s)
+                    .max_by_key(|d| d.t_ms)
+                    .copied(),
+                next_step: None,
+            })
+            .collect(),
+        fresh: fresh.to_vec(),
+        total: page.len() as u64,
+        page: 0,
+        pages: 1,
     })
 }
 
@@ -125,14 +159,14 @@ fn times(m: &Model, sensor: SensorId) -> Vec<TimeMs> {
 fn reconnect_resyncs_without_duplicates_or_gaps() {
     let mut m = Model::new("t".into());
     assert_eq!(m.conn_label(), "connecting");
-    m.apply(hello(true, &[1, 2], vec![]), 0.0);
+    m.connect(true, &[1, 2], vec![], 0.0);
     assert_eq!(m.conn_label(), "live");
     m.apply(batch(1, 0..50, true), 0.0);
     m.apply(batch(1, 50..60, false), 10.0);
     m.close();
     assert_eq!(m.conn_label(), "reconnecting");
     // While we were away the sensor produced 60..80. The new connection's backfill overlaps what we hold.
-    m.apply(hello(true, &[1, 2], vec![]), 20.0);
+    m.connect(true, &[1, 2], vec![], 20.0);
     m.apply(batch(1, 30..75, true), 20.0);
     m.apply(batch(1, 73..80, false), 30.0);
     assert_eq!(times(&m, 1), (0..80).collect::<Vec<_>>());
@@ -142,7 +176,7 @@ fn reconnect_resyncs_without_duplicates_or_gaps() {
 #[test]
 fn backfill_is_not_cross_checked_but_live_readings_are() {
     let mut m = Model::new("t".into());
-    m.apply(hello(true, &[1], vec![]), 0.0);
+    m.connect(true, &[1], vec![], 0.0);
     // 30 °C is far above 20 ± 0.5: the local core decides Off for the first reading it judges.
     let hot = |t: TimeMs, backfill| {
         ServerMessage::Readings(ReadingsBatch {
@@ -176,12 +210,12 @@ fn backfill_is_not_cross_checked_but_live_readings_are() {
 #[test]
 fn decision_log_is_newest_first_deduplicated_and_bounded() {
     let mut m = Model::new("t".into());
-    m.apply(hello(true, &[1], vec![decision(1, 50, Command::On)]), 0.0);
+    m.connect(true, &[1], vec![decision(1, 50, Command::On)], 0.0);
     for t in [100, 300, 200] {
         m.apply(ServerMessage::Decision(decision(1, t, Command::Off)), 0.0);
     }
     // The reconnect's hello repeats the last command and the backfill repeats the rest: no duplicate row.
-    m.apply(hello(true, &[1], vec![decision(1, 300, Command::Off)]), 0.0);
+    m.connect(true, &[1], vec![decision(1, 300, Command::Off)], 0.0);
     let backfill = [
         (50, Command::On),
         (100, Command::Off),
@@ -202,7 +236,7 @@ fn decision_log_is_newest_first_deduplicated_and_bounded() {
 #[test]
 fn write_round_trip_routes_ack_and_conflict_to_the_card() {
     let mut m = Model::new("s".into());
-    m.apply(hello(true, &[1, 2], vec![]), 0.0);
+    m.connect(true, &[1, 2], vec![], 0.0);
     m.edit(1, SetpointField::Desired, 22.0);
     m.commit(1, 0.0);
     m.commit(1, 100.0); // debounced: one write
@@ -250,14 +284,14 @@ fn write_round_trip_routes_ack_and_conflict_to_the_card() {
 #[test]
 fn read_only_and_disconnected_writes_are_refused_locally() {
     let mut m = Model::new("s".into());
-    m.apply(hello(false, &[1], vec![]), 0.0);
+    m.connect(false, &[1], vec![], 0.0);
     assert_eq!(m.conn_label(), "read-only");
     m.edit(1, SetpointField::UpDelta, 1.0);
     m.commit(1, 0.0);
     assert!(m.tick(1_000.0).is_empty());
     assert!(m.sensors[&1].editor.status.text().contains("read-only"));
     // Pending writes fail when the connection drops.
-    m.apply(hello(true, &[1], vec![]), 0.0);
+    m.connect(true, &[1], vec![], 0.0);
     m.commit(1, 0.0);
     assert_eq!(m.tick(1_000.0).len(), 1);
     m.close();
@@ -270,6 +304,8 @@ fn status_gives_rates_and_unknown_frames_become_a_notice() {
     let status = |t: TimeMs, r: u64, d: u64| {
         ServerMessage::Status(StatusMsg {
             clients: 2,
+            sensors: 40,
+            heating: 3,
             bus: BusStatus::Embedded,
             readings_total: r,
             decisions_total: d,
@@ -291,57 +327,112 @@ fn status_gives_rates_and_unknown_frames_become_a_notice() {
 }
 
 #[test]
-fn filter_sort_and_page() {
+fn the_view_is_asked_of_the_bridge_and_its_answer_is_the_page() {
+    use setpoint_wire::api::SensorFilter;
+    use setpoint_wire::view::ViewSort;
     let mut m = Model::new("s".into());
-    let ids: Vec<SensorId> = (1..=30).collect();
-    m.apply(hello(true, &ids, vec![]), 0.0);
-    let now = m.server_now(0.0);
-    // Only sensor 17 has a fresh reading, so every other one is stale; 23 is out of band but fresh.
-    for (s, temp) in [(17, 20.0), (23, 30.0)] {
-        m.apply(
-            ServerMessage::Readings(ReadingsBatch {
-                items: vec![SensorReading {
-                    sensor: s,
-                    t_ms: now as TimeMs,
-                    temperature: temp,
-                }],
-                missed: 0,
-                backfill: false,
-            }),
-            0.0,
-        );
-    }
-    let opts = |filter: &str, sort, page| ViewOpts {
-        filter: filter.into(),
-        sort,
-        page,
-        page_size: 10,
+    // On `hello` the page asks for its view at once: compact (a large building), the first page.
+    let sent = m.dispatch(Action::Server {
+        msg: hello(true, 30_000),
+        now: 0.0,
+    });
+    let [ClientMessage::View(asked)] = sent.as_slice() else {
+        panic!("a view request: {sent:?}")
     };
-    let (page, total) = m.visible(&opts("", SortBy::Id, 2), now);
-    assert_eq!((page, total), ((21..=30).collect(), 30));
-    let (page, total) = m.visible(&opts("1", SortBy::Id, 0), now);
-    assert_eq!(total, 12); // 1, 10..=19, 21
-    assert_eq!(page.len(), 10);
-    let (page, _) = m.visible(&opts("", SortBy::Attention, 0), now);
-    // Stale sensors first (by id), the fresh out-of-band one next, the healthy one last.
-    assert_eq!(page[0], 1);
-    let (all, _) = m.visible(
-        &ViewOpts {
-            filter: String::new(),
-            sort: SortBy::Attention,
-            page: 0,
-            page_size: 100,
-        },
-        now,
+    assert_eq!(
+        (asked.page, asked.page_size, asked.query.as_str()),
+        (0, PAGE_COMPACT as u32, "")
     );
-    assert_eq!(&all[28..], &[23, 17]);
+    m.apply(
+        view(&[1, 2, 3], &[decision(2, 99_000, Command::On)], &[1, 2, 3]),
+        0.0,
+    );
+    assert_eq!(m.shown.ids, vec![1, 2, 3]);
+    assert_eq!(strip(&m, 2), vec![(99_000, Command::On)]);
+    // A change of view is asked at once, with every choice in it.
+    let opts = ViewOpts {
+        filter: "7".into(),
+        only: Some(SensorFilter::Stale),
+        sort: ViewSort::Attention,
+        page: 3,
+        compact: Some(false),
+    };
+    let sent = m.dispatch(Action::View { opts, now: 1_000.0 });
+    let [ClientMessage::View(asked)] = sent.as_slice() else {
+        panic!("a view request: {sent:?}")
+    };
+    assert_eq!(
+        (
+            asked.query.as_str(),
+            asked.filters.as_slice(),
+            asked.sort,
+            asked.page,
+            asked.page_size
+        ),
+        (
+            "7",
+            &[SensorFilter::Stale][..],
+            ViewSort::Attention,
+            3,
+            PAGE_FULL as u32
+        )
+    );
+    // The answer: room 2 stays (followed live all along, its strip kept), 7 and 17 are new, 1 and 3 left
+    // the page — except 3, whose draft the user has not saved.
+    m.edit(3, SetpointField::Desired, 22.0);
+    m.apply(batch(2, [99_500], false), 0.0);
+    let mut answer = view(&[7, 2, 17], &[decision(2, 1, Command::Off)], &[7, 17]);
+    if let ServerMessage::View(v) = &mut answer {
+        v.page = 1;
+        v.pages = 2;
+        v.total = 4;
+    }
+    m.apply(answer, 1_000.0);
+    assert_eq!(
+        (m.shown.ids.clone(), m.shown.page, m.shown.pages, m.shown.total),
+        (vec![7, 2, 17], 1, 2, 4)
+    );
+    assert_eq!(
+        m.view_opts.page, 1,
+        "the page the bridge answered (the last, when asked past it)"
+    );
+    assert_eq!(
+        strip(&m, 2),
+        vec![(99_000, Command::On)],
+        "a room still watched is not restarted"
+    );
+    assert_eq!(times(&m, 2), vec![99_500]);
+    assert!(m.sensors.contains_key(&7) && m.sensors.contains_key(&17));
+    assert!(
+        !m.sensors.contains_key(&1),
+        "a room that left the page is forgotten"
+    );
+    assert!(m.sensors.contains_key(&3), "but not a draft");
+    // Asked again every few seconds (order and conditions change), and on a reconnection.
+    assert!(m.dispatch(Action::Tick { now: 2_000.0 }).is_empty());
+    let sent = m.dispatch(Action::Tick {
+        now: 1_000.0 + view::VIEW_REFRESH_MS,
+    });
+    assert!(
+        matches!(sent.as_slice(), [ClientMessage::View(v)] if v.page == 1 && v.query == "7"),
+        "{sent:?}"
+    );
+    m.close();
+    let sent = m.dispatch(Action::Server {
+        msg: hello(true, 4),
+        now: 9_000.0,
+    });
+    assert!(
+        matches!(sent.as_slice(), [ClientMessage::View(v)] if v.page == 1),
+        "{sent:?}"
+    );
 }
 
 #[test]
 fn the_reducer_bumps_exactly_the_revisions_of_what_changed() {
     let mut m = Model::new("s".into());
     let revs = |m: &Model| (m.version(), m.sensors[&1].rev(), m.sensors[&2].rev());
-    m.apply(hello(true, &[1, 2], vec![]), 0.0);
+    m.connect(true, &[1, 2], vec![], 0.0);
     let (v0, a0, b0) = revs(&m);
     assert!(a0 > 0 && b0 > 0, "a hello redraws every card");
 
@@ -367,13 +458,12 @@ fn the_reducer_bumps_exactly_the_revisions_of_what_changed() {
 #[test]
 fn decisions_backfill_fills_every_strip_and_the_log_at_once() {
     let mut m = Model::new("t".into());
-    // Last commands in hello; the window's decisions of both sensors, interleaved, oldest first.
-    m.apply(
-        hello(
-            true,
-            &[1, 2],
-            vec![decision(1, 400, Command::Off), decision(2, 350, Command::On)],
-        ),
+    // Last commands in the view's summaries; the window's decisions of both sensors, interleaved, oldest
+    // first.
+    m.connect(
+        true,
+        &[1, 2],
+        vec![decision(1, 400, Command::Off), decision(2, 350, Command::On)],
         0.0,
     );
     let (v1, r1, r2) = (m.version(), m.sensors[&1].rev(), m.sensors[&2].rev());
@@ -407,7 +497,7 @@ fn decisions_backfill_fills_every_strip_and_the_log_at_once() {
 fn reconnect_replaces_heater_history_without_duplicates_or_gaps() {
     use Command::{Off, On};
     let mut m = Model::new("t".into());
-    m.apply(hello(true, &[1], vec![decision(1, 100, On)]), 0.0);
+    m.connect(true, &[1], vec![decision(1, 100, On)], 0.0);
     m.apply(decisions([decision(1, 100, On)]), 0.0);
     m.apply(ServerMessage::Decision(decision(1, 200, Off)), 10.0);
     // A decision this tab holds that the server's history does not (say, a bridge that restarted).
@@ -415,7 +505,7 @@ fn reconnect_replaces_heater_history_without_duplicates_or_gaps() {
     m.close();
     // Away: 300 and 400 were decided. The new connection's backfill has them; a live decision (500) races the
     // backfill and arrives first, and the backfill's newest entry is a copy of it.
-    m.apply(hello(true, &[1], vec![decision(1, 400, Off)]), 30.0);
+    m.connect(true, &[1], vec![decision(1, 400, Off)], 30.0);
     m.apply(ServerMessage::Decision(decision(1, 500, On)), 30.0);
     m.apply(
         decisions([100, 200, 300, 400, 500].map(|t| decision(1, t, if t % 200 == 100 { On } else { Off }))),
@@ -504,7 +594,7 @@ fn thinned_readings_and_backfilled_decisions_are_not_cross_checked() {
 
     let mut m = Model::new("t".into());
     let last = *past_decisions.last().expect("decisions in the past");
-    m.apply(hello(true, &[1], vec![last]), 0.0);
+    m.connect(true, &[1], vec![last], 0.0);
     m.apply(readings(&thinned, true), 0.0);
     m.apply(decisions(past_decisions.clone()), 0.0);
     let mut now = 100.0;
@@ -562,7 +652,7 @@ fn a_decision_racing_hello_is_not_a_divergence_whichever_side_it_lands_on() {
     for (last, live_copy) in cases {
         let commands = vec![last];
         let mut m = Model::new("t".into());
-        m.apply(hello(true, &[1], commands.clone()), 0.0);
+        m.connect(true, &[1], commands.clone(), 0.0);
         if live_copy == Some("before") {
             m.apply(ServerMessage::Decision(on), 0.0);
         }
@@ -585,7 +675,7 @@ fn history_opens_on_request_loads_and_follows_live_changes() {
     use setpoint_wire::ws::{SetpointChangeEntry, SetpointHistoryMsg};
     let mut m = Model::new("s".into());
     // Read-only clients may ask too.
-    m.apply(hello(false, &[1, 2], vec![]), 0.0);
+    m.connect(false, &[1, 2], vec![], 0.0);
     let rev = m.sensors[&1].rev();
     let sent = m.dispatch(Action::ToggleHistory { sensor: 1 });
     assert_eq!(sent, vec![ClientMessage::SetpointHistory { sensor: 1 }]);
@@ -638,10 +728,19 @@ fn history_opens_on_request_loads_and_follows_live_changes() {
     // A reconnect asks again for open lists only; the answer replaces the list.
     m.close();
     let sent = m.dispatch(Action::Server {
-        msg: hello(false, &[1, 2], vec![]),
+        msg: hello(false, 2),
         now: 0.0,
     });
-    assert_eq!(sent, vec![ClientMessage::SetpointHistory { sensor: 1 }]);
+    assert!(
+        matches!(
+            sent.as_slice(),
+            [
+                ClientMessage::View(_),
+                ClientMessage::SetpointHistory { sensor: 1 }
+            ]
+        ),
+        "{sent:?}"
+    );
     assert_eq!(list(&m).status, history::ListStatus::Loading);
     assert_eq!(list(&m).changes.len(), 2, "the old list stays visible meanwhile");
 
@@ -669,7 +768,7 @@ fn history_opens_on_request_loads_and_follows_live_changes() {
 #[test]
 fn an_unconfirmed_write_waits_for_its_outcome_instead_of_failing() {
     let mut m = Model::new("s".into());
-    m.apply(hello(true, &[1, 2, 3], vec![]), 0.0);
+    m.connect(true, &[1, 2, 3], vec![], 0.0);
     let write = |m: &mut Model, sensor, desired| {
         m.edit(sensor, SetpointField::Desired, desired);
         m.commit(sensor, 0.0);

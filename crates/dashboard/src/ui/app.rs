@@ -1,15 +1,15 @@
 //! The page: header, view options, the schedules panel (when open), the group setpoint panel (pages that
 //! can write), the card grid (one page of it) and the decision log.
 //!
-//! Only one page of cards exists in the DOM at all, so a thousand sensors cost what a page of them costs. The
-//! view options are this component's own state, not the model's: they are per tab, change nothing the server
-//! sees, and a change re-renders the page at once without waiting for the frame loop.
+//! Only one page of cards exists in the page at all, and the bridge chooses it out of every room (the model's
+//! view), so a hundred thousand rooms cost what a page of them costs. The chart window and the schedules
+//! panel are this component's own state: they change nothing the server sees.
 
 use yew::prelude::*;
 
-use crate::hooks::frame_loop::{use_frame_loop, CLOCK_BUCKET_MS, MANY_SENSORS};
+use crate::hooks::frame_loop::{use_frame_loop, CLOCK_BUCKET_MS};
 use crate::hooks::store::{now, Store};
-use crate::model::{SortBy, ViewOpts};
+use crate::model::{Action, ViewOpts};
 use crate::ui::card::Card;
 use crate::ui::group_panel::GroupPanel;
 use crate::ui::header::{Header, HeaderProps};
@@ -18,34 +18,20 @@ use crate::ui::pager::Pager;
 use crate::ui::schedules_panel::SchedulesPanel;
 use crate::ui::toolbar::{Toolbar, DEFAULT_WINDOW_MIN};
 
-/// Cards per page in full mode and in compact mode.
-const PAGE_FULL: usize = 24;
-const PAGE_COMPACT: usize = 120;
-
 #[function_component]
 pub fn App() -> Html {
     let store = use_memo((), |_| Store::start());
     use_frame_loop(&store);
-    let filter = use_state(|| AttrValue::from(""));
-    let sort = use_state(|| SortBy::Id);
-    let page = use_state(|| 0usize);
     let window_min = use_state(|| DEFAULT_WINDOW_MIN);
-    let compact_choice = use_state(|| None::<bool>);
     let schedules_open = use_state(|| false);
 
     let model = store.model();
-    let compact = compact_choice.unwrap_or(model.sensors.len() > MANY_SENSORS);
-    let page_size = if compact { PAGE_COMPACT } else { PAGE_FULL };
+    let compact = model.compact();
     let server_now = model.server_now(now());
-    let opts = ViewOpts {
-        filter: filter.to_string(),
-        sort: *sort,
-        page: *page,
-        page_size,
-    };
-    // The filter may have shrunk the list below the current page: `shown` then shows the last page.
-    let shown = model.shown(&opts, server_now);
+    let opts = model.view_opts.clone();
+    let shown = model.shown.clone();
     let (ids, total, pages) = (shown.ids, shown.total, shown.pages);
+    let none_yet = model.sensor_count == 0;
     let bucket = (server_now / CLOCK_BUCKET_MS) as i64;
     let divergent = model.crosscheck.divergence().map(|d| d.sensor);
     let header = HeaderProps::from_model(&model);
@@ -60,7 +46,7 @@ pub fn App() -> Html {
     // Read-only pages get neither the boxes nor the panel: they could not apply anything.
     let group_panel = writer.then(|| {
         html! {
-            <GroupPanel selected={group.selected.len()} opts={opts.clone()} shown={ids.len()}
+            <GroupPanel selected={group.selected.len()} shown={ids.len()}
                 draft={group.draft} status={group.status.text()} status_error={group.status.is_error()}
                 outcomes={model.group_outcomes().text()} limits={limits} />
         }
@@ -86,31 +72,66 @@ pub fn App() -> Html {
         .collect();
     drop(model);
 
-    let on_filter = {
-        let (filter, page) = (filter.clone(), page.clone());
-        Callback::from(move |value: String| {
-            filter.set(value.into());
-            page.set(0);
+    // Every view change goes to the bridge, which answers with the page.
+    let change_view = |change: fn(&mut ViewOpts, ViewChange), back_to_first: bool| {
+        let (store, opts) = ((*store).clone(), opts.clone());
+        Callback::from(move |value: ViewChange| {
+            let mut opts = opts.clone();
+            change(&mut opts, value);
+            if back_to_first {
+                opts.page = 0;
+            }
+            store.dispatch(Action::View { opts, now: now() });
         })
     };
-    let on_sort = {
-        let sort = sort.clone();
-        Callback::from(move |value| sort.set(value))
-    };
+    let on_filter = change_view(
+        |o, v| {
+            if let ViewChange::Filter(f) = v {
+                o.filter = f
+            }
+        },
+        true,
+    )
+    .reform(ViewChange::Filter);
+    let on_only = change_view(
+        |o, v| {
+            if let ViewChange::Only(f) = v {
+                o.only = f
+            }
+        },
+        true,
+    )
+    .reform(ViewChange::Only);
+    let on_sort = change_view(
+        |o, v| {
+            if let ViewChange::Sort(s) = v {
+                o.sort = s
+            }
+        },
+        true,
+    )
+    .reform(ViewChange::Sort);
+    let on_compact = change_view(
+        |o, v| {
+            if let ViewChange::Compact(c) = v {
+                o.compact = Some(c)
+            }
+        },
+        true,
+    )
+    .reform(ViewChange::Compact);
+    let on_page = change_view(
+        |o, v| {
+            if let ViewChange::Page(p) = v {
+                o.page = p
+            }
+        },
+        false,
+    )
+    .reform(ViewChange::Page);
     let on_window = {
         let window_min = window_min.clone();
         Callback::from(move |value| window_min.set(value))
-    };
-    let on_compact = {
-        let (compact_choice, page) = (compact_choice.clone(), page.clone());
-        Callback::from(move |value| {
-            compact_choice.set(Some(value));
-            page.set(0);
-        })
-    };
-    let on_page = {
-        let page = page.clone();
-        Callback::from(move |value| page.set(value))
     };
     let on_schedules = {
         let schedules_open = schedules_open.clone();
@@ -118,7 +139,7 @@ pub fn App() -> Html {
     };
     let empty = if total == 0 {
         html! {
-            <p class="empty">{ if filter.is_empty() { "No sensors yet — waiting for the server." } else { "No sensor id matches the filter." } }</p>
+            <p class="empty">{ if none_yet { "No sensors yet — waiting for the server." } else { "No room matches the view." } }</p>
         }
     } else {
         html! {}
@@ -128,10 +149,11 @@ pub fn App() -> Html {
         <ContextProvider<Store> context={(*store).clone()}>
             <Header ..header />
             <main>
-                <Toolbar filter={(*filter).clone()} sort={*sort} window_min={*window_min} compact={compact}
-                    on_filter={on_filter} on_sort={on_sort} on_window={on_window} on_compact={on_compact}
-                    schedules_open={*schedules_open} on_schedules={on_schedules}>
-                    <Pager page={(*page).min(pages - 1)} pages={pages} total={total} on_page={on_page} />
+                <Toolbar filter={AttrValue::from(opts.filter.clone())} only={opts.only} sort={opts.sort}
+                    window_min={*window_min} compact={compact}
+                    on_filter={on_filter} on_only={on_only} on_sort={on_sort} on_window={on_window}
+                    on_compact={on_compact} schedules_open={*schedules_open} on_schedules={on_schedules}>
+                    <Pager page={shown.page.min(pages.max(1) - 1)} pages={pages} total={total} on_page={on_page} />
                 </Toolbar>
                 { for schedules_panel }
                 { for group_panel }
@@ -143,4 +165,14 @@ pub fn App() -> Html {
             </main>
         </ContextProvider<Store>>
     }
+}
+
+/// One change to the view, from one of the toolbar's controls.
+#[derive(Clone)]
+enum ViewChange {
+    Filter(String),
+    Only(Option<setpoint_wire::api::SensorFilter>),
+    Sort(setpoint_wire::view::ViewSort),
+    Compact(bool),
+    Page(usize),
 }

@@ -8,14 +8,11 @@ use yew::prelude::*;
 use crate::hooks::store::{now, use_store};
 use crate::model::editor::FieldExt;
 use crate::model::Action;
-use crate::model::ViewOpts;
 use crate::ui::field_row::FieldRow;
 
 #[derive(Properties, PartialEq)]
 pub struct GroupPanelProps {
     pub selected: usize,
-    /// What the grid shows now, for "select all shown".
-    pub opts: ViewOpts,
     /// How many cards the grid shows now.
     pub shown: usize,
     pub draft: Setpoint,
@@ -31,13 +28,8 @@ pub struct GroupPanelProps {
 pub fn GroupPanel(p: &GroupPanelProps) -> Html {
     let store = use_store();
     let select_shown = {
-        let (store, opts) = (store.clone(), p.opts.clone());
-        Callback::from(move |_e: MouseEvent| {
-            store.dispatch(Action::SelectShown {
-                opts: opts.clone(),
-                now: now(),
-            })
-        })
+        let store = store.clone();
+        Callback::from(move |_e: MouseEvent| store.dispatch(Action::SelectShown))
     };
     let clear = {
         let store = store.clone();

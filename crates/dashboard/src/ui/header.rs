@@ -21,8 +21,9 @@ impl HeaderProps {
     pub fn from_model(m: &Model) -> Self {
         let rate = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |v| format!("{v:.1}"));
         let mut totals = format!(
-            "{} sensors · {} readings/s · {} decisions/min",
-            m.sensors.len(),
+            "{} sensors · {} heating · {} readings/s · {} decisions/min",
+            m.sensor_count,
+            m.heating,
             rate(m.rates.readings_per_s),
             rate(m.rates.decisions_per_min)
         );

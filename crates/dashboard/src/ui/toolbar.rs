@@ -1,10 +1,11 @@
-//! The view options above the grid: filter, order, chart window and compact mode, the schedules panel's
-//! toggle, with the pager as child.
+//! The view options above the grid: filter, condition, order, chart window and compact mode, the schedules
+//! panel's toggle, with the pager as child. All but the chart window are answered by the bridge, over every
+//! room.
 
+use setpoint_wire::api::SensorFilter;
+use setpoint_wire::view::ViewSort;
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
-
-use crate::model::SortBy;
 
 /// Chart windows offered, in minutes.
 const WINDOWS_MIN: [i64; 3] = [1, 5, 15];
@@ -14,12 +15,15 @@ pub const DEFAULT_WINDOW_MIN: i64 = 5;
 #[derive(Properties, PartialEq)]
 pub struct ToolbarProps {
     pub filter: AttrValue,
-    pub sort: SortBy,
+    /// Only rooms in this condition.
+    pub only: Option<SensorFilter>,
+    pub sort: ViewSort,
     /// Chart window in minutes.
     pub window_min: i64,
     pub compact: bool,
     pub on_filter: Callback<String>,
-    pub on_sort: Callback<SortBy>,
+    pub on_only: Callback<Option<SensorFilter>>,
+    pub on_sort: Callback<ViewSort>,
     pub on_window: Callback<i64>,
     pub on_compact: Callback<bool>,
     /// Whether the schedules panel is open; the button toggles it.
@@ -39,10 +43,16 @@ pub fn Toolbar(p: &ToolbarProps) -> Html {
     let on_sort = p.on_sort.reform(|e: Event| {
         let sel: HtmlSelectElement = e.target_unchecked_into();
         if sel.value() == "attention" {
-            SortBy::Attention
+            ViewSort::Attention
         } else {
-            SortBy::Id
+            ViewSort::Id
         }
+    });
+    let on_only = p.on_only.reform(|e: Event| {
+        let sel: HtmlSelectElement = e.target_unchecked_into();
+        SensorFilter::parse_list(&sel.value())
+            .ok()
+            .and_then(|list| list.first().copied())
     });
     let on_window = p.on_window.reform(|e: Event| {
         let sel: HtmlSelectElement = e.target_unchecked_into();
@@ -61,8 +71,16 @@ pub fn Toolbar(p: &ToolbarProps) -> Html {
             </label>
             <label class="tool">{ "Sort" }
                 <select onchange={on_sort}>
-                    <option value="id" selected={p.sort == SortBy::Id}>{ "by id" }</option>
-                    <option value="attention" selected={p.sort == SortBy::Attention}>{ "needs attention first" }</option>
+                    <option value="id" selected={p.sort == ViewSort::Id}>{ "by id" }</option>
+                    <option value="attention" selected={p.sort == ViewSort::Attention}>{ "needs attention first" }</option>
+                </select>
+            </label>
+            <label class="tool">{ "Show" }
+                <select id="only" onchange={on_only}>
+                    <option value="" selected={p.only.is_none()}>{ "all rooms" }</option>
+                    { for SensorFilter::ALL.into_iter().map(|f| html! {
+                        <option value={f.as_str()} selected={p.only == Some(f)}>{ condition_label(f) }</option>
+                    }) }
                 </select>
             </label>
             <label class="tool">{ "Window" }
@@ -79,5 +97,14 @@ pub fn Toolbar(p: &ToolbarProps) -> Html {
                 onclick={on_schedules} aria-expanded={open.to_string()} aria-controls="schedules">{ "Schedules" }</button>
             { p.children.clone() }
         </section>
+    }
+}
+
+/// What the condition select says of a filter.
+fn condition_label(filter: SensorFilter) -> &'static str {
+    match filter {
+        SensorFilter::OutOfBand => "out of band",
+        SensorFilter::HeaterOn => "heating",
+        SensorFilter::Stale => "stale",
     }
 }

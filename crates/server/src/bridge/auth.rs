@@ -5,7 +5,7 @@
 //! recorded as the author of every setpoint change made with it; the secret never leaves this module
 //! except in the URL printed at start. Browsers
 //! cannot set headers on a WebSocket, so the token travels as a subprotocol (`token.<token>`) next to the
-//! protocol name (`setpoint.v1`): it stays out of URLs, and so out of proxy logs and browser history.
+//! protocol name (`setpoint.v2`): it stays out of URLs, and so out of proxy logs and browser history.
 
 use std::net::SocketAddr;
 
@@ -197,7 +197,17 @@ pub fn origin(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(|v| v.to_str().unwrap_or("<invalid>"))
 }
 
-/// The token offered in a `Sec-WebSocket-Protocol` list, if any. (Whether `setpoint.v1` itself was offered
+/// Whether a `Sec-WebSocket-Protocol` list offers only a retired version of the protocol (a page left open
+/// across an upgrade): it is told to reload instead of being served.
+pub fn offers_only_retired(header: Option<&str>) -> bool {
+    let offered: Vec<&str> = header.unwrap_or("").split(',').map(str::trim).collect();
+    !offered.contains(&SUBPROTOCOL)
+        && offered
+            .iter()
+            .any(|p| setpoint_wire::ws::RETIRED_SUBPROTOCOLS.contains(p))
+}
+
+/// The token offered in a `Sec-WebSocket-Protocol` list, if any. (Whether the protocol itself was offered
 /// is the WebSocket library's business: it selects the protocol from the same header.)
 pub fn offered_token(header: Option<&str>) -> Option<&str> {
     header
@@ -365,8 +375,12 @@ mod tests {
 
     #[test]
     fn the_token_travels_beside_the_protocol() {
-        assert_eq!(offered_token(Some("setpoint.v1, token.abc")), Some("abc"));
-        assert_eq!(offered_token(Some("setpoint.v1")), None);
+        assert_eq!(offered_token(Some("setpoint.v2, token.abc")), Some("abc"));
+        assert_eq!(offered_token(Some("setpoint.v2")), None);
+        assert!(offers_only_retired(Some("setpoint.v1, token.abc")));
+        assert!(!offers_only_retired(Some("setpoint.v1, setpoint.v2")));
+        assert!(!offers_only_retired(Some("setpoint.v2")));
+        assert!(!offers_only_retired(None));
         assert_eq!(offered_token(None), None);
     }
 

@@ -124,6 +124,8 @@ pub enum Refusal {
     PeerGuesses,
     /// The client address's budget for WebSocket upgrades is spent.
     PeerUpgrades,
+    /// The client address's budget for `view` and `subscribe` requests is spent.
+    PeerViews,
 }
 
 impl Refusal {
@@ -135,6 +137,7 @@ impl Refusal {
             Refusal::PeerReads => "peer_reads",
             Refusal::PeerGuesses => "peer_guesses",
             Refusal::PeerUpgrades => "peer_upgrades",
+            Refusal::PeerViews => "peer_views",
         }
     }
 
@@ -148,6 +151,7 @@ impl Refusal {
                 "too many attempts without a valid token from this address; wait a moment"
             }
             Refusal::PeerUpgrades => "too many WebSocket connections opened from this address; wait a moment",
+            Refusal::PeerViews => "too many view changes from this address; wait a moment",
         }
     }
 }
@@ -162,6 +166,9 @@ pub struct ClientLimits {
     /// WebSocket upgrades (each costs a `hello` and a backfill): [`UPGRADES_PER_READ`] times the read
     /// budget, so a building's dashboards behind one address reconnecting after a restart all get in.
     upgrades_by_peer: Keyed<IpAddr>,
+    /// `view` and `subscribe` requests (each a scan of the rooms and the history of a page): as many as
+    /// upgrades, which is what a page did on every connection before it chose its rooms.
+    views_by_peer: Keyed<IpAddr>,
 }
 
 /// How many WebSocket upgrades an address may make for each read-heavy request it may make.
@@ -177,6 +184,7 @@ impl ClientLimits {
             reads_by_peer: Keyed::new(reads, read_burst),
             guesses_by_peer: Keyed::new(writes, write_burst),
             upgrades_by_peer: Keyed::new(reads * UPGRADES_PER_READ, read_burst * UPGRADES_PER_READ),
+            views_by_peer: Keyed::new(reads * UPGRADES_PER_READ, read_burst * UPGRADES_PER_READ),
         }
     }
 
@@ -208,6 +216,15 @@ impl ClientLimits {
             Ok(())
         } else {
             Err(Refusal::PeerUpgrades)
+        }
+    }
+
+    /// One `view` or `subscribe` from `peer` at `now`.
+    pub fn view(&self, peer: IpAddr, now: Instant) -> Result<(), Refusal> {
+        if self.views_by_peer.allow(&peer_key(peer), now) {
+            Ok(())
+        } else {
+            Err(Refusal::PeerViews)
         }
     }
 

@@ -46,9 +46,8 @@ use listener::{Connection, ListenerOptions};
 /// of its connections: 128 KiB × 1024 connections at the defaults.
 const TRANSPORT_MAX_FRAMES: usize = 2;
 
-/// Largest frame of our own a session may have to buffer (a backfill frame, a large `hello`): the write
-/// buffer must hold one whole.
-const OUTGOING_MAX_FRAME: usize = 2 << 20;
+/// Largest frame of our own a session may have to buffer: the write buffer must hold one whole.
+const OUTGOING_MAX_FRAME: usize = setpoint_wire::view::MAX_SERVER_FRAME_BYTES;
 
 /// How the bridge runs.
 #[derive(Clone, Debug)]
@@ -315,6 +314,17 @@ async fn websocket<B: Bus>(
         .options
         .max_frame_bytes
         .saturating_mul(TRANSPORT_MAX_FRAMES);
+    let protocols = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok());
+    if auth::offers_only_retired(protocols) {
+        if let Some(unlogged) = bridge.metrics.client_refused("retired_protocol") {
+            tracing::info!(unlogged, "a page of an older version connected: told to reload");
+        }
+        return upgrade
+            .protocols(setpoint_wire::ws::RETIRED_SUBPROTOCOLS.iter().copied())
+            .on_upgrade(session::retired);
+    }
     upgrade
         .protocols([SUBPROTOCOL])
         .max_message_size(transport_max)

@@ -4,9 +4,11 @@
 //! the hub, other clients or the controller. Control frames (decisions, setpoints, acks, errors) are never
 //! dropped; if a client lets too many of them pile up it is disconnected (it resyncs from `hello` when it
 //! comes back). Readings batches are shared between clients (encoded once); a client that falls behind has
-//! its queued readings coalesced to the latest per sensor, with a count of what it missed.
+//! its queued readings coalesced to the latest per sensor, with a count of what it missed. Only the readings
+//! of the rooms the client watches ([`Watch`]) are queued. A message for this client alone (an answer, a
+//! room's history) is queued as it is and encoded by the connection's writer, not under the hub's lock.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use setpoint_control::SensorId;
@@ -14,6 +16,7 @@ use setpoint_control::SensorReading;
 use setpoint_wire::ws::{ReadingsBatch, ServerMessage};
 use tokio::sync::Notify;
 
+use super::hub::state::Watch;
 use crate::metrics::Metrics;
 
 /// Readings batches queued before coalescing starts: about one second at the 50 ms flush interval.
@@ -39,15 +42,21 @@ pub struct Drained {
     pub overflowed: bool,
 }
 
+/// A queued frame that must not be lost: encoded already (shared with other clients), or not yet.
+enum Outgoing {
+    Frame(Frame),
+    Message(Box<ServerMessage>),
+}
+
 #[derive(Default)]
 struct State {
-    control: VecDeque<Frame>,
+    control: VecDeque<Outgoing>,
     batches: VecDeque<Arc<SharedBatch>>,
     /// Latest reading per sensor once the client fell behind.
     coalesced: HashMap<SensorId, SensorReading>,
     missed: u64,
-    /// Sensors the client subscribed to; `None` means all.
-    filter: Option<HashSet<SensorId>>,
+    /// The rooms whose readings the client is sent.
+    watch: Watch,
     overflowed: bool,
 }
 
@@ -71,20 +80,29 @@ impl Outbox {
                 .ws_errors_sent
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        self.push_control(message.to_json().into());
+        self.push(Outgoing::Message(Box::new(message.clone())));
     }
 
     /// Queues a frame that must not be lost.
     pub fn push_control(&self, frame: Frame) {
+        self.push(Outgoing::Frame(frame));
+    }
+
+    fn push(&self, outgoing: Outgoing) {
         {
             let mut s = self.lock();
             if s.control.len() >= MAX_QUEUED_CONTROL {
                 s.overflowed = true;
             } else {
-                s.control.push_back(frame);
+                s.control.push_back(outgoing);
             }
         }
         self.ready.notify_one();
+    }
+
+    /// Whether the client watches `sensor`.
+    pub fn covers(&self, sensor: SensorId) -> bool {
+        self.lock().watch.covers(sensor)
     }
 
     /// Queues a readings batch. Returns how many readings were coalesced away by this call, for metrics.
@@ -92,14 +110,18 @@ impl Outbox {
         let dropped = {
             let mut s = self.lock();
             let s = &mut *s;
-            let wanted: Option<Vec<SensorReading>> = s.filter.as_ref().map(|f| {
-                batch
-                    .items
-                    .iter()
-                    .filter(|i| f.contains(&i.sensor))
-                    .copied()
-                    .collect()
-            });
+            let wanted: Option<Vec<SensorReading>> = match &s.watch {
+                Watch::All => None,
+                Watch::Nothing => return 0,
+                watch => Some(
+                    batch
+                        .items
+                        .iter()
+                        .filter(|i| watch.covers(i.sensor))
+                        .copied()
+                        .collect(),
+                ),
+            };
             if wanted.as_ref().is_some_and(|w| w.is_empty()) {
                 return 0;
             }
@@ -143,9 +165,9 @@ impl Outbox {
         dropped
     }
 
-    /// Restricts future readings to these sensors (`None`: all).
-    pub fn set_filter(&self, sensors: Option<Vec<SensorId>>) {
-        self.lock().filter = sensors.map(|s| s.into_iter().collect());
+    /// From now on, only the readings of these rooms.
+    pub fn set_watch(&self, watch: Watch) {
+        self.lock().watch = watch;
     }
 
     /// Waits until something is queued.
@@ -155,13 +177,27 @@ impl Outbox {
 
     /// Takes everything queued: control frames first (they are small and urgent), then readings.
     pub fn drain(&self) -> Drained {
-        let mut s = self.lock();
-        let mut frames: Vec<Frame> = s.control.drain(..).collect();
-        frames.extend(s.batches.drain(..).map(|b| b.json.clone()));
-        if !s.coalesced.is_empty() {
-            let mut items: Vec<SensorReading> = s.coalesced.drain().map(|(_, v)| v).collect();
+        let (control, batches, coalesced, overflowed) = {
+            let mut s = self.lock();
+            let control: Vec<Outgoing> = s.control.drain(..).collect();
+            let batches: Vec<Arc<SharedBatch>> = s.batches.drain(..).collect();
+            let coalesced = (!s.coalesced.is_empty()).then(|| {
+                let items: Vec<SensorReading> = s.coalesced.drain().map(|(_, v)| v).collect();
+                (items, std::mem::take(&mut s.missed))
+            });
+            (control, batches, coalesced, s.overflowed)
+        };
+        // Encoded here, outside every lock: a room's history can be megabytes.
+        let mut frames: Vec<Frame> = control
+            .into_iter()
+            .map(|o| match o {
+                Outgoing::Frame(f) => f,
+                Outgoing::Message(m) => m.to_json().into(),
+            })
+            .collect();
+        frames.extend(batches.iter().map(|b| b.json.clone()));
+        if let Some((mut items, missed)) = coalesced {
             items.sort_by_key(|i| (i.t_ms, i.sensor));
-            let missed = std::mem::take(&mut s.missed);
             frames.push(
                 ServerMessage::Readings(ReadingsBatch {
                     items,
@@ -172,10 +208,7 @@ impl Outbox {
                 .into(),
             );
         }
-        Drained {
-            frames,
-            overflowed: s.overflowed,
-        }
+        Drained { frames, overflowed }
     }
 
     /// Readings batches currently queued (for tests and metrics).
@@ -212,6 +245,7 @@ mod tests {
     #[test]
     fn a_slow_client_gets_the_latest_reading_per_sensor_and_a_missed_count() {
         let outbox = Outbox::default();
+        outbox.set_watch(Watch::All);
         let mut dropped = 0;
         for t in 0..1000 {
             dropped += outbox.push_readings(&batch(t, &[1, 2, 3]));
@@ -246,9 +280,11 @@ mod tests {
     }
 
     #[test]
-    fn a_filter_keeps_only_subscribed_sensors() {
+    fn a_watch_keeps_only_the_watched_rooms_and_a_new_client_gets_none() {
         let outbox = Outbox::default();
-        outbox.set_filter(Some(vec![2]));
+        outbox.push_readings(&batch(0, &[1, 2]));
+        assert!(outbox.drain().frames.is_empty());
+        outbox.set_watch(Watch::rooms([2]));
         outbox.push_readings(&batch(1, &[1, 3]));
         assert!(outbox.drain().frames.is_empty());
         outbox.push_readings(&batch(2, &[1, 2]));

@@ -172,6 +172,22 @@ pub async fn run<B: Bus>(
     bridge.hub.unregister(id);
 }
 
+/// A client of a retired protocol version: one `error` frame it can read, saying to reload the page, and a
+/// close frame saying the same. Bounded in time like every send.
+pub async fn retired(mut socket: WebSocket) {
+    use setpoint_wire::ws::{CLOSE_RETIRED_PROTOCOL, RETIRED_PROTOCOL_MESSAGE};
+    let told = async {
+        let frame = error(None, ErrorCode::InvalidMessage, RETIRED_PROTOCOL_MESSAGE).to_json();
+        socket.send(Message::Text(frame.into())).await?;
+        let close = CloseFrame {
+            code: CLOSE_RETIRED_PROTOCOL,
+            reason: "protocol 1 is retired: reload the page".into(),
+        };
+        socket.send(Message::Close(Some(close))).await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), told).await;
+}
+
 /// Why a frame did not go out.
 enum SendError {
     /// The socket did not take it within the send deadline: the client does not read.
@@ -262,7 +278,19 @@ async fn handle_text<B: Bus>(
     };
     match message {
         ClientMessage::Subscribe { sensors } => {
-            outbox.set_filter(sensors);
+            if let Err(refusal) = bridge.limits.view(connection.peer.ip(), Instant::now()) {
+                bridge.metrics.client_refused(refusal.label());
+                return Some(error(None, ErrorCode::RateLimited, refusal.message()));
+            }
+            bridge.hub.subscribe(client, sensors);
+            None
+        }
+        ClientMessage::View(request) => {
+            if let Err(refusal) = bridge.limits.view(connection.peer.ip(), Instant::now()) {
+                bridge.metrics.client_refused(refusal.label());
+                return Some(error(None, ErrorCode::RateLimited, refusal.message()));
+            }
+            bridge.hub.view(client, &request);
             None
         }
         ClientMessage::SetpointHistory { sensor } => {

@@ -149,8 +149,8 @@ pub fn set_setpoint(
 }
 
 /// Sends a setpoint write (up/down 1.0) and waits, up to `patience`, for its answer. `Some(version)` once
-/// both the ack and the setpoint update carrying the written value arrived (either may come first); `None`
-/// if the write was refused.
+/// acknowledged (the ack carries the value it put in force, which must be the one written); `None` if the
+/// write was refused.
 pub async fn write_and_wait(
     c: &mut Client,
     id: &str,
@@ -161,20 +161,20 @@ pub async fn write_and_wait(
 ) -> Option<u64> {
     use setpoint_wire::ws::ServerMessage;
     c.send(&set_setpoint(id, sensor, desired, 1.0, 1.0, base)).await;
-    let (mut acked, mut version) = (false, None);
-    c.until_within(patience, |m| {
-        match m {
-            ServerMessage::Ack { request_id, .. } if request_id == id => acked = true,
-            ServerMessage::Error(e) if e.request_id.as_deref() == Some(id) => return Some(()),
-            ServerMessage::Setpoint(s) if s.sensor == sensor && s.desired == desired => {
-                version = Some(s.version)
-            }
-            _ => {}
+    c.until_within(patience, |m| match m {
+        ServerMessage::Ack { request_id, setpoint } if request_id == id => {
+            let s = setpoint.as_ref().expect("an ack carries the value in force");
+            assert_eq!(
+                (s.sensor, s.desired),
+                (sensor, desired),
+                "{id} acknowledged another value"
+            );
+            Some(Some(s.version))
         }
-        (acked && version.is_some()).then_some(())
+        ServerMessage::Error(e) if e.request_id.as_deref() == Some(id) => Some(None),
+        _ => None,
     })
-    .await;
-    version.filter(|_| acked)
+    .await
 }
 
 /// Waits until `condition` holds, checking every 10 ms for at most [`PATIENCE`]; panics naming `what`

@@ -56,6 +56,14 @@ enum Event {
 }
 
 impl Event {
+    fn sensor(&self) -> SensorId {
+        match self {
+            Event::Reading { item, .. } => item.sensor,
+            Event::Setpoint { msg, .. } => msg.sensor,
+            Event::Backfill { decision, .. } => decision.sensor,
+        }
+    }
+
     fn arrived(&self) -> f64 {
         match self {
             Event::Reading { arrived, .. }
@@ -87,26 +95,37 @@ pub struct CrossCheck {
 }
 
 impl CrossCheck {
-    /// Starts over from a `hello`: the setpoints in force and each sensor's last command, exactly the state the
-    /// server's controller is in at that moment. Called on every (re)connect, which also clears an old alarm.
-    pub fn reset(&mut self, config: Config, setpoints: &[SetpointMsg], commands: &[Decision]) {
+    /// Starts over on a (re)connection: no room is watched yet. Also clears an old alarm.
+    pub fn reset(&mut self, config: Config) {
         self.config = config;
         self.sensors.clear();
         self.queue.clear();
         self.divergence = None;
         self.stats = CrossCheckStats::default();
-        for sp in setpoints {
-            let s = self.sensors.entry(sp.sensor).or_default();
-            if config.limits.validate(&sp.setpoint()).is_ok() {
-                s.state.setpoints.replace(VersionedSetpoint {
-                    setpoint: sp.setpoint(),
-                    version: sp.version,
-                });
-            }
+    }
+
+    /// A room the tab starts watching, from its summary: the setpoint in force and the last command,
+    /// exactly the state the server's controller is in for it at that moment. Whatever was held of the room
+    /// before is dropped (it was not followed meanwhile).
+    pub fn watch(&mut self, sensor: SensorId, setpoint: Option<&SetpointMsg>, command: Option<&Decision>) {
+        self.forget(sensor);
+        let s = self.sensors.entry(sensor).or_default();
+        if let Some(sp) = setpoint.filter(|sp| self.config.limits.validate(&sp.setpoint()).is_ok()) {
+            s.state.setpoints.replace(VersionedSetpoint {
+                setpoint: sp.setpoint(),
+                version: sp.version,
+            });
         }
-        for d in commands {
-            adopt(&mut self.sensors.entry(d.sensor).or_default().state, d);
+        if let Some(d) = command {
+            adopt(&mut s.state, d);
         }
+    }
+
+    /// A room the tab no longer watches: its state and its events not yet judged are dropped (its live
+    /// data stops, so they could only be judged against a gap).
+    pub fn forget(&mut self, sensor: SensorId) {
+        self.sensors.remove(&sensor);
+        self.queue.retain(|e| e.sensor() != sensor);
     }
 
     /// A live reading the tab had not seen before (duplicates must be filtered by the caller).

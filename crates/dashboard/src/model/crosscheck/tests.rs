@@ -4,6 +4,26 @@
 use super::*;
 use setpoint_control::{replay, Command, Reading};
 
+/// A connection's start as the model makes it: reset, then each room watched from its summary.
+fn start(cc: &mut CrossCheck, config: Config, setpoints: &[SetpointMsg], commands: &[Decision]) {
+    cc.reset(config);
+    let mut rooms: Vec<SensorId> = setpoints
+        .iter()
+        .map(|s| s.sensor)
+        .chain(commands.iter().map(|d| d.sensor))
+        .collect();
+    rooms.sort_unstable();
+    rooms.dedup();
+    for room in rooms {
+        let sp = setpoints.iter().find(|s| s.sensor == room);
+        let cmd = commands
+            .iter()
+            .filter(|d| d.sensor == room)
+            .max_by_key(|d| d.t_ms);
+        cc.watch(room, sp, cmd);
+    }
+}
+
 impl CrossCheck {
     /// Judges every queued event now, as if all had settled.
     fn settle_all(&mut self) -> bool {
@@ -65,7 +85,7 @@ fn silent_when_server_agrees_even_if_decisions_arrive_early_or_late() {
     );
 
     let mut cc = CrossCheck::default();
-    cc.reset(Config::default(), &[setpoint], &[]);
+    start(&mut cc, Config::default(), &[setpoint], &[]);
     // Batches of 5 readings; decisions for a batch arrive alternately before and after it.
     let mut now = 0.0;
     for (i, batch) in readings.chunks(5).enumerate() {
@@ -100,7 +120,7 @@ fn fires_on_a_real_divergence_and_names_the_first_one() {
     let dropped = decisions.remove(1);
 
     let mut cc = CrossCheck::default();
-    cc.reset(Config::default(), &[setpoint], &[]);
+    start(&mut cc, Config::default(), &[setpoint], &[]);
     for r in &readings {
         cc.on_reading(*r, 0.0);
     }
@@ -128,7 +148,7 @@ fn fires_when_server_uses_a_wrong_command() {
         Command::Off => Command::On,
     };
     let mut cc = CrossCheck::default();
-    cc.reset(Config::default(), &[setpoint], &[]);
+    start(&mut cc, Config::default(), &[setpoint], &[]);
     decisions.iter().for_each(|d| cc.on_server_decision(*d));
     readings.iter().for_each(|r| cc.on_reading(*r, 0.0));
     assert!(cc.settle_all());
@@ -145,7 +165,7 @@ fn setpoint_change_applied_one_reading_apart_is_not_an_alarm() {
     let old = sp(3, 20.0, 1);
     let new = sp(3, 22.0, 2);
     let mut cc = CrossCheck::default();
-    cc.reset(Config::default(), std::slice::from_ref(&old), &[]);
+    start(&mut cc, Config::default(), std::slice::from_ref(&old), &[]);
     let r = |i: i64| item(3, 1_000 + i * 100, 20.6);
     let off = Decision {
         sensor: 3,
@@ -189,7 +209,7 @@ fn reset_from_hello_starts_from_the_servers_last_command() {
         cause: DecisionCause::Band,
     };
     let mut cc = CrossCheck::default();
-    cc.reset(Config::default(), &[setpoint], &[last]);
+    start(&mut cc, Config::default(), &[setpoint], &[last]);
     cc.on_reading(item(4, 1_000, 19.0), 0.0);
     cc.settle_all();
     assert_eq!(cc.divergence(), None);
@@ -197,7 +217,7 @@ fn reset_from_hello_starts_from_the_servers_last_command() {
     cc.on_reading(item(4, 2_000, 25.0), 0.0); // local Off, server silent → divergence
     cc.settle_all();
     assert!(cc.divergence().is_some());
-    cc.reset(Config::default(), &[], &[]);
+    start(&mut cc, Config::default(), &[], &[]);
     assert_eq!(cc.divergence(), None);
     assert_eq!(cc.queue.len(), 0);
 }
@@ -209,7 +229,7 @@ fn decisions_on_missed_readings_are_adopted_not_flagged() {
     let readings = wave(5, 150);
     let decisions = server_decisions(&readings, &setpoint);
     let mut cc = CrossCheck::default();
-    cc.reset(Config::default(), &[setpoint], &[]);
+    start(&mut cc, Config::default(), &[setpoint], &[]);
     decisions.iter().for_each(|d| cc.on_server_decision(*d));
     // This tab only received every third reading (slow client), and the server said so.
     let kept: Vec<_> = readings.iter().step_by(3).copied().collect();
@@ -238,7 +258,7 @@ fn backfilled_decisions_only_bring_the_state_forward() {
     let mut cc = CrossCheck::default();
     // `hello` says On since 2_000. The backfill holds older decisions (history: ignored) and one newer than
     // the snapshot (adopted: the heater has been Off since 3_000).
-    cc.reset(Config::default(), &[setpoint], &[d(2_000, Command::On)]);
+    start(&mut cc, Config::default(), &[setpoint], &[d(2_000, Command::On)]);
     for b in [
         d(500, Command::Off),
         d(2_000, Command::On),

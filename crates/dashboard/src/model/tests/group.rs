@@ -12,7 +12,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 fn live(n: SensorId) -> Model {
     let mut m = Model::new("g".into());
     let ids: Vec<SensorId> = (1..=n).collect();
-    m.apply(hello(true, &ids, vec![]), 0.0);
+    m.connect(true, &ids, vec![], 0.0);
     m
 }
 
@@ -58,37 +58,17 @@ fn selecting_cards_and_the_draft_starts_from_the_first() {
 }
 
 #[test]
-fn select_all_shown_takes_the_filtered_page_only_and_adds() {
+fn select_all_shown_takes_the_page_the_bridge_answered_and_adds() {
     let mut m = live(30);
-    let opts = |filter: &str, page| ViewOpts {
-        filter: filter.into(),
-        sort: SortBy::Id,
-        page,
-        page_size: 10,
-    };
-    // "1" matches 1, 10..=19 and 21: twelve sensors, ten on the first page.
-    m.dispatch(Action::SelectShown {
-        opts: opts("1", 0),
-        now: 0.0,
-    });
-    assert_eq!(selected(&m), vec![1, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
-    // A page past the end shows (and selects) the last page, as the grid does.
-    let shown = m.shown(&opts("1", 5), m.server_now(0.0));
-    assert_eq!(
-        (shown.ids.clone(), shown.page, shown.pages, shown.total),
-        (vec![19, 21], 1, 2, 12)
-    );
-    m.dispatch(Action::SelectShown {
-        opts: opts("1", 5),
-        now: 0.0,
-    });
-    assert_eq!(selected(&m).len(), 12, "adds to the selection");
-    assert!(!m.group.selected.contains(&2) && !m.group.selected.contains(&20));
+    m.apply(view(&[1, 10, 11, 12], &[], &[1, 10, 11, 12]), 0.0);
+    m.dispatch(Action::SelectShown);
+    assert_eq!(selected(&m), vec![1, 10, 11, 12]);
+    m.apply(view(&[19, 21], &[], &[19, 21]), 0.0);
+    m.dispatch(Action::SelectShown);
+    assert_eq!(selected(&m), vec![1, 10, 11, 12, 19, 21], "adds to the selection");
     m.dispatch(Action::ClearSelection);
-    m.dispatch(Action::SelectShown {
-        opts: opts("nothing matches", 0),
-        now: 0.0,
-    });
+    m.apply(view(&[], &[], &[]), 0.0);
+    m.dispatch(Action::SelectShown);
     assert!(m.group.selected.is_empty());
 }
 
@@ -188,7 +168,7 @@ fn a_group_write_is_validated_and_refused_like_a_single_one() {
     assert_eq!(m.group.status, GroupStatus::Idle, "editing clears the complaint");
 
     let mut ro = Model::new("r".into());
-    ro.apply(hello(false, &[1], vec![]), 0.0);
+    ro.connect(false, &[1], vec![], 0.0);
     ro.dispatch(Action::Select { sensor: 1, on: true });
     assert!(ro.dispatch(Action::ApplyGroup { now: 0.0 }).is_empty());
     assert!(ro.group.status.text().contains("read-only"));

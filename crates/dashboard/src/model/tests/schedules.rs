@@ -53,7 +53,7 @@ fn status(m: &Model) -> FormStatus {
 #[test]
 fn next_steps_reach_their_cards_and_only_changed_cards_redraw() {
     let mut m = Model::new("s".into());
-    m.apply(hello(false, &[1, 2, 3], vec![]), 0.0);
+    m.connect(false, &[1, 2, 3], vec![], 0.0);
     m.apply(
         schedules(
             vec![office(vec![1, 2])],
@@ -83,7 +83,7 @@ fn next_steps_reach_their_cards_and_only_changed_cards_redraw() {
 #[test]
 fn saving_a_schedule_is_a_put_and_the_servers_refusal_is_shown() {
     let mut m = Model::new("s".into());
-    m.apply(hello(true, &[1, 2, 3], vec![]), 0.0);
+    m.connect(true, &[1, 2, 3], vec![], 0.0);
     m.dispatch(Action::Select { sensor: 3, on: true });
     m.dispatch(Action::Select { sensor: 1, on: true });
     act(&mut m, ScheduleAction::New { zone: "UTC".into() });
@@ -190,7 +190,7 @@ fn saving_a_schedule_is_a_put_and_the_servers_refusal_is_shown() {
 #[test]
 fn editing_and_deleting_an_existing_schedule() {
     let mut m = Model::new("s".into());
-    m.apply(hello(true, &[1, 2], vec![]), 0.0);
+    m.connect(true, &[1, 2], vec![], 0.0);
     m.apply(schedules(vec![office(vec![1, 2])], vec![]), 0.0);
     act(&mut m, ScheduleAction::Edit { name: "nope".into() });
     assert!(m.schedules.form.is_none(), "only a schedule the server has");

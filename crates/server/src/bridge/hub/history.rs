@@ -66,6 +66,8 @@ pub struct History {
     pending: Vec<SensorReading>,
     decisions: HashMap<SensorId, VecDeque<Decision>>,
     commands: BTreeMap<SensorId, Decision>,
+    /// Sensors whose last command is On, kept as commands arrive (the status frame's count).
+    heating: usize,
     changes: HashMap<SensorId, VecDeque<SetpointChangeEntry>>,
 }
 
@@ -78,6 +80,7 @@ impl History {
             pending: Vec::new(),
             decisions: HashMap::new(),
             commands: BTreeMap::new(),
+            heating: 0,
             changes: HashMap::new(),
         }
     }
@@ -136,7 +139,12 @@ impl History {
     /// An admitted heater command: the sensor's last command, and a step of its heater strip.
     pub fn add_decision(&mut self, decision: Decision) {
         self.sensors.insert(decision.sensor);
-        self.commands.insert(decision.sensor, decision);
+        let on = |d: &Decision| d.command == setpoint_control::Command::On;
+        let was_on = self
+            .commands
+            .insert(decision.sensor, decision)
+            .is_some_and(|d| on(&d));
+        self.heating = self.heating + usize::from(on(&decision)) - usize::from(was_on);
         let ring = self.decisions.entry(decision.sensor).or_default();
         ring.push_back(decision);
         // Keep the newest decision before the window too: it is the heater's state where the window starts.
@@ -166,16 +174,17 @@ impl History {
         self.commands.get(&sensor)
     }
 
-    /// The last command of every sensor, by sensor.
-    pub fn commands(&self) -> Vec<Decision> {
-        self.commands.values().copied().collect()
+    /// How many sensors' last command is On.
+    pub fn heating(&self) -> usize {
+        self.heating
     }
 
-    /// The frames a new client's charts and heater strips start from, oldest first, in pieces.
-    pub fn backfill(&self) -> Vec<ServerMessage> {
-        let mut items: Vec<SensorReading> = self
-            .readings
-            .values()
+    /// The frames `sensors`' charts and heater strips start from when a client begins to watch them,
+    /// oldest first, in pieces of at most [`BACKFILL_FRAME_ITEMS`].
+    pub fn backfill(&self, sensors: &[SensorId]) -> Vec<ServerMessage> {
+        let mut items: Vec<SensorReading> = sensors
+            .iter()
+            .filter_map(|s| self.readings.get(s))
             .flat_map(|h| h.kept.iter().copied())
             .collect();
         items.sort_by_key(|i| (i.t_ms, i.sensor));
@@ -189,7 +198,11 @@ impl History {
                 })
             })
             .collect();
-        let mut decisions: Vec<Decision> = self.decisions.values().flat_map(|h| h.iter().copied()).collect();
+        let mut decisions: Vec<Decision> = sensors
+            .iter()
+            .filter_map(|s| self.decisions.get(s))
+            .flat_map(|h| h.iter().copied())
+            .collect();
         decisions.sort_by_key(|d| (d.t_ms, d.sensor));
         frames.extend(decisions.chunks(BACKFILL_FRAME_ITEMS).map(|c| {
             ServerMessage::Decisions(DecisionsBatch {

@@ -7,6 +7,8 @@
 //! per client" hold for real connections. [`pump`] feeds it from the bus; [`Hub::write_setpoints`] publishes
 //! a browser's or a script's writes.
 
+#[cfg(test)]
+mod bounds_tests;
 mod history;
 #[cfg(test)]
 mod paging_tests;
@@ -15,6 +17,8 @@ mod schedules;
 pub mod state;
 #[cfg(test)]
 mod tests;
+mod view;
+mod watch;
 pub mod writes;
 
 use std::collections::HashMap;
@@ -215,7 +219,16 @@ impl Hub {
         std::mem::take(&mut self.lock().to_publish)
     }
 
-    /// Sends a sensor's setpoint change history to one client.
+    /// Answers a client's `view`: the page's summaries, then the history of the rooms new to it.
+    pub fn view(&self, client: ClientId, req: &setpoint_wire::view::ViewRequest) {
+        self.with_state(|s| s.view(client, req, now_ms()));
+    }
+
+    /// Answers a client's `subscribe`.
+    pub fn subscribe(&self, client: ClientId, sensors: Option<Vec<SensorId>>) {
+        self.with_state(|s| s.subscribe(client, sensors));
+    }
+
     /// Answers a client's `setpoint_history`. Copied under the hub's lock, encoded after it: a history
     /// can run to tens of kilobytes, and every reading's fan-out waits on that lock.
     pub fn send_history(&self, client: ClientId, sensor: SensorId) {
@@ -371,6 +384,19 @@ impl Inner {
                     let frame: Frame = msg.to_json().into();
                     for outbox in self.outboxes.values() {
                         outbox.push_control(frame.clone());
+                    }
+                }
+                Output::About(sensor, msg) => {
+                    // Encoded once, and only if somebody watches the room.
+                    let mut frame: Option<Frame> = None;
+                    for outbox in self.outboxes.values().filter(|o| o.covers(sensor)) {
+                        let frame = frame.get_or_insert_with(|| msg.to_json().into());
+                        outbox.push_control(frame.clone());
+                    }
+                }
+                Output::Watch(client, watch) => {
+                    if let Some(outbox) = self.outboxes.get(&client) {
+                        outbox.set_watch(watch);
                     }
                 }
                 Output::Readings(items) => {

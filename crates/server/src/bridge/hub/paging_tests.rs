@@ -1,11 +1,14 @@
-//! Paging and filtering the sensor list ([`HubState::sensor_page`]) against a reference written here, the
-//! obvious way: every sensor once across pages, in id order, exactly those that pass the filters.
+//! Paging and filtering the sensor list ([`HubState::sensor_page`]) and a browser's views
+//! ([`HubState::view`]) against a reference written here, the obvious way: every sensor once across pages,
+//! in the order asked, exactly those that pass the query and the filters.
 
 use proptest::prelude::*;
 use setpoint_control::{Arrival, Command, Config, Decision, DecisionCause, SensorReading, Setpoint};
 use setpoint_wire::api::SensorFilter;
+use setpoint_wire::view::{ViewRequest, ViewSort};
+use setpoint_wire::ws::ServerMessage;
 
-use super::state::{HubOptions, HubState};
+use super::state::{HubOptions, HubState, Output, Watch};
 use crate::bus::SetpointChange;
 
 /// What the test gave one sensor.
@@ -177,5 +180,88 @@ fn sensors_added_while_paging_never_repeat_one_or_skip_one_that_was_there() {
             "sensor {} was there from the start",
             r.sensor
         );
+    }
+}
+
+/// The reference order of [`ViewSort::Attention`]: stale, then out of band the farthest from the desired
+/// temperature first, then the rest; by id within each.
+fn attention_key(room: &Room) -> (u8, f64, i32) {
+    let class = if passes(room, SensorFilter::Stale) {
+        0
+    } else if passes(room, SensorFilter::OutOfBand) {
+        1
+    } else {
+        2
+    };
+    let nearness = match (room.reading, room.setpoint) {
+        (Some((t, _)), Some((desired, _, _))) => -(t - desired).abs(),
+        _ => 0.0,
+    };
+    (class, nearness, room.sensor)
+}
+
+proptest! {
+    /// A browser's view (query, filters, order, page) over all rooms, answered by the hub, against the
+    /// reference: the same rooms in the same order, the same total and page count, and the client then
+    /// watches exactly the page.
+    #[test]
+    fn a_view_is_the_page_of_the_matching_rooms_in_the_order_asked(
+        rooms in proptest::collection::vec(room(), 0..40),
+        filters in filters(),
+        query in prop_oneof![Just(String::new()), (0..10u8).prop_map(|d| d.to_string()), Just(" 1 ".to_owned())],
+        attention in any::<bool>(),
+        page in 0..6u32,
+        page_size in 1..8u32,
+    ) {
+        let mut by_id = std::collections::BTreeMap::new();
+        for r in &rooms {
+            let kept: &mut Room = by_id.entry(r.sensor).or_insert_with(|| Room { sensor: r.sensor, reading: None, setpoint: None, heater_on: None });
+            if let Some((_, age)) = r.reading {
+                if kept.reading.is_none_or(|(_, kept_age)| age <= kept_age) { kept.reading = r.reading; }
+            }
+            if r.setpoint.is_some() { kept.setpoint = r.setpoint; }
+            if r.heater_on.is_some() { kept.heater_on = r.heater_on; }
+        }
+        let mut matching: Vec<&Room> = by_id
+            .values()
+            .filter(|r| r.reading.is_some() || r.setpoint.is_some() || r.heater_on.is_some())
+            .filter(|r| query.trim().is_empty() || r.sensor.to_string().contains(query.trim()))
+            .filter(|r| filters.iter().all(|&f| passes(r, f)))
+            .collect();
+        if attention {
+            matching.sort_by(|a, b| attention_key(a).partial_cmp(&attention_key(b)).expect("no NaN"));
+        }
+        let pages = matching.len().div_ceil(page_size as usize).max(1);
+        let shown_page = (page as usize).min(pages - 1);
+        let expected: Vec<i32> = matching.iter().skip(shown_page * page_size as usize).take(page_size as usize).map(|r| r.sensor).collect();
+
+        let mut hub = hub_of(&rooms);
+        let client = hub.register(false, NOW).id;
+        let request = ViewRequest {
+            query: query.clone(),
+            filters: filters.clone(),
+            sort: if attention { ViewSort::Attention } else { ViewSort::Id },
+            page,
+            page_size,
+        };
+        prop_assert_eq!(request.check(), Ok(()));
+        hub.view(client, &request, NOW);
+        let outputs = hub.take_outputs();
+        let view = outputs.iter().find_map(|o| match o {
+            Output::Send(c, ServerMessage::View(v)) if *c == client => Some(v.clone()),
+            _ => None,
+        });
+        let Some(view) = view else { panic!("answered: {outputs:?}") };
+        prop_assert_eq!(view.sensors.iter().map(|v| v.sensor).collect::<Vec<_>>(), expected.clone());
+        prop_assert_eq!(view.total, matching.len() as u64);
+        prop_assert_eq!((view.page as usize, view.pages as usize), (shown_page, pages));
+        let watch = outputs.iter().find_map(|o| match o {
+            Output::Watch(c, w) if *c == client => Some(w.clone()),
+            _ => None,
+        });
+        prop_assert_eq!(watch, Some(Watch::rooms(expected.iter().copied())));
+        let mut fresh = expected.clone();
+        fresh.sort_unstable();
+        prop_assert_eq!(view.fresh, fresh, "every room is new to a new client");
     }
 }

@@ -12,8 +12,11 @@
 //! writes in flight) and [`Schedules`]; and it owns the one [`SetpointTable`].
 //!
 //! Invariants (unit-tested in `tests.rs`):
-//! - **Exactly once per client.** A client registered at any point sees every event once: either in the
-//!   snapshot it is registered with (`hello` + backfill) or in the outputs after it.
+//! - **Bounded per client.** A client is sent what it watches ([`Watch`], chosen with `view` or
+//!   `subscribe`), never every room: `hello` is counts, a view at most `MAX_WATCHED` rooms.
+//! - **Exactly once per client.** A client that starts watching a room at any point sees each of its events
+//!   once: either in the snapshot it is given then (the view's summary + the room's history) or in the
+//!   outputs after it, for as long as it watches.
 //! - **One path for setpoints.** A browser's write is published, and enters this state only when it comes
 //!   back from the bus, like anybody else's; every bridge reading the stream therefore shows the same
 //!   setpoints with the same versions. The writer's `ack` waits for both the bus's acknowledgement and the
@@ -29,7 +32,7 @@
 //!   its decisions and its setpoint changes (who, when, from → to) over the backfill window are kept, so a
 //!   new client starts with complete charts, heater strips and change history.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use setpoint_control::{
     band_acts_on, check_temperature, Arrival, Command, Config, Decision, InForce, ReadingError, RecordError,
@@ -37,6 +40,7 @@ use setpoint_control::{
 };
 use setpoint_schedule::ScheduleError;
 use setpoint_wire::api::{SensorFilter, SensorHistory, SensorView};
+use setpoint_wire::schedule::SchedulesMsg;
 use setpoint_wire::schedule::{NextStep, Schedule, ScheduleRecord};
 use setpoint_wire::ws::{
     BusStatus, ErrorCode, ErrorMsg, Hello, ServerMessage, SetpointChangeEntry, SetpointHistoryMsg,
@@ -46,6 +50,7 @@ use setpoint_wire::ws::{
 pub use super::history::HubOptions;
 use super::history::{History, BACKFILL_FRAME_ITEMS};
 use super::schedules::Schedules;
+pub use super::watch::Watch;
 use super::writes::{conflict_message, Writes, STILL_READING_TABLES};
 pub use super::writes::{PublishFailure, WriteId};
 use crate::bus::SetpointChange;
@@ -63,8 +68,13 @@ pub enum Output {
     Publish(SetpointChange),
     /// To every client (encode once).
     Broadcast(ServerMessage),
-    /// Readings for every client; each client's outbox applies its filter and coalesces when it is behind.
+    /// Readings for every client that watches their rooms ([`Watch::covers`]); each client's outbox
+    /// keeps those and coalesces when it is behind.
     Readings(Vec<SensorReading>),
+    /// To every client that watches this room.
+    About(SensorId, ServerMessage),
+    /// From now on the client watches this; the shell applies it to the events that follow.
+    Watch(ClientId, Watch),
     /// To one client.
     Send(ClientId, ServerMessage),
 }
@@ -109,10 +119,12 @@ pub struct HubState {
     /// controller and the scheduler keep too, under the same limits. What clients are shown is derived from
     /// it ([`HubState::setpoint`]).
     table: SetpointTable,
-    history: History,
+    pub(super) history: History,
     writes: Writes,
-    schedules: Schedules,
+    pub(super) schedules: Schedules,
     clients: HashSet<ClientId>,
+    /// What each connected client watches; a client missing here watches nothing.
+    pub(super) watches: HashMap<ClientId, Watch>,
     /// Clients that only wait for their writes' answers (HTTP requests): no hello, no broadcasts, not
     /// counted as connected clients.
     quiet: HashSet<ClientId>,
@@ -123,7 +135,7 @@ pub struct HubState {
     /// or a record the log then refuses), so writes are refused as the broker's absence is.
     tables_read: bool,
     stats: HubStats,
-    outputs: Vec<Output>,
+    pub(super) outputs: Vec<Output>,
 }
 
 impl HubState {
@@ -138,6 +150,7 @@ impl HubState {
             writes: Writes::new("hub"),
             schedules: Schedules::default(),
             clients: HashSet::new(),
+            watches: HashMap::new(),
             quiet: HashSet::new(),
             next_client: 0,
             bus: BusStatus::Connected,
@@ -182,14 +195,15 @@ impl HubState {
         let hello = ServerMessage::Hello(Hello {
             protocol: PROTOCOL_VERSION,
             can_write,
-            sensors: self.history.sensors().collect(),
-            setpoints: self.setpoints_in_force(),
-            commands: self.history.commands(),
+            sensor_count: self.history.sensor_count() as u64,
             config: self.config,
             server_time_ms: now,
         });
-        let mut backfill = vec![ServerMessage::Schedules(self.schedules.msg())];
-        backfill.extend(self.history.backfill());
+        // It watches nothing yet: the schedules without any room's next step.
+        let backfill = vec![ServerMessage::Schedules(watched_steps(
+            self.schedules.msg(),
+            &Watch::Nothing,
+        ))];
         Welcome { id, hello, backfill }
     }
 
@@ -202,8 +216,14 @@ impl HubState {
         id
     }
 
+    /// Whether `id` is a connected (not quiet) client.
+    pub(super) fn is_client(&self, id: ClientId) -> bool {
+        self.clients.contains(&id)
+    }
+
     /// Removes a client; its writes in flight still complete on the bus but answer nobody.
     pub fn unregister(&mut self, id: ClientId) -> bool {
+        self.watches.remove(&id);
         let known = self.clients.remove(&id) | self.quiet.remove(&id);
         self.stats.clients = self.clients.len() as u64;
         known
@@ -245,7 +265,7 @@ impl HubState {
         self.history.add_decision(decision);
         self.stats.decisions += 1;
         self.outputs
-            .push(Output::Broadcast(ServerMessage::Decision(decision)));
+            .push(Output::About(decision.sensor, ServerMessage::Decision(decision)));
         Ok(())
     }
 
@@ -275,7 +295,7 @@ impl HubState {
             self.history.add_change(change.sensor, entry);
             self.stats.setpoints += 1;
             self.outputs
-                .push(Output::Broadcast(ServerMessage::Setpoint(msg.clone())));
+                .push(Output::About(change.sensor, ServerMessage::Setpoint(msg.clone())));
         }
         if let Verdict::Skipped { .. } = verdict {
             self.settle_refused(&change, now);
@@ -441,12 +461,13 @@ impl HubState {
         }
         self.settle_writes(now);
         if let Some(msg) = self.schedules.tick(now) {
-            self.outputs
-                .push(Output::Broadcast(ServerMessage::Schedules(msg)));
+            self.send_schedules(msg);
         }
         self.outputs
             .push(Output::Broadcast(ServerMessage::Status(StatusMsg {
                 clients: self.clients.len() as u64,
+                sensors: self.history.sensor_count() as u64,
+                heating: self.history.heating() as u64,
                 bus,
                 readings_total: self.stats.readings,
                 decisions_total: self.stats.decisions,
@@ -486,8 +507,7 @@ impl HubState {
     pub fn on_schedule(&mut self, record: ScheduleRecord, now: TimeMs) -> Result<(), ScheduleError> {
         let (result, msg) = self.schedules.on_record(record, &self.config.limits, now);
         if let Some(msg) = msg {
-            self.outputs
-                .push(Output::Broadcast(ServerMessage::Schedules(msg)));
+            self.send_schedules(msg);
         }
         result
     }
@@ -568,7 +588,7 @@ impl HubState {
     }
 
     /// Whether `sensor` passes `filter` at `now`.
-    fn passes(&self, sensor: SensorId, filter: SensorFilter, now: TimeMs) -> bool {
+    pub(super) fn passes(&self, sensor: SensorId, filter: SensorFilter, now: TimeMs) -> bool {
         match filter {
             SensorFilter::HeaterOn => self
                 .history
@@ -590,13 +610,6 @@ impl HubState {
     /// The setpoint in force for a sensor, as clients are shown it.
     pub fn setpoint(&self, sensor: SensorId) -> Option<SetpointMsg> {
         self.table.in_force(sensor).map(|f| setpoint_msg(sensor, f))
-    }
-
-    /// Every setpoint in force, by sensor.
-    fn setpoints_in_force(&self) -> Vec<SetpointMsg> {
-        let mut all: Vec<SetpointMsg> = self.table.iter().map(|(s, f)| setpoint_msg(s, f)).collect();
-        all.sort_by_key(|m| m.sensor);
-        all
     }
 
     /// The last command seen for a sensor.
@@ -621,11 +634,28 @@ impl HubState {
         }
     }
 
-    fn send(&mut self, client: ClientId, msg: ServerMessage) {
+    /// The schedules to every client, each with the next steps of the rooms it watches: a building's
+    /// every next step would not fit a frame.
+    fn send_schedules(&mut self, msg: SchedulesMsg) {
+        for client in &self.clients {
+            let watch = self.watches.get(client).unwrap_or(&Watch::Nothing);
+            let mine = watched_steps(msg.clone(), watch);
+            self.outputs
+                .push(Output::Send(*client, ServerMessage::Schedules(mine)));
+        }
+    }
+
+    pub(super) fn send(&mut self, client: ClientId, msg: ServerMessage) {
         if self.clients.contains(&client) || self.quiet.contains(&client) {
             self.outputs.push(Output::Send(client, msg));
         }
     }
+}
+
+/// `msg` with only the next steps of the rooms `watch` covers.
+pub(super) fn watched_steps(mut msg: SchedulesMsg, watch: &Watch) -> SchedulesMsg {
+    msg.next.retain(|n| watch.covers(n.sensor));
+    msg
 }
 
 /// A value in force as the WebSocket and the API show it.

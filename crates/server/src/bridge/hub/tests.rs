@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use setpoint_control::{Arrival, Command, Config, Decision, DecisionCause, SensorReading, Setpoint};
 use setpoint_wire::ws::{BusStatus, ErrorCode, ServerMessage, SetpointWrite};
 
-use super::state::{ClientId, HubOptions, HubState, Output, PublishFailure, READ_BACK_PATIENCE_MS};
+use super::state::{ClientId, HubOptions, HubState, Output, PublishFailure, Watch, READ_BACK_PATIENCE_MS};
 use crate::bus::SetpointChange;
 
 /// A record arriving at a reader whose reference time is far ahead of every time in these tests: the
@@ -16,42 +16,79 @@ fn live() -> Arrival {
 }
 
 /// Every message each client was sent, in order: its welcome, then the outputs addressed to it while it was
-/// registered — what the shell's outboxes would hold.
+/// registered — what the shell's outboxes would hold, applying each client's [`Watch`] as they do.
 #[derive(Default)]
 struct Clients {
     received: HashMap<ClientId, Vec<ServerMessage>>,
+    /// Every reading each client got, history and live, in order.
     readings: HashMap<ClientId, Vec<SensorReading>>,
+    watches: HashMap<ClientId, Watch>,
     /// Records the hub asked the shell to publish.
     published: Vec<SetpointChange>,
 }
 
 impl Clients {
+    /// A client that follows every room live (`subscribe` with `null`), as broadcasts used to reach all.
     fn register(&mut self, hub: &mut HubState) -> ClientId {
+        let id = self.connect(hub);
+        hub.subscribe(id, None);
+        self.deliver(hub);
+        id
+    }
+
+    /// A client that watches these rooms: their summaries and history, then their live data.
+    fn register_watching(&mut self, hub: &mut HubState, sensors: &[i32]) -> ClientId {
+        let id = self.connect(hub);
+        hub.subscribe(id, Some(sensors.to_vec()));
+        self.deliver(hub);
+        id
+    }
+
+    /// A client that has asked for nothing yet.
+    fn connect(&mut self, hub: &mut HubState) -> ClientId {
         // The shell delivers every input's outputs before it takes the next input.
         self.deliver(hub);
         let w = hub.register(true, 0);
-        let mut msgs = vec![w.hello];
-        msgs.extend(w.backfill);
-        let readings = self.readings.entry(w.id).or_default();
-        for m in &msgs {
-            if let ServerMessage::Readings(b) = m {
-                readings.extend(b.items.iter().copied());
-            }
+        self.readings.insert(w.id, Vec::new());
+        self.received.insert(w.id, Vec::new());
+        for m in std::iter::once(w.hello).chain(w.backfill) {
+            self.receive(w.id, m);
         }
-        self.received.insert(w.id, msgs);
         self.deliver(hub);
         w.id
+    }
+
+    fn receive(&mut self, id: ClientId, m: ServerMessage) {
+        if let ServerMessage::Readings(b) = &m {
+            self.readings
+                .entry(id)
+                .or_default()
+                .extend(b.items.iter().copied());
+        }
+        self.received.entry(id).or_default().push(m);
     }
 
     fn deliver(&mut self, hub: &mut HubState) {
         for output in hub.take_outputs() {
             match output {
                 Output::Broadcast(m) => self.received.values_mut().for_each(|r| r.push(m.clone())),
-                Output::Readings(items) => self
-                    .readings
-                    .values_mut()
-                    .for_each(|r| r.extend(items.iter().copied())),
-                Output::Send(id, m) => self.received.entry(id).or_default().push(m),
+                Output::About(sensor, m) => {
+                    for (id, r) in self.received.iter_mut() {
+                        if self.watches.get(id).is_some_and(|w| w.covers(sensor)) {
+                            r.push(m.clone());
+                        }
+                    }
+                }
+                Output::Readings(items) => {
+                    for (id, r) in self.readings.iter_mut() {
+                        let watch = self.watches.get(id).cloned().unwrap_or_default();
+                        r.extend(items.iter().filter(|i| watch.covers(i.sensor)).copied());
+                    }
+                }
+                Output::Watch(id, watch) => {
+                    self.watches.insert(id, watch);
+                }
+                Output::Send(id, m) => self.receive(id, m),
                 Output::Publish(change) => self.published.push(change),
             }
         }
@@ -116,6 +153,8 @@ fn errors(msgs: &[ServerMessage]) -> Vec<(String, ErrorCode)> {
 #[derive(Clone, Debug)]
 enum Step {
     Register,
+    /// Client (by index, modulo those registered) now watches the rooms of this bit set (bit 0: room 1).
+    Watch(usize, u8),
     Reading(i32),
     Flush,
     Decision(i32),
@@ -124,57 +163,91 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         1 => Just(Step::Register),
+        2 => (0..4usize, 0..8u8).prop_map(|(c, rooms)| Step::Watch(c, rooms)),
         6 => (1..4i32).prop_map(Step::Reading),
         2 => Just(Step::Flush),
         2 => (1..4i32).prop_map(Step::Decision),
     ]
 }
 
+/// The decisions among `msgs`: a room's history (`decisions`) and live ones, in the order received.
+fn decisions_in(msgs: &[ServerMessage]) -> Vec<Decision> {
+    msgs.iter()
+        .flat_map(|m| match m {
+            ServerMessage::Decisions(b) => b.items.clone(),
+            ServerMessage::Decision(d) => vec![*d],
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Where a client's watch of one room began: positions in its readings and its messages.
+#[derive(Clone, Copy)]
+struct Stretch {
+    readings: usize,
+    messages: usize,
+}
+
 proptest! {
-    /// Whenever a client registers, it sees every reading exactly once — in its backfill or in the batches
-    /// after it — and the last command of every sensor, in `hello` or after it.
+    /// However clients come and change what they watch, each stretch of watching a room shows every one of
+    /// its readings and decisions so far exactly once, in order: the ones before it in the room's history,
+    /// the rest live — never both, never missing. Readings not yet flushed are in neither until the flush.
     #[test]
-    fn every_client_sees_every_reading_exactly_once(steps in prop::collection::vec(step(), 1..120)) {
-        // Thinning off (one reading per ms may stay), so the backfill holds every reading of the window.
+    fn a_watched_room_shows_each_reading_and_decision_exactly_once(steps in prop::collection::vec(step(), 1..150)) {
+        // Thinning off (one reading per ms may stay), so the history holds every reading of the window.
         let mut hub = ready(HubState::new(Config::default(), HubOptions { backfill_ms: 1_000_000, backfill_max_per_sensor: 1_000_000 }));
         let mut clients = Clients::default();
+        let mut ids: Vec<ClientId> = Vec::new();
+        let mut stretches: HashMap<(ClientId, i32), Stretch> = HashMap::new();
+        let (mut pending, mut flushed, mut decided) = (Vec::new(), Vec::new(), Vec::new());
         let mut t = 0;
-        let mut all = Vec::new();
+        // Readings each client should have had in all, stretch by stretch.
+        let mut owed: HashMap<ClientId, usize> = HashMap::new();
+        let check = |clients: &Clients, id: ClientId, room: i32, from: Stretch, flushed: &[SensorReading], decided: &[Decision]| -> Result<usize, TestCaseError> {
+            let got: Vec<SensorReading> = clients.readings[&id][from.readings..].iter().copied().filter(|r| r.sensor == room).collect();
+            let want: Vec<SensorReading> = flushed.iter().copied().filter(|r| r.sensor == room).collect();
+            let count = want.len();
+            prop_assert_eq!(got, want, "readings of room {} at client {}", room, id);
+            let got: Vec<Decision> = decisions_in(&clients.received[&id][from.messages..]).into_iter().filter(|d| d.sensor == room).collect();
+            let want: Vec<Decision> = decided.iter().copied().filter(|d: &Decision| d.sensor == room).collect();
+            prop_assert_eq!(got, want, "decisions of room {} at client {}", room, id);
+            Ok(count)
+        };
         for s in &steps {
             t += 1;
             match s {
-                Step::Register => { clients.register(&mut hub); }
-                Step::Reading(sensor) => { let r = reading(*sensor, t); all.push(r); hub.on_reading(r, live()).expect("accepted"); }
-                Step::Flush => hub.flush(),
-                Step::Decision(sensor) => hub.on_decision(decision(*sensor, t), live()).expect("accepted"),
+                Step::Register => ids.push(clients.connect(&mut hub)),
+                Step::Watch(c, rooms) => {
+                    let Some(&id) = ids.get(c % ids.len().max(1)) else { continue };
+                    let next: Vec<i32> = (1..4).filter(|r| rooms & (1 << (r - 1)) != 0).collect();
+                    for room in 1..4 {
+                        let here = Stretch { readings: clients.readings[&id].len(), messages: clients.received[&id].len() };
+                        match (stretches.get(&(id, room)).copied(), next.contains(&room)) {
+                            (Some(from), false) => {
+                                *owed.entry(id).or_default() += check(&clients, id, room, from, &flushed, &decided)?;
+                                stretches.remove(&(id, room));
+                            }
+                            (None, true) => { stretches.insert((id, room), here); }
+                            _ => {}
+                        }
+                    }
+                    hub.subscribe(id, Some(next));
+                }
+                Step::Reading(sensor) => { let r = reading(*sensor, t); pending.push(r); hub.on_reading(r, live()).expect("accepted"); }
+                Step::Flush => { hub.flush(); flushed.append(&mut pending); }
+                Step::Decision(sensor) => { let d = decision(*sensor, t); decided.push(d); hub.on_decision(d, live()).expect("accepted"); }
             }
             clients.deliver(&mut hub);
         }
         hub.flush();
+        flushed.append(&mut pending);
         clients.deliver(&mut hub);
-        for (id, got) in &clients.readings {
-            // The client registered after some readings: those reached it in the backfill, the rest live.
-            let mut got = got.clone();
-            got.sort_by_key(|r| (r.t_ms, r.sensor));
-            let first = got.first().map_or(i64::MAX, |r| r.t_ms);
-            let expected: Vec<_> = all.iter().copied().filter(|r| r.t_ms >= first).collect();
-            prop_assert_eq!(&got, &expected, "client {}", id);
+        for (&(id, room), &from) in &stretches {
+            *owed.entry(id).or_default() += check(&clients, id, room, from, &flushed, &decided)?;
         }
-        for (id, msgs) in &clients.received {
-            let mut last: HashMap<i32, i64> = HashMap::new();
-            for m in msgs {
-                match m {
-                    ServerMessage::Hello(h) => h.commands.iter().for_each(|d| { last.insert(d.sensor, d.t_ms); }),
-                    ServerMessage::Decision(d) => {
-                        prop_assert!(last.get(&d.sensor).is_none_or(|&prev| prev < d.t_ms), "client {} saw a command twice", id);
-                        last.insert(d.sensor, d.t_ms);
-                    }
-                    _ => {}
-                }
-            }
-            for sensor in 1..4 {
-                prop_assert_eq!(last.get(&sensor).copied(), hub.last_command(sensor).map(|d| d.t_ms));
-            }
+        // Nothing else: no reading of a room while it was not watched.
+        for (id, got) in &clients.readings {
+            prop_assert_eq!(got.len(), owed.get(id).copied().unwrap_or(0), "client {} got readings it did not watch", id);
         }
     }
 }
@@ -186,7 +259,7 @@ fn backfill_holds_only_flushed_readings_and_live_batches_only_later_ones() {
     hub.on_reading(reading(1, 1), live()).expect("accepted");
     hub.flush();
     hub.on_reading(reading(1, 2), live()).expect("accepted");
-    let late = clients.register(&mut hub);
+    let late = clients.register_watching(&mut hub, &[1]);
     assert_eq!(clients.readings[&late], vec![reading(1, 1)]);
     hub.flush();
     clients.deliver(&mut hub);
@@ -398,7 +471,7 @@ fn a_new_client_gets_the_decisions_of_the_window_and_the_change_history_with_aut
     }
     hub.flush();
     let mut clients = Clients::default();
-    let c = clients.register(&mut hub);
+    let c = clients.register_watching(&mut hub, &[1]);
     let decisions: Vec<i64> = clients
         .sent_to(c)
         .iter()
@@ -552,14 +625,14 @@ fn records_from_the_stream_are_numbered_alike_by_every_bridge() {
     hub.on_setpoint(change(2, 21.0), Arrival::at(0))
         .expect("valid record"); // redelivery of what is in force
     let mut clients = Clients::default();
-    let c = clients.register(&mut hub);
-    let ServerMessage::Hello(hello) = &clients.sent_to(c)[0] else {
-        panic!("hello first")
+    let c = clients.register_watching(&mut hub, &[7]);
+    let Some(ServerMessage::View(view)) = clients.sent_to(c).get(2) else {
+        panic!("hello, schedules, then the view: {:?}", clients.sent_to(c))
     };
     assert_eq!(
-        hello
-            .setpoints
+        view.sensors
             .iter()
+            .filter_map(|v| v.setpoint.as_ref())
             .map(|s| (s.version, s.desired))
             .collect::<Vec<_>>(),
         vec![(2, 21.0)]
