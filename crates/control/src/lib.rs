@@ -216,7 +216,17 @@ pub struct TooManySensors {
     pub max: usize,
 }
 
+/// How long a sensor may be silent before it is shown as stale when the failsafe is off (its default).
+pub const DEFAULT_STALE_SHOWN_MS: i64 = 5 * 60_000;
+
 impl Config {
+    /// Whether a sensor whose newest reading is `age_ms` old is stale: silent past the failsafe's limit (or,
+    /// with the failsafe off, its default). One rule for the dashboard's cards, the bridge's views and the
+    /// API's `filter=stale`.
+    pub fn is_stale(&self, age_ms: i64) -> bool {
+        age_ms > self.stale_after_ms.unwrap_or(DEFAULT_STALE_SHOWN_MS)
+    }
+
     /// The one sensor bound, for every keeper of per-sensor state (controller, setpoint table, bridge): a
     /// sensor already `known` is always admitted, a new one while fewer than `max_sensors` are kept.
     pub fn admit(&self, sensor: SensorId, known: bool, kept: usize) -> Result<(), TooManySensors> {

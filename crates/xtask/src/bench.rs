@@ -22,6 +22,8 @@ pub enum Bench {
     Backfill,
     /// the built dashboard in headless Chromium
     Dashboard,
+    /// 100,000 rooms at 10,000 readings/s: memory, API page, a browser's first card, 1,000 clients
+    Scale,
     /// seconds-long pipeline and backfill runs for CI that fail only on gross regressions
     Smoke,
 }
@@ -38,19 +40,8 @@ pub fn bench(which: Bench) -> Result {
             run(cargo().args(["build", "--release", "-p", "setpoint"]))?;
             run(release_bin("fanout"))
         }
-        Bench::Dashboard => {
-            crate::setup::setup()?;
-            crate::dist::build_dashboard()?;
-            run(cargo().args(["build", "--release", "-p", "setpoint"]))?;
-            run(cargo().args([
-                "run",
-                "--release",
-                "-p",
-                "setpoint-e2e",
-                "--bin",
-                "dashboard_bench",
-            ]))
-        }
+        Bench::Dashboard => browser_bench("dashboard_bench"),
+        Bench::Scale => browser_bench("scale_bench"),
         Bench::Smoke => {
             run(release_bin("setpoint-bench")
                 .env("BENCH_SECS", "1")
@@ -60,6 +51,14 @@ pub fn bench(which: Bench) -> Result {
                 .env("BENCH_ASSERT", "1"))
         }
     }
+}
+
+/// A benchmark of the release server and the built dashboard in headless Chromium (setpoint-e2e's `bin`).
+fn browser_bench(bin: &str) -> Result {
+    crate::setup::setup()?;
+    crate::dist::build_dashboard()?;
+    run(cargo().args(["build", "--release", "-p", "setpoint"]))?;
+    run(cargo().args(["run", "--release", "-p", "setpoint-e2e", "--bin", bin]))
 }
 
 /// `cargo run --release` of one of setpoint-bench's binaries.

@@ -7,12 +7,15 @@
 //! - [`session`]: one browser session; every command is bounded in time, and [`Session::wait_for`] polls a
 //!   condition up to a deadline.
 //! - `tests/dashboard.rs`: the dashboard as a person uses it, against the in-process server.
-//! - `src/bin/dashboard_bench.rs`: `cargo xtask bench dashboard`.
+//! - [`release`]: what the benchmarks share: the release server as a child, frame rates, memory, a GET.
+//! - `src/bin/dashboard_bench.rs`: `cargo xtask bench dashboard`; `src/bin/scale_bench.rs`: `cargo xtask
+//!   bench scale` (100,000 rooms).
 //!
 //! Everything is async on tokio, as fantoccini is: a session's connection lives in a task on the caller's
 //! runtime, so the runtime must outlive the [`Session`].
 
 pub mod driver;
+pub mod release;
 pub mod session;
 
 pub use driver::Driver;

@@ -1,6 +1,6 @@
 //! Everything the dashboard holds about one sensor, and how urgently it needs a look.
 
-use setpoint_control::{band_acts_on, Command, Decision, Reading, SensorId, TimeMs};
+use setpoint_control::{band_acts_on, Command, Config, Decision, Reading, SensorId, TimeMs};
 use setpoint_wire::ws::SetpointMsg;
 
 use crate::model::editor::Editor;
@@ -13,9 +13,6 @@ const HISTORY_SPAN_MS: TimeMs = 15 * 60_000;
 /// Decisions kept per sensor for the heater strip; a heater switching more often than this in 15 minutes is
 /// short-cycling and the strip is saturated anyway.
 const DECISIONS_PER_SENSOR: usize = 2_000;
-
-/// A reading older than this (server time) marks the sensor stale.
-const STALE_AFTER_MS: f64 = 5_000.0;
 
 /// Chart history, decisions, the setpoint in force and the editor of one sensor.
 #[derive(Clone, Debug)]
@@ -67,8 +64,8 @@ impl SensorView {
     }
 
     /// What makes this sensor worth a look now.
-    pub fn attention(&self, server_now: f64, divergent: bool) -> Attention {
-        let stale = self.age_ms(server_now).is_none_or(|a| a > STALE_AFTER_MS);
+    pub fn attention(&self, server_now: f64, divergent: bool, config: &Config) -> Attention {
+        let stale = self.age_ms(server_now).is_none_or(|a| config.is_stale(a as i64));
         let out_of_band = match (self.current(), &self.setpoint) {
             (Some(r), Some(sp)) => band_acts_on(sp.setpoint(), r),
             _ => false,

@@ -137,9 +137,17 @@ pub fn App() -> Html {
         let schedules_open = schedules_open.clone();
         Callback::from(move |value| schedules_open.set(value))
     };
+    // No answer yet (pages 0) is not "nothing matches".
+    let empty_text = if none_yet {
+        "No sensors yet — waiting for the server."
+    } else if pages == 0 {
+        "Loading the rooms…"
+    } else {
+        "No room matches the view."
+    };
     let empty = if total == 0 {
         html! {
-            <p class="empty">{ if none_yet { "No sensors yet — waiting for the server." } else { "No room matches the view." } }</p>
+            <p class="empty">{ empty_text }</p>
         }
     } else {
         html! {}
@@ -153,7 +161,7 @@ pub fn App() -> Html {
                     window_min={*window_min} compact={compact}
                     on_filter={on_filter} on_only={on_only} on_sort={on_sort} on_window={on_window}
                     on_compact={on_compact} schedules_open={*schedules_open} on_schedules={on_schedules}>
-                    <Pager page={shown.page.min(pages.max(1) - 1)} pages={pages} total={total} on_page={on_page} />
+                    <Pager page={shown.page.min(pages.max(1) - 1)} pages={pages.max(1)} total={total} on_page={on_page} />
                 </Toolbar>
                 { for schedules_panel }
                 { for group_panel }

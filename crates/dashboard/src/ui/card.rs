@@ -95,7 +95,7 @@ pub fn Card(props: &CardProps) -> Html {
         return html! {};
     };
     let server_now = model.server_now(now());
-    let attention = view.attention(server_now, props.divergent);
+    let attention = view.attention(server_now, props.divergent, &model.config);
     let mut classes = classes!("card");
     if props.compact {
         classes.push("compact");

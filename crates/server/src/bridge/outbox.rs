@@ -4,9 +4,9 @@
 //! the hub, other clients or the controller. Control frames (decisions, setpoints, acks, errors) are never
 //! dropped; if a client lets too many of them pile up it is disconnected (it resyncs from `hello` when it
 //! comes back). Readings batches are shared between clients (encoded once); a client that falls behind has
-//! its queued readings coalesced to the latest per sensor, with a count of what it missed. Only the readings
-//! of the rooms the client watches ([`Watch`]) are queued. A message for this client alone (an answer, a
-//! room's history) is queued as it is and encoded by the connection's writer, not under the hub's lock.
+//! its queued readings coalesced to the latest per sensor, with a count of what it missed. The hub hands it
+//! only the readings of the rooms the client watches. A message for this client alone (an answer, a room's
+//! history) is queued as it is and encoded by the connection's writer, not under the hub's lock.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,7 +16,6 @@ use setpoint_control::SensorReading;
 use setpoint_wire::ws::{ReadingsBatch, ServerMessage};
 use tokio::sync::Notify;
 
-use super::hub::state::Watch;
 use crate::metrics::Metrics;
 
 /// Readings batches queued before coalescing starts: about one second at the 50 ms flush interval.
@@ -25,10 +24,26 @@ pub const MAX_QUEUED_BATCHES: usize = 20;
 /// Control frames a client may have unread before it is disconnected as hopelessly slow.
 pub const MAX_QUEUED_CONTROL: usize = 10_000;
 
-/// A readings batch encoded once and shared by every client that wants all sensors.
+/// A readings batch encoded once and shared by every client it is for.
 pub struct SharedBatch {
     pub items: Vec<SensorReading>,
     pub json: Frame,
+}
+
+impl SharedBatch {
+    /// A live batch of these readings, encoded.
+    pub fn new(items: Vec<SensorReading>) -> Arc<Self> {
+        let json = ServerMessage::Readings(ReadingsBatch {
+            items: items.clone(),
+            missed: 0,
+            backfill: false,
+        })
+        .to_json();
+        Arc::new(Self {
+            items,
+            json: json.into(),
+        })
+    }
 }
 
 /// An encoded frame. `Utf8Bytes` is what the WebSocket sends, and cloning it only bumps a reference count:
@@ -55,8 +70,6 @@ struct State {
     /// Latest reading per sensor once the client fell behind.
     coalesced: HashMap<SensorId, SensorReading>,
     missed: u64,
-    /// The rooms whose readings the client is sent.
-    watch: Watch,
     overflowed: bool,
 }
 
@@ -100,74 +113,39 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    /// Whether the client watches `sensor`.
-    pub fn covers(&self, sensor: SensorId) -> bool {
-        self.lock().watch.covers(sensor)
-    }
-
     /// Queues a readings batch. Returns how many readings were coalesced away by this call, for metrics.
     pub fn push_readings(&self, batch: &Arc<SharedBatch>) -> u64 {
         let dropped = {
             let mut s = self.lock();
             let s = &mut *s;
-            let wanted: Option<Vec<SensorReading>> = match &s.watch {
-                Watch::All => None,
-                Watch::Nothing => return 0,
-                watch => Some(
-                    batch
-                        .items
-                        .iter()
-                        .filter(|i| watch.covers(i.sensor))
-                        .copied()
-                        .collect(),
-                ),
-            };
-            if wanted.as_ref().is_some_and(|w| w.is_empty()) {
+            if batch.items.is_empty() {
                 return 0;
             }
             let behind = !s.coalesced.is_empty() || s.batches.len() >= MAX_QUEUED_BATCHES;
-            match (wanted, behind) {
-                (None, false) => {
-                    s.batches.push_back(Arc::clone(batch));
-                    0
-                }
-                (Some(items), false) => {
-                    let json = ServerMessage::Readings(ReadingsBatch {
-                        items: items.clone(),
-                        missed: 0,
-                        backfill: false,
-                    })
-                    .to_json();
-                    s.batches.push_back(Arc::new(SharedBatch {
-                        items,
-                        json: json.into(),
-                    }));
-                    0
-                }
-                (wanted, true) => {
-                    let mut dropped = 0;
-                    let queued: Vec<Arc<SharedBatch>> = s.batches.drain(..).collect();
-                    let incoming = wanted.unwrap_or_else(|| batch.items.clone());
-                    for item in queued.iter().flat_map(|b| b.items.iter()).chain(incoming.iter()) {
-                        if let Some(old) = s.coalesced.insert(item.sensor, *item) {
-                            dropped += 1;
-                            if old.t_ms > item.t_ms {
-                                s.coalesced.insert(item.sensor, old);
-                            }
+            if !behind {
+                s.batches.push_back(Arc::clone(batch));
+                0
+            } else {
+                let mut dropped = 0;
+                let queued: Vec<Arc<SharedBatch>> = s.batches.drain(..).collect();
+                for item in queued
+                    .iter()
+                    .flat_map(|b| b.items.iter())
+                    .chain(batch.items.iter())
+                {
+                    if let Some(old) = s.coalesced.insert(item.sensor, *item) {
+                        dropped += 1;
+                        if old.t_ms > item.t_ms {
+                            s.coalesced.insert(item.sensor, old);
                         }
                     }
-                    s.missed += dropped;
-                    dropped
                 }
+                s.missed += dropped;
+                dropped
             }
         };
         self.ready.notify_one();
         dropped
-    }
-
-    /// From now on, only the readings of these rooms.
-    pub fn set_watch(&self, watch: Watch) {
-        self.lock().watch = watch;
     }
 
     /// Waits until something is queued.
@@ -230,22 +208,12 @@ mod tests {
                 temperature: 20.0,
             })
             .collect();
-        let json = ServerMessage::Readings(ReadingsBatch {
-            items: items.clone(),
-            missed: 0,
-            backfill: false,
-        })
-        .to_json();
-        Arc::new(SharedBatch {
-            items,
-            json: json.into(),
-        })
+        SharedBatch::new(items)
     }
 
     #[test]
     fn a_slow_client_gets_the_latest_reading_per_sensor_and_a_missed_count() {
         let outbox = Outbox::default();
-        outbox.set_watch(Watch::All);
         let mut dropped = 0;
         for t in 0..1000 {
             dropped += outbox.push_readings(&batch(t, &[1, 2, 3]));
@@ -277,21 +245,5 @@ mod tests {
         let d = outbox.drain();
         assert!(d.overflowed);
         assert_eq!(d.frames[0].as_str(), "0");
-    }
-
-    #[test]
-    fn a_watch_keeps_only_the_watched_rooms_and_a_new_client_gets_none() {
-        let outbox = Outbox::default();
-        outbox.push_readings(&batch(0, &[1, 2]));
-        assert!(outbox.drain().frames.is_empty());
-        outbox.set_watch(Watch::rooms([2]));
-        outbox.push_readings(&batch(1, &[1, 3]));
-        assert!(outbox.drain().frames.is_empty());
-        outbox.push_readings(&batch(2, &[1, 2]));
-        let d = outbox.drain();
-        let Ok(ServerMessage::Readings(b)) = ServerMessage::from_json(&d.frames[0]) else {
-            panic!("readings")
-        };
-        assert_eq!(b.items.iter().map(|i| i.sensor).collect::<Vec<_>>(), vec![2]);
     }
 }

@@ -13,92 +13,18 @@
 //! `DASH_WARMUP_SECS`, `SETPOINT_DIST` (the dashboard build to serve, default `dist/`: to compare builds).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use setpoint_e2e::release::{count_frames, env_u64, frame_rate, heap_mb, metrics, root, Server};
 use setpoint_e2e::{Driver, Result, Session};
 use tokio::time::sleep;
 
-const TOKEN: &str = "bench-token_0123456789abcdef";
-
-/// How long the release server may take to print its URL.
-const SERVER_START: Duration = Duration::from_secs(60);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn start_server(sensors: usize) -> Result<Server> {
-    let mut child = Command::new(root().join("target/release/setpoint"))
-        .args([
-            "run",
-            "--in-memory",
-            "--listen",
-            "127.0.0.1:0",
-            "--interval-ms",
-            "100",
-        ])
-        .args(["--sensors", &sensors.to_string()])
-        .env("SETPOINT_TOKEN", TOKEN)
-        .env(
-            "SETPOINT_DIST",
-            std::env::var_os("SETPOINT_DIST").unwrap_or_else(|| root().join("dist").into()),
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{e}: build first: cargo build --release -p setpoint && cargo xtask dist"))?;
-    let stdout = child.stdout.take().ok_or("no stdout from the server")?;
-    // Blocking reads on a thread of their own; the timeout bounds them, and killing the server (Drop) ends
-    // the read if it is still waiting.
-    let lines = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(std::result::Result::ok)
-            .find_map(|l| l.trim().starts_with("http://").then(|| l.trim().to_owned()))
-    });
-    let mut server = Server {
-        child,
-        url: String::new(),
-    };
-    server.url = tokio::time::timeout(SERVER_START, lines)
-        .await
-        .map_err(|_| format!("the server printed no URL within {SERVER_START:?}"))?
-        .map_err(|e| e.to_string())?
-        .ok_or("the server exited without printing its URL")?;
-    Ok(server)
+    Server::start(&["--interval-ms", "100", "--sensors", &sensors.to_string()]).await
 }
 
-async fn metrics(s: &Session) -> Result<HashMap<String, f64>> {
-    let v = s.cdp("Performance.getMetrics", json!({})).await?;
-    Ok(v["metrics"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| Some((m["name"].as_str()?.to_owned(), m["value"].as_f64()?)))
-        .collect())
-}
-
-async fn heap_mb(s: &Session) -> Result<f64> {
-    let _ = s.cdp("HeapProfiler.collectGarbage", json!({})).await;
-    Ok(metrics(s).await?.get("JSHeapUsedSize").copied().unwrap_or(0.0) / 1e6)
-}
 /// Self time per function from a DevTools CPU profile, top `n`.
 fn top_functions(profile: &Value, n: usize) -> Vec<(String, f64)> {
     let nodes = profile["nodes"].as_array().cloned().unwrap_or_default();
@@ -183,32 +109,13 @@ async fn measure(
         .await?
         .as_u64()
         .unwrap_or(0);
-    s.execute(
-        "window.__frames = []; const tick = (t) => { window.__frames.push(t); requestAnimationFrame(tick); }; requestAnimationFrame(tick);",
-        vec![],
-    )
-    .await?;
+    count_frames(&s).await?;
     let m0 = metrics(&s).await?;
     sleep(Duration::from_secs(secs)).await;
     let m1 = metrics(&s).await?;
-    let frames: Vec<f64> = s
-        .execute("return window.__frames", vec![])
-        .await?
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_f64)
-        .collect();
-    let mut intervals: Vec<f64> = frames.windows(2).map(|w| w[1] - w[0]).collect();
-    intervals.sort_by(f64::total_cmp);
-    let fps = if frames.len() > 1 {
-        (frames.len() - 1) as f64 / ((frames[frames.len() - 1] - frames[0]) / 1000.0)
-    } else {
-        0.0
-    };
-    let p95 = intervals.get(intervals.len() * 95 / 100).copied().unwrap_or(0.0);
+    let (fps, p95, frames) = frame_rate(&s).await?;
     let delta = |k: &str| (m1.get(k).copied().unwrap_or(0.0) - m0.get(k).copied().unwrap_or(0.0)) * 1000.0;
-    let n = frames.len().max(1) as f64;
+    let n = frames.max(1) as f64;
     let busy_per_frame = delta("TaskDuration") / n;
     let script_per_frame = delta("ScriptDuration") / n;
     let layout_per_frame = (delta("LayoutDuration") + delta("RecalcStyleDuration")) / n;
@@ -230,13 +137,6 @@ async fn measure(
            "style_layout_ms_per_frame": layout_per_frame, "heap_mb": heap,
            "profile_self_percent": top.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()}),
     )
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

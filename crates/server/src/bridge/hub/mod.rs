@@ -9,6 +9,7 @@
 
 #[cfg(test)]
 mod bounds_tests;
+mod fanout;
 mod history;
 #[cfg(test)]
 mod paging_tests;
@@ -29,7 +30,7 @@ use std::time::Duration;
 use setpoint_control::{Config, Decision, SensorId, TimeMs};
 use setpoint_wire::api::SensorHistory;
 use setpoint_wire::schedule::{Schedule, ScheduleRecord};
-use setpoint_wire::ws::{ReadingsBatch, ServerMessage, SetpointMsg, SetpointWrite};
+use setpoint_wire::ws::{ServerMessage, SetpointMsg, SetpointWrite};
 
 use super::outbox::{Frame, Outbox, SharedBatch};
 use crate::bus::{Bus, SetpointChange};
@@ -54,6 +55,8 @@ pub const TABLES_PATIENCE: Duration = Duration::from_secs(5);
 struct Inner {
     state: HubState,
     outboxes: HashMap<ClientId, Arc<Outbox>>,
+    /// Which client watches which room, from the state's `Output::Watch`.
+    fanout: fanout::Fanout,
     /// Records the state asked to publish (restatements after a lost race), for the pump to send.
     to_publish: Vec<SetpointChange>,
     /// Quiet clients (HTTP requests) waiting for their writes' answers.
@@ -87,6 +90,7 @@ impl Hub {
             inner: Mutex::new(Inner {
                 state: HubState::new(config, options).with_writer(&crate::roles::writer_name()),
                 outboxes: HashMap::new(),
+                fanout: fanout::Fanout::default(),
                 to_publish: Vec::new(),
                 waiters: HashMap::new(),
             }),
@@ -131,6 +135,7 @@ impl Hub {
         let mut inner = self.lock();
         inner.state.unregister(id);
         inner.outboxes.remove(&id);
+        inner.fanout.remove(id);
         inner.waiters.remove(&id);
         inner.deliver(&self.metrics);
     }
@@ -389,28 +394,35 @@ impl Inner {
                 Output::About(sensor, msg) => {
                     // Encoded once, and only if somebody watches the room.
                     let mut frame: Option<Frame> = None;
-                    for outbox in self.outboxes.values().filter(|o| o.covers(sensor)) {
-                        let frame = frame.get_or_insert_with(|| msg.to_json().into());
-                        outbox.push_control(frame.clone());
+                    for client in self.fanout.watching(sensor) {
+                        if let Some(outbox) = self.outboxes.get(&client) {
+                            let frame = frame.get_or_insert_with(|| msg.to_json().into());
+                            outbox.push_control(frame.clone());
+                        }
                     }
                 }
                 Output::Watch(client, watch) => {
-                    if let Some(outbox) = self.outboxes.get(&client) {
-                        outbox.set_watch(watch);
+                    if self.outboxes.contains_key(&client) {
+                        self.fanout.set(client, watch);
                     }
                 }
                 Output::Readings(items) => {
-                    let json = ServerMessage::Readings(ReadingsBatch {
-                        items: items.clone(),
-                        missed: 0,
-                        backfill: false,
-                    })
-                    .to_json();
-                    let batch = Arc::new(SharedBatch {
-                        items,
-                        json: json.into(),
-                    });
-                    let dropped: u64 = self.outboxes.values().map(|o| o.push_readings(&batch)).sum();
+                    let routed = self.fanout.route(&items);
+                    let mut dropped = 0;
+                    if !routed.whole.is_empty() {
+                        // Encoded once for every client that watches every room.
+                        let batch = SharedBatch::new(items);
+                        for client in &routed.whole {
+                            if let Some(outbox) = self.outboxes.get(client) {
+                                dropped += outbox.push_readings(&batch);
+                            }
+                        }
+                    }
+                    for (client, part) in routed.parts {
+                        if let Some(outbox) = self.outboxes.get(&client) {
+                            dropped += outbox.push_readings(&SharedBatch::new(part));
+                        }
+                    }
                     metrics.dropped_readings.fetch_add(dropped, Relaxed);
                 }
                 Output::Send(client, msg) => {

@@ -97,9 +97,6 @@ pub struct SensorPage {
     pub next_after: Option<SensorId>,
 }
 
-/// What `stale` means when the failsafe is off: its default silence.
-const DEFAULT_STALE_MS: i64 = 5 * 60_000;
-
 /// The bridge's counters, mirrored into the process metrics by the shell and shown in `status` frames.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HubStats {
@@ -598,12 +595,10 @@ impl HubState {
                 (Some(r), Some(f)) => band_acts_on(f.setpoint, &r.reading()),
                 _ => false,
             },
-            SensorFilter::Stale => {
-                let silence = self.config.stale_after_ms.unwrap_or(DEFAULT_STALE_MS);
-                self.history
-                    .newest(sensor)
-                    .is_none_or(|r| now.saturating_sub(r.t_ms) > silence)
-            }
+            SensorFilter::Stale => self
+                .history
+                .newest(sensor)
+                .is_none_or(|r| self.config.is_stale(now.saturating_sub(r.t_ms))),
         }
     }
 

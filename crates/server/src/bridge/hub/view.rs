@@ -24,6 +24,24 @@ impl HubState {
         if !self.is_client(client) {
             return;
         }
+        let size = req.page_size.max(1) as usize;
+        if req.query.trim().is_empty() && req.filters.is_empty() && req.sort == ViewSort::Id {
+            // Every room by id: the page is a stretch of the sorted set, and the count is known; no room
+            // outside the page is looked at.
+            let total = self.history.sensor_count();
+            let pages = total.div_ceil(size).max(1);
+            let page = (req.page as usize).min(pages - 1);
+            let shown: Vec<SensorId> = self.history.sensors().skip(page * size).take(size).collect();
+            self.watch(
+                client,
+                Watch::rooms(shown.iter().copied()),
+                &shown,
+                total,
+                page,
+                pages,
+            );
+            return;
+        }
         let mut ids: Vec<SensorId> = self
             .history
             .sensors()
@@ -35,7 +53,6 @@ impl HubState {
             keyed.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
             ids = keyed.into_iter().map(|k| k.sensor).collect();
         }
-        let size = req.page_size.max(1) as usize;
         let pages = ids.len().div_ceil(size).max(1);
         let page = (req.page as usize).min(pages - 1);
         let shown: Vec<SensorId> = ids.iter().skip(page * size).take(size).copied().collect();
