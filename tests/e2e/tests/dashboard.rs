@@ -4,7 +4,8 @@
 //! Needs `dist/` (built by `cargo xtask test` before the tests run; `SETPOINT_DIST` points elsewhere).
 //!
 //! Over 400 lines on purpose: one scenario per test (writing, reading only, history, group setpoints,
-//! schedules), each readable top to bottom, with the page-reading helpers they share beside them.
+//! schedules, a hundred thousand rooms), each readable top to bottom, with the page-reading helpers they
+//! share beside them.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,11 +37,11 @@ fn dist() -> PathBuf {
 
 /// Starts `setpoint run` in-process on an ephemeral port, on the test's runtime: three simulated rooms.
 async fn start_server() -> (std::net::SocketAddr, StopOnDrop) {
-    start_server_with(3).await
+    start_server_with(3, 100).await
 }
 
-/// [`start_server`] with `rooms` simulated rooms (sensors `1..=rooms`).
-async fn start_server_with(rooms: usize) -> (std::net::SocketAddr, StopOnDrop) {
+/// [`start_server`] with `rooms` simulated rooms (sensors `1..=rooms`), each reading every `interval_ms`.
+async fn start_server_with(rooms: usize, interval_ms: i64) -> (std::net::SocketAddr, StopOnDrop) {
     assert!(
         dist().join("index.html").exists(),
         "no dashboard build at {} — run `cargo xtask dist`",
@@ -62,7 +63,7 @@ async fn start_server_with(rooms: usize) -> (std::net::SocketAddr, StopOnDrop) {
             rooms,
             first_sensor: 1,
             seed: 11,
-            interval_ms: 100,
+            interval_ms,
         }),
         seed_setpoints: true,
         run_scheduler: true,
@@ -600,7 +601,7 @@ fn above_all(cards: &BTreeMap<i64, Shown>, by: f64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_setpoint_reaches_every_selected_card_each_on_its_own_version() {
-    let (addr, _stop) = start_server_with(12).await;
+    let (addr, _stop) = start_server_with(12, 100).await;
     let mut driver = Driver::start().await.expect("chromedriver");
     let (s, before) = writer_page(&mut driver, addr, 12).await;
     let high = above_all(&before, 2.5);
@@ -836,4 +837,79 @@ async fn a_schedule_made_in_the_editor_shows_its_next_step_and_then_sets_the_roo
             (target, author.as_str())
         );
     }
+}
+
+/// A building of a hundred thousand rooms (protocol 1 could not connect past about 7,000): the page opens
+/// with the building's count, a compact first page of 120 live cards and 834 pages, finds a far room by
+/// typing its id, and shows only the rooms heating when asked — each answered by the bridge over every
+/// room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_building_of_a_hundred_thousand_rooms_opens_and_a_far_room_is_found_by_its_id() {
+    let rooms = 100_000;
+    // A reading a minute per room: the debug build keeps up on two cores.
+    let (addr, _stop) = start_server_with(rooms, 60_000).await;
+    let mut driver = Driver::start().await.expect("chromedriver");
+    let s = open_page(&mut driver, &format!("http://{addr}/#token={TOKEN}"), "live").await;
+    let patience = Duration::from_secs(90);
+    s.wait_for("every room counted", patience, async |s| {
+        s.text_of("#totals")
+            .await
+            .filter(|t| t.starts_with("100000 sensors"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    s.wait_for("the first page: 120 cards, room 1 live", patience, async |s| {
+        let cards = s.find_all(".card[data-sensor]").await.ok()?;
+        let temp = s
+            .text_of(&card(1, ".current-temp"))
+            .await
+            .filter(|t| t.contains('°'))?;
+        (cards.len() == 120).then_some(temp)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let pager = s.text_of(".pager").await.unwrap_or_default();
+    assert!(pager.contains("1 / 834"), "{pager}");
+
+    let filter = s.find("input[type=search]").await.expect("the filter");
+    s.send_keys(&filter, "98765").await.expect("typed");
+    s.wait_for("room 98765 alone, live", patience, async |s| {
+        let cards = s.find_all(".card[data-sensor]").await.ok()?;
+        let temp = s
+            .text_of(&card(98_765, ".current-temp"))
+            .await
+            .filter(|t| t.contains('°'))?;
+        (cards.len() == 1).then_some(temp)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // Only the rooms heating, among all of them: every card shown says ON.
+    s.execute(
+        "const i = document.querySelector('input[type=search]'); i.value = ''; \
+         i.dispatchEvent(new Event('input', { bubbles: true })); \
+         const o = document.querySelector('#only'); o.value = 'heater_on'; \
+         o.dispatchEvent(new Event('change', { bubbles: true }));",
+        vec![],
+    )
+    .await
+    .expect("script");
+    let badges = s
+        .wait_for("a page of heating rooms", patience, async |s| {
+            let badges: Vec<String> = s
+                .execute(
+                    "return [...document.querySelectorAll('.card[data-sensor] .heater-badge')].map(b => b.textContent)",
+                    vec![],
+                )
+                .await
+                .ok()?
+                .as_array()?
+                .iter()
+                .filter_map(|b| b.as_str().map(str::to_owned))
+                .collect();
+            (badges.len() == 120).then_some(badges)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(badges.iter().all(|b| b.contains("ON")), "{badges:?}");
 }

@@ -9,7 +9,7 @@ use setpoint_control::{SensorId, SetpointField};
 use setpoint_wire::ws::{ClientMessage, ServerMessage};
 
 use crate::model::schedules::ScheduleAction;
-use crate::model::{Model, ViewOpts};
+use crate::model::{Model, ViewChange};
 
 /// Something that happened, with the local time (ms) it happened at where the outcome depends on it.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,7 +35,7 @@ pub enum Action {
     /// The user ticked or unticked a card's selection box.
     Select { sensor: SensorId, on: bool },
     /// The user changed the view (filter, condition, order, page, compact): asked of the bridge at once.
-    View { opts: ViewOpts, now: f64 },
+    View { change: ViewChange, now: f64 },
     /// "Select all shown": adds every card the grid shows (this page of the view).
     SelectShown,
     /// "Clear": empties the selection.
@@ -105,7 +105,7 @@ impl Model {
             Action::Revert { sensor } => self.revert(sensor, &mut changes),
             Action::ToggleHistory { sensor } => self.toggle_history(sensor, &mut changes),
             Action::Select { sensor, on } => self.select(sensor, on, &mut changes),
-            Action::View { opts, now } => self.set_view(opts, now, &mut changes),
+            Action::View { change, now } => self.change_view(change, now, &mut changes),
             Action::SelectShown => self.select_shown(&mut changes),
             Action::ClearSelection => self.clear_selection(&mut changes),
             Action::GroupEdit { field, value } => self.group_edit(field, value, &mut changes),

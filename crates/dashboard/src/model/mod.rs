@@ -32,6 +32,7 @@ use crate::model::crosscheck::CrossCheck;
 use crate::model::group::Group;
 use crate::model::schedules::Schedules;
 use crate::model::sensor::SensorView;
+pub use crate::model::view::ViewChange;
 
 /// Readings kept across all sensors (16 bytes each): about 24 MB, which holds 15 minutes at 10 Hz for up to
 /// ~160 sensors and proportionally less history per sensor beyond that.

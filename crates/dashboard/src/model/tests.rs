@@ -349,15 +349,19 @@ fn the_view_is_asked_of_the_bridge_and_its_answer_is_the_page() {
     );
     assert_eq!(m.shown.ids, vec![1, 2, 3]);
     assert_eq!(strip(&m, 2), vec![(99_000, Command::On)]);
-    // A change of view is asked at once, with every choice in it.
-    let opts = ViewOpts {
-        filter: "7".into(),
-        only: Some(SensorFilter::Stale),
-        sort: ViewSort::Attention,
-        page: 3,
-        compact: Some(false),
-    };
-    let sent = m.dispatch(Action::View { opts, now: 1_000.0 });
+    // Each change of view is asked at once, applied to the view in force: changes made one after the
+    // other (before the page re-renders) all count, and all but a page turn go back to the first page.
+    let mut sent = Vec::new();
+    for change in [
+        ViewChange::Page(5),
+        ViewChange::Filter("7".into()),
+        ViewChange::Only(Some(SensorFilter::Stale)),
+        ViewChange::Sort(ViewSort::Attention),
+        ViewChange::Compact(false),
+        ViewChange::Page(3),
+    ] {
+        sent = m.dispatch(Action::View { change, now: 1_000.0 });
+    }
     let [ClientMessage::View(asked)] = sent.as_slice() else {
         panic!("a view request: {sent:?}")
     };

@@ -16,10 +16,21 @@ use setpoint_wire::ws::ClientMessage;
 use crate::model::action::Changes;
 use crate::model::editor::SaveStatus;
 use crate::model::sensor::SensorView;
-use crate::model::{ConnState, Model, Shown, ViewOpts, MANY_SENSORS, PAGE_COMPACT, PAGE_FULL};
+use crate::model::{ConnState, Model, Shown, MANY_SENSORS, PAGE_COMPACT, PAGE_FULL};
 
 /// How often the view is asked again while nothing else asks it.
 pub const VIEW_REFRESH_MS: f64 = 5_000.0;
+
+/// One change to the view, from one of the toolbar's controls. Every change but a page turn goes back
+/// to the first page.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ViewChange {
+    Filter(String),
+    Only(Option<setpoint_wire::api::SensorFilter>),
+    Sort(setpoint_wire::view::ViewSort),
+    Compact(bool),
+    Page(usize),
+}
 
 impl Model {
     /// Whether cards are small: the user's choice, else whether the building is large.
@@ -47,9 +58,20 @@ impl Model {
         }
     }
 
-    /// The user changed the view: asked at once.
-    pub(super) fn set_view(&mut self, opts: ViewOpts, now: f64, changes: &mut Changes) {
-        self.view_opts = opts;
+    /// The user changed the view: applied to the view in force and asked at once.
+    pub(super) fn change_view(&mut self, change: ViewChange, now: f64, changes: &mut Changes) {
+        let turn = matches!(change, ViewChange::Page(_));
+        let opts = &mut self.view_opts;
+        match change {
+            ViewChange::Filter(f) => opts.filter = f,
+            ViewChange::Only(f) => opts.only = f,
+            ViewChange::Sort(s) => opts.sort = s,
+            ViewChange::Compact(c) => opts.compact = Some(c),
+            ViewChange::Page(p) => opts.page = p,
+        }
+        if !turn {
+            opts.page = 0;
+        }
         changes.model();
         self.ask_view(now, changes);
     }

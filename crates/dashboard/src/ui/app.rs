@@ -9,7 +9,7 @@ use yew::prelude::*;
 
 use crate::hooks::frame_loop::{use_frame_loop, CLOCK_BUCKET_MS};
 use crate::hooks::store::{now, Store};
-use crate::model::{Action, ViewOpts};
+use crate::model::{Action, ViewChange};
 use crate::ui::card::Card;
 use crate::ui::group_panel::GroupPanel;
 use crate::ui::header::{Header, HeaderProps};
@@ -72,63 +72,13 @@ pub fn App() -> Html {
         .collect();
     drop(model);
 
-    // Every view change goes to the bridge, which answers with the page.
-    let change_view = |change: fn(&mut ViewOpts, ViewChange), back_to_first: bool| {
-        let (store, opts) = ((*store).clone(), opts.clone());
-        Callback::from(move |value: ViewChange| {
-            let mut opts = opts.clone();
-            change(&mut opts, value);
-            if back_to_first {
-                opts.page = 0;
-            }
-            store.dispatch(Action::View { opts, now: now() });
-        })
-    };
-    let on_filter = change_view(
-        |o, v| {
-            if let ViewChange::Filter(f) = v {
-                o.filter = f
-            }
-        },
-        true,
-    )
-    .reform(ViewChange::Filter);
-    let on_only = change_view(
-        |o, v| {
-            if let ViewChange::Only(f) = v {
-                o.only = f
-            }
-        },
-        true,
-    )
-    .reform(ViewChange::Only);
-    let on_sort = change_view(
-        |o, v| {
-            if let ViewChange::Sort(s) = v {
-                o.sort = s
-            }
-        },
-        true,
-    )
-    .reform(ViewChange::Sort);
-    let on_compact = change_view(
-        |o, v| {
-            if let ViewChange::Compact(c) = v {
-                o.compact = Some(c)
-            }
-        },
-        true,
-    )
-    .reform(ViewChange::Compact);
-    let on_page = change_view(
-        |o, v| {
-            if let ViewChange::Page(p) = v {
-                o.page = p
-            }
-        },
-        false,
-    )
-    .reform(ViewChange::Page);
+    // Every view change goes to the bridge, which answers with the page. A change, not the whole view:
+    // the reducer applies it to the view in force, so two changes in one event loop turn both count.
+    let on_filter = view_callback(&store, ViewChange::Filter);
+    let on_only = view_callback(&store, ViewChange::Only);
+    let on_sort = view_callback(&store, ViewChange::Sort);
+    let on_compact = view_callback(&store, ViewChange::Compact);
+    let on_page = view_callback(&store, ViewChange::Page);
     let on_window = {
         let window_min = window_min.clone();
         Callback::from(move |value| window_min.set(value))
@@ -175,12 +125,13 @@ pub fn App() -> Html {
     }
 }
 
-/// One change to the view, from one of the toolbar's controls.
-#[derive(Clone)]
-enum ViewChange {
-    Filter(String),
-    Only(Option<setpoint_wire::api::SensorFilter>),
-    Sort(setpoint_wire::view::ViewSort),
-    Compact(bool),
-    Page(usize),
+/// A toolbar control's callback: its value, as a change of the view, to the reducer.
+fn view_callback<T: 'static>(store: &Store, change: fn(T) -> ViewChange) -> Callback<T> {
+    let store = store.clone();
+    Callback::from(move |value| {
+        store.dispatch(Action::View {
+            change: change(value),
+            now: now(),
+        })
+    })
 }
