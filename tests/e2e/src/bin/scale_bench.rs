@@ -146,16 +146,33 @@ async fn bench() -> Result<()> {
     s.cdp("Performance.enable", json!({})).await?;
     let t = Instant::now();
     s.goto(&server.url).await?;
-    s.wait_for(
-        "room 1's card with a temperature",
-        Duration::from_secs(60),
-        async |s| {
-            s.text_of(".card[data-sensor=\"1\"] .current-temp")
-                .await
-                .filter(|t| t.contains('°'))
-        },
-    )
-    .await?;
+    let first = s
+        .wait_for(
+            "room 1's card with a temperature",
+            Duration::from_secs(60),
+            async |s| {
+                s.text_of(".card[data-sensor=\"1\"] .current-temp")
+                    .await
+                    .filter(|t| t.contains('°'))
+            },
+        )
+        .await;
+    if let Err(e) = first {
+        // What the page showed instead, for the report.
+        let shot = root().join("target/bench/scale-first-card.png");
+        let _ = s.screenshot(&shot).await;
+        let said: String = s
+            .text_of("body")
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(400)
+            .collect();
+        return Err(format!(
+            "{e}; the page said: {said}; screenshot {}",
+            shot.display()
+        ));
+    }
     let first_card = t.elapsed();
     let far = rooms - 1_234;
     let filter = s.find("input[type=search]").await?;
