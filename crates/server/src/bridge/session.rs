@@ -278,28 +278,25 @@ async fn handle_text<B: Bus>(
     };
     match message {
         ClientMessage::Subscribe { sensors } => {
-            if let Err(refusal) = bridge.limits.view(connection.peer.ip(), Instant::now()) {
-                bridge.metrics.client_refused(refusal.label());
-                return Some(error(None, ErrorCode::RateLimited, refusal.message()));
-            }
-            bridge.hub.subscribe(client, sensors);
-            None
+            let peer = connection.peer.ip();
+            refused(bridge, bridge.limits.view(peer, Instant::now())).or_else(|| {
+                bridge.hub.subscribe(client, sensors);
+                None
+            })
         }
         ClientMessage::View(request) => {
-            if let Err(refusal) = bridge.limits.view(connection.peer.ip(), Instant::now()) {
-                bridge.metrics.client_refused(refusal.label());
-                return Some(error(None, ErrorCode::RateLimited, refusal.message()));
-            }
-            bridge.hub.view(client, &request);
-            None
+            let peer = connection.peer.ip();
+            refused(bridge, bridge.limits.view(peer, Instant::now())).or_else(|| {
+                bridge.hub.view(client, &request);
+                None
+            })
         }
         ClientMessage::SetpointHistory { sensor } => {
-            if let Err(refusal) = bridge.limits.read(connection.peer.ip(), Instant::now()) {
-                bridge.metrics.client_refused(refusal.label());
-                return Some(error(None, ErrorCode::RateLimited, refusal.message()));
-            }
-            bridge.hub.send_history(client, sensor);
-            None
+            let peer = connection.peer.ip();
+            refused(bridge, bridge.limits.read(peer, Instant::now())).or_else(|| {
+                bridge.hub.send_history(client, sensor);
+                None
+            })
         }
         ClientMessage::SetSetpoint(req) => {
             write(
@@ -318,6 +315,13 @@ async fn handle_text<B: Bus>(
             None
         }
     }
+}
+
+/// The `rate_limited` error for a request over its budget (counted), or `None` when it may go on.
+fn refused<B: Bus>(bridge: &Bridge<B>, charged: Result<(), super::limits::Refusal>) -> Option<ServerMessage> {
+    let refusal = charged.err()?;
+    bridge.metrics.client_refused(refusal.label());
+    Some(error(None, ErrorCode::RateLimited, refusal.message()))
 }
 
 /// A setpoint write, or a group's: refused whole without write access or over the rate limit (a group

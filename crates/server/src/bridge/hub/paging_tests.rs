@@ -56,6 +56,32 @@ fn passes(room: &Room, filter: SensorFilter) -> bool {
     }
 }
 
+/// What the hub holds of each sensor, by id: its newest reading by event time (the later of two alike), its
+/// last setpoint and its last command.
+fn kept(rooms: &[Room]) -> std::collections::BTreeMap<i32, Room> {
+    let mut by_id = std::collections::BTreeMap::new();
+    for r in rooms {
+        let kept: &mut Room = by_id.entry(r.sensor).or_insert_with(|| Room {
+            sensor: r.sensor,
+            reading: None,
+            setpoint: None,
+            heater_on: None,
+        });
+        if let Some((_, age)) = r.reading {
+            if kept.reading.is_none_or(|(_, kept_age)| age <= kept_age) {
+                kept.reading = r.reading;
+            }
+        }
+        if r.setpoint.is_some() {
+            kept.setpoint = r.setpoint;
+        }
+        if r.heater_on.is_some() {
+            kept.heater_on = r.heater_on;
+        }
+    }
+    by_id
+}
+
 fn hub_of(rooms: &[Room]) -> HubState {
     let config = Config {
         stale_after_ms: Some(STALE_MS),
@@ -99,17 +125,7 @@ proptest! {
         filters in filters(),
         limit in 1..6usize,
     ) {
-        // What the hub holds of a sensor: its newest reading by event time (the later of two alike), its last
-        // setpoint and its last command.
-        let mut by_id = std::collections::BTreeMap::new();
-        for r in &rooms {
-            let kept: &mut Room = by_id.entry(r.sensor).or_insert_with(|| Room { sensor: r.sensor, reading: None, setpoint: None, heater_on: None });
-            if let Some((_, age)) = r.reading {
-                if kept.reading.is_none_or(|(_, kept_age)| age <= kept_age) { kept.reading = r.reading; }
-            }
-            if r.setpoint.is_some() { kept.setpoint = r.setpoint; }
-            if r.heater_on.is_some() { kept.heater_on = r.heater_on; }
-        }
+        let by_id = kept(&rooms);
         // A sensor the hub heard of only through a setpoint is listed too.
         let expected: Vec<i32> = by_id
             .values()
@@ -213,15 +229,7 @@ proptest! {
         page in 0..6u32,
         page_size in 1..8u32,
     ) {
-        let mut by_id = std::collections::BTreeMap::new();
-        for r in &rooms {
-            let kept: &mut Room = by_id.entry(r.sensor).or_insert_with(|| Room { sensor: r.sensor, reading: None, setpoint: None, heater_on: None });
-            if let Some((_, age)) = r.reading {
-                if kept.reading.is_none_or(|(_, kept_age)| age <= kept_age) { kept.reading = r.reading; }
-            }
-            if r.setpoint.is_some() { kept.setpoint = r.setpoint; }
-            if r.heater_on.is_some() { kept.heater_on = r.heater_on; }
-        }
+        let by_id = kept(&rooms);
         let mut matching: Vec<&Room> = by_id
             .values()
             .filter(|r| r.reading.is_some() || r.setpoint.is_some() || r.heater_on.is_some())

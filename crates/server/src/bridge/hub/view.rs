@@ -25,38 +25,32 @@ impl HubState {
             return;
         }
         let size = req.page_size.max(1) as usize;
-        if req.query.trim().is_empty() && req.filters.is_empty() && req.sort == ViewSort::Id {
-            // Every room by id: the page is a stretch of the sorted set, and the count is known; no room
-            // outside the page is looked at.
-            let total = self.history.sensor_count();
-            let pages = total.div_ceil(size).max(1);
-            let page = (req.page as usize).min(pages - 1);
-            let shown: Vec<SensorId> = self.history.sensors().skip(page * size).take(size).collect();
-            self.watch(
-                client,
-                Watch::rooms(shown.iter().copied()),
-                &shown,
-                total,
-                page,
-                pages,
-            );
-            return;
-        }
-        let mut ids: Vec<SensorId> = self
-            .history
-            .sensors()
-            .filter(|&s| req.matches_query(s))
-            .filter(|&s| req.filters.iter().all(|&f| self.passes(s, f, now)))
-            .collect();
-        if req.sort == ViewSort::Attention {
-            let mut keyed: Vec<AttentionKey> = ids.iter().map(|&s| self.attention(s, now)).collect();
-            keyed.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-            ids = keyed.into_iter().map(|k| k.sensor).collect();
-        }
-        let pages = ids.len().div_ceil(size).max(1);
-        let page = (req.page as usize).min(pages - 1);
-        let shown: Vec<SensorId> = ids.iter().skip(page * size).take(size).copied().collect();
-        let total = ids.len();
+        let (total, page, shown) =
+            if req.query.trim().is_empty() && req.filters.is_empty() && req.sort == ViewSort::Id {
+                // Every room by id: the page is a stretch of the sorted set, and the count is known; no
+                // room outside the page is looked at.
+                let total = self.history.sensor_count();
+                let page = last_page_at_most(req.page, total, size);
+                let shown = self.history.sensors().skip(page * size).take(size).collect();
+                (total, page, shown)
+            } else {
+                let mut ids: Vec<SensorId> = self
+                    .history
+                    .sensors()
+                    .filter(|&s| req.matches_query(s))
+                    .filter(|&s| req.filters.iter().all(|&f| self.passes(s, f, now)))
+                    .collect();
+                if req.sort == ViewSort::Attention {
+                    let mut keyed: Vec<AttentionKey> = ids.iter().map(|&s| self.attention(s, now)).collect();
+                    keyed.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+                    ids = keyed.into_iter().map(|k| k.sensor).collect();
+                }
+                let page = last_page_at_most(req.page, ids.len(), size);
+                let shown = ids.iter().skip(page * size).take(size).copied().collect();
+                (ids.len(), page, shown)
+            };
+        let pages = total.div_ceil(size).max(1);
+        let shown: Vec<SensorId> = shown;
         self.watch(
             client,
             Watch::rooms(shown.iter().copied()),
@@ -147,4 +141,9 @@ impl HubState {
             sensor,
         }
     }
+}
+
+/// The page asked for, or the last one when the rooms end before it.
+fn last_page_at_most(asked: u32, total: usize, size: usize) -> usize {
+    (asked as usize).min(total.div_ceil(size).max(1) - 1)
 }
