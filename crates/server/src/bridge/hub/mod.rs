@@ -3,12 +3,13 @@
 //! [`state::HubState`] is the sans-IO state machine (what each client is told, and when), coordinating
 //! [`history`] (what is kept per sensor), [`writes`] (writes in flight) and [`schedules`]; [`Hub`] is its
 //! thin shell: it holds the state behind one lock, stamps inputs with the clock, and delivers the outputs to
-//! the clients' [`Outbox`]es while still holding the lock — which is what makes "every event exactly once
+//! the clients' [`Outbox`]es while still holding the lock ([`deliver`], routed by [`fanout`]) — which is what makes "every event exactly once
 //! per client" hold for real connections. [`pump`] feeds it from the bus; [`Hub::write_setpoints`] publishes
 //! a browser's or a script's writes.
 
 #[cfg(test)]
 mod bounds_tests;
+mod deliver;
 mod fanout;
 mod history;
 #[cfg(test)]
@@ -23,7 +24,6 @@ mod watch;
 pub mod writes;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -32,14 +32,14 @@ use setpoint_wire::api::SensorHistory;
 use setpoint_wire::schedule::{Schedule, ScheduleRecord};
 use setpoint_wire::ws::{ServerMessage, SetpointMsg, SetpointWrite};
 
-use super::outbox::{Frame, Outbox, SharedBatch};
+use super::outbox::Outbox;
 use crate::bus::{Bus, SetpointChange};
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 pub use pump::pump;
 pub use state::HubState;
+use state::PublishFailure;
 pub use state::{ClientId, HubOptions};
-use state::{Output, PublishFailure};
 
 /// Readings are sent to clients in batches at this interval rather than one frame per reading.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
@@ -376,67 +376,5 @@ pub struct QuietClient {
 impl Drop for QuietClient {
     fn drop(&mut self) {
         self.hub.unregister(self.id);
-    }
-}
-
-impl Inner {
-    /// Hands the state's outputs to the outboxes, encoding each message once, and mirrors its counters.
-    fn deliver(&mut self, metrics: &Metrics) {
-        for output in self.state.take_outputs() {
-            match output {
-                Output::Publish(change) => self.to_publish.push(change),
-                Output::Broadcast(msg) => {
-                    let frame: Frame = msg.to_json().into();
-                    for outbox in self.outboxes.values() {
-                        outbox.push_control(frame.clone());
-                    }
-                }
-                Output::About(sensor, msg) => {
-                    // Encoded once, and only if somebody watches the room.
-                    let mut frame: Option<Frame> = None;
-                    for client in self.fanout.watching(sensor) {
-                        if let Some(outbox) = self.outboxes.get(&client) {
-                            let frame = frame.get_or_insert_with(|| msg.to_json().into());
-                            outbox.push_control(frame.clone());
-                        }
-                    }
-                }
-                Output::Watch(client, watch) => {
-                    if self.outboxes.contains_key(&client) {
-                        self.fanout.set(client, watch);
-                    }
-                }
-                Output::Readings(items) => {
-                    let routed = self.fanout.route(&items);
-                    let mut dropped = 0;
-                    if !routed.whole.is_empty() {
-                        // Encoded once for every client that watches every room.
-                        let batch = SharedBatch::new(items);
-                        for client in &routed.whole {
-                            if let Some(outbox) = self.outboxes.get(client) {
-                                dropped += outbox.push_readings(&batch);
-                            }
-                        }
-                    }
-                    for (client, part) in routed.parts {
-                        if let Some(outbox) = self.outboxes.get(&client) {
-                            dropped += outbox.push_readings(&SharedBatch::new(part));
-                        }
-                    }
-                    metrics.dropped_readings.fetch_add(dropped, Relaxed);
-                }
-                Output::Send(client, msg) => {
-                    if let Some(waiter) = self.waiters.get(&client) {
-                        // The request may have given up meanwhile; its answer then goes nowhere.
-                        let _ = waiter.send(msg);
-                        continue;
-                    }
-                    if let Some(outbox) = self.outboxes.get(&client) {
-                        outbox.push_message(&msg, metrics);
-                    }
-                }
-            }
-        }
-        metrics.record_bridge(&self.state.stats());
     }
 }
