@@ -83,6 +83,20 @@ impl Server {
         host.parse().map_err(|e| format!("{host}: {e}"))
     }
 
+    /// CPU time the process has used so far, user and system, in seconds (Linux, at 100 ticks a second).
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).map_err(|e| e.to_string())?;
+        // The fields after the command name (which may hold spaces) start after its closing parenthesis.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the parenthesis.
+        Ok((ticks(11) + ticks(12)) / 100.0)
+    }
+
     /// The process's resident memory in bytes (Linux).
     pub fn rss_bytes(&self) -> Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

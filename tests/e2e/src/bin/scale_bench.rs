@@ -117,6 +117,10 @@ async fn bench() -> Result<()> {
         sleep(Duration::from_secs(60.min(warmup - t).max(1))).await;
     }
     let rss = server.rss_bytes()?;
+    // The whole process's CPU at this load, over 10 s with no client.
+    let (cpu0, t0) = (server.cpu_seconds()?, Instant::now());
+    sleep(Duration::from_secs(10)).await;
+    let cpu = (server.cpu_seconds()? - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
 
     // One page of the API from the middle, and one filtered page; each checked.
     let after = rooms / 2;
@@ -327,7 +331,7 @@ async fn bench() -> Result<()> {
     let result = json!({
         "rooms": rooms, "readings_per_s": rate, "rooms_known_after_s": known_after.as_secs_f64(),
         "warmup_s": warmup, "rss_mb": rss as f64 / 1e6, "bytes_per_room": rss / rooms as u64,
-        "rss_series": rss_series,
+        "rss_series": rss_series, "cpu_percent_of_a_core": cpu,
         "rss_with_clients_mb": rss_clients as f64 / 1e6,
         "api_page_ms": api_page.as_secs_f64() * 1e3, "api_filtered_ms": api_filtered.as_secs_f64() * 1e3,
         "first_live_card_ms": first_card.as_secs_f64() * 1e3, "room_by_id_ms": by_id.as_secs_f64() * 1e3,
