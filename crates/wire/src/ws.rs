@@ -72,7 +72,8 @@ pub const WRITE_ANSWER_WITHIN_MS: i64 = PUBLISH_TIMEOUT_MS + READ_BACK_PATIENCE_
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// Watches these rooms (at most [`crate::view::MAX_WATCHED`], in this order), answered with `view`;
-    /// `null` or omitted: every room's live data, without history or summaries.
+    /// `null` or omitted: every room's live readings, decisions and setpoints, without history, summaries
+    /// or next steps (those of a whole building would not fit a frame: `GET /api/v1/sensors` has them).
     Subscribe {
         #[serde(default)]
         sensors: Option<Vec<SensorId>>,

@@ -37,7 +37,7 @@ impl Model {
             ServerMessage::Decisions(b) => self.on_decisions(b, now, changes),
             ServerMessage::Setpoint(s) => self.on_setpoint(s, now, changes),
             ServerMessage::SetpointHistory(h) => self.on_setpoint_history(h, changes),
-            ServerMessage::Ack { request_id, .. } => self.on_ack(&request_id, changes),
+            ServerMessage::Ack { request_id, setpoint } => self.on_ack(&request_id, setpoint, changes),
             ServerMessage::Error(e) => self.on_error(e, changes),
             ServerMessage::Status(s) => self.on_status(s, now),
             ServerMessage::Schedules(s) => self.on_schedules(s, changes),
@@ -74,7 +74,11 @@ impl Model {
         }
         let live = !b.backfill && self.conn == ConnState::Live;
         for item in b.items {
-            if self.sensor_mut(item.sensor).readings.insert(item.reading()) {
+            // A room not kept (it left the page) is not brought back by a reading still on its way.
+            let Some(v) = self.sensors.get_mut(&item.sensor) else {
+                continue;
+            };
+            if v.readings.insert(item.reading()) {
                 changes.sensor(item.sensor);
                 // Only new live readings go to the cross-check: backfill happened before the state in `hello`.
                 if live {
@@ -87,7 +91,11 @@ impl Model {
     /// A live decision. Only one new to this tab reaches the cross-check: a copy of one already held came
     /// in `hello` or the backfill too, and the cross-check knows those already.
     fn on_decision(&mut self, d: Decision, changes: &mut Changes) {
-        if self.sensor_mut(d.sensor).decisions.insert(d) {
+        if self
+            .sensors
+            .get_mut(&d.sensor)
+            .is_some_and(|v| v.decisions.insert(d))
+        {
             changes.sensor(d.sensor);
             self.log_insert(d);
             self.crosscheck.on_server_decision(d);
@@ -104,7 +112,11 @@ impl Model {
         }
         let mut any = false;
         for d in b.items {
-            if self.sensor_mut(d.sensor).decisions.insert(d) {
+            if self
+                .sensors
+                .get_mut(&d.sensor)
+                .is_some_and(|v| v.decisions.insert(d))
+            {
                 any = true;
                 self.log_insert(d);
                 self.crosscheck.on_backfill_decision(d, now);
@@ -117,7 +129,9 @@ impl Model {
 
     fn on_setpoint(&mut self, s: SetpointMsg, now: f64, changes: &mut Changes) {
         let server_now = self.server_now(now) as TimeMs;
-        let v = self.sensor_mut(s.sensor);
+        let Some(v) = self.sensors.get_mut(&s.sensor) else {
+            return; // a room not kept
+        };
         if v.setpoint.as_ref().is_some_and(|cur| cur.version > s.version) {
             return; // an older broadcast overtaken by a newer one
         }
@@ -130,12 +144,21 @@ impl Model {
         self.crosscheck.on_setpoint(s, now);
     }
 
-    fn on_ack(&mut self, request_id: &str, changes: &mut Changes) {
+    /// An ack carries the value the write put in force: a room the page no longer watches gets no
+    /// `setpoint` update, so the ack's value is what settles its card (a newer one only; a watched room had
+    /// the update first).
+    fn on_ack(&mut self, request_id: &str, in_force: Option<SetpointMsg>, changes: &mut Changes) {
         let Some(sensor) = self.inflight.remove(request_id) else {
             return;
         };
         if let Some(v) = self.sensors.get_mut(&sensor) {
             if v.editor.on_ack(request_id) {
+                changes.sensor(sensor);
+            }
+            let newer = |sp: &SetpointMsg| v.setpoint.as_ref().is_none_or(|cur| cur.version < sp.version);
+            if let Some(sp) = in_force.filter(|sp| sp.sensor == sensor && newer(sp)) {
+                v.editor.on_setpoint(&sp);
+                v.setpoint = Some(sp);
                 changes.sensor(sensor);
             }
         }

@@ -344,10 +344,21 @@ fn the_view_is_asked_of_the_bridge_and_its_answer_is_the_page() {
         (0, PAGE_COMPACT as u32, "")
     );
     m.apply(
-        view(&[1, 2, 3], &[decision(2, 99_000, Command::On)], &[1, 2, 3]),
+        view(
+            &[1, 2, 3],
+            &[
+                decision(1, 98_000, Command::Off),
+                decision(2, 99_000, Command::On),
+            ],
+            &[1, 2, 3],
+        ),
         0.0,
     );
     assert_eq!(m.shown.ids, vec![1, 2, 3]);
+    assert!(
+        m.log.iter().any(|d| d.sensor == 1),
+        "room 1's last command is in the log"
+    );
     assert_eq!(strip(&m, 2), vec![(99_000, Command::On)]);
     // Each change of view is asked at once, applied to the view in force: changes made one after the
     // other (before the page re-renders) all count, and all but a page turn go back to the first page.
@@ -412,6 +423,16 @@ fn the_view_is_asked_of_the_bridge_and_its_answer_is_the_page() {
         "a room that left the page is forgotten"
     );
     assert!(m.sensors.contains_key(&3), "but not a draft");
+    m.apply(batch(1, [99_600], false), 1_000.0);
+    m.apply(ServerMessage::Decision(decision(1, 99_600, Command::On)), 1_000.0);
+    assert!(
+        !m.sensors.contains_key(&1),
+        "a reading or decision on its way does not bring it back"
+    );
+    assert!(
+        m.log.iter().all(|d| d.sensor != 1),
+        "nor does the log keep its rows"
+    );
     // Asked again every few seconds (order and conditions change), and on a reconnection.
     assert!(m.dispatch(Action::Tick { now: 2_000.0 }).is_empty());
     let sent = m.dispatch(Action::Tick {

@@ -5,12 +5,14 @@
 //! the view, on every (re)connection, and every [`VIEW_REFRESH_MS`] (rooms change condition and order as
 //! the building does). Its answer says which rooms are new to this connection: those start from their
 //! summary, and their history follows; the others have been followed live all along. Rooms that leave the
-//! page are forgotten, unless a write of theirs is under way.
+//! page are forgotten, unless a write of theirs is under way or they are selected for a group setpoint
+//! (which then writes them on the version last seen: a change made meanwhile is answered `conflict`, not
+//! overwritten). Whatever arrives of a room not kept is ignored.
 
 use std::collections::BTreeSet;
 
 use setpoint_control::SensorId;
-use setpoint_wire::view::{ViewMsg, ViewRequest};
+use setpoint_wire::view::{ViewMsg, ViewRequest, MAX_QUERY_LEN};
 use setpoint_wire::ws::ClientMessage;
 
 use crate::model::action::Changes;
@@ -50,7 +52,7 @@ impl Model {
     /// The request for the view the user chose.
     pub fn view_request(&self) -> ViewRequest {
         ViewRequest {
-            query: self.view_opts.filter.clone(),
+            query: setpoint_wire::clip(&self.view_opts.filter, MAX_QUERY_LEN).to_owned(),
             filters: self.view_opts.only.into_iter().collect(),
             sort: self.view_opts.sort,
             page: u32::try_from(self.view_opts.page).unwrap_or(u32::MAX),
@@ -100,7 +102,8 @@ impl Model {
             let id = summary.sensor;
             let is_fresh = fresh.contains(&id);
             let v = self.sensor_mut(id);
-            if let Some(r) = summary.reading {
+            // A room followed all along has its readings live, in order; only a new one starts from here.
+            if let (true, Some(r)) = (is_fresh, summary.reading) {
                 v.readings.insert(r.reading());
             }
             if let Some(sp) = &summary.setpoint {
@@ -123,12 +126,14 @@ impl Model {
         let gone: Vec<SensorId> = self
             .sensors
             .values()
-            .filter(|v| !ids.contains(&v.id) && !busy(v))
+            .filter(|v| !ids.contains(&v.id) && !busy(v) && !self.group.selected.contains(&v.id))
             .map(|v| v.id)
             .collect();
         for id in gone {
             self.sensors.remove(&id);
             self.crosscheck.forget(id);
+            // Its rows would read as a heater that stopped deciding: nothing of it arrives any more.
+            self.log.retain(|d| d.sensor != id);
         }
         self.view_opts.page = msg.page as usize;
         self.shown = Shown {

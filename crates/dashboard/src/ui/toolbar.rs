@@ -3,7 +3,7 @@
 //! room.
 
 use setpoint_wire::api::SensorFilter;
-use setpoint_wire::view::ViewSort;
+use setpoint_wire::view::{ViewSort, MAX_QUERY_LEN};
 use web_sys::{HtmlInputElement, HtmlSelectElement};
 use yew::prelude::*;
 
@@ -67,7 +67,7 @@ pub fn Toolbar(p: &ToolbarProps) -> Html {
     html! {
         <section class="toolbar" aria-label="View options">
             <label class="tool">{ "Filter" }
-                <input type="search" placeholder="sensor id" value={p.filter.clone()} oninput={on_filter} />
+                <input type="search" placeholder="sensor id" maxlength={MAX_QUERY_LEN.to_string()} value={p.filter.clone()} oninput={on_filter} />
             </label>
             <label class="tool">{ "Sort" }
                 <select onchange={on_sort}>

@@ -24,6 +24,9 @@ pub const MAX_QUEUED_BATCHES: usize = 20;
 /// Control frames a client may have unread before it is disconnected as hopelessly slow.
 pub const MAX_QUEUED_CONTROL: usize = 10_000;
 
+/// Most readings in one frame of a slow client's latest-per-room readings (as a history's pieces).
+const COALESCED_FRAME_ITEMS: usize = 5_000;
+
 /// A readings batch encoded once and shared by every client it is for.
 pub struct SharedBatch {
     pub items: Vec<SensorReading>,
@@ -87,13 +90,44 @@ impl Outbox {
 
     /// Queues a message that must not be lost, encoded for this client alone (answers, errors). Error
     /// frames are counted here, the one place every error a client is sent passes.
-    pub fn push_message(&self, message: &ServerMessage, metrics: &Metrics) {
+    pub fn push_message(&self, message: ServerMessage, metrics: &Metrics) {
         if matches!(message, ServerMessage::Error(_)) {
             metrics
                 .ws_errors_sent
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        self.push(Outgoing::Message(Box::new(message.clone())));
+        self.push(Outgoing::Message(Box::new(message)));
+    }
+
+    /// The client now watches only the rooms `covers` says: what is still queued of the others — live
+    /// readings, readings kept for a slow client, rooms' histories — is dropped. Without this a reading
+    /// queued before the change would reach the client after it (a room it left), or twice (in a room's
+    /// history and live, had it left and come back before its queue was sent).
+    pub fn keep_only(&self, covers: impl Fn(SensorId) -> bool) {
+        let mut s = self.lock();
+        let s = &mut *s;
+        s.coalesced.retain(|sensor, _| covers(*sensor));
+        for batch in s.batches.iter_mut() {
+            if batch.items.iter().any(|i| !covers(i.sensor)) {
+                let kept = batch.items.iter().copied().filter(|i| covers(i.sensor)).collect();
+                *batch = SharedBatch::new(kept);
+            }
+        }
+        s.batches.retain(|b| !b.items.is_empty());
+        s.control.retain_mut(|queued| match queued {
+            Outgoing::Message(m) => match m.as_mut() {
+                ServerMessage::Readings(b) if b.backfill => {
+                    b.items.retain(|i| covers(i.sensor));
+                    !b.items.is_empty()
+                }
+                ServerMessage::Decisions(b) if b.backfill => {
+                    b.items.retain(|d| covers(d.sensor));
+                    !b.items.is_empty()
+                }
+                _ => true,
+            },
+            Outgoing::Frame(_) => true,
+        });
     }
 
     /// Queues a frame that must not be lost.
@@ -175,16 +209,18 @@ impl Outbox {
             .collect();
         frames.extend(batches.iter().map(|b| b.json.clone()));
         if let Some((mut items, missed)) = coalesced {
+            // One reading per room for a client of every room: split, so no frame outgrows the limit
+            // whatever the number of rooms; the count of what it missed rides on the last piece.
             items.sort_by_key(|i| (i.t_ms, i.sensor));
-            frames.push(
-                ServerMessage::Readings(ReadingsBatch {
-                    items,
-                    missed,
+            let pieces = items.len().div_ceil(COALESCED_FRAME_ITEMS);
+            for (n, piece) in items.chunks(COALESCED_FRAME_ITEMS).enumerate() {
+                let batch = ReadingsBatch {
+                    items: piece.to_vec(),
+                    missed: if n + 1 == pieces { missed } else { 0 },
                     backfill: false,
-                })
-                .to_json()
-                .into(),
-            );
+                };
+                frames.push(ServerMessage::Readings(batch).to_json().into());
+            }
         }
         Drained { frames, overflowed }
     }
@@ -245,5 +281,56 @@ mod tests {
         let d = outbox.drain();
         assert!(d.overflowed);
         assert_eq!(d.frames[0].as_str(), "0");
+    }
+
+    #[test]
+    fn a_change_of_watch_drops_what_is_queued_of_the_rooms_left() {
+        let outbox = Outbox::default();
+        let history = ServerMessage::Readings(ReadingsBatch {
+            items: batch(1, &[1, 2]).items.clone(),
+            missed: 0,
+            backfill: true,
+        });
+        outbox.push_message(history, &Metrics::default());
+        outbox.push_readings(&batch(2, &[1, 2, 3]));
+        outbox.keep_only(|room| room == 2);
+        let sensors: Vec<Vec<i32>> = outbox
+            .drain()
+            .frames
+            .iter()
+            .map(|f| match ServerMessage::from_json(f.as_str()) {
+                Ok(ServerMessage::Readings(b)) => b.items.iter().map(|i| i.sensor).collect(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(sensors, vec![vec![2], vec![2]]);
+    }
+
+    #[test]
+    fn a_slow_client_of_every_room_gets_its_catch_up_in_frames_of_bounded_size() {
+        let outbox = Outbox::default();
+        let rooms: Vec<i32> = (0..12_000).collect();
+        for t in 0..=MAX_QUEUED_BATCHES as i64 {
+            outbox.push_readings(&batch(t, &rooms));
+        }
+        let frames = outbox.drain().frames;
+        let batches: Vec<ReadingsBatch> = frames
+            .iter()
+            .filter_map(|f| match ServerMessage::from_json(f.as_str()) {
+                Ok(ServerMessage::Readings(b)) => Some(b),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            batches.iter().map(|b| b.items.len()).collect::<Vec<_>>(),
+            vec![5_000, 5_000, 2_000]
+        );
+        let missed: u64 = batches.iter().map(|b| b.missed).sum();
+        assert_eq!(
+            missed,
+            12_000 * MAX_QUEUED_BATCHES as u64,
+            "counted once, on the last piece"
+        );
+        assert_eq!(batches.last().map(|b| b.missed), Some(missed));
     }
 }

@@ -134,7 +134,7 @@ pub async fn run<B: Bus>(
                 Message::Ping(_) | Message::Pong(_) => None,
             };
             if let Some(reply) = reply {
-                outbox.push_message(&reply, &bridge.metrics);
+                outbox.push_message(reply, &bridge.metrics);
             }
         }
     };
@@ -336,7 +336,7 @@ async fn write<B: Bus>(
 ) {
     let refuse = |code, message: &str| {
         for w in writes {
-            outbox.push_message(&error(Some(w.request_id.clone()), code, message), &bridge.metrics);
+            outbox.push_message(error(Some(w.request_id.clone()), code, message), &bridge.metrics);
         }
     };
     let Some(author) = author else {

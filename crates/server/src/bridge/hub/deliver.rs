@@ -31,7 +31,9 @@ impl Inner {
                     }
                 }
                 Output::Watch(client, watch) => {
-                    if self.outboxes.contains_key(&client) {
+                    if let Some(outbox) = self.outboxes.get(&client) {
+                        // What is still queued of rooms it leaves goes too: "nothing of the others".
+                        outbox.keep_only(|room| watch.covers(room));
                         self.fanout.set(client, watch);
                     }
                 }
@@ -61,7 +63,7 @@ impl Inner {
                         continue;
                     }
                     if let Some(outbox) = self.outboxes.get(&client) {
-                        outbox.push_message(&msg, metrics);
+                        outbox.push_message(msg, metrics);
                     }
                 }
             }

@@ -647,9 +647,11 @@ impl HubState {
     }
 }
 
-/// `msg` with only the next steps of the rooms `watch` covers.
+/// `msg` with only the next steps of the rooms the client watches by name: at most a page of them. A
+/// client of every room gets none (every scheduled room's would not fit a frame; the API lists them).
 pub(super) fn watched_steps(mut msg: SchedulesMsg, watch: &Watch) -> SchedulesMsg {
-    msg.next.retain(|n| watch.covers(n.sensor));
+    msg.next
+        .retain(|n| matches!(watch, Watch::Rooms(_)) && watch.covers(n.sensor));
     msg
 }
 

@@ -723,7 +723,7 @@ fn schedules_and_each_sensors_next_step_reach_new_and_connected_clients() {
     use setpoint_wire::schedule::{Schedule, ScheduleRecord, ScheduleStep, Weekday};
     let mut hub = hub();
     let mut clients = Clients::default();
-    let early = clients.register(&mut hub);
+    let early = clients.register_watching(&mut hub, &[1, 2, 3]);
     // Steps at 06:00 and 22:00 UTC every day.
     let wednesday_noon = 1_795_608_000_000; // 2026-11-25T12:00:00Z, a Wednesday
     hub.on_reading(reading(1, wednesday_noon), live())
@@ -762,7 +762,9 @@ fn schedules_and_each_sensors_next_step_reach_new_and_connected_clients() {
     assert_eq!(s.schedules, vec![record.schedule.clone()]);
     let next: Vec<(i32, i64, f64)> = s.next.iter().map(|n| (n.sensor, n.at_ms, n.desired)).collect();
     assert_eq!(next, vec![(1, tonight, 17.0), (2, tonight, 17.0)]);
-    let late = clients.register(&mut hub);
+    let late = clients.register_watching(&mut hub, &[1, 2, 3]);
+    // A client of every room gets the schedules without a building's next steps.
+    let everything = clients.register(&mut hub);
     assert_eq!(
         last_schedules(clients.sent_to(late)),
         s,
@@ -776,6 +778,8 @@ fn schedules_and_each_sensors_next_step_reach_new_and_connected_clients() {
     clients.deliver(&mut hub);
     let after = last_schedules(clients.sent_to(early));
     assert_eq!(after.next[0].at_ms, wednesday_noon + 18 * 3_600_000);
+    let all = last_schedules(clients.sent_to(everything));
+    assert!(all.next.is_empty() && all.schedules == after.schedules);
     assert_eq!(
         hub.sensor_view(1).and_then(|v| v.next_step).map(|n| n.desired),
         Some(21.0)

@@ -9,7 +9,6 @@ use setpoint_wire::ws::ServerMessage;
 use super::state::{watched_steps, ClientId, HubState, Output, Watch};
 
 /// What a room's order is under [`ViewSort::Attention`]: the smallest comes first.
-#[derive(PartialEq, PartialOrd)]
 struct AttentionKey {
     /// 0 stale, 1 out of band, 2 the rest.
     class: u8,
@@ -42,7 +41,11 @@ impl HubState {
                     .collect();
                 if req.sort == ViewSort::Attention {
                     let mut keyed: Vec<AttentionKey> = ids.iter().map(|&s| self.attention(s, now)).collect();
-                    keyed.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+                    keyed.sort_by(|a, b| {
+                        (a.class.cmp(&b.class))
+                            .then(a.nearness.total_cmp(&b.nearness))
+                            .then(a.sensor.cmp(&b.sensor))
+                    });
                     ids = keyed.into_iter().map(|k| k.sensor).collect();
                 }
                 let page = last_page_at_most(req.page, ids.len(), size);
@@ -115,7 +118,7 @@ impl HubState {
             self.send(client, frame);
         }
         // The next steps shown are those of the rooms watched: the new ones' come with the schedules.
-        if !fresh.is_empty() || matches!(next, Watch::All) {
+        if !fresh.is_empty() {
             let schedules = watched_steps(self.schedules.msg(), &next);
             self.send(client, ServerMessage::Schedules(schedules));
         }
