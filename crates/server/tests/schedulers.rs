@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::broker::Broker;
 use common::kafka::*;
+use setpoint::bus::kafka::KafkaBus;
 use setpoint::bus::{Bus, Consumer, ScheduleRecord, SetpointChange, StartAt};
 use setpoint::clock::now_ms;
 use setpoint::roles::scheduler;
@@ -76,52 +77,35 @@ async fn two_schedulers_on_kafka_make_each_step_take_effect_once() {
     .await
     .expect("schedule saved");
 
-    // Past the second step, with room for both schedulers' records and any restatements to land.
-    let end = second + 5_000;
-    tokio::time::sleep(Duration::from_millis(u64::try_from(end - now_ms()).unwrap_or(0))).await;
+    // Until the second step took effect on every sensor and every duplicate a scheduler lost with is
+    // restated — the event the test waits for, read from the log itself — bounded: 30 s past the step.
+    tokio::time::sleep(Duration::from_millis(
+        u64::try_from(second - now_ms()).unwrap_or(0),
+    ))
+    .await;
+    let deadline = second + 30_000;
+    let (log, judged) = loop {
+        let log = read_log(&bus).await;
+        let judged = judge(&log);
+        let stepped = SENSORS
+            .iter()
+            .all(|s| judged.in_force.get(s).is_some_and(|f| f.1 == 22.0));
+        if (stepped && judged.restated == judged.skipped) || now_ms() > deadline {
+            break (log, judged);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     stop.cancel();
     for t in tasks {
         t.await.expect("scheduler task").expect("scheduler ran");
     }
-
-    let mut reader = bus
-        .subscribe::<SetpointChange>(StartAt::Beginning, None)
-        .expect("reader");
-    let log: Vec<SetpointChange> = reader
-        .read_to_end(Duration::from_secs(20))
-        .await
-        .expect("whole log")
-        .into_iter()
-        .map(|r| r.value)
-        .collect();
-
-    // Every reader's rule, over the whole log.
-    let mut arbiter = SetpointTable::default();
-    let mut applied: BTreeMap<i32, Vec<(f64, i64, String)>> = BTreeMap::new();
-    let mut in_force: BTreeMap<i32, (u64, f64)> = BTreeMap::new();
-    let (mut skipped, mut restated, mut writers) = (0, 0, std::collections::BTreeSet::new());
-    for c in &log {
-        let verdict = arbiter.judge(c, Arrival::at(c.t_ms)).expect("a valid record");
-        if c.author == "schedule:shift" && !c.write_id.is_empty() {
-            writers.insert(
-                c.write_id
-                    .rsplit_once('-')
-                    .map(|(w, _)| w.to_owned())
-                    .unwrap_or_default(),
-            );
-        }
-        match verdict {
-            Verdict::Applied { version, .. } => {
-                in_force.insert(c.sensor, (version, c.setpoint.desired));
-                applied
-                    .entry(c.sensor)
-                    .or_default()
-                    .push((c.setpoint.desired, c.t_ms, c.author.clone()));
-            }
-            Verdict::Restated { .. } => restated += 1,
-            Verdict::Skipped { .. } => skipped += 1,
-        }
-    }
+    let Judged {
+        applied,
+        in_force,
+        skipped,
+        restated,
+        writers,
+    } = judged;
     for sensor in SENSORS {
         let changes = &applied[&sensor];
         let by_schedule: Vec<&(f64, i64, String)> =
@@ -162,4 +146,65 @@ async fn two_schedulers_on_kafka_make_each_step_take_effect_once() {
         writers.len(),
         log.len()
     );
+}
+
+/// The whole setpoint log, from the beginning.
+async fn read_log(bus: &KafkaBus) -> Vec<SetpointChange> {
+    let mut reader = bus
+        .subscribe::<SetpointChange>(StartAt::Beginning, None)
+        .expect("reader");
+    reader
+        .read_to_end(Duration::from_secs(20))
+        .await
+        .expect("whole log")
+        .into_iter()
+        .map(|r| r.value)
+        .collect()
+}
+
+/// What every reader's rule makes of a log.
+struct Judged {
+    /// Per sensor, the changes that took effect: (desired, time, author).
+    applied: BTreeMap<i32, Vec<(f64, i64, String)>>,
+    /// Per sensor, the version and desired temperature in force at the end.
+    in_force: BTreeMap<i32, (u64, f64)>,
+    skipped: usize,
+    restated: usize,
+    /// The schedulers whose records are in the log (by writer name).
+    writers: std::collections::BTreeSet<String>,
+}
+
+fn judge(log: &[SetpointChange]) -> Judged {
+    let mut arbiter = SetpointTable::default();
+    let mut judged = Judged {
+        applied: BTreeMap::new(),
+        in_force: BTreeMap::new(),
+        skipped: 0,
+        restated: 0,
+        writers: std::collections::BTreeSet::new(),
+    };
+    for c in log {
+        let verdict = arbiter.judge(c, Arrival::at(c.t_ms)).expect("a valid record");
+        if c.author == "schedule:shift" && !c.write_id.is_empty() {
+            judged.writers.insert(
+                c.write_id
+                    .rsplit_once('-')
+                    .map(|(w, _)| w.to_owned())
+                    .unwrap_or_default(),
+            );
+        }
+        match verdict {
+            Verdict::Applied { version, .. } => {
+                judged.in_force.insert(c.sensor, (version, c.setpoint.desired));
+                judged.applied.entry(c.sensor).or_default().push((
+                    c.setpoint.desired,
+                    c.t_ms,
+                    c.author.clone(),
+                ));
+            }
+            Verdict::Restated { .. } => judged.restated += 1,
+            Verdict::Skipped { .. } => judged.skipped += 1,
+        }
+    }
+    judged
 }
