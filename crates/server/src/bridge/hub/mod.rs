@@ -15,12 +15,14 @@ mod history;
 #[cfg(test)]
 mod paging_tests;
 mod pump;
+mod queries;
 mod schedules;
 pub mod state;
 #[cfg(test)]
 mod tests;
 mod view;
 mod watch;
+mod write_path;
 pub mod writes;
 
 use std::collections::HashMap;

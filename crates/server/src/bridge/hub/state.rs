@@ -1,7 +1,6 @@
-//! Over 400 lines on purpose: the coordinator of the hub's sub-states, whose every input touches several
-//! of them; the invariants below are about their combination. Its tests are in `tests.rs`.
-//!
-//! The bridge's state machine, sans-IO: what every browser is told, and when.
+//! The bridge's state machine, sans-IO: what every browser is told, and when. Its inputs from the bus and
+//! its clients are here; a browser's write in [`super::write_path`], what it is asked without a change in
+//! [`super::queries`], what a client watches in [`super::view`]. Its tests are in `tests.rs`.
 //!
 //! Inputs are records from the bus (readings, decisions, setpoints, schedules), clients arriving and
 //! leaving, setpoint requests with the outcome of their publishing, and the time (`flush` and `tick` take
@@ -35,23 +34,22 @@
 use std::collections::{HashMap, HashSet};
 
 use setpoint_control::{
-    band_acts_on, check_temperature, Arrival, Command, Config, Decision, InForce, ReadingError, RecordError,
-    SensorId, SensorReading, SetpointTable, TimeMs, Verdict,
+    check_temperature, Arrival, Config, Decision, ReadingError, RecordError, SensorId, SensorReading,
+    SetpointTable, TimeMs, Verdict,
 };
 use setpoint_schedule::ScheduleError;
-use setpoint_wire::api::{SensorFilter, SensorHistory, SensorView};
+use setpoint_wire::schedule::ScheduleRecord;
 use setpoint_wire::schedule::SchedulesMsg;
-use setpoint_wire::schedule::{NextStep, Schedule, ScheduleRecord};
 use setpoint_wire::ws::{
-    BusStatus, ErrorCode, ErrorMsg, Hello, ServerMessage, SetpointChangeEntry, SetpointHistoryMsg,
-    SetpointMsg, SetpointWrite, StatusMsg, PROTOCOL_VERSION,
+    BusStatus, ErrorCode, ErrorMsg, Hello, ServerMessage, SetpointChangeEntry, StatusMsg, PROTOCOL_VERSION,
 };
 
 pub use super::history::HubOptions;
 use super::history::{History, BACKFILL_FRAME_ITEMS};
+pub use super::queries::SensorPage;
 use super::schedules::Schedules;
 pub use super::watch::Watch;
-use super::writes::{conflict_message, Writes, STILL_READING_TABLES};
+use super::writes::Writes;
 pub use super::writes::{PublishFailure, WriteId};
 use crate::bus::SetpointChange;
 
@@ -87,16 +85,6 @@ pub struct Welcome {
     pub backfill: Vec<ServerMessage>,
 }
 
-/// A page of sensors ([`HubState::sensor_page`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct SensorPage {
-    pub sensors: Vec<SensorView>,
-    /// How many sensors pass the filters, on every page.
-    pub matching: usize,
-    /// The `after` of the next page; `None` on the last.
-    pub next_after: Option<SensorId>,
-}
-
 /// The bridge's counters, mirrored into the process metrics by the shell and shown in `status` frames.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HubStats {
@@ -110,14 +98,14 @@ pub struct HubStats {
 /// The state; see the module documentation.
 #[derive(Debug)]
 pub struct HubState {
-    config: Config,
+    pub(super) config: Config,
     options: HubOptions,
     /// Which setpoint records take effect and which are refused, and the values in force: the table the
     /// controller and the scheduler keep too, under the same limits. What clients are shown is derived from
     /// it ([`HubState::setpoint`]).
-    table: SetpointTable,
+    pub(super) table: SetpointTable,
     pub(super) history: History,
-    writes: Writes,
+    pub(super) writes: Writes,
     pub(super) schedules: Schedules,
     clients: HashSet<ClientId>,
     /// What each connected client watches; a client missing here watches nothing.
@@ -126,11 +114,11 @@ pub struct HubState {
     /// counted as connected clients.
     quiet: HashSet<ClientId>,
     next_client: ClientId,
-    bus: BusStatus,
+    pub(super) bus: BusStatus,
     /// Whether the setpoints and schedules have been read to the end offsets of the bridge's start. Until
     /// then the versions it knows may be stale: a write would be judged against them (a false `conflict`,
     /// or a record the log then refuses), so writes are refused as the broker's absence is.
-    tables_read: bool,
+    pub(super) tables_read: bool,
     stats: HubStats,
     pub(super) outputs: Vec<Output>,
 }
@@ -323,126 +311,6 @@ impl HubState {
         self.send(client, ServerMessage::SetpointHistory(history));
     }
 
-    /// A sensor's change history, as `setpoint_history` answers it.
-    pub fn change_history(&self, sensor: SensorId) -> SetpointHistoryMsg {
-        self.history.change_history(sensor)
-    }
-
-    /// Checks a browser's setpoint request. On success returns the record to publish; the shell publishes
-    /// it and reports the outcome with [`HubState::write_published`]. On refusal the answer is already in the
-    /// outputs.
-    pub fn begin_write(
-        &mut self,
-        client: ClientId,
-        req: &SetpointWrite,
-        author: &str,
-        now: TimeMs,
-    ) -> Option<(WriteId, SetpointChange)> {
-        let refuse = |code, message: String, current| {
-            Output::Send(
-                client,
-                ServerMessage::Error(ErrorMsg {
-                    request_id: Some(req.request_id.clone()),
-                    code,
-                    message,
-                    current,
-                }),
-            )
-        };
-        let setpoint = req.setpoint();
-        // The table's checks, as every reader will apply them to the record (limits, sizes, the sensor
-        // bound); the version is checked below, once the base is known.
-        let draft = SetpointChange::new(req.sensor, setpoint, 0, author, now);
-        if let Err(e) = self.table.check(&draft, None) {
-            let message = match e {
-                RecordError::InvalidSetpoint { error, .. } => error.to_string(),
-                other => other.to_string(),
-            };
-            self.outputs
-                .push(refuse(ErrorCode::InvalidSetpoint, message, None));
-            return None;
-        }
-        if self.bus == BusStatus::Unavailable {
-            self.outputs.push(refuse(
-                ErrorCode::BrokerUnavailable,
-                "setpoint not saved: the message broker cannot be reached".into(),
-                None,
-            ));
-            return None;
-        }
-        if !self.tables_read {
-            self.outputs.push(refuse(
-                ErrorCode::BrokerUnavailable,
-                format!("setpoint not saved: {STILL_READING_TABLES}"),
-                None,
-            ));
-            return None;
-        }
-        // This bridge's own writes in flight count, so one client's quick succession of writes chains up
-        // instead of conflicting with itself, and a write this bridge already knows to be stale is refused
-        // without a record. The stream has the final word on the rest.
-        let latest = self.latest_value(req.sensor);
-        let latest_version = latest.as_ref().map_or(0, |c| c.version);
-        if let Some(base) = req.base_version {
-            if base != latest_version {
-                self.outputs.push(refuse(
-                    ErrorCode::Conflict,
-                    conflict_message(req.sensor, latest_version, base),
-                    latest,
-                ));
-                return None;
-            }
-        }
-        // Without a base version the write replaces the latest this bridge knows of. Every record a bridge
-        // writes is conditional and carries its version: if another bridge's write lands first, this one is
-        // answered `conflict` like any other, rather than silently overwriting a change its author never saw.
-        let base = req.base_version.unwrap_or(latest_version);
-        let version = match SetpointTable::next_version(req.sensor, base) {
-            Ok(v) => v,
-            Err(e) => {
-                self.outputs
-                    .push(refuse(ErrorCode::InvalidSetpoint, e.to_string(), None));
-                return None;
-            }
-        };
-        let value = SetpointMsg::new(req.sensor, &setpoint, version, Some(now));
-        let (id, write_id) = self.writes.begin(client, &req.request_id, value);
-        let change = SetpointChange {
-            version,
-            base_version: Some(base),
-            write_id,
-            ..draft
-        };
-        Some((id, change))
-    }
-
-    /// The outcome of publishing a write: `Ok` once the bus has it durably, or why it could not take it
-    /// (the client is told; nothing was written).
-    pub fn write_published(&mut self, id: WriteId, outcome: Result<(), PublishFailure>, now: TimeMs) {
-        // A record that came back is in the stream whatever the producer says: answer that.
-        let taken = outcome.is_ok() || self.writes.is_read_back(id);
-        match outcome {
-            Err(failure) if !taken => {
-                if let Some(w) = self.writes.fail(id) {
-                    let (code, message) = failure.answer("setpoint");
-                    self.send(
-                        w.client,
-                        ServerMessage::Error(ErrorMsg {
-                            request_id: Some(w.request_id),
-                            code,
-                            message,
-                            current: None,
-                        }),
-                    );
-                }
-            }
-            _ => {
-                self.writes.published(id, now);
-                self.settle_writes(now);
-            }
-        }
-    }
-
     /// Periodic work at `now` with the bus in `bus` state: the status frame, a warning to every client when
     /// the broker goes away, the acks of published writes whose record is late coming back, and the
     /// schedules' next steps when a step passed.
@@ -488,17 +356,6 @@ impl HubState {
         self.tables_read
     }
 
-    /// What is known of one sensor now; `None` if the bridge never heard of it.
-    pub fn sensor_view(&self, sensor: SensorId) -> Option<SensorView> {
-        self.history.knows(sensor).then(|| SensorView {
-            sensor,
-            reading: self.history.newest(sensor),
-            setpoint: self.setpoint(sensor),
-            heater: self.history.command(sensor).copied(),
-            next_step: self.schedules.next_step(sensor),
-        })
-    }
-
     /// Reads the next record of the schedules stream. A schedule that does not compile (the API refuses
     /// those, so it came from elsewhere) is not shown as running; its error is returned for the log.
     pub fn on_schedule(&mut self, record: ScheduleRecord, now: TimeMs) -> Result<(), ScheduleError> {
@@ -507,126 +364,6 @@ impl HubState {
             self.send_schedules(msg);
         }
         result
-    }
-
-    /// Every schedule, by name.
-    pub fn schedules(&self) -> Vec<Schedule> {
-        self.schedules.all()
-    }
-
-    /// The schedule of that name.
-    pub fn schedule(&self, name: &str) -> Option<&Schedule> {
-        self.schedules.get(name)
-    }
-
-    /// Every scheduled sensor's next step, by sensor.
-    pub fn next_steps(&self) -> &[NextStep] {
-        self.schedules.next_steps()
-    }
-
-    /// What is kept of a sensor between `since` and `until` (inclusive).
-    pub fn history(&self, sensor: SensorId, since: TimeMs, until: TimeMs) -> Option<SensorHistory> {
-        self.history.between(sensor, since, until)
-    }
-
-    /// Every sensor the bridge has heard of, by id.
-    pub fn sensor_views(&self) -> Vec<SensorView> {
-        self.history
-            .sensors()
-            .filter_map(|s| self.sensor_view(s))
-            .collect()
-    }
-
-    /// One page of the sensors that pass every one of `filters` at `now`, by id: at most `limit` after the
-    /// sensor `after`. Keyed by id, not by position, so paging while sensors are added shows every sensor
-    /// that was there once, and none twice.
-    pub fn sensor_page(
-        &self,
-        after: Option<SensorId>,
-        limit: usize,
-        filters: &[SensorFilter],
-        now: TimeMs,
-    ) -> SensorPage {
-        let mut page = SensorPage {
-            sensors: Vec::new(),
-            matching: 0,
-            next_after: None,
-        };
-        if filters.is_empty() {
-            // Every sensor matches: the page is a range, and the count is known.
-            page.matching = self.history.sensor_count();
-            let mut ids = self.history.sensors_after(after);
-            page.sensors = ids
-                .by_ref()
-                .take(limit)
-                .filter_map(|s| self.sensor_view(s))
-                .collect();
-            if ids.next().is_some() {
-                page.next_after = page.sensors.last().map(|v| v.sensor);
-            }
-            return page;
-        }
-        // Filtered: every sensor is looked at once, for the count.
-        for sensor in self.history.sensors() {
-            if !filters.iter().all(|&f| self.passes(sensor, f, now)) {
-                continue;
-            }
-            page.matching += 1;
-            if after.is_some_and(|a| sensor <= a) {
-                continue;
-            }
-            if page.sensors.len() == limit {
-                page.next_after = page.sensors.last().map(|v| v.sensor);
-            } else {
-                page.sensors.extend(self.sensor_view(sensor));
-            }
-        }
-        page
-    }
-
-    /// Whether `sensor` passes `filter` at `now`.
-    pub(super) fn passes(&self, sensor: SensorId, filter: SensorFilter, now: TimeMs) -> bool {
-        match filter {
-            SensorFilter::HeaterOn => self
-                .history
-                .command(sensor)
-                .is_some_and(|d| d.command == Command::On),
-            SensorFilter::OutOfBand => match (self.history.newest(sensor), self.table.in_force(sensor)) {
-                (Some(r), Some(f)) => band_acts_on(f.setpoint, &r.reading()),
-                _ => false,
-            },
-            SensorFilter::Stale => self
-                .history
-                .newest(sensor)
-                .is_none_or(|r| self.config.is_stale(now.saturating_sub(r.t_ms))),
-        }
-    }
-
-    /// The setpoint in force for a sensor, as clients are shown it.
-    pub fn setpoint(&self, sensor: SensorId) -> Option<SetpointMsg> {
-        self.table.in_force(sensor).map(|f| setpoint_msg(sensor, f))
-    }
-
-    /// The last command seen for a sensor.
-    pub fn last_command(&self, sensor: SensorId) -> Option<&Decision> {
-        self.history.command(sensor)
-    }
-
-    /// The newest value of a sensor's setpoint, counting this bridge's writes in flight: what a new write
-    /// replaces.
-    fn latest_value(&self, sensor: SensorId) -> Option<SetpointMsg> {
-        match (self.setpoint(sensor), self.writes.latest(sensor)) {
-            (Some(c), Some(w)) if c.version >= w.version => Some(c),
-            (_, Some(w)) => Some(w.clone()),
-            (c, None) => c,
-        }
-    }
-
-    /// Sends the answers of the writes that are settled at `now`.
-    fn settle_writes(&mut self, now: TimeMs) {
-        for (client, answer) in self.writes.settle(now) {
-            self.send(client, answer);
-        }
     }
 
     /// The schedules to every client, each with the next steps of the rooms it watches: a building's
@@ -652,12 +389,5 @@ impl HubState {
 pub(super) fn watched_steps(mut msg: SchedulesMsg, watch: &Watch) -> SchedulesMsg {
     msg.next
         .retain(|n| matches!(watch, Watch::Rooms(_)) && watch.covers(n.sensor));
-    msg
-}
-
-/// A value in force as the WebSocket and the API show it.
-fn setpoint_msg(sensor: SensorId, f: &InForce) -> SetpointMsg {
-    let mut msg = SetpointMsg::new(sensor, &f.setpoint, f.version, Some(f.t_ms));
-    msg.author = (!f.author.is_empty()).then(|| f.author.clone());
     msg
 }
