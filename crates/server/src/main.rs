@@ -57,7 +57,11 @@ fn ignore_file_size_signal() {
 
 async fn run(cli: Cli) -> Result<(), String> {
     let command = cli.command;
-    let retention_records = command.kafka().retention_records;
+    let retention = Retention {
+        records: command.kafka().retention_records,
+        bytes: command.kafka().retention_bytes,
+        max_age: None,
+    };
     let kafka = command.kafka().options();
     if kafka.is_none() && command.is_single_role() {
         tracing::warn!("on the embedded bus a single role has no peers; use --kafka, or `setpoint run` to compose all roles");
@@ -105,7 +109,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     match kafka {
         None => {
-            let bus = embedded_bus(command.store(), retention_records)?;
+            let bus = embedded_bus(command.store(), retention)?;
             let running = app::start(bus.clone(), options, metrics)
                 .await
                 .map_err(|e| format!("cannot start: {e}"))?;
@@ -140,13 +144,13 @@ async fn run(cli: Cli) -> Result<(), String> {
 
 /// The embedded bus: kept in the data directory unless `--in-memory` (or a single role, which has no use
 /// for one).
-fn embedded_bus(store: Option<&cli::StoreArgs>, retention_records: usize) -> Result<EmbeddedBus, String> {
+fn embedded_bus(store: Option<&cli::StoreArgs>, retention: Retention) -> Result<EmbeddedBus, String> {
     let Some(store) = store else {
-        return Ok(EmbeddedBus::new(retention_records));
+        return Ok(EmbeddedBus::in_memory(retention));
     };
     let retention = Retention {
-        records: retention_records,
         max_age: Some(store.retention),
+        ..retention
     };
     match store.data_dir()? {
         None => {

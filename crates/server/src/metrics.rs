@@ -38,6 +38,8 @@ pub struct Metrics {
     pub bridge_readings: AtomicU64,
     pub bridge_decisions: AtomicU64,
     pub bridge_setpoints: AtomicU64,
+    pub bridge_fine_rooms: AtomicU64,
+    pub bridge_fine_bytes: AtomicU64,
     /// 1 while the controller in this process reads the setpoints (and, after an assignment, the
     /// controller state) up to their end before deciding; `/readyz` answers 503 meanwhile.
     pub controller_catching_up: AtomicU64,
@@ -83,6 +85,8 @@ impl Metrics {
         self.bridge_readings.store(stats.readings, Relaxed);
         self.bridge_decisions.store(stats.decisions, Relaxed);
         self.bridge_setpoints.store(stats.setpoints, Relaxed);
+        self.bridge_fine_rooms.store(stats.fine_rooms, Relaxed);
+        self.bridge_fine_bytes.store(stats.fine_bytes, Relaxed);
     }
 
     /// Counts a record refused by `role`'s checks. Returns `true` for the first of its kind, which callers
@@ -228,6 +232,25 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Relaxed)
+            );
+        }
+        let gauges = [
+            (
+                "setpoint_bridge_history_fine_rooms",
+                "Rooms whose history the bridge keeps at full resolution (the most recently viewed).",
+                &self.bridge_fine_rooms,
+            ),
+            (
+                "setpoint_bridge_history_fine_bytes",
+                "Bytes those rooms' readings and decisions take, bounded by --history-cache-mb.",
+                &self.bridge_fine_bytes,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
                 value.load(Relaxed)
             );
         }

@@ -177,6 +177,11 @@ pub struct KafkaArgs {
     /// behind skips ahead and counts the loss).
     #[arg(long, env = "SETPOINT_RETENTION_RECORDS", default_value_t = setpoint::bus::embedded::DEFAULT_RETENTION)]
     pub retention_records: usize,
+    /// Without --kafka: bytes of memory each event stream (readings, commands) of the embedded bus keeps,
+    /// 40 a reading and 48 a command; the data file holds the same records. Whichever of this and
+    /// --retention-records binds first.
+    #[arg(long, env = "SETPOINT_RETENTION_BYTES", default_value_t = setpoint::bus::embedded::DEFAULT_RETENTION_BYTES)]
+    pub retention_bytes: usize,
 }
 
 /// Where the embedded default keeps what people give it.
@@ -258,6 +263,11 @@ struct BridgeArgs {
     /// Seconds of readings kept per sensor for a new client's backfill.
     #[arg(long, env = "SETPOINT_BACKFILL_SECS", default_value_t = HubOptions::default().backfill_ms as u64 / 1000)]
     backfill_secs: u64,
+    /// Mebibytes of readings and decisions kept at full resolution, for the rooms viewed most recently;
+    /// every other room keeps a coarse history (one reading per 15 s of a 15-minute window) whatever the
+    /// number of rooms.
+    #[arg(long, env = "SETPOINT_HISTORY_CACHE_MB", default_value_t = (HubOptions::default().fine_budget_bytes >> 20) as u64)]
+    history_cache_mb: u64,
     #[command(flatten)]
     bounds: listener::ListenerArgs,
 }
@@ -375,6 +385,8 @@ impl BridgeArgs {
         self.bounds.apply(&mut options)?;
         options.hub = HubOptions {
             backfill_ms: (self.backfill_secs as i64).saturating_mul(1000),
+            fine_budget_bytes: usize::try_from(self.history_cache_mb.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
             ..HubOptions::default()
         };
         Ok(options)

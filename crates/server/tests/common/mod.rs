@@ -36,6 +36,7 @@ pub fn options(rooms: usize, interval_ms: i64) -> RunOptions {
     bridge.hub = HubOptions {
         backfill_ms: 60_000,
         backfill_max_per_sensor: 3_000,
+        ..HubOptions::default()
     };
     RunOptions {
         bridge: Some(bridge),

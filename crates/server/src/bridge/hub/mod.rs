@@ -16,6 +16,7 @@ mod history;
 mod paging_tests;
 mod pump;
 mod queries;
+mod room;
 mod schedules;
 pub mod state;
 #[cfg(test)]

@@ -93,6 +93,9 @@ pub struct HubStats {
     pub setpoints: u64,
     pub clients: u64,
     pub connections: u64,
+    /// Rooms whose history is kept at full resolution now, and the bytes they take (the budget's use).
+    pub fine_rooms: u64,
+    pub fine_bytes: u64,
 }
 
 /// The state; see the module documentation.
@@ -166,7 +169,12 @@ impl HubState {
     }
 
     pub fn stats(&self) -> HubStats {
-        self.stats
+        let (fine_rooms, fine_bytes) = self.history.fine();
+        HubStats {
+            fine_rooms: fine_rooms as u64,
+            fine_bytes: fine_bytes as u64,
+            ..self.stats
+        }
     }
 
     /// Registers a client and returns the state it starts from. Everything after this call reaches it

@@ -195,7 +195,7 @@ proptest! {
     #[test]
     fn a_watched_room_shows_each_reading_and_decision_exactly_once(steps in prop::collection::vec(step(), 1..150)) {
         // Thinning off (one reading per ms may stay), so the history holds every reading of the window.
-        let mut hub = ready(HubState::new(Config::default(), HubOptions { backfill_ms: 1_000_000, backfill_max_per_sensor: 1_000_000 }));
+        let mut hub = ready(HubState::new(Config::default(), HubOptions { backfill_ms: 1_000_000, backfill_max_per_sensor: 1_000_000, fine_budget_bytes: usize::MAX, ..HubOptions::default() }));
         let mut clients = Clients::default();
         let mut ids: Vec<ClientId> = Vec::new();
         let mut stretches: HashMap<(ClientId, i32), Stretch> = HashMap::new();
@@ -445,6 +445,7 @@ fn a_new_client_gets_the_decisions_of_the_window_and_the_change_history_with_aut
     let options = HubOptions {
         backfill_ms: 10_000,
         backfill_max_per_sensor: 10,
+        ..HubOptions::default()
     };
     let mut hub = ready(HubState::new(Config::default(), options));
     let sp = |version, base, desired, author: &str, t_ms| SetpointChange {

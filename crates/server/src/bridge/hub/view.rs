@@ -102,6 +102,9 @@ impl HubState {
             Watch::Rooms(set) => {
                 let mut ids: Vec<SensorId> = set.iter().copied().collect();
                 ids.sort_unstable();
+                // Viewed rooms are the last the history's budget would thin (before their history is
+                // taken, so a newly watched room's history is what it keeps from now on).
+                self.history.viewed(ids.iter().copied());
                 before.fresh_in(&ids)
             }
         };

@@ -12,6 +12,9 @@ use tokio::sync::Notify;
 use crate::bus::store::{Encoded, Store, StoreError};
 use crate::bus::{Offset, Payload, Record, StreamKind};
 
+/// Fewest records a changelog holds before it is compacted for being half stale.
+const MIN_COMPACTION: usize = 4_096;
+
 /// One record in a log: its offset, when it was appended (what a consumer starting at a time seeks by,
 /// like Kafka's record timestamps), and the value.
 pub(super) struct Entry<T> {
@@ -38,9 +41,14 @@ struct LogInner<T> {
     /// `records` once durable, so this can be ahead of the last record.
     next_offset: Offset,
     last_ts: TimeMs,
+    /// Records left by the last compaction: a changelog is compacted again once as many have been added.
+    clean: usize,
 }
 
 impl<T: Payload> Log<T> {
+    /// What one record takes in memory (its offset, append time and value), the unit of a byte bound.
+    pub(super) const RECORD_BYTES: usize = std::mem::size_of::<Entry<T>>();
+
     pub(super) fn new(retention: usize, store: Option<Store>) -> Self {
         Self {
             stream: T::STREAM,
@@ -48,6 +56,7 @@ impl<T: Payload> Log<T> {
                 records: VecDeque::new(),
                 next_offset: 0,
                 last_ts: 0,
+                clean: 0,
             }),
             appended: Notify::new(),
             retention: retention.max(1),
@@ -157,17 +166,37 @@ impl<T: Payload> Log<T> {
         Some(rx)
     }
 
-    fn push(&self, inner: &mut LogInner<T>, entries: Vec<Entry<T>>) {
+    fn push(&self, inner: &mut LogInner<T>, mut entries: Vec<Entry<T>>) {
+        if !self.compacted {
+            // A batch longer than the log keeps only its end, as if appended record by record.
+            entries.drain(..entries.len().saturating_sub(self.retention));
+            // Room made before the append, so a full log never doubles its allocation to hold one batch.
+            let over = (inner.records.len() + entries.len()).saturating_sub(self.retention);
+            inner.records.drain(..over.min(inner.records.len()));
+        }
+        // Grown by doubling, but never past the retention: a full log of a million records would otherwise
+        // sit in an allocation for two.
+        let (len, capacity) = (inner.records.len(), inner.records.capacity());
+        let need = len + entries.len();
+        if need > capacity {
+            let target = capacity.saturating_mul(2).min(self.retention).max(need);
+            inner.records.reserve_exact(target - len);
+        }
         inner.records.extend(entries);
         self.enforce_retention(inner);
     }
 
     fn enforce_retention(&self, inner: &mut LogInner<T>) {
-        if inner.records.len() <= self.retention {
-            return;
-        }
-        if self.compacted {
+        let len = inner.records.len();
+        // The changelog is read only for its latest record per key, so it is compacted as Kafka would with
+        // `min.cleanable.dirty.ratio` 0.5: once half of it is superseded records, not only when full (a
+        // building of 100,000 heaters would otherwise hold a million changelog records, most of them
+        // stale). Setpoints and schedules keep their older records until full: the bridge's change history
+        // is read back from them.
+        let dirty = self.stream == StreamKind::ControllerState && len >= 2 * inner.clean.max(MIN_COMPACTION);
+        if self.compacted && (len > self.retention || dirty) {
             compact(&mut inner.records);
+            inner.clean = inner.records.len();
             if let Some(store) = &self.store {
                 store.keep(self.stream, inner.records.iter().map(|e| e.offset).collect());
             }
@@ -201,6 +230,13 @@ impl<T: Payload> Log<T> {
         let lost = if self.compacted { 0 } else { first - position };
         let next = last.offset + 1;
         (batch, next, lost)
+    }
+
+    /// Records held and the room allocated for them (what the bounds are about).
+    #[cfg(test)]
+    pub(super) fn allocated(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.records.len(), inner.records.capacity())
     }
 
     pub(super) fn end(&self) -> Offset {

@@ -29,8 +29,13 @@ use super::{
 use crate::clock::Clock;
 
 /// Retention of each log, in records. At 10 k readings/s this is 100 s of history, far more than a healthy
-/// consumer lags, and about 40 MB of memory.
+/// consumer lags: about 40 MB of readings in memory.
 pub const DEFAULT_RETENTION: usize = 1 << 20;
+
+/// Retention of each event log (readings, commands), in bytes of memory: with the default record bound it
+/// does not bind (a million readings take 40 MB, commands 48 MB); set lower, it bounds a large site's memory
+/// and data file by size whatever the record sizes.
+pub const DEFAULT_RETENTION_BYTES: usize = 64 << 20;
 
 /// Retention of the event logs (readings, commands), by age.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -43,14 +48,29 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Retention {
     /// Records per log (tables keep the newest per key beyond it).
     pub records: usize,
+    /// Bytes per event log, as held in memory (each record's offset, append time and value);
+    /// the data file holds the same records. Tables are bounded by `records` only.
+    pub bytes: usize,
     /// Age of the oldest event kept; `None` keeps events until the record bound pushes them out.
     pub max_age: Option<Duration>,
+}
+
+impl Retention {
+    /// What a log of `T` may hold, in records.
+    fn records_of<T: Payload>(&self) -> usize {
+        if T::STREAM.is_table() {
+            self.records
+        } else {
+            self.records.min(self.bytes / Log::<T>::RECORD_BYTES)
+        }
+    }
 }
 
 impl Default for Retention {
     fn default() -> Self {
         Self {
             records: DEFAULT_RETENTION,
+            bytes: DEFAULT_RETENTION_BYTES,
             max_age: Some(DEFAULT_MAX_AGE),
         }
     }
@@ -76,6 +96,7 @@ impl EmbeddedBus {
     pub fn new(retention: usize) -> Self {
         Self::in_memory(Retention {
             records: retention,
+            bytes: usize::MAX,
             max_age: None,
         })
     }
@@ -195,7 +216,10 @@ impl EmbeddedBus {
     fn log<T: Payload>(&self) -> Result<Arc<Log<T>>, BusError> {
         let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
         let (log, _) = logs.entry(T::STREAM).or_insert_with(|| {
-            let log = Arc::new(Log::<T>::new(self.retention.records, self.store.clone()));
+            let log = Arc::new(Log::<T>::new(
+                self.retention.records_of::<T>(),
+                self.store.clone(),
+            ));
             (log.clone(), log)
         });
         Arc::clone(log)

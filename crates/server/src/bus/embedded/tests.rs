@@ -101,6 +101,87 @@ async fn the_setpoint_log_compacts_to_the_latest_per_sensor() {
 }
 
 #[tokio::test]
+async fn a_full_event_log_holds_its_retention_in_an_allocation_of_that_size() {
+    let bus = EmbeddedBus::new(1_000);
+    // Batches of 37: a log grown by plain doubling from there would sit in 1,184 slots.
+    for batch in 0..100 {
+        bus.publish((0..37).map(|i| reading(i, batch)).collect())
+            .await
+            .expect("publish");
+    }
+    let (len, capacity) = bus.log::<SensorReading>().expect("log").allocated();
+    assert_eq!((len, capacity), (1_000, 1_000));
+    let mut c = bus
+        .subscribe::<SensorReading>(StartAt::Beginning, None)
+        .expect("subscribe");
+    let first = c.try_batch(1).expect("read");
+    assert_eq!(
+        first.first().map(|r| r.offset),
+        Some(3_700 - 1_000),
+        "the newest are kept"
+    );
+}
+
+#[tokio::test]
+async fn an_event_log_is_bounded_by_bytes_too_at_the_record_sizes_the_readme_states() {
+    assert_eq!(log::Log::<SensorReading>::RECORD_BYTES, 40);
+    assert_eq!(log::Log::<Decision>::RECORD_BYTES, 48);
+    let bus = EmbeddedBus::in_memory(Retention {
+        records: 1 << 20,
+        bytes: 40 * 100 + 39,
+        max_age: None,
+    });
+    bus.publish((0..1_000).map(|i| reading(1, i)).collect())
+        .await
+        .expect("publish");
+    assert_eq!(bus.log::<SensorReading>().expect("log").allocated(), (100, 100));
+    // Tables are bounded by records only.
+    bus.publish((1..=1_000).map(|v| setpoint(1, v)).collect())
+        .await
+        .expect("publish");
+    assert_eq!(bus.log::<SetpointChange>().expect("log").allocated().0, 1_000);
+}
+
+#[tokio::test]
+async fn the_controllers_changelog_is_compacted_once_half_stale_not_only_when_full() {
+    let bus = EmbeddedBus::new(1 << 20);
+    let record = |sensor: i32, t: i64| HeaterMemoryRecord {
+        sensor,
+        memory: setpoint_control::HeaterMemory {
+            last_command: Some(setpoint_control::Command::On),
+            last_change_ms: Some(t),
+            newest_ms: Some(t),
+            last_temperature: Some(20.0),
+            stale: false,
+        },
+    };
+    for t in 0..3_000 {
+        bus.publish((0..10).map(|s| record(s, t)).collect())
+            .await
+            .expect("publish");
+    }
+    let (len, _) = bus.log::<HeaterMemoryRecord>().expect("log").allocated();
+    assert!(len <= 2 * 4_096, "{len} records held for 10 heaters");
+    let mut c = bus
+        .subscribe::<HeaterMemoryRecord>(StartAt::Beginning, None)
+        .expect("subscribe");
+    let mut latest = std::collections::HashMap::new();
+    for r in c.try_batch(100_000).expect("read") {
+        latest.insert(r.value.sensor, r.value.memory.newest_ms);
+    }
+    assert_eq!(latest.len(), 10);
+    assert!(
+        latest.values().all(|&t| t == Some(2_999)),
+        "each heater's newest record is kept"
+    );
+    // Setpoints are not compacted before they fill the log: the bridge reads their history back.
+    bus.publish((1..=9_000).map(|v| setpoint(1, v)).collect())
+        .await
+        .expect("publish");
+    assert_eq!(bus.log::<SetpointChange>().expect("log").allocated().0, 9_000);
+}
+
+#[tokio::test]
 async fn start_at_a_time_reads_from_the_first_record_appended_then() {
     let time = Arc::new(std::sync::atomic::AtomicI64::new(1_000_000));
     let read = Arc::clone(&time);
@@ -132,6 +213,7 @@ async fn a_reopened_bus_has_its_tables_and_the_events_within_the_age_limit() {
     let dir = tempfile::tempdir().expect("tmp");
     let keep_all = Retention {
         records: 100,
+        bytes: usize::MAX,
         max_age: None,
     };
     let bus = EmbeddedBus::open(dir.path(), keep_all).expect("opens");
@@ -180,6 +262,7 @@ async fn a_reopened_bus_has_its_tables_and_the_events_within_the_age_limit() {
 
     let short = Retention {
         records: 100,
+        bytes: usize::MAX,
         max_age: Some(std::time::Duration::from_millis(10)),
     };
     let aged = EmbeddedBus::open_with_clock(dir.path(), short, twenty_ms_later()).expect("reopens");
@@ -200,6 +283,7 @@ async fn pruning_deletes_aged_and_excess_events_from_the_data_file() {
     let dir = tempfile::tempdir().expect("tmp");
     let three = Retention {
         records: 3,
+        bytes: usize::MAX,
         max_age: None,
     };
     let bus = EmbeddedBus::open(dir.path(), three).expect("opens");
@@ -211,6 +295,7 @@ async fn pruning_deletes_aged_and_excess_events_from_the_data_file() {
     drop(bus);
     let roomy = Retention {
         records: 100,
+        bytes: usize::MAX,
         max_age: None,
     };
     let times = |bus: &EmbeddedBus| -> Vec<i64> {
@@ -227,6 +312,7 @@ async fn pruning_deletes_aged_and_excess_events_from_the_data_file() {
     let aged = EmbeddedBus {
         retention: Retention {
             records: 100,
+            bytes: usize::MAX,
             max_age: Some(std::time::Duration::from_millis(10)),
         },
         ..again.clone()
