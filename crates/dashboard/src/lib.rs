@@ -1,6 +1,6 @@
 //! The browser dashboard of setpoint.
 //!
-//! It connects to the bridge's WebSocket (`/ws`, protocol `setpoint.v2`), shows one card per sensor — a live
+//! It connects to the bridge's WebSocket (`/ws`, protocol `setpoint.v3`), shows one card per sensor — a live
 //! temperature chart with the comfort band, the heater's On/Off history and the current state — and lets a user
 //! with the write token change setpoints. Two things make it more than a viewer, and both exist because the
 //! control core is a sans-IO crate that compiles to WASM: while a slider is dragged, the *what-if* preview

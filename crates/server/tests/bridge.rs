@@ -39,7 +39,7 @@ async fn hello_backfill_live_readings_and_decisions_arrive() {
     let first = c.next().await;
     let h = hello(&first);
     assert!(h.can_write);
-    assert_eq!(h.protocol, 2);
+    assert_eq!(h.protocol, 3);
     assert!(h.sensor_count >= 4);
     // The weekly schedules (none here); then nothing of any room until the page says which it watches.
     match c.next().await {
@@ -663,47 +663,49 @@ async fn a_page_connects_at_ten_thousand_rooms_and_gets_only_what_it_watches() {
     server.shutdown().await;
 }
 
-/// A page of protocol 1 (a tab left open across an upgrade) is not left retrying a handshake that never
+/// A page of protocol 1 or 2 (a tab left open across an upgrade) is not left retrying a handshake that never
 /// succeeds: it is told, in a frame it can read, to reload, and closed with the code that says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_of_the_retired_protocol_is_told_to_reload() {
-    use setpoint_wire::ws::{CLOSE_RETIRED_PROTOCOL, RETIRED_PROTOCOL_MESSAGE};
+    use setpoint_wire::ws::{CLOSE_RETIRED_PROTOCOL, RETIRED_PROTOCOL_MESSAGE, RETIRED_SUBPROTOCOLS};
     use tokio_tungstenite::tungstenite::Message;
     let server = start(2, 50).await;
-    let mut request = setpoint_testkit::ws::request(addr(&server), None, None).expect("request");
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        format!("setpoint.v1, token.{TOKEN}").parse().expect("header"),
-    );
-    let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("upgraded");
-    assert_eq!(
-        response
-            .headers()
-            .get("sec-websocket-protocol")
-            .and_then(|v| v.to_str().ok()),
-        Some("setpoint.v1"),
-        "the page's own protocol is selected, so its browser opens the socket"
-    );
-    let mut old = setpoint_testkit::ws::Client { ws };
-    let said = old.next().await;
-    assert!(
-        matches!(&said, ServerMessage::Error(e) if e.code == ErrorCode::InvalidMessage && e.message == RETIRED_PROTOCOL_MESSAGE),
-        "{said:?}"
-    );
-    let close = tokio::time::timeout(PATIENCE, old.ws.next())
-        .await
-        .expect("closed in time");
-    assert!(
-        matches!(&close, Some(Ok(Message::Close(Some(f)))) if u16::from(f.code) == CLOSE_RETIRED_PROTOCOL),
-        "{close:?}"
-    );
+    for retired in RETIRED_SUBPROTOCOLS {
+        let mut request = setpoint_testkit::ws::request(addr(&server), None, None).expect("request");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            format!("{retired}, token.{TOKEN}").parse().expect("header"),
+        );
+        let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("upgraded");
+        assert_eq!(
+            response
+                .headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some(*retired),
+            "the page's own protocol is selected, so its browser opens the socket"
+        );
+        let mut old = setpoint_testkit::ws::Client { ws };
+        let said = old.next().await;
+        assert!(
+            matches!(&said, ServerMessage::Error(e) if e.code == ErrorCode::InvalidMessage && e.message == RETIRED_PROTOCOL_MESSAGE),
+            "{said:?}"
+        );
+        let close = tokio::time::timeout(PATIENCE, old.ws.next())
+            .await
+            .expect("closed in time");
+        assert!(
+            matches!(&close, Some(Ok(Message::Close(Some(f)))) if u16::from(f.code) == CLOSE_RETIRED_PROTOCOL),
+            "{close:?}"
+        );
+    }
     let (_, _, metrics) = http_get(addr(&server), "/metrics").await;
     assert_eq!(
         common::metric(
             &metrics,
             "setpoint_clients_refused_total{reason=\"retired_protocol\"}"
         ),
-        Some(1)
+        Some(RETIRED_SUBPROTOCOLS.len() as u64)
     );
     server.shutdown().await;
 }

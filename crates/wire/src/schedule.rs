@@ -138,11 +138,74 @@ pub struct NextStep {
     pub down_delta: f64,
 }
 
-/// Every schedule, by name, and the next step of every scheduled sensor, by sensor.
+/// Most bytes of schedules in one `schedules` message: the list of 1,000 schedules of up to 10,000 rooms and
+/// 1,000 steps each would be far over the frame limit, so it comes in parts. One schedule is at most about
+/// 300 KB of JSON, so every part holds at least one.
+pub const MAX_SCHEDULES_PART_BYTES: usize = 1 << 20;
+
+/// What the `schedules` of a [`SchedulesMsg`] are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListPart {
+    /// Every schedule.
+    #[default]
+    Whole,
+    /// A part of the list, more to come (its `next` is empty).
+    More,
+    /// The last part: the list is the `more` parts before it and these.
+    Last,
+    /// No list: only the next steps changed (the client keeps its list).
+    Unchanged,
+}
+
+/// The schedules, by name, and the next step of each room the client watches. The list is sent whole, or
+/// in parts ([`ListPart`]) when it would not fit one frame ([`MAX_SCHEDULES_PART_BYTES`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SchedulesMsg {
     pub schedules: Vec<Schedule>,
     pub next: Vec<NextStep>,
+    #[serde(default)]
+    pub list: ListPart,
+}
+
+impl SchedulesMsg {
+    /// `schedules` cut into `more` parts of at most [`MAX_SCHEDULES_PART_BYTES`] of JSON each (a schedule
+    /// is never split), to be followed by one `last` message.
+    pub fn parts(schedules: &[Schedule]) -> Vec<SchedulesMsg> {
+        let mut parts = Vec::new();
+        let mut part: Vec<Schedule> = Vec::new();
+        let mut bytes = 0;
+        for schedule in schedules {
+            let size = serde_json::to_vec(schedule).map_or(MAX_SCHEDULES_PART_BYTES, |v| v.len() + 1);
+            if !part.is_empty() && bytes + size > MAX_SCHEDULES_PART_BYTES {
+                parts.push(std::mem::take(&mut part));
+                bytes = 0;
+            }
+            bytes += size;
+            part.push(schedule.clone());
+        }
+        if !part.is_empty() {
+            parts.push(part);
+        }
+        parts
+            .into_iter()
+            .map(|schedules| SchedulesMsg {
+                schedules,
+                next: Vec::new(),
+                list: ListPart::More,
+            })
+            .collect()
+    }
+
+    /// The message that ends a list sent in parts (`list` is `Last`), or that carries only next steps
+    /// (`Unchanged`).
+    pub fn steps(next: Vec<NextStep>, list: ListPart) -> SchedulesMsg {
+        SchedulesMsg {
+            schedules: Vec::new(),
+            next,
+            list,
+        }
+    }
 }
 
 #[cfg(test)]

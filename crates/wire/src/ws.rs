@@ -1,9 +1,11 @@
-//! The browser ↔ bridge WebSocket protocol, version 2.
+//! The browser ↔ bridge WebSocket protocol, version 3.
 //!
 //! A client starts with a bounded `hello` (counts, the controller's configuration, the time), then says what
 //! it watches ([`crate::view`]): a page of rooms, answered with their summaries, their history, and from then
 //! on their live data. Version 1 sent every room in `hello` and every reading to everybody, which stops
-//! working between 5,000 and 10,000 rooms; a version-1 page is told to reload ([`RETIRED_SUBPROTOCOLS`]).
+//! working between 5,000 and 10,000 rooms; version 2 sent the schedules in one frame whatever their size
+//! (version 3 sends them in parts, [`crate::schedule::ListPart`]). A page of an earlier version is told to
+//! reload ([`RETIRED_SUBPROTOCOLS`]).
 //!
 //! JSON text frames, one object per frame, tagged by `"type"`. These types are compiled into both the bridge
 //! and the dashboard, so the two halves cannot disagree about a field name. Unknown extra fields are ignored
@@ -18,16 +20,16 @@ use crate::write::{check_writes, Door};
 pub use crate::write::{SetpointWrite, MAX_GROUP_WRITES, MAX_REQUEST_ID_LEN};
 
 /// Protocol version announced in `hello`; bumped only for incompatible changes.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The WebSocket subprotocol of this protocol version; the client offers it, the server selects it.
-pub const SUBPROTOCOL: &str = "setpoint.v2";
+pub const SUBPROTOCOL: &str = "setpoint.v3";
 
 /// Subprotocols of earlier versions. A page that offers only one of these (a tab left open across an
 /// upgrade) is accepted, sent one `error` frame it can read (`invalid_message`, "reload the page") and
 /// closed with [`CLOSE_RETIRED_PROTOCOL`], instead of failing the handshake in a retry loop that never
 /// says why.
-pub const RETIRED_SUBPROTOCOLS: &[&str] = &["setpoint.v1"];
+pub const RETIRED_SUBPROTOCOLS: &[&str] = &["setpoint.v1", "setpoint.v2"];
 
 /// Close code for a client speaking a retired protocol version (RFC 6455 leaves 4000–4999 to
 /// applications).
@@ -35,7 +37,7 @@ pub const CLOSE_RETIRED_PROTOCOL: u16 = 4002;
 
 /// What a client of a retired protocol version is told.
 pub const RETIRED_PROTOCOL_MESSAGE: &str =
-    "this page is from an older setpoint (WebSocket protocol 1); the server speaks protocol 2: reload the page";
+    "this page is from an older setpoint (an earlier WebSocket protocol); the server speaks protocol 3: reload the page";
 
 /// Prefix of the second subprotocol a client offers to present its write token (`token.<token>`):
 /// browsers cannot set headers on a WebSocket handshake, and a URL would leak the token into logs.

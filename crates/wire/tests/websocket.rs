@@ -280,7 +280,7 @@ fn token_syntax_is_the_shared_rule() {
     ] {
         assert!(!is_token_syntax(bad), "{bad:?}");
     }
-    assert_eq!((SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX), ("setpoint.v2", "token."));
+    assert_eq!((SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX), ("setpoint.v3", "token."));
 }
 
 #[test]

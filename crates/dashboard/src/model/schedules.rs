@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use setpoint_control::{SensorId, SetpointField};
-use setpoint_wire::schedule::{NextStep, Schedule, SchedulesMsg, Weekday};
+use setpoint_wire::schedule::{ListPart, NextStep, Schedule, SchedulesMsg, Weekday};
 use setpoint_wire::ws::{ErrorCode, ErrorMsg, ServerMessage};
 
 use crate::model::action::Changes;
@@ -99,6 +99,8 @@ pub struct Schedules {
     pub form: Option<ScheduleForm>,
     /// The outcome of the latest save or delete, once its form has closed.
     pub notice: Option<String>,
+    /// The parts of a list still arriving ([`ListPart::More`]).
+    arriving: Vec<Schedule>,
     next_call: u64,
     /// Calls for the store to make; taken by [`Model::take_api_calls`].
     outbox: Vec<ApiCall>,
@@ -112,6 +114,23 @@ impl Model {
 
     /// A new list: cards whose next step changed (or ended) are redrawn, no other.
     pub(super) fn on_schedules(&mut self, msg: SchedulesMsg, changes: &mut Changes) {
+        // A list too long for one frame comes in parts: gathered until the last, shown whole.
+        match msg.list {
+            ListPart::More => {
+                self.schedules.arriving.extend(msg.schedules);
+                return;
+            }
+            ListPart::Whole => {
+                self.schedules.arriving.clear();
+                self.schedules.list = Rc::new(msg.schedules);
+            }
+            ListPart::Last => {
+                let mut list = std::mem::take(&mut self.schedules.arriving);
+                list.extend(msg.schedules);
+                self.schedules.list = Rc::new(list);
+            }
+            ListPart::Unchanged => {}
+        }
         let next: HashMap<SensorId, NextStep> = msg.next.into_iter().map(|n| (n.sensor, n)).collect();
         let old = std::mem::take(&mut self.schedules.next);
         for (id, step) in &next {
@@ -123,7 +142,6 @@ impl Model {
             changes.sensor(*id);
         }
         self.schedules.next = next;
-        self.schedules.list = Rc::new(msg.schedules);
     }
 
     pub(super) fn on_schedule_action(&mut self, action: ScheduleAction, changes: &mut Changes) {

@@ -4,7 +4,7 @@
 //! token reaching access logs. It is removed from the address bar at once (so it is not bookmarked, shared in a
 //! screenshot or kept in history) and kept in `sessionStorage`, so a reload of this tab keeps write access but a
 //! new tab does not. The browser cannot set headers on a WebSocket handshake, so the token travels as a second
-//! subprotocol, `token.<token>`, next to `setpoint.v2`.
+//! subprotocol, `token.<token>`, next to `setpoint.v3`.
 
 use setpoint_wire::ws::{SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
 
@@ -97,9 +97,9 @@ mod tests {
             Some("my-secret_token-123".into())
         );
         assert_eq!(from_fragment(""), None);
-        assert_eq!(subprotocols(None), vec!["setpoint.v2"]);
-        assert_eq!(subprotocols(Some("beef")), vec!["setpoint.v2", "token.beef"]);
-        assert_eq!(subprotocols(Some("x y")), vec!["setpoint.v2"]);
+        assert_eq!(subprotocols(None), vec!["setpoint.v3"]);
+        assert_eq!(subprotocols(Some("beef")), vec!["setpoint.v3", "token.beef"]);
+        assert_eq!(subprotocols(Some("x y")), vec!["setpoint.v3"]);
         assert_eq!(ws_url("https:", "h:1"), "wss://h:1/ws");
         assert_eq!(ws_url("http:", "h"), "ws://h/ws");
     }

@@ -5,7 +5,7 @@
 //! recorded as the author of every setpoint change made with it; the secret never leaves this module
 //! except in the URL printed at start. Browsers
 //! cannot set headers on a WebSocket, so the token travels as a subprotocol (`token.<token>`) next to the
-//! protocol name (`setpoint.v2`): it stays out of URLs, and so out of proxy logs and browser history.
+//! protocol name (`setpoint.v3`): it stays out of URLs, and so out of proxy logs and browser history.
 
 use std::net::SocketAddr;
 
@@ -375,10 +375,11 @@ mod tests {
 
     #[test]
     fn the_token_travels_beside_the_protocol() {
-        assert_eq!(offered_token(Some("setpoint.v2, token.abc")), Some("abc"));
-        assert_eq!(offered_token(Some("setpoint.v2")), None);
+        assert_eq!(offered_token(Some("setpoint.v3, token.abc")), Some("abc"));
+        assert_eq!(offered_token(Some("setpoint.v3")), None);
         assert!(offers_only_retired(Some("setpoint.v1, token.abc")));
-        assert!(!offers_only_retired(Some("setpoint.v1, setpoint.v2")) && !offers_only_retired(None));
+        assert!(offers_only_retired(Some("setpoint.v2, token.abc")));
+        assert!(!offers_only_retired(Some("setpoint.v2, setpoint.v3")) && !offers_only_retired(None));
         assert_eq!(offered_token(None), None);
     }
 

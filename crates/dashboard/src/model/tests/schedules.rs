@@ -4,7 +4,7 @@
 use super::*;
 use crate::model::schedule_form::FormStatus;
 use crate::model::schedules::{api_error_text, ApiCall, Method, ScheduleAction};
-use setpoint_wire::schedule::{NextStep, Schedule, ScheduleStep, SchedulesMsg, Weekday};
+use setpoint_wire::schedule::{ListPart, NextStep, Schedule, ScheduleStep, SchedulesMsg, Weekday};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -39,7 +39,53 @@ fn schedules(list: Vec<Schedule>, next: Vec<NextStep>) -> ServerMessage {
     ServerMessage::Schedules(SchedulesMsg {
         schedules: list,
         next,
+        list: ListPart::Whole,
     })
+}
+
+fn named(name: &str, sensors: Vec<SensorId>) -> Schedule {
+    Schedule {
+        name: name.into(),
+        ..office(sensors)
+    }
+}
+
+#[test]
+fn a_list_sent_in_parts_is_shown_whole_once_its_last_part_arrives_and_steps_alone_keep_it() {
+    let mut m = Model::new("s".into());
+    m.connect(false, &[1, 2, 3], vec![], 0.0);
+    m.apply(schedules(vec![office(vec![1])], vec![]), 0.0);
+    // A new list in two parts: the old one stays shown until the whole new one is there.
+    for part in [vec![named("a", vec![1])], vec![named("b", vec![2])]] {
+        m.apply(
+            ServerMessage::Schedules(SchedulesMsg {
+                schedules: part,
+                next: vec![],
+                list: ListPart::More,
+            }),
+            0.0,
+        );
+        assert_eq!(m.schedules.list.len(), 1);
+        assert_eq!(m.schedules.list[0].name, "office");
+    }
+    m.apply(
+        ServerMessage::Schedules(SchedulesMsg::steps(vec![next(2, 7_000, 18.0)], ListPart::Last)),
+        0.0,
+    );
+    let names: Vec<&str> = m.schedules.list.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(m.schedules.next[&2].at_ms, 7_000);
+    // Only the next steps: the list stays.
+    m.apply(
+        ServerMessage::Schedules(SchedulesMsg::steps(
+            vec![next(1, 9_000, 21.0)],
+            ListPart::Unchanged,
+        )),
+        0.0,
+    );
+    assert_eq!(m.schedules.list.len(), 2);
+    assert_eq!(m.schedules.next.get(&2), None);
+    assert_eq!(m.schedules.next[&1].at_ms, 9_000);
 }
 
 fn act(m: &mut Model, a: ScheduleAction) {

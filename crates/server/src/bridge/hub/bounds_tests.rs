@@ -134,3 +134,64 @@ proptest! {
         prop_assert!(hello < 1_024, "hello is {} bytes at {} rooms", hello, rooms);
     }
 }
+
+/// Schedules at their bounds: twenty of 10,000 rooms and 1,000 steps each are about 3 MB of JSON, so the
+/// list comes in parts, every part and every frame under the limit, and a client shows all twenty — a new
+/// one from its welcome, a connected one from the change.
+#[test]
+fn a_list_of_schedules_past_one_frame_comes_in_parts_and_is_shown_whole() {
+    let mut hub = building(1);
+    let connected = hub.register(true, NOW).id;
+    hub.take_outputs();
+    let step = |i: usize| ScheduleStep {
+        days: Weekday::ALL.to_vec(),
+        time: format!("{:02}:{:02}:59", i / 60, i % 60),
+        desired: 20.123_456_789_012_345,
+        up_delta: 0.5,
+        down_delta: 0.5,
+    };
+    let mut names = vec!["n".repeat(setpoint_wire::MAX_NAME_LEN)];
+    for i in 0..19 {
+        let name = format!("schedule-{i:02}");
+        let record = ScheduleRecord {
+            schedule: Schedule {
+                name: name.clone(),
+                zone: "America/Argentina/ComodRivadavia".into(),
+                steps: (0..MAX_SCHEDULE_STEPS).map(step).collect(),
+                sensors: (1_000_000..1_000_000 + MAX_SCHEDULE_SENSORS as i32).collect(),
+            },
+            author: "admin".into(),
+            t_ms: NOW,
+            deleted: false,
+        };
+        hub.on_schedule(record, NOW).expect("a valid schedule");
+        names.push(name);
+    }
+    names.sort();
+    let outputs = hub.take_outputs();
+    let to_connected: Vec<ServerMessage> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(m) => Some(m.clone()),
+            Output::Send(c, m) if *c == connected => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    let welcome = hub.register(true, NOW);
+    for (who, msgs) in [("connected", to_connected), ("new", welcome.backfill)] {
+        let json: Vec<String> = msgs.iter().map(ServerMessage::to_json).collect();
+        let total: usize = json.iter().map(String::len).sum();
+        let (size, start) = largest(json);
+        assert!(
+            size <= MAX_SERVER_FRAME_BYTES,
+            "{who}: a frame of {size} bytes: {start}"
+        );
+        assert!(
+            total > MAX_SERVER_FRAME_BYTES,
+            "{who}: the list is past one frame ({total} bytes)"
+        );
+        let shown = super::tests::shown_schedules(&msgs);
+        let shown: Vec<&str> = shown.schedules.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(shown, names, "{who}");
+    }
+}

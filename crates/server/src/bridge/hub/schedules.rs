@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use setpoint_control::{Limits, SensorId, TimeMs};
 use setpoint_schedule::{next_steps, Program, ScheduleError};
-use setpoint_wire::schedule::{NextStep, Schedule, ScheduleRecord, SchedulesMsg, MAX_SCHEDULES};
+use setpoint_wire::schedule::{NextStep, Schedule, ScheduleRecord, MAX_SCHEDULES};
 
 #[derive(Debug, Default)]
 pub struct Schedules {
@@ -27,7 +27,7 @@ impl Schedules {
         record: ScheduleRecord,
         limits: &Limits,
         now: TimeMs,
-    ) -> (Result<(), ScheduleError>, Option<SchedulesMsg>) {
+    ) -> Result<(), ScheduleError> {
         let name = record.schedule.name.clone();
         let known = self.by_name.remove(&name).is_some();
         let result = if record.deleted {
@@ -39,36 +39,22 @@ impl Schedules {
                 self.by_name.insert(name, (record.schedule, program));
             })
         };
-        (result, self.refresh(now, true))
+        self.refresh(now);
+        result
     }
 
-    /// At `now`: the message every client is to be sent if a step passed and the next steps changed.
-    pub fn tick(&mut self, now: TimeMs) -> Option<SchedulesMsg> {
-        if self.next_refresh.is_some_and(|at| now >= at) {
-            self.refresh(now, false)
-        } else {
-            None
-        }
+    /// At `now`: whether a step passed and the next steps changed (the clients are then sent theirs).
+    pub fn tick(&mut self, now: TimeMs) -> bool {
+        self.next_refresh.is_some_and(|at| now >= at) && self.refresh(now)
     }
 
-    /// Recomputes the next steps at `now`; the message for the clients when they (or, `changed`, the
-    /// schedules) changed.
-    fn refresh(&mut self, now: TimeMs, changed: bool) -> Option<SchedulesMsg> {
+    /// Recomputes the next steps at `now`; whether they changed.
+    fn refresh(&mut self, now: TimeMs) -> bool {
         let next = next_steps(self.by_name.values().map(|(_, p)| (p, p.next_after(now))));
         self.next_refresh = next.iter().map(|n| n.at_ms).min();
-        if changed || next != self.next_steps {
-            self.next_steps = next;
-            return Some(self.msg());
-        }
-        None
-    }
-
-    /// Every schedule and every next step, as `schedules` frames carry them.
-    pub fn msg(&self) -> SchedulesMsg {
-        SchedulesMsg {
-            schedules: self.all(),
-            next: self.next_steps.clone(),
-        }
+        let changed = next != self.next_steps;
+        self.next_steps = next;
+        changed
     }
 
     /// Every schedule, by name.

@@ -39,7 +39,7 @@ use setpoint_control::{
 };
 use setpoint_schedule::ScheduleError;
 use setpoint_wire::schedule::ScheduleRecord;
-use setpoint_wire::schedule::SchedulesMsg;
+use setpoint_wire::schedule::{ListPart, NextStep, SchedulesMsg};
 use setpoint_wire::ws::{
     BusStatus, ErrorCode, ErrorMsg, Hello, ServerMessage, SetpointChangeEntry, StatusMsg, PROTOCOL_VERSION,
 };
@@ -193,10 +193,14 @@ impl HubState {
             server_time_ms: now,
         });
         // It watches nothing yet: the schedules without any room's next step.
-        let backfill = vec![ServerMessage::Schedules(watched_steps(
-            self.schedules.msg(),
-            &Watch::Nothing,
-        ))];
+        let mut backfill: Vec<ServerMessage> = SchedulesMsg::parts(&self.schedules.all())
+            .into_iter()
+            .map(ServerMessage::Schedules)
+            .collect();
+        backfill.push(ServerMessage::Schedules(SchedulesMsg::steps(
+            Vec::new(),
+            ListPart::Last,
+        )));
         Welcome { id, hello, backfill }
     }
 
@@ -333,8 +337,8 @@ impl HubState {
             })));
         }
         self.settle_writes(now);
-        if let Some(msg) = self.schedules.tick(now) {
-            self.send_schedules(msg);
+        if self.schedules.tick(now) {
+            self.send_schedules(false);
         }
         self.outputs
             .push(Output::Broadcast(ServerMessage::Status(StatusMsg {
@@ -367,21 +371,32 @@ impl HubState {
     /// Reads the next record of the schedules stream. A schedule that does not compile (the API refuses
     /// those, so it came from elsewhere) is not shown as running; its error is returned for the log.
     pub fn on_schedule(&mut self, record: ScheduleRecord, now: TimeMs) -> Result<(), ScheduleError> {
-        let (result, msg) = self.schedules.on_record(record, &self.config.limits, now);
-        if let Some(msg) = msg {
-            self.send_schedules(msg);
-        }
+        let result = self.schedules.on_record(record, &self.config.limits, now);
+        self.send_schedules(true);
         result
     }
 
-    /// The schedules to every client, each with the next steps of the rooms it watches: a building's
-    /// every next step would not fit a frame.
-    fn send_schedules(&mut self, msg: SchedulesMsg) {
+    /// The schedules to every client. When the list changed: the list in parts of at most a megabyte,
+    /// each encoded once for all, then each client's next steps ending it; when only a step passed, only
+    /// the next steps. A client gets the next steps of the rooms it watches: a building's every next step
+    /// would not fit a frame.
+    fn send_schedules(&mut self, list_changed: bool) {
+        let end = if list_changed {
+            for part in SchedulesMsg::parts(&self.schedules.all()) {
+                self.outputs
+                    .push(Output::Broadcast(ServerMessage::Schedules(part)));
+            }
+            ListPart::Last
+        } else {
+            ListPart::Unchanged
+        };
         for client in &self.clients {
             let watch = self.watches.get(client).unwrap_or(&Watch::Nothing);
-            let mine = watched_steps(msg.clone(), watch);
-            self.outputs
-                .push(Output::Send(*client, ServerMessage::Schedules(mine)));
+            let mine = watched_steps(self.schedules.next_steps(), watch);
+            self.outputs.push(Output::Send(
+                *client,
+                ServerMessage::Schedules(SchedulesMsg::steps(mine, end)),
+            ));
         }
     }
 
@@ -392,10 +407,11 @@ impl HubState {
     }
 }
 
-/// `msg` with only the next steps of the rooms the client watches by name: at most a page of them. A
-/// client of every room gets none (every scheduled room's would not fit a frame; the API lists them).
-pub(super) fn watched_steps(mut msg: SchedulesMsg, watch: &Watch) -> SchedulesMsg {
-    msg.next
-        .retain(|n| matches!(watch, Watch::Rooms(_)) && watch.covers(n.sensor));
-    msg
+/// The next steps of the rooms the client watches by name: at most a page of them. A client of every room
+/// gets none (every scheduled room's would not fit a frame; the API lists them).
+pub(super) fn watched_steps(next: &[NextStep], watch: &Watch) -> Vec<NextStep> {
+    next.iter()
+        .filter(|n| matches!(watch, Watch::Rooms(_)) && watch.covers(n.sensor))
+        .cloned()
+        .collect()
 }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use setpoint_control::{Arrival, Command, Config, Decision, DecisionCause, SensorReading, Setpoint};
+use setpoint_wire::schedule::{ListPart, SchedulesMsg};
 use setpoint_wire::ws::{BusStatus, ErrorCode, ServerMessage, SetpointWrite};
 
 use super::state::{ClientId, HubOptions, HubState, Output, PublishFailure, Watch, READ_BACK_PATIENCE_MS};
@@ -116,6 +117,32 @@ fn decision(sensor: i32, t_ms: i64) -> Decision {
         setpoint_version: 1,
         cause: DecisionCause::Band,
     }
+}
+
+/// What a client shows of the `schedules` messages it was sent, gathered as the protocol says (the
+/// reference for the dashboard's `on_schedules`): a list in parts shown once its last part came, next
+/// steps from every message but a part.
+pub(super) fn shown_schedules(msgs: &[ServerMessage]) -> SchedulesMsg {
+    let (mut shown, mut arriving) = (SchedulesMsg::default(), Vec::new());
+    for msg in msgs {
+        let ServerMessage::Schedules(s) = msg else {
+            continue;
+        };
+        match s.list {
+            ListPart::More => {
+                arriving.extend(s.schedules.iter().cloned());
+                continue;
+            }
+            ListPart::Whole => shown.schedules = s.schedules.clone(),
+            ListPart::Last => {
+                shown.schedules = std::mem::take(&mut arriving);
+                shown.schedules.extend(s.schedules.iter().cloned());
+            }
+            ListPart::Unchanged => {}
+        }
+        shown.next = s.next.clone();
+    }
+    shown
 }
 
 fn request(sensor: i32, desired: f64, base_version: Option<u64>, id: &str) -> SetpointWrite {
@@ -749,15 +776,7 @@ fn schedules_and_each_sensors_next_step_reach_new_and_connected_clients() {
     };
     hub.on_schedule(record.clone(), wednesday_noon).expect("valid");
     clients.deliver(&mut hub);
-    let last_schedules = |msgs: &[ServerMessage]| {
-        msgs.iter()
-            .rev()
-            .find_map(|m| match m {
-                ServerMessage::Schedules(s) => Some(s.clone()),
-                _ => None,
-            })
-            .expect("a schedules message")
-    };
+    let last_schedules = shown_schedules;
     let tonight = wednesday_noon + 10 * 3_600_000;
     let s = last_schedules(clients.sent_to(early));
     assert_eq!(s.schedules, vec![record.schedule.clone()]);

@@ -3,6 +3,7 @@
 //! [`Watch`] and the history of the rooms new to the client are one input, so nothing happens between them.
 
 use setpoint_control::{SensorId, TimeMs};
+use setpoint_wire::schedule::{ListPart, SchedulesMsg};
 use setpoint_wire::view::{ViewMsg, ViewRequest, ViewSort};
 use setpoint_wire::ws::ServerMessage;
 
@@ -122,8 +123,11 @@ impl HubState {
         }
         // The next steps shown are those of the rooms watched: the new ones' come with the schedules.
         if !fresh.is_empty() {
-            let schedules = watched_steps(self.schedules.msg(), &next);
-            self.send(client, ServerMessage::Schedules(schedules));
+            let steps = watched_steps(self.schedules.next_steps(), &next);
+            self.send(
+                client,
+                ServerMessage::Schedules(SchedulesMsg::steps(steps, ListPart::Unchanged)),
+            );
         }
         self.watches.insert(client, next);
     }
