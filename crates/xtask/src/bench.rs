@@ -24,7 +24,8 @@ pub enum Bench {
     Dashboard,
     /// 100,000 rooms at 10,000 readings/s: memory, API page, a browser's first card, 1,000 clients
     Scale,
-    /// seconds-long pipeline and backfill runs for CI that fail only on gross regressions
+    /// seconds-long pipeline, backfill and scale runs for CI that fail only on gross regressions or wrong
+    /// answers
     Smoke,
 }
 
@@ -48,7 +49,17 @@ pub fn bench(which: Bench) -> Result {
                 .env("BENCH_ASSERT", "1"))?;
             run(release_bin("backfill")
                 .env("BENCH_RUNS", "3")
-                .env("BENCH_ASSERT", "1"))
+                .env("BENCH_ASSERT", "1"))?;
+            // The scale benchmark small: 10,000 rooms at 10,000 readings/s, 200 clients. Every answer is
+            // still checked (a wrong one fails); the targets are the full run's.
+            run(cargo().args(["build", "--release", "-p", "setpoint"]))?;
+            run(cargo()
+                .args(["run", "--release", "-p", "setpoint-e2e", "--bin", "scale_bench"])
+                .env("SCALE_ROOMS", "10000")
+                .env("SCALE_INTERVAL_MS", "1000")
+                .env("SCALE_WARMUP_SECS", "5")
+                .env("SCALE_CLIENTS", "200")
+                .env("SCALE_SECS", "3"))
         }
     }
 }
