@@ -24,6 +24,8 @@ pub enum Bench {
     Dashboard,
     /// 100,000 rooms at 10,000 readings/s: memory, API page, a browser's first card, 1,000 clients
     Scale,
+    /// the same building on Kafka: 2 controllers, 2 bridges behind the harness as load balancer
+    Scaleout,
     /// seconds-long pipeline, backfill and scale runs for CI that fail only on gross regressions or wrong
     /// answers
     Smoke,
@@ -43,6 +45,12 @@ pub fn bench(which: Bench) -> Result {
         }
         Bench::Dashboard => browser_bench("dashboard_bench"),
         Bench::Scale => browser_bench("scale_bench"),
+        Bench::Scaleout => {
+            // The harness starts Tansu and the release roles as children; it does not build them.
+            crate::setup::for_tests()?;
+            run(cargo().args(["build", "--release", "-p", "setpoint"]))?;
+            run(release_bin("scaleout"))
+        }
         Bench::Smoke => {
             run(release_bin("setpoint-bench")
                 .env("BENCH_SECS", "1")
