@@ -81,6 +81,16 @@ type Shared = Arc<RwLock<Option<Arc<Database>>>>;
 /// The data file inside the data directory.
 pub const FILE_NAME: &str = "setpoint.redb";
 
+/// redb's page cache. Its default is 1 GiB, which a building's stream of appends fills with pages nobody
+/// reads again (the logs are read from the file only at start): at 100,000 rooms that was 120 MB more
+/// resident after 3 minutes, growing. The interior pages of the tables fit this many times over.
+const CACHE_BYTES: usize = 32 << 20;
+
+/// Opens (or creates) the data file with the store's cache size: the one way the store opens it.
+pub(super) fn open_database(path: &Path) -> Result<Database, DatabaseError> {
+    Database::builder().set_cache_size(CACHE_BYTES).create(path)
+}
+
 /// Marks a file as ours, and its layout version.
 const FORMAT: &[u8] = b"setpoint-store-1";
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -151,7 +161,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(source) => return Err(StoreError::Io { path, source }),
         };
-        let db = Database::create(&path).map_err(|e| match e {
+        let db = open_database(&path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(dir.to_owned()),
             // redb reports a foreign or mangled header as invalid data.
             DatabaseError::Storage(redb::StorageError::Io(source))

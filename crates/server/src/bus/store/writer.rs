@@ -185,7 +185,7 @@ impl Writer {
     fn reopen(&self) {
         let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
         *slot = None;
-        match Database::create(&self.path) {
+        match super::open_database(&self.path) {
             Ok(db) => *slot = Some(Arc::new(db)),
             Err(e) => tracing::debug!(path = %self.path.display(), "reopening the data file failed: {e}"),
         }
@@ -198,7 +198,7 @@ impl Writer {
         let db = {
             let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
             if slot.is_none() {
-                *slot = Some(Arc::new(Database::create(&self.path)?));
+                *slot = Some(Arc::new(super::open_database(&self.path)?));
             }
             slot.clone()
         };
