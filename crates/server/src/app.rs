@@ -12,7 +12,8 @@ use crate::bus::embedded::EmbeddedBus;
 use crate::bus::Bus;
 use crate::metrics::Metrics;
 use crate::roles::controller::{self, ControllerOptions};
-use crate::roles::{scheduler, simulator, Roles, CONTROLLER, SCHEDULER, SIMULATOR};
+use crate::roles::gateway::{self, GatewayOptions};
+use crate::roles::{scheduler, simulator, Roles, CONTROLLER, GATEWAY, SCHEDULER, SIMULATOR};
 
 /// Everything `setpoint run` needs. The default runs no role: each subcommand names the roles it runs,
 /// e.g. `RunOptions { run_controller: true, ..Default::default() }`.
@@ -29,6 +30,8 @@ pub struct RunOptions {
     pub seed_setpoints: bool,
     /// Whether this process runs the scheduler role (weekly schedules' steps). Several may run.
     pub run_scheduler: bool,
+    /// `Some` runs the MQTT gateway (real devices, Home Assistant).
+    pub gateway: Option<GatewayOptions>,
 }
 
 /// A running instance. Dropping it does not stop it; call [`Running::shutdown`].
@@ -113,6 +116,11 @@ pub async fn start<B: Bus>(
         roles.spawn(SIMULATOR, |stop| {
             simulator::run(bus, cfg, options.seed_setpoints, stop)
         });
+    }
+    // Started last, so it stops first: its `offline` goes out while the rest still runs.
+    if let Some(g) = options.gateway {
+        let (bus, metrics, config) = (bus.clone(), Arc::clone(&metrics), options.controller.config);
+        roles.spawn(GATEWAY, |stop| gateway::run(bus, g, config, metrics, stop));
     }
 
     let stop_watch = stop.clone();

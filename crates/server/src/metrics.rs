@@ -1,6 +1,7 @@
 //! Counters and the latency histogram every role updates, rendered as Prometheus text by the bridge.
 //!
 //! Plain atomics rather than a metrics crate: a handful of values, updated on hot paths, read rarely.
+//! (Over 400 lines: every metric's name and help text in one list, where they are read and kept alike.)
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -40,6 +41,12 @@ pub struct Metrics {
     pub bridge_setpoints: AtomicU64,
     pub bridge_fine_rooms: AtomicU64,
     pub bridge_fine_bytes: AtomicU64,
+    /// The MQTT gateway: readings taken from devices, commands sent to heaters, Home Assistant's writes,
+    /// and 1 while connected to the broker.
+    pub gateway_readings: AtomicU64,
+    pub gateway_commands: AtomicU64,
+    pub gateway_setpoint_writes: AtomicU64,
+    pub gateway_connected: AtomicU64,
     /// 1 while the controller in this process reads the setpoints (and, after an assignment, the
     /// controller state) up to their end before deciding; `/readyz` answers 503 meanwhile.
     pub controller_catching_up: AtomicU64,
@@ -227,6 +234,21 @@ impl Metrics {
                 "Setpoint changes the bridge read from the stream that took effect (and showed its clients).",
                 &self.bridge_setpoints,
             ),
+            (
+                "setpoint_gateway_readings_total",
+                "Readings the MQTT gateway took from devices and published (refusals by reason in setpoint_refused_records_total, role gateway).",
+                &self.gateway_readings,
+            ),
+            (
+                "setpoint_gateway_commands_total",
+                "Commands the MQTT gateway sent to heaters (first sends and re-sends).",
+                &self.gateway_commands,
+            ),
+            (
+                "setpoint_gateway_setpoint_writes_total",
+                "Setpoint writes the MQTT gateway published for Home Assistant.",
+                &self.gateway_setpoint_writes,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
@@ -245,6 +267,11 @@ impl Metrics {
                 "setpoint_bridge_history_fine_bytes",
                 "Bytes those rooms' readings and decisions take, bounded by --history-cache-mb.",
                 &self.bridge_fine_bytes,
+            ),
+            (
+                "setpoint_gateway_connected",
+                "1 while the MQTT gateway is connected to its broker.",
+                &self.gateway_connected,
             ),
         ];
         for (name, help, value) in gauges {

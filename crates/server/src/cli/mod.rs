@@ -3,6 +3,10 @@
 //! help text and the library cannot disagree.
 
 mod listener;
+mod mqtt;
+mod store;
+
+pub use store::StoreArgs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +34,8 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once at start: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Simulator + controller + scheduler + bridge + dashboard in one process. Prints the URL to open.
     Run(RunArgs),
@@ -40,6 +46,8 @@ pub enum Command {
     Bridge(BridgeRoleArgs),
     /// Only the simulator: rooms that publish readings and obey commands.
     Simulate(SimulateArgs),
+    /// Only the MQTT gateway: real thermometers and heaters, and every room in Home Assistant.
+    Mqtt(MqttRoleArgs),
 }
 
 #[derive(Args, Debug)]
@@ -54,6 +62,19 @@ pub struct RunArgs {
     control: ControlArgs,
     #[command(flatten)]
     sim: SimArgs,
+    #[command(flatten)]
+    mqtt: mqtt::MqttArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MqttRoleArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    mqtt: mqtt::MqttArgs,
+    /// The limits Home Assistant's writes are checked against (the controller's).
+    #[command(flatten)]
+    control: ControlArgs,
 }
 
 #[derive(Args, Debug)]
@@ -91,6 +112,7 @@ impl Command {
             Command::Controller(a) => &a.kafka,
             Command::Bridge(a) => &a.kafka,
             Command::Simulate(a) => &a.kafka,
+            Command::Mqtt(a) => &a.kafka,
         }
     }
 
@@ -104,6 +126,7 @@ impl Command {
                 simulator: Some(a.sim.config()),
                 seed_setpoints: !a.sim.no_seed_setpoints,
                 run_scheduler: true,
+                gateway: a.mqtt.options(Some(&a.sim.config()))?,
             },
             // Controllers are the back end that scales out; each also runs a scheduler, of which exactly
             // one takes effect per step.
@@ -121,6 +144,12 @@ impl Command {
             Command::Simulate(a) => RunOptions {
                 simulator: Some(a.sim.config()),
                 seed_setpoints: !a.sim.no_seed_setpoints,
+                ..RunOptions::default()
+            },
+            Command::Mqtt(a) if !a.mqtt.is_set() => return Err("setpoint mqtt needs --mqtt host:port".into()),
+            Command::Mqtt(a) => RunOptions {
+                controller: a.control.options(),
+                gateway: a.mqtt.options(None)?,
                 ..RunOptions::default()
             },
         })
@@ -182,36 +211,6 @@ pub struct KafkaArgs {
     /// --retention-records binds first.
     #[arg(long, env = "SETPOINT_RETENTION_BYTES", default_value_t = setpoint::bus::embedded::DEFAULT_RETENTION_BYTES)]
     pub retention_bytes: usize,
-}
-
-/// Where the embedded default keeps what people give it.
-#[derive(Args, Debug, Clone)]
-pub struct StoreArgs {
-    /// Without --kafka: directory of the data file (setpoints with their versions and history, readings,
-    /// decisions, controller state). Default: the user's data directory, e.g. ~/.local/share/setpoint.
-    #[arg(long, env = "SETPOINT_DATA_DIR", conflicts_with = "in_memory")]
-    data_dir: Option<PathBuf>,
-    /// Without --kafka: keep nothing on disk; everything is gone when the process stops (tests, demos).
-    #[arg(long, env = "SETPOINT_IN_MEMORY")]
-    pub in_memory: bool,
-    /// Without --kafka: readings and decisions older than this are pruned (e.g. 24h, 90m, 7d).
-    #[arg(long, env = "SETPOINT_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub retention: std::time::Duration,
-}
-
-impl StoreArgs {
-    /// The data directory to use, unless running in memory.
-    pub fn data_dir(&self) -> Result<Option<PathBuf>, String> {
-        if self.in_memory {
-            return Ok(None);
-        }
-        match &self.data_dir {
-            Some(d) => Ok(Some(d.clone())),
-            None => dirs::data_dir().map(|d| Some(d.join("setpoint"))).ok_or_else(|| {
-                "no user data directory on this system: pass --data-dir or --in-memory".into()
-            }),
-        }
-    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

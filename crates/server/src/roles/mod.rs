@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::BusError;
 
 pub mod controller;
+pub mod gateway;
 pub mod scheduler;
 pub mod simulator;
 
@@ -37,13 +38,17 @@ pub const SCHEDULER: Role = Role {
     name: "scheduler",
     author: None,
 };
+pub const GATEWAY: Role = Role {
+    name: "gateway",
+    author: Some(gateway::core::AUTHOR),
+};
 pub const SIMULATOR: Role = Role {
     name: "simulator",
     author: Some(simulator::SEED_AUTHOR),
 };
 
 /// Every role, in the order a process starts them.
-pub const ALL: [Role; 4] = [BRIDGE, CONTROLLER, SCHEDULER, SIMULATOR];
+pub const ALL: [Role; 5] = [BRIDGE, CONTROLLER, SCHEDULER, SIMULATOR, GATEWAY];
 
 /// The authors the server writes under, which no token may take.
 pub fn reserved_authors() -> impl Iterator<Item = &'static str> {

@@ -53,6 +53,7 @@ pub fn options(rooms: usize, interval_ms: i64) -> RunOptions {
         }),
         seed_setpoints: true,
         run_scheduler: true,
+        gateway: None,
     }
 }
 
