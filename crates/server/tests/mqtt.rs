@@ -1,6 +1,8 @@
 //! The MQTT gateway end to end: the `setpoint` binary, a real Mosquitto, and device stand-ins written here
 //! (a zigbee2mqtt-shaped sensor and plug, a Tasmota-shaped relay, Home Assistant's side of discovery).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -205,6 +207,17 @@ async fn devices_readings_in_commands_out_and_resent_after_device_and_broker_res
         assert!(Instant::now() < deadline, "the API never showed the last reading");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The dashboard and the API say where each room's data comes from.
+    let bedroom = server.sensor(101).await;
+    assert_eq!(
+        bedroom["source"],
+        serde_json::json!({"kind": "devices", "devices": "zigbee2mqtt:bed_sensor, zigbee2mqtt:bed_plug", "name": "Bedroom"}),
+        "{bedroom}"
+    );
+    assert_eq!(
+        server.sensor(1).await["source"],
+        serde_json::json!({"kind": "simulated"})
+    );
     // Home Assistant saw the heater's action follow the commands.
     let actions: Vec<&str> = mqtt
         .seen
@@ -283,8 +296,20 @@ async fn devices_readings_in_commands_out_and_resent_after_device_and_broker_res
     // The broker restarts: on reconnecting the gateway sends every heater the command in force.
     let restarted = Instant::now();
     broker.restart();
-    mqtt.expect_on(Duration::from_secs(40), BED_PLUG, ON).await;
-    mqtt.expect_on(PATIENCE, "cmnd/hall_relay/POWER", "ON").await;
+    let mut resent = std::collections::BTreeSet::new();
+    while resent.len() < 2 {
+        let m = mqtt
+            .expect(
+                Duration::from_secs(40),
+                "both heaters' commands after the restart",
+                |m| {
+                    (m.topic == BED_PLUG && m.payload == ON)
+                        || (m.topic == "cmnd/hall_relay/POWER" && m.payload == "ON")
+                },
+            )
+            .await;
+        resent.insert(m.topic);
+    }
     println!(
         "broker restart -> commands re-sent after {:.0} ms",
         ms(restarted.elapsed())
@@ -536,4 +561,97 @@ fn a_bad_devices_file_or_a_real_room_on_a_simulated_id_is_refused_at_start() {
             assert!(stderr.contains(w), "{text:?}: {w:?} not in {stderr}");
         }
     }
+}
+
+/// `setpoint mqtt` as its own process on Kafka, beside a controller: the deployment of a building whose
+/// devices are on MQTT and whose controllers scale out on Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mqtt_role_on_kafka_connects_devices_to_the_controllers() {
+    use common::broker::Broker;
+    use common::kafka::{kafka_bus, topic_args, topics};
+    let kafka = Broker::start();
+    let t = topics("mqtt");
+    let bus = kafka_bus(&kafka, &t).await;
+    let mut only_controller = common::options(0, 100);
+    only_controller.bridge = None;
+    only_controller.simulator = None;
+    only_controller.run_scheduler = false;
+    let controller = setpoint::app::start(bus, only_controller, std::sync::Arc::default())
+        .await
+        .expect("controller starts");
+
+    let broker = Mosquitto::start();
+    let dir = temp_dir("kafka");
+    let devices = dir.join("devices.toml");
+    std::fs::write(&devices, DEVICES).expect("devices file");
+    let mut mqtt = MqttClient::connect(broker.port, "kafka-test", &[BED_PLUG, "setpoint/#"]).await;
+    let log = dir.join("gateway.log");
+    let mut gateway = Command::new(BIN)
+        .args([
+            "mqtt",
+            "--kafka",
+            &kafka.brokers,
+            "--kafka-config",
+            "session.timeout.ms=6000",
+        ])
+        .args(topic_args(&t))
+        .args(["--mqtt", &format!("127.0.0.1:{}", broker.port), "--devices"])
+        .arg(&devices)
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("gateway starts");
+    mqtt.expect_on(Duration::from_secs(30), "setpoint/status", "online")
+        .await;
+
+    mqtt.publish("setpoint/room/101/target/set", "22", false).await;
+    mqtt.expect_on(Duration::from_secs(30), "setpoint/room/101/target", "22")
+        .await;
+    // The controller joins its group (half the session timeout on Tansu) before the first command: the
+    // reading is repeated until a command comes, as a real sensor reports again.
+    let first = Instant::now();
+    loop {
+        mqtt.publish("zigbee2mqtt/bed_sensor", r#"{"temperature":18.0}"#, false)
+            .await;
+        let on = |m: &Message| m.topic == BED_PLUG && m.payload == ON;
+        if mqtt.next_matching(Duration::from_secs(1), on).await.is_some() {
+            break;
+        }
+        assert!(
+            first.elapsed() < Duration::from_secs(60),
+            "no command through Kafka; gateway log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    let mut latencies = Vec::new();
+    for i in 0..6 {
+        let (temperature, want) = if i % 2 == 0 { (25.0, OFF) } else { (18.0, ON) };
+        let sent = Instant::now();
+        mqtt.publish(
+            "zigbee2mqtt/bed_sensor",
+            &format!(r#"{{"temperature":{temperature}}}"#),
+            false,
+        )
+        .await;
+        let got = mqtt.expect_on(PATIENCE, BED_PLUG, want).await;
+        latencies.push(ms(got.at - sent));
+    }
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "on Kafka (Tansu): MQTT sensor reading -> plug command p50 {:.1} ms, max {:.1} ms (n={})",
+        percentile(&latencies, 0.5).unwrap_or(f64::NAN),
+        latencies[latencies.len() - 1],
+        latencies.len()
+    );
+    let ok = Command::new("kill")
+        .args(["-TERM", &gateway.id().to_string()])
+        .status();
+    assert!(ok.is_ok_and(|s| s.success()));
+    mqtt.expect_on(PATIENCE, "setpoint/status", "offline").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gateway.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "the gateway did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    controller.shutdown().await;
 }

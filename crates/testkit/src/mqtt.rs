@@ -191,34 +191,45 @@ impl MqttClient {
             .expect("publish queued");
     }
 
-    /// Waits (at most `patience`) for the first message, received from now on, that `pred` accepts.
+    /// The first message received from now on that `pred` accepts, within `patience`; `None` if none came.
+    pub async fn next_matching(
+        &mut self,
+        patience: Duration,
+        pred: impl Fn(&Message) -> bool,
+    ) -> Option<Message> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            match tokio::time::timeout_at(deadline, self.received.recv()).await {
+                Ok(Some(m)) => {
+                    self.seen.push(m.clone());
+                    if pred(&m) {
+                        return Some(m);
+                    }
+                }
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits (at most `patience`) for the first message, received from now on, that `pred` accepts; fails the
+    /// test with what did arrive if none does.
     pub async fn expect(
         &mut self,
         patience: Duration,
         what: &str,
         pred: impl Fn(&Message) -> bool,
     ) -> Message {
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            let next = tokio::time::timeout_at(deadline, self.received.recv()).await;
-            match next {
-                Ok(Some(m)) => {
-                    self.seen.push(m.clone());
-                    if pred(&m) {
-                        return m;
-                    }
-                }
-                Ok(None) => panic!("client stopped while waiting for {what}"),
-                Err(_) => {
-                    let recent: Vec<_> = self
-                        .seen
-                        .iter()
-                        .rev()
-                        .take(20)
-                        .map(|m| format!("{} {}", m.topic, m.payload))
-                        .collect();
-                    panic!("no {what} within {patience:?}; last received: {recent:#?}")
-                }
+        match self.next_matching(patience, pred).await {
+            Some(m) => m,
+            None => {
+                let recent: Vec<_> = self
+                    .seen
+                    .iter()
+                    .rev()
+                    .take(20)
+                    .map(|m| format!("{} {}", m.topic, m.payload))
+                    .collect();
+                panic!("no {what} within {patience:?}; last received: {recent:#?}")
             }
         }
     }
@@ -228,21 +239,5 @@ impl MqttClient {
         let what = format!("{payload:?} on {topic}");
         self.expect(patience, &what, |m| m.topic == topic && m.payload == payload)
             .await
-    }
-
-    /// Everything received until `quiet` passes with nothing new (bounded by `patience`).
-    pub async fn drain(&mut self, quiet: Duration, patience: Duration) -> Vec<Message> {
-        let deadline = tokio::time::Instant::now() + patience;
-        let mut got = Vec::new();
-        while tokio::time::Instant::now() < deadline {
-            match tokio::time::timeout(quiet, self.received.recv()).await {
-                Ok(Some(m)) => {
-                    self.seen.push(m.clone());
-                    got.push(m);
-                }
-                _ => break,
-            }
-        }
-        got
     }
 }

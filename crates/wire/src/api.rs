@@ -26,6 +26,51 @@ pub struct SensorView {
     /// The next change a weekly schedule will make, if one is assigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_step: Option<NextStep>,
+    /// Where the room's readings come from and its commands go, when the bridge knows (it runs beside the
+    /// simulator or the MQTT gateway); absent otherwise, and from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<RoomSource>,
+}
+
+/// Longest `devices` or `name` of a [`RoomSource`], in bytes: longer ones are cut (with `…`), so 200
+/// summaries of a view stay far under the frame limit whatever a devices file holds.
+pub const MAX_SOURCE_TEXT_BYTES: usize = 256;
+
+/// Where a room's data comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RoomSource {
+    /// setpoint's own simulator.
+    Simulated,
+    /// Real devices through the MQTT gateway: their names (`zigbee2mqtt:bed_sensor, tasmota:hall_relay`)
+    /// and the room's name from the devices file. When it was last heard from is its newest reading's time.
+    Devices {
+        devices: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+}
+
+impl RoomSource {
+    /// A real room's source, its texts cut to [`MAX_SOURCE_TEXT_BYTES`].
+    pub fn devices(devices: &str, name: Option<&str>) -> Self {
+        Self::Devices {
+            devices: cut(devices),
+            name: name.map(cut),
+        }
+    }
+}
+
+fn cut(text: &str) -> String {
+    if text.len() <= MAX_SOURCE_TEXT_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_SOURCE_TEXT_BYTES - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// Most sensors on one page of `GET /api/v1/sensors`, and the page size when none is asked for: a page is
@@ -118,4 +163,22 @@ pub struct SensorHistory {
     pub readings: Vec<SensorReading>,
     pub decisions: Vec<Decision>,
     pub changes: Vec<SetpointChangeEntry>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_source_is_cut_on_a_character() {
+        let long = "é".repeat(MAX_SOURCE_TEXT_BYTES);
+        let RoomSource::Devices { devices, name } = RoomSource::devices(&long, Some("Bedroom")) else {
+            panic!("devices")
+        };
+        assert!(
+            devices.len() <= MAX_SOURCE_TEXT_BYTES && devices.ends_with('…'),
+            "{devices}"
+        );
+        assert_eq!(name.as_deref(), Some("Bedroom"));
+    }
 }

@@ -36,6 +36,10 @@ fn every_server_message_round_trips() {
             setpoint: Some(sp.clone()),
             heater: Some(d),
             next_step: None,
+            source: Some(setpoint_wire::api::RoomSource::devices(
+                "zigbee2mqtt:bed_sensor",
+                Some("Bedroom"),
+            )),
         }],
         fresh: vec![1],
         total: 7,

@@ -52,6 +52,10 @@ async fn start_server_with(rooms: usize, interval_ms: i64) -> (std::net::SocketA
         Token::from_operator(TOKEN).expect("token"),
     );
     bridge.dist = dist();
+    bridge.sources = std::sync::Arc::new(setpoint::bridge::hub::sources::RoomSources {
+        simulated: Some(1..=rooms as i32),
+        devices: Default::default(),
+    });
     let options = RunOptions {
         bridge: Some(bridge),
         controller: ControllerOptions {
@@ -211,6 +215,13 @@ async fn a_person_with_the_token_watches_previews_commits_and_sees_the_heater_fo
         .expect("temperature renders");
     assert!((-50.0..150.0).contains(&temp), "{temp}");
     assert_eq!(s.find_all(".card").await.expect("cards").len(), 3);
+    let source = s
+        .wait_for("the card's source", PATIENCE, async |s| {
+            s.text_of(&card(1, ".source")).await
+        })
+        .await
+        .expect("source line");
+    assert_eq!(source, "simulated room");
 
     // Dragging (input events only) previews: the what-if overlay appears with its switch counts.
     let input = s.find(&card(1, ".num-desired")).await.expect("input");

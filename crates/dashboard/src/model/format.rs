@@ -133,9 +133,56 @@ pub fn age(ms: f64) -> String {
     }
 }
 
+/// Where a room's data comes from, for its card: `simulated room`, or its name, devices and when it was
+/// last heard from (`Bedroom · zigbee2mqtt:bed_sensor · seen 3.0 s ago`).
+pub fn source(source: &setpoint_wire::api::RoomSource, age_ms: Option<f64>) -> String {
+    use setpoint_wire::api::RoomSource;
+    match source {
+        RoomSource::Simulated => "simulated room".to_owned(),
+        RoomSource::Devices { devices, name } => {
+            let seen = match age_ms {
+                Some(ms) => format!("seen {} ago", age(ms)),
+                None => "not heard from yet".to_owned(),
+            };
+            match name {
+                Some(name) => format!("{name} · {devices} · {seen}"),
+                None => format!("{devices} · {seen}"),
+            }
+        }
+    }
+}
+
+/// `simulated` or `devices`, for the card's `data-source`.
+pub fn source_kind(source: &setpoint_wire::api::RoomSource) -> &'static str {
+    match source {
+        setpoint_wire::api::RoomSource::Simulated => "simulated",
+        setpoint_wire::api::RoomSource::Devices { .. } => "devices",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn a_card_says_where_its_room_is_heard_from() {
+        use setpoint_wire::api::RoomSource;
+        assert_eq!(source(&RoomSource::Simulated, Some(100.0)), "simulated room");
+        let bedroom = RoomSource::Devices {
+            devices: "zigbee2mqtt:bed_sensor, zigbee2mqtt:bed_plug".into(),
+            name: Some("Bedroom".into()),
+        };
+        assert_eq!(
+            source(&bedroom, Some(3_000.0)),
+            "Bedroom · zigbee2mqtt:bed_sensor, zigbee2mqtt:bed_plug · seen 3.0 s ago"
+        );
+        let unnamed = RoomSource::Devices {
+            devices: "tasmota:hall".into(),
+            name: None,
+        };
+        assert_eq!(source(&unnamed, None), "tasmota:hall · not heard from yet");
+    }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]

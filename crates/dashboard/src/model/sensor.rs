@@ -1,6 +1,7 @@
 //! Everything the dashboard holds about one sensor, and how urgently it needs a look.
 
 use setpoint_control::{band_acts_on, Command, Config, Decision, Reading, SensorId, TimeMs};
+use setpoint_wire::api::RoomSource;
 use setpoint_wire::ws::SetpointMsg;
 
 use crate::model::editor::Editor;
@@ -21,6 +22,8 @@ pub struct SensorView {
     pub readings: Ring<Reading>,
     pub decisions: Ring<Decision>,
     pub setpoint: Option<SetpointMsg>,
+    /// Where the room's data comes from (simulated, or its devices), when the bridge knows.
+    pub source: Option<RoomSource>,
     pub editor: Editor,
     /// The setpoint change history, while the user has it open.
     pub history: Option<ChangeList>,
@@ -37,6 +40,7 @@ impl SensorView {
             readings: Ring::new(capacity, HISTORY_SPAN_MS),
             decisions: Ring::new(DECISIONS_PER_SENSOR, HISTORY_SPAN_MS),
             setpoint: None,
+            source: None,
             editor: Editor::default(),
             history: None,
             rev: 0,

@@ -86,6 +86,7 @@ fn view(page: &[SensorId], commands: &[Decision], fresh: &[SensorId]) -> ServerM
                     .max_by_key(|d| d.t_ms)
                     .copied(),
                 next_step: None,
+                source: None,
             })
             .collect(),
         fresh: fresh.to_vec(),

@@ -102,6 +102,7 @@ impl Model {
             let id = summary.sensor;
             let is_fresh = fresh.contains(&id);
             let v = self.sensor_mut(id);
+            v.source = summary.source;
             // A room followed all along has its readings live, in order; only a new one starts from here.
             if let (true, Some(r)) = (is_fresh, summary.reading) {
                 v.readings.insert(r.reading());

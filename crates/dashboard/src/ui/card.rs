@@ -152,6 +152,12 @@ pub fn Card(props: &CardProps) -> Html {
         ),
         None => "no setpoint yet".to_owned(),
     };
+    let source_html = match &view.source {
+        Some(source) => html! {
+            <p class="source" data-source={format::source_kind(source)}>{ format::source(source, view.age_ms(server_now)) }</p>
+        },
+        None => html! {},
+    };
     let to = server_now as i64;
     let whatif = shown
         .filter(|_| dirty)
@@ -180,6 +186,7 @@ pub fn Card(props: &CardProps) -> Html {
             { chart }
             <p class="band" data-desired={committed.map(|sp| sp.desired.to_string())}
                 data-version={view.setpoint.as_ref().map(|s| s.version.to_string())}>{ band_text }</p>
+            { source_html }
             <NextStepLine step={model.schedules.next.get(&id).cloned()} />
             { whatif_html }
             <SetpointEditor sensor={id} shown={shown.unwrap_or(DEFAULT_SETPOINT)} committed={committed}

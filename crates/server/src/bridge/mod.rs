@@ -63,6 +63,8 @@ pub struct BridgeOptions {
     /// Origins allowed to open a WebSocket besides the server's own (e.g. behind a reverse proxy).
     pub allow_origins: Vec<String>,
     pub hub: HubOptions,
+    /// Where each room's data comes from, for the cards and the API.
+    pub sources: Arc<hub::sources::RoomSources>,
     /// Client frames above this size are refused with `frame_too_large`.
     pub max_frame_bytes: usize,
     /// Setpoint writes (a group counts once) per second, and at once, per token and per client address.
@@ -88,6 +90,7 @@ impl BridgeOptions {
             token_generated: false,
             allow_origins: Vec::new(),
             hub: HubOptions::default(),
+            sources: Arc::default(),
             max_frame_bytes: 64 * 1024,
             writes_per_second: 5.0,
             write_burst: 10.0,
@@ -133,7 +136,12 @@ pub async fn start<B: Bus>(
 ) -> std::io::Result<RunningBridge> {
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let addr = listener.local_addr()?;
-    let hub = Arc::new(Hub::new(config, options.hub, Arc::clone(&metrics)));
+    let hub = Arc::new(Hub::with_sources(
+        config,
+        options.hub,
+        Arc::clone(&metrics),
+        Arc::clone(&options.sources),
+    ));
     let dashboard = Dashboard::load(&options.dist, options.embedded_dashboard);
     match &dashboard.source {
         assets::Source::Missing => {

@@ -119,15 +119,20 @@ impl Command {
     /// The roles this subcommand runs, with their settings.
     pub fn run_options(&self) -> Result<RunOptions, String> {
         Ok(match self {
-            Command::Run(a) => RunOptions {
-                bridge: Some(a.bridge.options()?),
-                controller: a.control.options(),
-                run_controller: true,
-                simulator: Some(a.sim.config()),
-                seed_setpoints: !a.sim.no_seed_setpoints,
-                run_scheduler: true,
-                gateway: a.mqtt.options(Some(&a.sim.config()))?,
-            },
+            Command::Run(a) => {
+                let (simulator, mut bridge) = (a.sim.config(), a.bridge.options()?);
+                let gateway = a.mqtt.options(Some(&simulator))?;
+                bridge.sources = std::sync::Arc::new(mqtt::room_sources(&simulator, gateway.as_ref()));
+                RunOptions {
+                    bridge: Some(bridge),
+                    controller: a.control.options(),
+                    run_controller: true,
+                    simulator: Some(simulator),
+                    seed_setpoints: !a.sim.no_seed_setpoints,
+                    run_scheduler: true,
+                    gateway,
+                }
+            }
             // Controllers are the back end that scales out; each also runs a scheduler, of which exactly
             // one takes effect per step.
             Command::Controller(a) => RunOptions {

@@ -4,8 +4,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use setpoint::bridge::hub::sources::RoomSources;
 use setpoint::roles::gateway::{devices, GatewayOptions};
+use setpoint_control::SensorId;
 use setpoint_sim::SimConfig;
+use setpoint_wire::api::RoomSource;
 
 /// Longest topic prefix accepted, in bytes.
 const MAX_PREFIX_BYTES: usize = 256;
@@ -109,6 +112,24 @@ impl MqttArgs {
     pub fn is_set(&self) -> bool {
         self.mqtt.is_some()
     }
+}
+
+/// Where the rooms of `setpoint run` come from, for its dashboard: the simulator's ids and the devices'.
+pub fn room_sources(sim: &SimConfig, gateway: Option<&GatewayOptions>) -> RoomSources {
+    let last = i64::from(sim.first_sensor) + sim.rooms as i64 - 1;
+    let simulated = SensorId::try_from(last)
+        .ok()
+        .filter(|_| sim.rooms > 0)
+        .map(|last| sim.first_sensor..=last);
+    let devices = gateway
+        .map(|g| {
+            g.rooms
+                .iter()
+                .map(|r| (r.sensor, RoomSource::devices(&r.source, r.name.as_deref())))
+                .collect()
+        })
+        .unwrap_or_default();
+    RoomSources { simulated, devices }
 }
 
 /// `host:port`, `host` (1883) or `[v6]:port`.

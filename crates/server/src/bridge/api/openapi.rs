@@ -12,7 +12,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use setpoint_control::{Command, Decision, DecisionCause, SensorReading, Setpoint};
-use setpoint_wire::api::{ApiError, SensorHistory, SensorView, WriteOutcome};
+use setpoint_wire::api::{ApiError, RoomSource, SensorHistory, SensorView, WriteOutcome};
 use setpoint_wire::schedule::{NextStep, Schedule, ScheduleBody, ScheduleStep, Weekday};
 use setpoint_wire::write::SetpointWrite;
 use setpoint_wire::ws::{ErrorCode, SetpointChangeEntry, SetpointMsg};
@@ -78,6 +78,7 @@ pub(super) struct SchedulePath {
         ScheduleStep,
         Weekday,
         NextStep,
+        RoomSource,
     )),
     modifiers(&BearerScheme),
     tags(

@@ -18,6 +18,7 @@ mod pump;
 mod queries;
 mod room;
 mod schedules;
+pub mod sources;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -88,10 +89,22 @@ pub struct Registration {
 
 impl Hub {
     pub fn new(config: Config, options: HubOptions, metrics: Arc<Metrics>) -> Self {
+        Self::with_sources(config, options, metrics, Arc::default())
+    }
+
+    /// A hub that knows where its rooms' data comes from (shown on the cards and in the API).
+    pub fn with_sources(
+        config: Config,
+        options: HubOptions,
+        metrics: Arc<Metrics>,
+        sources: Arc<sources::RoomSources>,
+    ) -> Self {
         metrics.record_limits(crate::roles::BRIDGE.name, &config);
         Self {
             inner: Mutex::new(Inner {
-                state: HubState::new(config, options).with_writer(&crate::roles::writer_name()),
+                state: HubState::new(config, options)
+                    .with_writer(&crate::roles::writer_name())
+                    .with_sources(sources),
                 outboxes: HashMap::new(),
                 fanout: fanout::Fanout::default(),
                 to_publish: Vec::new(),

@@ -33,6 +33,7 @@ impl HubState {
             setpoint: self.setpoint(sensor),
             heater: self.history.command(sensor).copied(),
             next_step: self.schedules.next_step(sensor),
+            source: self.sources.of(sensor),
         })
     }
 

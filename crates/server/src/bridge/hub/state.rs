@@ -124,6 +124,8 @@ pub struct HubState {
     pub(super) tables_read: bool,
     stats: HubStats,
     pub(super) outputs: Vec<Output>,
+    /// Where each room's data comes from (shown, never judged by).
+    pub(super) sources: std::sync::Arc<super::sources::RoomSources>,
 }
 
 impl HubState {
@@ -145,7 +147,14 @@ impl HubState {
             tables_read: false,
             stats: HubStats::default(),
             outputs: Vec::new(),
+            sources: Default::default(),
         }
+    }
+
+    /// Tells the hub where its rooms' data comes from.
+    pub fn with_sources(mut self, sources: std::sync::Arc<super::sources::RoomSources>) -> Self {
+        self.sources = sources;
+        self
     }
 
     /// Names this hub's writes `<writer>-<n>`: two bridges on one stream must use different names, or each
