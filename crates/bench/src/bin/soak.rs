@@ -7,7 +7,7 @@
 //! The warm-up is the time the server's bounded buffers take to fill (the bus retention and the backfill
 //! ring are set small here so that happens in the first 20 s) and the allocator's high-water mark under
 //! client churn takes to level off (about 50 s); growth after that would be a leak. Hence at least 60 s of
-//! warm-up, and 120 s for the CI run.
+//! warm-up, and 300 s for the CI run.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
