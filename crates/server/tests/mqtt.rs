@@ -1,5 +1,8 @@
 //! The MQTT gateway end to end: the `setpoint` binary, a real Mosquitto, and device stand-ins written here
-//! (a zigbee2mqtt-shaped sensor and plug, a Tasmota-shaped relay, Home Assistant's side of discovery).
+//! (a zigbee2mqtt-shaped sensor and plug, a Tasmota-shaped relay, Home Assistant's side of discovery), TLS
+//! with a private CA, and the `setpoint mqtt` role on Kafka beside a controller.
+//!
+//! (Over 400 lines: one scenario per test, each readable top to bottom.)
 
 mod common;
 
@@ -530,7 +533,7 @@ async fn every_room_is_a_home_assistant_climate_entity_that_sets_the_setpoint() 
 }
 
 #[test]
-fn a_bad_devices_file_or_a_real_room_on_a_simulated_id_is_refused_at_start() {
+fn a_bad_devices_file_a_real_room_on_a_simulated_id_or_a_bad_connection_setting_is_refused_at_start() {
     let dir = temp_dir("refused");
     let cases = [
         (
@@ -560,6 +563,44 @@ fn a_bad_devices_file_or_a_real_room_on_a_simulated_id_is_refused_at_start() {
         for w in wanted {
             assert!(stderr.contains(w), "{text:?}: {w:?} not in {stderr}");
         }
+    }
+    // Connection settings are checked at start too, naming what is wrong.
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "not a certificate").expect("write");
+    let settings = [
+        (
+            "tls=true;ca_file=/nonexistent/ca.pem".to_owned(),
+            "cannot read /nonexistent/ca.pem",
+        ),
+        (
+            format!("tls=true;ca_file={}", not_pem.display()),
+            "no certificate",
+        ),
+        (
+            "tls=true;client_cert_file=/etc/hostname".to_owned(),
+            "go together",
+        ),
+        ("tls=maybe".to_owned(), "expected true or false"),
+        ("colour=red".to_owned(), "unknown"),
+    ];
+    for (setting, wanted) in settings {
+        let out = Command::new(BIN)
+            .args([
+                "run",
+                "--in-memory",
+                "--listen",
+                "127.0.0.1:0",
+                "--mqtt",
+                "127.0.0.1:1",
+            ])
+            .args(["--mqtt-config", &setting])
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(wanted),
+            "{setting}: {stderr}"
+        );
     }
 }
 
@@ -654,4 +695,145 @@ async fn the_mqtt_role_on_kafka_connects_devices_to_the_controllers() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     controller.shutdown().await;
+}
+
+/// A private CA and a certificate for 127.0.0.1 signed by it, made with the `openssl` command.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &[
+                "req",
+                "-x509",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=setpoint test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ][..],
+            &ec,
+        ]
+        .concat(),
+    );
+    // Another CA, which did not sign the broker's certificate.
+    openssl(
+        &[
+            &[
+                "req",
+                "-x509",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=another CA",
+                "-keyout",
+                "other.key",
+                "-out",
+                "other.pem",
+            ][..],
+            &ec,
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &[
+                "req",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ][..],
+            &ec,
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    // Started as root, Mosquitto drops to its own user, which must read the key (a throwaway test key).
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["server.key", "server.pem"] {
+        std::fs::set_permissions(dir.join(file), std::fs::Permissions::from_mode(0o644)).expect("mode");
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("mode");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_broker_verified_against_a_private_ca_and_refused_without_it() {
+    let dir = temp_dir("tls");
+    make_certificates(&dir);
+    let broker = Mosquitto::start_with_tls(&dir.join("server.pem"), &dir.join("server.key"));
+    let tls_port = broker.tls_port.expect("a TLS listener");
+    let mut ha = MqttClient::connect(broker.port, "tls-test", &["setpoint/#", "homeassistant/#"]).await;
+
+    // Trusting another CA, the broker's certificate is refused, and said so; the process goes on.
+    let untrusted_dir = dir.join("untrusted");
+    std::fs::create_dir_all(&untrusted_dir).expect("dir");
+    let other = format!("tls=true;ca_file={}", dir.join("other.pem").display());
+    let untrusted = Server::start(&untrusted_dir, tls_port, 1, &["--mqtt-config", &other]);
+    let deadline = Instant::now() + PATIENCE;
+    while !untrusted.log_text().contains("UnknownIssuer") {
+        assert!(
+            Instant::now() < deadline,
+            "no certificate error logged:\n{}",
+            untrusted.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(untrusted.metric("setpoint_gateway_connected ").await, Some(0.0));
+    drop(untrusted);
+
+    // With it: connected over TLS, the rooms announced, Home Assistant's command taken.
+    let ca = format!("tls=true;ca_file={}", dir.join("ca.pem").display());
+    let server = Server::start(&dir, tls_port, 1, &["--mqtt-config", &ca]);
+    ha.expect_on(PATIENCE, "setpoint/status", "online").await;
+    ha.expect(PATIENCE, "room 1's discovery config", |m| {
+        m.topic == "homeassistant/climate/setpoint_1/config"
+    })
+    .await;
+    ha.publish("setpoint/room/1/target/set", "19.5", false).await;
+    ha.expect_on(PATIENCE, "setpoint/room/1/target", "19.5").await;
+    assert_eq!(server.metric("setpoint_gateway_connected ").await, Some(1.0));
 }

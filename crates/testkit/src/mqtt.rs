@@ -28,6 +28,8 @@ pub fn mosquitto_path() -> PathBuf {
 /// session receives what was published for it while it reconnected.
 pub struct Mosquitto {
     pub port: u16,
+    /// A second listener, with TLS, when started with [`Mosquitto::start_with_tls`].
+    pub tls_port: Option<u16>,
     child: Option<Child>,
     dir: PathBuf,
     config: PathBuf,
@@ -35,17 +37,40 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A broker with a second listener on 127.0.0.1 speaking TLS with this certificate and key (PEM).
+    pub fn start_with_tls(cert: &std::path::Path, key: &std::path::Path) -> Self {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&std::path::Path, &std::path::Path)>) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("setpoint-mosquitto-{port}"));
         std::fs::create_dir_all(&dir).expect("broker directory");
+        // Started as root, Mosquitto drops to its own user, which must be able to save its state here.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+            .expect("broker directory mode");
         let config = dir.join("mosquitto.conf");
-        let settings = format!(
+        let mut settings = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\npersistence true\npersistence_location {}/\n",
             dir.display()
         );
+        let tls_port = tls.map(|(cert, key)| {
+            let tls_port = free_port();
+            settings.push_str(&format!(
+                "listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                cert.display(),
+                key.display()
+            ));
+            tls_port
+        });
         std::fs::write(&config, settings).expect("config");
         let mut m = Self {
             port,
+            tls_port,
             child: None,
             dir,
             config,
@@ -69,13 +94,11 @@ impl Mosquitto {
             });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not listen on {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        for port in std::iter::once(self.port).chain(self.tls_port) {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 

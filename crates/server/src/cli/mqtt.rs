@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use setpoint::bridge::hub::sources::RoomSources;
+use setpoint::roles::gateway::tls::{client_config, TlsOptions};
 use setpoint::roles::gateway::{devices, GatewayOptions};
 use setpoint_control::SensorId;
 use setpoint_sim::SimConfig;
@@ -19,7 +20,8 @@ pub struct MqttArgs {
     /// port defaults to 1883).
     #[arg(long, env = "SETPOINT_MQTT")]
     mqtt: Option<String>,
-    /// An MQTT client setting, key=value: username, password, client_id. Repeatable.
+    /// An MQTT client setting, key=value: username, password (or password_file), client_id, tls=true (the
+    /// system's roots, or ca_file=PEM), client_cert_file and client_key_file. Repeatable, or `;`-separated.
     #[arg(long = "mqtt-config", env = "SETPOINT_MQTT_CONFIG", value_delimiter = ';', hide_env_values = true,
           value_parser = super::parse_key_value)]
     mqtt_config: Vec<(String, String)>,
@@ -59,6 +61,7 @@ impl MqttArgs {
             username: None,
             password: None,
             client_id: None,
+            tls: None,
             discovery_prefix: (!self.no_ha_discovery).then(|| self.ha_discovery_prefix.clone()),
             topic_prefix: self.mqtt_topic_prefix.clone(),
             resend: self.mqtt_resend.max(Duration::from_secs(1)),
@@ -71,19 +74,36 @@ impl MqttArgs {
                 ));
             }
         }
+        let mut tls = None::<TlsOptions>;
         for (key, value) in &self.mqtt_config {
+            let path = || Some(PathBuf::from(value));
             match key.as_str() {
                 "username" => options.username = Some(value.clone()),
                 "password" => options.password = Some(value.clone()),
+                "password_file" => {
+                    let text = std::fs::read_to_string(value)
+                        .map_err(|e| format!("--mqtt-config password_file: cannot read {value}: {e}"))?;
+                    options.password = Some(text.trim_end_matches(['\r', '\n']).to_owned());
+                }
                 "client_id" => options.client_id = Some(value.clone()),
-                "tls" | "ca" | "ca_file" => {
+                "tls" => match value.as_str() {
+                    "true" | "on" | "1" => tls = Some(tls.unwrap_or_default()),
+                    "false" | "off" | "0" => tls = None,
+                    _ => return Err(format!("--mqtt-config tls={value}: expected true or false")),
+                },
+                "ca_file" => tls.get_or_insert_default().ca_file = path(),
+                "client_cert_file" => tls.get_or_insert_default().client_cert_file = path(),
+                "client_key_file" => tls.get_or_insert_default().client_key_file = path(),
+                other => {
                     return Err(format!(
-                        "--mqtt-config {key}: this build speaks MQTT without TLS; reach a TLS broker through a local \
-                         Mosquitto bridge (README, \"Connect real heaters\")"
+                        "--mqtt-config {other}: unknown (username, password, password_file, client_id, tls, \
+                         ca_file, client_cert_file, client_key_file)"
                     ))
                 }
-                other => return Err(format!("--mqtt-config {other}: unknown (username, password, client_id)")),
             }
+        }
+        if let Some(tls) = &tls {
+            options.tls = Some(client_config(tls).map_err(|e| format!("--mqtt-config: {e}"))?);
         }
         if let Some(path) = &self.devices {
             options.rooms = devices::load(path).map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@
 //!   Assistant is told.
 //! - `discovery` — Home Assistant's MQTT discovery config of a room's climate entity.
 //! - `payload` — what a device's payload says (a number at a JSON path, a relay's state, availability).
+//! - `tls` — TLS to the broker (rustls with ring), every file checked at start.
 //! - this module — the shell: the MQTT client (rumqttc; reconnects with backoff, a retained Last Will), the
 //!   bus consumers, the clock, and stopping (a retained `offline`, then a clean disconnect).
 //!
@@ -16,6 +17,7 @@ pub mod core;
 pub mod devices;
 pub mod discovery;
 mod payload;
+pub mod tls;
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -24,6 +26,7 @@ use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, ClientError, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter,
+    TlsConfiguration, Transport,
 };
 use setpoint_control::{Config, Decision};
 use tokio::sync::mpsc;
@@ -56,6 +59,8 @@ pub struct GatewayOptions {
     pub username: Option<String>,
     pub password: Option<String>,
     pub client_id: Option<String>,
+    /// `Some`: TLS to the broker with this configuration (built and checked at start, see `tls`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// `None`: no Home Assistant discovery.
     pub discovery_prefix: Option<String>,
     pub topic_prefix: String,
@@ -135,6 +140,11 @@ pub async fn run<B: Bus>(
             QoS::AtLeastOnce,
             true,
         ));
+    if let Some(config) = &options.tls {
+        mqtt.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::clone(
+            config,
+        ))));
+    }
     if let Some(user) = &options.username {
         mqtt.set_credentials(user.clone(), options.password.clone().unwrap_or_default());
     }
@@ -148,6 +158,7 @@ pub async fn run<B: Bus>(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut outbox: VecDeque<Out> = VecDeque::new();
+    let mut outage_logged = false;
     tracing::info!(broker = %format!("{}:{}", options.host, options.port), rooms = options.rooms.len(), "MQTT gateway started");
     loop {
         let now = now_ms();
@@ -157,6 +168,7 @@ pub async fn run<B: Bus>(
             event = events.recv() => match event {
                 Some(MqttEvent::Connected) => {
                     metrics.gateway_connected.store(1, Relaxed);
+                    outage_logged = false;
                     tracing::info!("MQTT gateway connected");
                     outbox.clear();
                     let topics: Vec<_> =
@@ -165,8 +177,14 @@ pub async fn run<B: Bus>(
                     core.on_connected(now, &mut effects);
                 }
                 Some(MqttEvent::Disconnected(why)) => {
-                    if metrics.gateway_connected.swap(0, Relaxed) == 1 {
-                        tracing::warn!("MQTT gateway disconnected, reconnecting: {why}");
+                    metrics.gateway_connected.store(0, Relaxed);
+                    // Once per outage (the first failed attempt included: a wrong address or certificate
+                    // must be seen), each attempt at debug level.
+                    if !outage_logged {
+                        tracing::warn!("MQTT gateway not connected, retrying with backoff: {why}");
+                        outage_logged = true;
+                    } else {
+                        tracing::debug!("MQTT connection attempt failed: {why}");
                     }
                     core.on_disconnected();
                 }
