@@ -119,6 +119,8 @@ pub struct Gateway {
     last_seen: HashMap<SensorId, TimeMs>,
     own_writes: HashMap<String, SensorId>,
     next_write: u64,
+    /// The next room to announce, when announcing (after a connection, or Home Assistant's restart).
+    announce_from: Option<SensorId>,
     connected: bool,
 }
 
@@ -157,6 +159,7 @@ impl Gateway {
             last_seen: HashMap::new(),
             own_writes: HashMap::new(),
             next_write: 0,
+            announce_from: None,
             connected: false,
         }
     }
@@ -187,7 +190,7 @@ impl Gateway {
     pub fn on_connected(&mut self, now: TimeMs, out: &mut Vec<Effect>) {
         self.connected = true;
         self.publish(out, self.status_topic(), "online".into(), true);
-        self.announce_all(out);
+        self.announce_all();
         let heaters: Vec<SensorId> = self.devices.keys().copied().collect();
         for sensor in heaters {
             self.send_command(sensor, now, out);
@@ -197,6 +200,31 @@ impl Gateway {
     /// The connection was lost: nothing is published until it is back (and then everything is).
     pub fn on_disconnected(&mut self) {
         self.connected = false;
+        self.announce_from = None;
+    }
+
+    /// Whether rooms are still to be announced: the shell calls [`Gateway::poll_announcements`] as its
+    /// client takes publications.
+    pub fn announcing(&self) -> bool {
+        self.announce_from.is_some()
+    }
+
+    /// Announces (config and state) up to `max_rooms` of the rooms still to be announced, in id order. A
+    /// building's 100,000 configs are thus produced as the broker takes them, never all held at once.
+    pub fn poll_announcements(&mut self, max_rooms: usize, out: &mut Vec<Effect>) {
+        let Some(from) = self.announce_from else {
+            return;
+        };
+        let batch: Vec<SensorId> = self
+            .announced
+            .range(from..)
+            .take(max_rooms + 1)
+            .copied()
+            .collect();
+        self.announce_from = batch.get(max_rooms).copied();
+        for sensor in batch.into_iter().take(max_rooms) {
+            self.announce(sensor, out);
+        }
     }
 
     /// What is published when the gateway stops (the Last Will says the same when it dies).
@@ -221,7 +249,7 @@ impl Gateway {
             if topic.strip_prefix(p.as_str()) == Some("/status") {
                 // Home Assistant restarted (or its MQTT integration reloaded): it forgot non-retained state.
                 if payload == b"online" {
-                    self.announce_all(out);
+                    self.announce_all();
                 }
                 return;
             }
@@ -492,10 +520,10 @@ impl Gateway {
         self.publish(out, topic, payload, false);
     }
 
-    fn announce_all(&mut self, out: &mut Vec<Effect>) {
-        let rooms: Vec<SensorId> = self.announced.iter().copied().collect();
-        for sensor in rooms {
-            self.announce(sensor, out);
+    /// Every room is to be announced again, from the first (see [`Gateway::poll_announcements`]).
+    fn announce_all(&mut self) {
+        if self.connected {
+            self.announce_from = self.announced.first().copied();
         }
     }
 

@@ -297,14 +297,33 @@ fn one_of<'a>(
     }
 }
 
-fn thermometer(spec: ThermometerSpec) -> Result<(Thermometer, String), FieldError> {
+/// The one way a device is named — a `topic` or one preset — and the name, checked.
+fn device_name(
+    topic: &Option<String>,
+    zigbee2mqtt: &Option<String>,
+    tasmota: &Option<String>,
+    shelly: &Option<String>,
+) -> Result<(&'static str, String), FieldError> {
     let (kind, name) = one_of([
-        ("topic", &spec.topic),
-        ("zigbee2mqtt", &spec.zigbee2mqtt),
-        ("tasmota", &spec.tasmota),
-        ("shelly", &spec.shelly),
+        ("topic", topic),
+        ("zigbee2mqtt", zigbee2mqtt),
+        ("tasmota", tasmota),
+        ("shelly", shelly),
     ])?;
-    let name = text_field(name.to_owned(), kind).map_err(|e| (kind, e))?;
+    Ok((kind, text_field(name.to_owned(), kind).map_err(|e| (kind, e))?))
+}
+
+/// How the dashboard and Home Assistant name a device: its topic, or `preset:name`.
+fn source_name(kind: &str, name: String) -> String {
+    if kind == "topic" {
+        name
+    } else {
+        format!("{kind}:{name}")
+    }
+}
+
+fn thermometer(spec: ThermometerSpec) -> Result<(Thermometer, String), FieldError> {
+    let (kind, name) = device_name(&spec.topic, &spec.zigbee2mqtt, &spec.tasmota, &spec.shelly)?;
     let (topic_name, default_extract) = match kind {
         "topic" => (name.clone(), Extract::Plain),
         // zigbee2mqtt publishes one JSON object per device with every attribute.
@@ -324,11 +343,7 @@ fn thermometer(spec: ThermometerSpec) -> Result<(Thermometer, String), FieldErro
         Some(path) => json_path(path)?,
         None => default_extract,
     };
-    let source = if kind == "topic" {
-        name
-    } else {
-        format!("{kind}:{name}")
-    };
+    let source = source_name(kind, name);
     Ok((
         Thermometer {
             topic: topic(topic_name, kind)?,
@@ -339,13 +354,7 @@ fn thermometer(spec: ThermometerSpec) -> Result<(Thermometer, String), FieldErro
 }
 
 fn heater(spec: HeaterSpec) -> Result<(Heater, String), FieldError> {
-    let (kind, name) = one_of([
-        ("topic", &spec.topic),
-        ("zigbee2mqtt", &spec.zigbee2mqtt),
-        ("tasmota", &spec.tasmota),
-        ("shelly", &spec.shelly),
-    ])?;
-    let name = text_field(name.to_owned(), kind).map_err(|e| (kind, e))?;
+    let (kind, name) = device_name(&spec.topic, &spec.zigbee2mqtt, &spec.tasmota, &spec.shelly)?;
     let relay = |topic: String, extract: Extract, on: &str, off: &str| RelayState {
         topic,
         extract,
@@ -434,11 +443,7 @@ fn heater(spec: HeaterSpec) -> Result<(Heater, String), FieldError> {
     if let Some(a) = heater.availability.take() {
         heater.availability = Some(topic(a, "availability_topic")?);
     }
-    let source = if kind == "topic" {
-        name
-    } else {
-        format!("{kind}:{name}")
-    };
+    let source = source_name(kind, name);
     Ok((heater, source))
 }
 

@@ -41,9 +41,12 @@ use crate::retry;
 
 /// How far back the gateway reads commands at start, to know the one in force for each heater.
 const COMMANDS_LOOKBACK_MS: i64 = 10 * 60_000;
-/// Publications waiting for room in the client's queue, at most. Beyond it the oldest are dropped: what is
+/// Publications waiting for room in the client's queue, at most (announcements are produced only as it
+/// empties, so this bounds a burst of commands and state). Beyond it the oldest are dropped: what is
 /// published is state, and all of it is published again on the next connection.
 const MAX_OUTBOX: usize = 1_000_000;
+/// Rooms announced (discovery config and state: five publications each) per turn of the loop.
+const ANNOUNCE_BATCH: usize = 500;
 /// The client's request queue (rumqttc's channel).
 const CLIENT_QUEUE: usize = 10_000;
 /// Largest MQTT packet read or written: device payloads are bounded far below by the core.
@@ -195,7 +198,11 @@ pub async fn run<B: Bus>(
             batch = decisions.next_batch(1024) => batch?.iter().for_each(|r| core.on_decision(&r.value, now, &mut effects)),
             batch = readings.next_batch(4096) => batch?.iter().for_each(|r| core.on_reading(&r.value, now, &mut effects)),
             _ = tick.tick() => core.on_tick(now, &mut effects),
-            _ = tokio::time::sleep(Duration::from_millis(10)), if !outbox.is_empty() => {}
+            _ = tokio::time::sleep(Duration::from_millis(10)), if !outbox.is_empty() || core.announcing() => {}
+        }
+        // Announcements are made as the client takes them: the outbox holds a few batches, not a building.
+        if outbox.len() < CLIENT_QUEUE {
+            core.poll_announcements(ANNOUNCE_BATCH, &mut effects);
         }
         apply(&bus, &mut core, &metrics, &mut effects, &mut outbox).await;
         drain(&client, &mut outbox, &metrics);

@@ -210,6 +210,11 @@ fn nothing_is_published_while_disconnected_and_everything_on_reconnection() {
     g.on_decision(&decision(10, Command::On), NOW, &mut out);
     assert!(published(&out).is_empty());
     g.on_connected(NOW + 1, &mut out);
+    assert!(g.announcing());
+    g.poll_announcements(1, &mut out);
+    assert!(g.announcing(), "two rooms, one a turn");
+    g.poll_announcements(1, &mut out);
+    assert!(!g.announcing());
     let p = published(&out);
     assert_eq!(p[0], ("setpoint/status", "online"));
     assert!(p.contains(&("cmnd/hall_relay/POWER", "ON")), "{p:?}");
