@@ -1,7 +1,9 @@
+//! Over 400 lines on purpose: every metric's name and help text in one list, where they are read and kept
+//! alike.
+//!
 //! Counters and the latency histogram every role updates, rendered as Prometheus text by the bridge.
 //!
 //! Plain atomics rather than a metrics crate: a handful of values, updated on hot paths, read rarely.
-//! (Over 400 lines: every metric's name and help text in one list, where they are read and kept alike.)
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -6,123 +6,55 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::binary::{Binary, BIN};
 use serde_json::Value;
 use setpoint_testkit::http::request;
 use setpoint_testkit::measure::percentile;
 use setpoint_testkit::mqtt::{Message, Mosquitto, MqttClient};
 
-const BIN: &str = env!("CARGO_BIN_EXE_setpoint");
 const TOKEN: &str = "alice-secret-0123456789";
 const PATIENCE: Duration = Duration::from_secs(15);
 
-/// A `setpoint run --in-memory --mqtt …` process; killed if still running when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
+/// `setpoint run --in-memory --mqtt …` with `sensors` simulated rooms reading every 200 ms and a write token;
+/// its log is [`Binary::log`].
+fn start_server(name: &str, broker: u16, sensors: usize, extra: &[&str]) -> Binary {
+    let (sensors, broker, token) = (
+        sensors.to_string(),
+        format!("127.0.0.1:{broker}"),
+        format!("alice={TOKEN}"),
+    );
+    let mut args = vec![
+        "--interval-ms",
+        "200",
+        "--sensors",
+        &sensors,
+        "--token",
+        &token,
+        "--mqtt",
+        &broker,
+    ];
+    args.extend_from_slice(extra);
+    Binary::run(name, &args, &[])
 }
 
-impl Server {
-    fn start(dir: &Path, broker: u16, sensors: usize, extra: &[&str]) -> Server {
-        let log = dir.join("server.log");
-        let file = std::fs::File::create(&log).expect("log file");
-        let mut child = Command::new(BIN)
-            .args([
-                "run",
-                "--in-memory",
-                "--listen",
-                "127.0.0.1:0",
-                "--interval-ms",
-                "200",
-            ])
-            .args([
-                "--sensors",
-                &sensors.to_string(),
-                "--token",
-                &format!("alice={TOKEN}"),
-            ])
-            .args(["--mqtt", &format!("127.0.0.1:{broker}")])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env_remove("SETPOINT_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(file)
-            .spawn()
-            .expect("starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.trim().strip_prefix("http://") {
-                    let _ = tx.send(url.split('/').next().unwrap_or_default().to_owned());
-                }
-            }
-        });
-        let host = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            panic!(
-                "no URL printed; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-        Server {
-            child,
-            addr: host.parse().expect("host:port"),
-            log,
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let ok = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status();
-        assert!(ok.is_ok_and(|s| s.success()), "kill {signal}");
-    }
-
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "did not stop; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn metric(&self, line_start: &str) -> Option<f64> {
-        let body = request(self.addr, "GET", "/metrics", &[], None).await.body;
-        body.lines()
-            .find(|l| l.starts_with(line_start))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    }
-
-    async fn sensor(&self, id: u32) -> Value {
-        let r = request(self.addr, "GET", &format!("/api/v1/sensors/{id}"), &[], None).await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.json()
-    }
+/// A line of the server's `/metrics`, by its start.
+async fn metric(server: &Binary, line_start: &str) -> Option<f64> {
+    let body = request(server.addr, "GET", "/metrics", &[], None).await.body;
+    body.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `GET /api/v1/sensors/{id}`.
+async fn sensor(server: &Binary, id: u32) -> Value {
+    let r = request(server.addr, "GET", &format!("/api/v1/sensors/{id}"), &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -166,8 +98,8 @@ async fn devices_readings_in_commands_out_and_resent_after_device_and_broker_res
     .await;
     let devices = dir.join("devices.toml");
     // A periodic re-send far away, so every re-send this test sees has the cause it provokes.
-    let mut server = Server::start(
-        &dir,
+    let mut server = start_server(
+        "mqtt-devices",
         broker.port,
         2,
         &[
@@ -206,19 +138,19 @@ async fn devices_readings_in_commands_out_and_resent_after_device_and_broker_res
     );
     // The readings are the room's, on the bus: the API shows the last one (once the bridge has read it).
     let deadline = Instant::now() + PATIENCE;
-    while server.sensor(101).await["reading"]["temperature"] != 25.0 {
+    while sensor(&server, 101).await["reading"]["temperature"] != 25.0 {
         assert!(Instant::now() < deadline, "the API never showed the last reading");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The dashboard and the API say where each room's data comes from.
-    let bedroom = server.sensor(101).await;
+    let bedroom = sensor(&server, 101).await;
     assert_eq!(
         bedroom["source"],
         serde_json::json!({"kind": "devices", "devices": "zigbee2mqtt:bed_sensor, zigbee2mqtt:bed_plug", "name": "Bedroom"}),
         "{bedroom}"
     );
     assert_eq!(
-        server.sensor(1).await["source"],
+        sensor(&server, 1).await["source"],
         serde_json::json!({"kind": "simulated"})
     );
     // Home Assistant saw the heater's action follow the commands.
@@ -264,10 +196,10 @@ async fn devices_readings_in_commands_out_and_resent_after_device_and_broker_res
     ] {
         let line =
             format!("setpoint_refused_records_total{{role=\"gateway\",stream=\"mqtt\",reason=\"{reason}\"}}");
-        let n = server.metric(&line).await;
+        let n = metric(&server, &line).await;
         assert!(n.is_some_and(|n| n >= 1.0), "{reason} not counted: {n:?}");
     }
-    assert_eq!(server.metric("setpoint_gateway_connected ").await, Some(1.0));
+    assert_eq!(metric(&server, "setpoint_gateway_connected ").await, Some(1.0));
 
     // The plug rebooted and came back Off while the command in force is On: told again (at most every 5 s).
     let rebooted = Instant::now();
@@ -319,8 +251,8 @@ async fn devices_readings_in_commands_out_and_resent_after_device_and_broker_res
     );
 
     // Killed without a word: the broker publishes the Last Will, and Home Assistant shows the rooms unavailable.
-    server.signal("-KILL");
-    server.wait();
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("exits");
     mqtt.expect_on(PATIENCE, "setpoint/status", "offline").await;
 }
 
@@ -451,9 +383,8 @@ fn config_of(m: &Message) -> Option<u32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_room_is_a_home_assistant_climate_entity_that_sets_the_setpoint() {
     let broker = Mosquitto::start();
-    let dir = temp_dir("ha");
     let mut ha = MqttClient::connect(broker.port, "ha-test", &["homeassistant/#", "setpoint/#"]).await;
-    let mut server = Server::start(&dir, broker.port, 3, &[]);
+    let mut server = start_server("mqtt-ha", broker.port, 3, &[]);
 
     // Discovery: each simulated room, field by field against the documented schema.
     let mut configs = std::collections::BTreeMap::new();
@@ -472,7 +403,7 @@ async fn every_room_is_a_home_assistant_climate_entity_that_sets_the_setpoint() 
     .await;
 
     // climate.set_temperature on room 2: a setpoint write keeping the deltas, by `homeassistant`.
-    let before = server.sensor(2).await;
+    let before = sensor(&server, 2).await;
     let sent = Instant::now();
     ha.publish("setpoint/room/2/target/set", "23.5", false).await;
     let got = ha.expect_on(PATIENCE, "setpoint/room/2/target", "23.5").await;
@@ -480,7 +411,7 @@ async fn every_room_is_a_home_assistant_climate_entity_that_sets_the_setpoint() 
         "Home Assistant set_temperature -> setpoint in force, read back: {:.1} ms",
         ms(got.at - sent)
     );
-    let after = server.sensor(2).await;
+    let after = sensor(&server, 2).await;
     let (sp_before, sp_after) = (&before["setpoint"], &after["setpoint"]);
     assert_eq!(sp_after["desired"], 23.5, "{after}");
     assert_eq!(sp_after["up_delta"], sp_before["up_delta"], "{after}");
@@ -512,7 +443,10 @@ async fn every_room_is_a_home_assistant_climate_entity_that_sets_the_setpoint() 
     // Out of the limits: refused, Home Assistant shown the target in force, nothing written.
     ha.publish("setpoint/room/2/target/set", "900", false).await;
     ha.expect_on(PATIENCE, "setpoint/room/2/target", "23.5").await;
-    assert_eq!(server.sensor(2).await["setpoint"]["version"], sp_after["version"]);
+    assert_eq!(
+        sensor(&server, 2).await["setpoint"]["version"],
+        sp_after["version"]
+    );
 
     // Home Assistant restarts and announces itself: every config again.
     ha.publish("homeassistant/status", "online", false).await;
@@ -527,8 +461,8 @@ async fn every_room_is_a_home_assistant_climate_entity_that_sets_the_setpoint() 
     }
 
     // Stopping: the rooms become unavailable.
-    server.signal("-TERM");
-    assert!(server.wait().success(), "{}", server.log_text());
+    let (status, _) = server.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{}", server.log());
     ha.expect_on(PATIENCE, "setpoint/status", "offline").await;
 }
 
@@ -809,25 +743,23 @@ async fn tls_to_the_broker_verified_against_a_private_ca_and_refused_without_it(
     let mut ha = MqttClient::connect(broker.port, "tls-test", &["setpoint/#", "homeassistant/#"]).await;
 
     // Trusting another CA, the broker's certificate is refused, and said so; the process goes on.
-    let untrusted_dir = dir.join("untrusted");
-    std::fs::create_dir_all(&untrusted_dir).expect("dir");
     let other = format!("tls=true;ca_file={}", dir.join("other.pem").display());
-    let untrusted = Server::start(&untrusted_dir, tls_port, 1, &["--mqtt-config", &other]);
+    let untrusted = start_server("mqtt-untrusted", tls_port, 1, &["--mqtt-config", &other]);
     let deadline = Instant::now() + PATIENCE;
-    while !untrusted.log_text().contains("UnknownIssuer") {
+    while !untrusted.log().contains("UnknownIssuer") {
         assert!(
             Instant::now() < deadline,
             "no certificate error logged:\n{}",
-            untrusted.log_text()
+            untrusted.log()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(untrusted.metric("setpoint_gateway_connected ").await, Some(0.0));
+    assert_eq!(metric(&untrusted, "setpoint_gateway_connected ").await, Some(0.0));
     drop(untrusted);
 
     // With it: connected over TLS, the rooms announced, Home Assistant's command taken.
     let ca = format!("tls=true;ca_file={}", dir.join("ca.pem").display());
-    let server = Server::start(&dir, tls_port, 1, &["--mqtt-config", &ca]);
+    let server = start_server("mqtt-tls", tls_port, 1, &["--mqtt-config", &ca]);
     ha.expect_on(PATIENCE, "setpoint/status", "online").await;
     ha.expect(PATIENCE, "room 1's discovery config", |m| {
         m.topic == "homeassistant/climate/setpoint_1/config"
@@ -835,5 +767,5 @@ async fn tls_to_the_broker_verified_against_a_private_ca_and_refused_without_it(
     .await;
     ha.publish("setpoint/room/1/target/set", "19.5", false).await;
     ha.expect_on(PATIENCE, "setpoint/room/1/target", "19.5").await;
-    assert_eq!(server.metric("setpoint_gateway_connected ").await, Some(1.0));
+    assert_eq!(metric(&server, "setpoint_gateway_connected ").await, Some(1.0));
 }

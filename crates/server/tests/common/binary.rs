@@ -20,7 +20,7 @@ pub struct Binary {
 
 impl Binary {
     /// `setpoint run --in-memory --listen 127.0.0.1:0 --sensors 2` and `args` (`--data-dir` in them replaces
-    /// `--in-memory`); `env` on top of a clean
+    /// `--in-memory`, `--sensors` the 2); `env` on top of a clean
     /// environment for the tokens. Waits for the printed URL.
     pub fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Binary {
         Self::spawn(name, args, env, |_| {})
@@ -36,7 +36,10 @@ impl Binary {
         let stderr = std::env::temp_dir().join(format!("setpoint-{name}-{}.log", std::process::id()));
         let log = std::fs::File::create(&stderr).expect("log file");
         let mut command = Command::new(BIN);
-        command.args(["run", "--listen", "127.0.0.1:0", "--sensors", "2"]);
+        command.args(["run", "--listen", "127.0.0.1:0"]);
+        if !args.contains(&"--sensors") {
+            command.args(["--sensors", "2"]);
+        }
         if !args.contains(&"--data-dir") {
             command.arg("--in-memory");
         }

@@ -1,3 +1,6 @@
+//! Over 400 lines on purpose: the two resolutions and the budget that moves rooms between them are one
+//! mechanism; a room's own rings are in `room.rs`.
+//!
 //! What the hub keeps of each sensor for clients that arrive later: the thinned readings, the heater
 //! decisions, the last command and the setpoint changes over the backfill window, bounded per sensor *and*
 //! in total. Part of [`super::state::HubState`], which decides what enters it; this module only keeps it and

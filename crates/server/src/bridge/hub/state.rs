@@ -1,3 +1,6 @@
+//! Over 400 lines on purpose: the hub's fields and every input that changes them (bus records, clients
+//! arriving and leaving, the tables read) in one place; writes, queries and views are already apart.
+//!
 //! The bridge's state machine, sans-IO: what every browser is told, and when. Its inputs from the bus and
 //! its clients are here; a browser's write in [`super::write_path`], what it is asked without a change in
 //! [`super::queries`], what a client watches in [`super::view`]. Its tests are in `tests.rs`.

@@ -9,8 +9,8 @@
 //! again, so a broker restart or a lost message cannot leave a relay in the wrong state for longer than the
 //! reconnection.
 //!
-//! (Over 400 lines: one state machine whose inputs — MQTT, three streams, time — share all of its state;
-//! the payload parsing lives in `payload.rs`, the discovery document in `discovery.rs`.)
+//! The state and the dispatch are here; what Home Assistant sees and says in `home_assistant.rs`, the real
+//! rooms' thermometers and heaters in `real_rooms.rs`, payload parsing in `../payload.rs`.
 //!
 //! **One setpoint rule.** Home Assistant's `set_temperature` becomes a conditional write on the version in
 //! force, checked by the same [`SetpointTable`] every reader of the setpoint stream uses, so the gateway's
@@ -19,14 +19,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use setpoint_control::{
-    check_temperature, Command, Config, Decision, SensorId, SensorReading, Setpoint, SetpointChange,
-    SetpointTable, TimeMs, Verdict,
-};
+use setpoint_control::{Command, Config, SensorId, SensorReading, SetpointChange, SetpointTable, TimeMs};
 
 use super::devices::Room;
-use super::payload::{extract_number, extract_text, is_online, number, parse_number, shown};
-use crate::bus::Record;
+use super::payload::is_online;
 
 /// The author of the setpoints Home Assistant writes (reserved: no token can take it).
 pub const AUTHOR: &str = "homeassistant";
@@ -115,8 +111,6 @@ pub struct Gateway {
     /// when [`MISMATCH_RESEND_MS`] has passed.
     mismatched: BTreeSet<SensorId>,
     temperatures: HashMap<SensorId, Shown>,
-    /// When each device room was last heard from (a reading or a relay state).
-    last_seen: HashMap<SensorId, TimeMs>,
     own_writes: HashMap<String, SensorId>,
     next_write: u64,
     /// The next room to announce, when announcing (after a connection, or Home Assistant's restart).
@@ -156,7 +150,6 @@ impl Gateway {
             sent: HashMap::new(),
             mismatched: BTreeSet::new(),
             temperatures: HashMap::new(),
-            last_seen: HashMap::new(),
             own_writes: HashMap::new(),
             next_write: 0,
             announce_from: None,
@@ -179,11 +172,9 @@ impl Gateway {
         topics
     }
 
-    /// A device room's devices and when it was last heard from.
-    pub fn device(&self, sensor: SensorId) -> Option<(&Room, Option<TimeMs>)> {
-        self.devices
-            .get(&sensor)
-            .map(|r| (r, self.last_seen.get(&sensor).copied()))
+    /// A real room's devices, as the devices file gave them.
+    pub fn device(&self, sensor: SensorId) -> Option<&Room> {
+        self.devices.get(&sensor)
     }
 
     /// The broker accepted the connection: everything is published again and every heater re-sent.
@@ -201,30 +192,6 @@ impl Gateway {
     pub fn on_disconnected(&mut self) {
         self.connected = false;
         self.announce_from = None;
-    }
-
-    /// Whether rooms are still to be announced: the shell calls [`Gateway::poll_announcements`] as its
-    /// client takes publications.
-    pub fn announcing(&self) -> bool {
-        self.announce_from.is_some()
-    }
-
-    /// Announces (config and state) up to `max_rooms` of the rooms still to be announced, in id order. A
-    /// building's 100,000 configs are thus produced as the broker takes them, never all held at once.
-    pub fn poll_announcements(&mut self, max_rooms: usize, out: &mut Vec<Effect>) {
-        let Some(from) = self.announce_from else {
-            return;
-        };
-        let batch: Vec<SensorId> = self
-            .announced
-            .range(from..)
-            .take(max_rooms + 1)
-            .copied()
-            .collect();
-        self.announce_from = batch.get(max_rooms).copied();
-        for sensor in batch.into_iter().take(max_rooms) {
-            self.announce(sensor, out);
-        }
     }
 
     /// What is published when the gateway stops (the Last Will says the same when it dies).
@@ -273,106 +240,10 @@ impl Gateway {
         }
     }
 
-    /// A record of the setpoints stream, in stream order.
-    pub fn on_setpoint(&mut self, record: &Record<SetpointChange>, now: TimeMs, out: &mut Vec<Effect>) {
-        let change = &record.value;
-        let mine = (!change.write_id.is_empty())
-            .then(|| self.own_writes.remove(&change.write_id))
-            .flatten();
-        // Refused records are counted by the controller; here they change nothing.
-        let Ok(verdict) = self.table.judge(change, record.arrival(now)) else {
-            return;
-        };
-        match verdict {
-            Verdict::Applied { .. } => {
-                if self.announced.insert(change.sensor) {
-                    self.announce(change.sensor, out);
-                } else {
-                    self.publish_target(change.sensor, out);
-                }
-            }
-            Verdict::Restated { .. } => {}
-            Verdict::Skipped { .. } => {
-                if mine.is_some() {
-                    // Our write lost to another: restate the winner (so it is the sensor's newest record)
-                    // and show Home Assistant what is in force.
-                    if let Some(restatement) = self.table.restatement(change.sensor) {
-                        out.push(Effect::Setpoint(restatement));
-                    }
-                    self.publish_target(change.sensor, out);
-                }
-            }
-        }
-    }
-
-    /// A write the bus would not take: Home Assistant is shown the value in force again.
-    pub fn write_failed(&mut self, change: &SetpointChange, out: &mut Vec<Effect>) {
-        self.own_writes.remove(&change.write_id);
-        self.publish_target(change.sensor, out);
-    }
-
-    /// A command of the heatercontrol stream.
-    pub fn on_decision(&mut self, decision: &Decision, now: TimeMs, out: &mut Vec<Effect>) {
-        let sensor = decision.sensor;
-        let changed = self.commands.insert(sensor, decision.command) != Some(decision.command);
-        if changed {
-            if self.announced.contains(&sensor) {
-                self.publish_action(sensor, out);
-            }
-            self.send_command(sensor, now, out);
-        }
-    }
-
-    /// A reading of the readings stream (the gateway's own included): Home Assistant's current temperature.
-    pub fn on_reading(&mut self, reading: &SensorReading, now: TimeMs, out: &mut Vec<Effect>) {
-        if !self.announced.contains(&reading.sensor) {
-            return;
-        }
-        let shown = self.temperatures.entry(reading.sensor).or_default();
-        if now - shown.at >= TEMPERATURE_EVERY_MS {
-            shown.at = now;
-            shown.pending = None;
-            let topic = self.room_topic(reading.sensor, "temperature");
-            self.publish(out, topic, number(reading.temperature), true);
-        } else {
-            shown.pending = Some(reading.temperature);
-        }
-    }
-
     /// Time passes: held temperatures are published, and commands re-sent to heaters whose period is up.
     pub fn on_tick(&mut self, now: TimeMs, out: &mut Vec<Effect>) {
-        let due: Vec<(SensorId, f64)> = self
-            .temperatures
-            .iter_mut()
-            .filter(|(_, s)| now - s.at >= TEMPERATURE_EVERY_MS)
-            .filter_map(|(sensor, s)| {
-                let value = s.pending.take()?;
-                s.at = now;
-                Some((*sensor, value))
-            })
-            .collect();
-        for (sensor, value) in due {
-            let topic = self.room_topic(sensor, "temperature");
-            self.publish(out, topic, number(value), true);
-        }
-        let since_sent = |s: &SensorId, period: TimeMs| self.sent.get(s).is_some_and(|at| now - at >= period);
-        let mut resend: Vec<SensorId> = self
-            .mismatched
-            .iter()
-            .filter(|s| since_sent(s, MISMATCH_RESEND_MS))
-            .copied()
-            .collect();
-        resend.extend(
-            self.devices
-                .keys()
-                .filter(|s| since_sent(s, self.opts.resend_ms))
-                .copied(),
-        );
-        resend.sort_unstable();
-        resend.dedup();
-        for sensor in resend {
-            self.send_command(sensor, now, out);
-        }
+        self.publish_held_temperatures(now, out);
+        self.resend_due(now, out);
     }
 
     fn target_set_topic(&self, topic: &str) -> Option<SensorId> {
@@ -380,184 +251,6 @@ impl Gateway {
             .strip_prefix(self.opts.topic_prefix.as_str())?
             .strip_prefix("/room/")?;
         rest.strip_suffix("/target/set")?.parse().ok()
-    }
-
-    fn on_target_set(&mut self, sensor: SensorId, payload: &[u8], now: TimeMs, out: &mut Vec<Effect>) {
-        if !self.announced.contains(&sensor) {
-            return refuse(
-                out,
-                "set_temperature_unknown_room",
-                format!("room {sensor} is not one of ours"),
-            );
-        }
-        let Some(desired) = parse_number(payload) else {
-            refuse(
-                out,
-                "set_temperature_not_a_number",
-                format!("room {sensor}: {}", shown(payload)),
-            );
-            return self.publish_target(sensor, out);
-        };
-        let (base, up, down) = match self.table.in_force(sensor) {
-            Some(f) => (f.version, f.setpoint.up_delta, f.setpoint.down_delta),
-            None => (0, DEFAULT_DELTA, DEFAULT_DELTA),
-        };
-        self.next_write += 1;
-        let write_id = format!("{}-{}", self.opts.writer, self.next_write);
-        let change = SetpointTable::next_version(sensor, base).and_then(|version| {
-            let change = SetpointChange::new(sensor, Setpoint::new(desired, up, down), version, AUTHOR, now)
-                .conditional(base, write_id.clone());
-            self.table.check(&change, None).map(|()| change)
-        });
-        match change {
-            Ok(change) => {
-                if self.own_writes.len() >= MAX_PENDING_WRITES {
-                    self.own_writes.clear();
-                }
-                self.own_writes.insert(write_id, sensor);
-                out.push(Effect::Setpoint(change));
-            }
-            Err(e) => {
-                refuse(out, "set_temperature_refused", e.to_string());
-                self.publish_target(sensor, out);
-            }
-        }
-    }
-
-    fn on_temperature(
-        &mut self,
-        sensor: SensorId,
-        topic: &str,
-        payload: &[u8],
-        now: TimeMs,
-        out: &mut Vec<Effect>,
-    ) {
-        let Some(extract) = self
-            .devices
-            .get(&sensor)
-            .and_then(|r| r.thermometer.as_ref())
-            .map(|t| t.extract.clone())
-        else {
-            return;
-        };
-        let value = match extract_number(&extract, payload) {
-            Ok(Some(v)) => v,
-            // A report without the key (a battery level, a link quality) is not a reading, nor an error.
-            Ok(None) => return,
-            Err(kind) => return refuse(out, kind, format!("{topic}: {}", shown(payload))),
-        };
-        if let Err(e) = check_temperature(sensor, value) {
-            return refuse(out, "temperature_implausible", format!("{topic}: {e}"));
-        }
-        self.last_seen.insert(sensor, now);
-        out.push(Effect::Reading(SensorReading {
-            sensor,
-            t_ms: now,
-            temperature: value,
-        }));
-    }
-
-    fn on_relay_state(
-        &mut self,
-        sensor: SensorId,
-        topic: &str,
-        payload: &[u8],
-        now: TimeMs,
-        out: &mut Vec<Effect>,
-    ) {
-        let Some(state) = self
-            .devices
-            .get(&sensor)
-            .and_then(|r| r.heater.as_ref())
-            .and_then(|h| h.state.clone())
-        else {
-            return;
-        };
-        let value = match extract_text(&state.extract, payload) {
-            Ok(Some(v)) => v,
-            Ok(None) => return,
-            Err(kind) => return refuse(out, kind, format!("{topic}: {}", shown(payload))),
-        };
-        let actual = if value.eq_ignore_ascii_case(&state.on) {
-            Command::On
-        } else if value.eq_ignore_ascii_case(&state.off) {
-            Command::Off
-        } else {
-            return refuse(out, "relay_state_unknown", format!("{topic}: {}", shown(payload)));
-        };
-        self.last_seen.insert(sensor, now);
-        let wrong = self.commands.get(&sensor).is_some_and(|c| *c != actual);
-        let quiet = self
-            .sent
-            .get(&sensor)
-            .is_none_or(|at| now - at >= MISMATCH_RESEND_MS);
-        if !wrong {
-            self.mismatched.remove(&sensor);
-        } else if quiet {
-            self.send_command(sensor, now, out);
-        } else {
-            self.mismatched.insert(sensor);
-        }
-    }
-
-    /// Sends a real heater the command in force, if it has a heater and there is one.
-    fn send_command(&mut self, sensor: SensorId, now: TimeMs, out: &mut Vec<Effect>) {
-        let (Some(command), Some(heater)) = (
-            self.commands.get(&sensor),
-            self.devices.get(&sensor).and_then(|r| r.heater.as_ref()),
-        ) else {
-            return;
-        };
-        let payload = match command {
-            Command::On => heater.on.clone(),
-            Command::Off => heater.off.clone(),
-        };
-        let topic = heater.topic.clone();
-        self.sent.insert(sensor, now);
-        self.mismatched.remove(&sensor);
-        // A command is not retained: a relay that reconnects gets the command in force from us, not a stale
-        // one from the broker.
-        self.publish(out, topic, payload, false);
-    }
-
-    /// Every room is to be announced again, from the first (see [`Gateway::poll_announcements`]).
-    fn announce_all(&mut self) {
-        if self.connected {
-            self.announce_from = self.announced.first().copied();
-        }
-    }
-
-    /// A room's discovery config and its state.
-    fn announce(&mut self, sensor: SensorId, out: &mut Vec<Effect>) {
-        if let Some(p) = self.opts.discovery_prefix.clone() {
-            let config = super::discovery::climate_config(self, sensor);
-            self.publish(
-                out,
-                format!("{p}/climate/setpoint_{sensor}/config"),
-                config.to_string(),
-                true,
-            );
-        }
-        self.publish(out, self.room_topic(sensor, "mode"), "heat".into(), true);
-        self.publish_target(sensor, out);
-        self.publish_action(sensor, out);
-        if let Some(value) = self.temperatures.get(&sensor).and_then(|s| s.pending) {
-            self.publish(out, self.room_topic(sensor, "temperature"), number(value), true);
-        }
-    }
-
-    fn publish_target(&mut self, sensor: SensorId, out: &mut Vec<Effect>) {
-        if let Some(desired) = self.table.in_force(sensor).map(|f| f.setpoint.desired) {
-            self.publish(out, self.room_topic(sensor, "target"), number(desired), true);
-        }
-    }
-
-    fn publish_action(&mut self, sensor: SensorId, out: &mut Vec<Effect>) {
-        let action = match self.commands.get(&sensor) {
-            Some(Command::On) => "heating",
-            _ => "idle",
-        };
-        self.publish(out, self.room_topic(sensor, "action"), action.into(), true);
     }
 
     fn publish(&self, out: &mut Vec<Effect>, topic: String, payload: String, retain: bool) {
@@ -584,5 +277,7 @@ fn refuse(out: &mut Vec<Effect>, kind: &'static str, detail: String) {
     out.push(Effect::Refused(Refusal { kind, detail }));
 }
 
+mod home_assistant;
+mod real_rooms;
 #[cfg(test)]
 mod tests;

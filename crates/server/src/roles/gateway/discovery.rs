@@ -14,7 +14,7 @@ use super::core::Gateway;
 pub fn room_name(gateway: &Gateway, sensor: SensorId) -> String {
     gateway
         .device(sensor)
-        .and_then(|(room, _)| room.name.clone())
+        .and_then(|room| room.name.clone())
         .unwrap_or_else(|| format!("Room {sensor}"))
 }
 
@@ -25,7 +25,7 @@ pub fn climate_config(gateway: &Gateway, sensor: SensorId) -> Value {
     let limits = opts.config.limits;
     let id = format!("setpoint_{sensor}");
     let model = match gateway.device(sensor) {
-        Some((room, _)) => format!("MQTT devices: {}", room.source),
+        Some(room) => format!("MQTT devices: {}", room.source),
         None => "Simulated room".to_owned(),
     };
     json!({

@@ -1,6 +1,7 @@
-use setpoint_control::{Command, Config, Decision, DecisionCause};
+use setpoint_control::{Command, Config, Decision, DecisionCause, Setpoint};
 
 use super::*;
+use crate::bus::Record;
 use crate::roles::gateway::devices;
 
 const NOW: TimeMs = 1_700_000_000_000;
