@@ -5,6 +5,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::{Policy, Tpi};
 use crate::sensor::{HeaterMemory, ReadingOutcome, SensorState, VersionedSetpoint};
 use crate::{Arrival, Config, Decision, Reading, ReadingError, SensorId, Setpoint, SetpointError, TimeMs};
 
@@ -262,7 +263,8 @@ impl Controller {
         heard_ms: Option<TimeMs>,
     ) -> Result<Option<Decision>, ReadingError> {
         let slot = self.slot(sensor);
-        match self.states[slot].step_heard(&self.config, sensor, &reading, heard_ms) {
+        let outdoor = self.outdoor_for(slot, reading.t_ms);
+        match self.states[slot].step_with(&self.config, sensor, &reading, heard_ms, outdoor) {
             Ok((ReadingOutcome::Accepted, decision)) => {
                 self.stats.readings += 1;
                 if decision.is_some() {
@@ -279,6 +281,20 @@ impl Controller {
                 Err(e)
             }
         }
+    }
+
+    /// The outdoor temperature a TPI room with an outdoor term would use for a reading at `t_ms`: the
+    /// newest reading of its outdoor sensor this controller has taken (in log order, like every decision).
+    #[inline]
+    fn outdoor_for(&self, slot: usize, t_ms: TimeMs) -> Option<f64> {
+        let outdoor = match self.states[slot].setpoints.at(t_ms)?.setpoint.policy {
+            Policy::Tpi(Tpi {
+                outdoor_sensor: Some(outdoor),
+                ..
+            }) => outdoor,
+            _ => return None,
+        };
+        self.sensor(outdoor)?.last_temperature
     }
 
     /// Forgets what this controller knows of a sensor's heater (last command, dwell, newest reading,

@@ -9,11 +9,13 @@
 //! the reference behaviour.
 
 mod controller;
+mod policy;
 mod sensor;
 mod setpoint;
 mod table;
 
 pub use controller::{replay, Controller, ControllerSnapshot, Stats};
+pub use policy::{Mode, Policy, Tpi, TpiCycle, DEFAULT_TPI, TPI_CYCLE_S, TPI_MAX_COEFFICIENT};
 pub use sensor::{
     band_acts_on, HeaterMemory, ReadingOutcome, SensorState, SetpointHistory, TimedSetpoint,
     VersionedSetpoint, MAX_SETPOINT_VERSIONS,

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::check_temperature;
+use crate::policy::{Mode, Policy, TpiCycle};
 use crate::{Command, Config, Decision, DecisionCause, Reading, ReadingError, SensorId, Setpoint, TimeMs};
 
 /// Everything the controller remembers about one sensor. Serializable so a snapshot carries it across a
@@ -34,6 +35,9 @@ pub struct SensorState {
     /// (a replay), and after a handover until the sensor's next reading.
     #[serde(default)]
     pub last_heard_ms: Option<TimeMs>,
+    /// The TPI cycle in progress, when the room is under TPI.
+    #[serde(default)]
+    pub cycle: Option<TpiCycle>,
     /// Readings accepted for this sensor (with or without a setpoint).
     pub readings: u64,
     /// Readings ignored because they were older than `newest_ms`.
@@ -133,6 +137,9 @@ pub struct HeaterMemory {
     pub newest_ms: Option<TimeMs>,
     pub last_temperature: Option<f64>,
     pub stale: bool,
+    /// The TPI cycle in progress: the next owner finishes it instead of starting its own.
+    #[serde(default)]
+    pub cycle: Option<TpiCycle>,
 }
 
 impl HeaterMemory {
@@ -145,6 +152,10 @@ impl HeaterMemory {
         let clamped = Self {
             last_change_ms: clamp(self.last_change_ms),
             newest_ms: clamp(self.newest_ms),
+            cycle: self.cycle.map(|c| TpiCycle {
+                start_ms: c.start_ms.min(latest_ms),
+                ..c
+            }),
             ..self
         };
         (clamped, clamped != self)
@@ -175,6 +186,7 @@ impl SensorState {
             newest_ms: self.newest_ms,
             last_temperature: self.last_temperature,
             stale: self.stale,
+            cycle: self.cycle,
         }
     }
 
@@ -185,6 +197,7 @@ impl SensorState {
         self.newest_ms = memory.newest_ms;
         self.last_temperature = memory.last_temperature;
         self.stale = memory.stale;
+        self.cycle = memory.cycle;
         self.last_heard_ms = None;
         if let Some(newest) = memory.newest_ms {
             self.setpoints.prune(newest);
@@ -215,6 +228,20 @@ impl SensorState {
         reading: &Reading,
         heard_ms: Option<TimeMs>,
     ) -> Result<(ReadingOutcome, Option<Decision>), ReadingError> {
+        self.step_with(config, sensor, reading, heard_ms, None)
+    }
+
+    /// The step itself. `outdoor` is the outdoor temperature a TPI policy with an outdoor term uses, when
+    /// the caller knows it (the [`Controller`](crate::Controller) looks up the outdoor sensor's newest
+    /// reading; unknown counts as no outdoor term).
+    pub fn step_with(
+        &mut self,
+        config: &Config,
+        sensor: SensorId,
+        reading: &Reading,
+        heard_ms: Option<TimeMs>,
+        outdoor: Option<f64>,
+    ) -> Result<(ReadingOutcome, Option<Decision>), ReadingError> {
         check_temperature(sensor, reading.temperature)?;
         if let Some(newest) = self.newest_ms {
             if reading.t_ms < newest {
@@ -232,12 +259,7 @@ impl SensorState {
         let Some(active) = self.setpoints.at(reading.t_ms) else {
             return Ok((ReadingOutcome::Accepted, None));
         };
-        let sp = active.setpoint;
-        let wanted = if reading.temperature > sp.upper() {
-            Command::Off
-        } else if reading.temperature < sp.lower() {
-            Command::On
-        } else {
+        let Some(wanted) = self.wanted(active, reading, outdoor) else {
             return Ok((ReadingOutcome::Accepted, None));
         };
         if self.last_command == Some(wanted) {
@@ -263,6 +285,52 @@ impl SensorState {
                 cause: DecisionCause::Band,
             }),
         ))
+    }
+
+    /// What the room's mode and policy want for this reading (before dedup and dwell); `None` leaves the
+    /// heater as it is (inside the hysteresis band).
+    fn wanted(
+        &mut self,
+        active: VersionedSetpoint,
+        reading: &Reading,
+        outdoor: Option<f64>,
+    ) -> Option<Command> {
+        let sp = active.setpoint;
+        let tpi = match (sp.mode, sp.policy) {
+            (Mode::Off, _) => {
+                self.cycle = None;
+                return Some(Command::Off);
+            }
+            (Mode::Heat, Policy::Hysteresis) => {
+                self.cycle = None;
+                return if reading.temperature > sp.upper() {
+                    Some(Command::Off)
+                } else if reading.temperature < sp.lower() {
+                    Some(Command::On)
+                } else {
+                    None
+                };
+            }
+            (Mode::Heat, Policy::Tpi(tpi)) => tpi,
+        };
+        let cycle = match self.cycle {
+            Some(c) if c.covers(reading.t_ms, active.version, tpi.cycle_ms()) => c,
+            _ => {
+                let on_ms = tpi.on_ms(sp.desired, reading.temperature, outdoor);
+                let c = TpiCycle {
+                    start_ms: reading.t_ms,
+                    on_until_ms: reading.t_ms.saturating_add(on_ms),
+                    version: active.version,
+                };
+                self.cycle = Some(c);
+                c
+            }
+        };
+        Some(if reading.t_ms < cycle.on_until_ms {
+            Command::On
+        } else {
+            Command::Off
+        })
     }
 
     /// Staleness check at time `now_ms`. A sensor under control that has been silent for longer than the
@@ -301,10 +369,17 @@ impl SensorState {
 /// outside the band. Asking the rule itself, rather than comparing with the band's edges, keeps "out of
 /// band" (a dashboard card, the API's `filter=out_of_band`) the same as "the controller would switch",
 /// whatever the rule becomes.
+///
+/// The band is the room's comfort band whatever its policy (TPI's duty cycle decides *how* it gets back
+/// inside), so the rule asked is hysteresis; a room in mode off is never out of band.
 pub fn band_acts_on(setpoint: Setpoint, reading: &Reading) -> bool {
+    if setpoint.mode == Mode::Off {
+        return false;
+    }
     let mut state = SensorState::default();
-    state
-        .setpoints
-        .replace(VersionedSetpoint { setpoint, version: 0 });
+    state.setpoints.replace(VersionedSetpoint {
+        setpoint: setpoint.with_policy(Policy::Hysteresis),
+        version: 0,
+    });
     matches!(state.step(&Config::default(), 0, reading), Ok((_, Some(_))))
 }

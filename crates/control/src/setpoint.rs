@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use crate::policy::{Mode, Policy};
+
 /// A per-sensor comfort band: the heater turns On below `desired - down_delta` and Off above
 /// `desired + up_delta`. Between the two edges (inclusive) nothing is decided, which is what gives the
 /// thermostat its hysteresis.
@@ -22,6 +24,12 @@ pub struct Setpoint {
     pub up_delta: f64,
     /// How far below `desired` the room may drift before the heater is turned On, in °C.
     pub down_delta: f64,
+    /// Heat (the default) or off.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The rule the room is controlled with: hysteresis on the band (the default) or TPI.
+    #[serde(default)]
+    pub policy: Policy,
 }
 
 impl Setpoint {
@@ -32,6 +40,38 @@ impl Setpoint {
             desired,
             up_delta,
             down_delta,
+            mode: Mode::Heat,
+            policy: Policy::Hysteresis,
+        }
+    }
+
+    /// This setpoint in `mode`.
+    pub const fn with_mode(self, mode: Mode) -> Self {
+        Self { mode, ..self }
+    }
+
+    /// This setpoint controlled with `policy`.
+    pub const fn with_policy(self, policy: Policy) -> Self {
+        Self { policy, ..self }
+    }
+
+    /// The setpoint a write asks for: its numbers, and its mode and policy where it gives them — where it
+    /// does not, the room keeps those `in_force` (a script that only moves the target must not switch a
+    /// TPI room back to hysteresis); a room without a setpoint gets the defaults.
+    pub fn requested(
+        desired: f64,
+        up_delta: f64,
+        down_delta: f64,
+        mode: Option<Mode>,
+        policy: Option<Policy>,
+        in_force: Option<&Setpoint>,
+    ) -> Self {
+        Self {
+            desired,
+            up_delta,
+            down_delta,
+            mode: mode.or(in_force.map(|s| s.mode)).unwrap_or_default(),
+            policy: policy.or(in_force.map(|s| s.policy)).unwrap_or_default(),
         }
     }
 
@@ -53,6 +93,12 @@ pub enum SetpointField {
     Desired,
     UpDelta,
     DownDelta,
+    CycleS,
+    KInt,
+    KExt,
+    MinOnS,
+    MinOffS,
+    OutdoorSensor,
 }
 
 impl SetpointField {
@@ -62,6 +108,12 @@ impl SetpointField {
             SetpointField::Desired => "desired",
             SetpointField::UpDelta => "up_delta",
             SetpointField::DownDelta => "down_delta",
+            SetpointField::CycleS => "policy.cycle_s",
+            SetpointField::KInt => "policy.k_int",
+            SetpointField::KExt => "policy.k_ext",
+            SetpointField::MinOnS => "policy.min_on_s",
+            SetpointField::MinOffS => "policy.min_off_s",
+            SetpointField::OutdoorSensor => "policy.outdoor_sensor",
         }
     }
 }
@@ -86,6 +138,8 @@ pub enum SetpointError {
         min: f64,
         max: f64,
     },
+    #[error("{field} is required")]
+    Missing { field: SetpointField },
 }
 
 impl SetpointError {
@@ -94,7 +148,8 @@ impl SetpointError {
         match *self {
             SetpointError::NotFinite { field }
             | SetpointError::Negative { field, .. }
-            | SetpointError::OutOfRange { field, .. } => field,
+            | SetpointError::OutOfRange { field, .. }
+            | SetpointError::Missing { field } => field,
         }
     }
 }
@@ -158,6 +213,9 @@ impl Limits {
                 });
             }
         }
-        Ok(())
+        match sp.policy {
+            Policy::Hysteresis => Ok(()),
+            Policy::Tpi(tpi) => tpi.validate(),
+        }
     }
 }

@@ -32,6 +32,7 @@ pub fn next_steps<'a>(programs: impl IntoIterator<Item = (&'a Program, Option<St
             desired: n.setpoint.desired,
             up_delta: n.setpoint.up_delta,
             down_delta: n.setpoint.down_delta,
+            mode: n.mode,
         })
         .collect()
 }

@@ -4,7 +4,7 @@
 use jiff::civil::{Date, DateTime, Time};
 use jiff::tz::{TimeZone, TimeZoneDatabase};
 use jiff::Timestamp;
-use setpoint_control::{Limits, SensorId, Setpoint, SetpointError, TimeMs};
+use setpoint_control::{Limits, Mode, Policy, SensorId, Setpoint, SetpointError, TimeMs};
 use setpoint_wire::schedule::{
     is_schedule_name, Schedule, Weekday, MAX_SCHEDULE_NAME_LEN, MAX_SCHEDULE_SENSORS, MAX_SCHEDULE_STEPS,
 };
@@ -56,14 +56,35 @@ pub enum ScheduleError {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepAt {
     pub at_ms: TimeMs,
+    /// The step's numbers, with the mode and policy it sets (the defaults where it sets none).
     pub setpoint: Setpoint,
+    /// What the step sets of mode and policy: `None` keeps the room's.
+    pub mode: Option<Mode>,
+    pub policy: Option<Policy>,
     pub step: usize,
+}
+
+impl StepAt {
+    /// The setpoint this step puts in force over the one `in_force` (see [`Setpoint::requested`]).
+    pub fn setpoint_over(&self, in_force: Option<&Setpoint>) -> Setpoint {
+        let sp = self.setpoint;
+        Setpoint::requested(
+            sp.desired,
+            sp.up_delta,
+            sp.down_delta,
+            self.mode,
+            self.policy,
+            in_force,
+        )
+    }
 }
 
 #[derive(Clone, Debug)]
 struct Step {
     time: Time,
     setpoint: Setpoint,
+    mode: Option<Mode>,
+    policy: Option<Policy>,
 }
 
 /// A validated schedule, ready to answer "which step is in force at `t`" and "which one comes next".
@@ -132,7 +153,7 @@ impl Program {
                 step: i,
                 time: step.time.clone(),
             })?;
-            let setpoint = step.setpoint();
+            let setpoint = step.setpoint_over(None);
             limits
                 .validate(&setpoint)
                 .map_err(|source| ScheduleError::Setpoint { step: i, source })?;
@@ -154,7 +175,12 @@ impl Program {
                 }
                 list.push(i);
             }
-            steps.push(Step { time, setpoint });
+            steps.push(Step {
+                time,
+                setpoint,
+                mode: step.mode,
+                policy: step.policy,
+            });
         }
         Ok(Program {
             name: s.name.clone(),
@@ -250,6 +276,8 @@ impl Program {
         StepAt {
             at_ms,
             setpoint: self.steps[step].setpoint,
+            mode: self.steps[step].mode,
+            policy: self.steps[step].policy,
             step,
         }
     }

@@ -409,11 +409,13 @@ impl Scheduler {
             }
         }
         let (slot, step) = best?;
-        let base = match self.table.in_force(sensor) {
+        let in_force = self.table.in_force(sensor);
+        let base = match in_force {
             None => 0,
             Some(f) if f.t_ms < step.at_ms => f.version,
             Some(_) => return None,
         };
+        let setpoint = step.setpoint_over(in_force.map(|f| &f.setpoint));
         // At the largest version nothing more can be numbered: the step is not published.
         let version = SetpointTable::next_version(sensor, base).ok()?;
         let n = self.next_n;
@@ -423,7 +425,7 @@ impl Scheduler {
         self.deadlines.insert((deadline, n), sensor);
         self.sent.insert(n, Sent { sensor, at: now });
         Some(
-            SetpointChange::new(sensor, step.setpoint, version, slot.author.clone(), now)
+            SetpointChange::new(sensor, setpoint, version, slot.author.clone(), now)
                 .conditional(base, format!("{}{n}", self.prefix)),
         )
     }

@@ -336,6 +336,7 @@ fn next_steps_give_each_sensor_its_earliest_next_step_and_the_tie_goes_to_the_gr
         desired,
         up_delta: 0.5,
         down_delta: 0.5,
+        mode: None,
     };
     assert_eq!(
         s.next_steps(seven_pm),

@@ -35,6 +35,8 @@ fn step(at_ms: i64, desired: f64) -> ScheduleStep {
         desired,
         up_delta: 0.5,
         down_delta: 0.5,
+        mode: None,
+        policy: None,
     }
 }
 

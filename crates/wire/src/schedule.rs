@@ -3,7 +3,7 @@
 //! name) and what the dashboard shows; `setpoint-schedule` compiles and runs them.
 
 use serde::{Deserialize, Serialize};
-use setpoint_control::{SensorId, Setpoint, TimeMs};
+use setpoint_control::{Mode, Policy, SensorId, Setpoint, TimeMs};
 
 /// Longest schedule name: the one name rule ([`crate::is_name`]).
 pub const MAX_SCHEDULE_NAME_LEN: usize = crate::MAX_NAME_LEN;
@@ -68,11 +68,25 @@ pub struct ScheduleStep {
     pub desired: f64,
     pub up_delta: f64,
     pub down_delta: f64,
+    /// A step may switch the room's mode (`"off"` for the summer); absent keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// A step may switch the room's policy; absent keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
 }
 
 impl ScheduleStep {
-    pub fn setpoint(&self) -> Setpoint {
-        Setpoint::new(self.desired, self.up_delta, self.down_delta)
+    /// The step's setpoint over the one `in_force` (see [`Setpoint::requested`]).
+    pub fn setpoint_over(&self, in_force: Option<&Setpoint>) -> Setpoint {
+        Setpoint::requested(
+            self.desired,
+            self.up_delta,
+            self.down_delta,
+            self.mode,
+            self.policy,
+            in_force,
+        )
     }
 }
 
@@ -136,6 +150,9 @@ pub struct NextStep {
     pub desired: f64,
     pub up_delta: f64,
     pub down_delta: f64,
+    /// The mode the step sets, if it sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
 }
 
 /// Most bytes of schedules in one `schedules` message: the list of 1,000 schedules of up to 10,000 rooms and
@@ -221,7 +238,7 @@ mod tests {
         let schedule = body.named("office");
         assert_eq!(schedule.steps[0].days.len(), 5);
         assert_eq!(schedule.steps[1].days, vec![Weekday::Sat, Weekday::Sun]);
-        assert_eq!(schedule.steps[1].setpoint().desired, 17.0);
+        assert_eq!(schedule.steps[1].setpoint_over(None).desired, 17.0);
         assert!(serde_json::from_str::<ScheduleBody>(r#"{"zone":"UTC","steps":[],"colour":1}"#).is_err());
     }
 

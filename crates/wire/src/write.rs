@@ -7,7 +7,7 @@
 //! misspelt `base_verison` must not turn a conditional write into an unconditional one.
 
 use serde::{Deserialize, Serialize};
-use setpoint_control::{SensorId, Setpoint};
+use setpoint_control::{Mode, Policy, SensorId, Setpoint};
 
 /// Longest `request_id` the bridge accepts; ids are echoed back, so they must not be a way to amplify traffic.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
@@ -31,12 +31,19 @@ pub struct SetpointWrite {
     pub desired: f64,
     pub up_delta: f64,
     pub down_delta: f64,
+    /// `heat` or `off`; absent keeps the room's mode (heat for a new room).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    /// `{"kind": "hysteresis"}` or `{"kind": "tpi", "cycle_s": …, "k_int": …}`; absent keeps the room's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_version: Option<u64>,
 }
 
 impl SetpointWrite {
-    /// A write of `setpoint` on `sensor`, conditional on `base_version` when given.
+    /// A write of `setpoint` (its mode and policy included) on `sensor`, conditional on `base_version`
+    /// when given.
     pub fn new(
         request_id: impl Into<String>,
         sensor: SensorId,
@@ -49,13 +56,54 @@ impl SetpointWrite {
             desired: setpoint.desired,
             up_delta: setpoint.up_delta,
             down_delta: setpoint.down_delta,
+            mode: Some(setpoint.mode),
+            policy: Some(setpoint.policy),
             base_version,
         }
     }
 
-    /// The requested setpoint, to be validated by the control crate's `Limits`.
-    pub fn setpoint(&self) -> Setpoint {
-        Setpoint::new(self.desired, self.up_delta, self.down_delta)
+    /// The requested setpoint over the one `in_force` (see [`Setpoint::requested`]), to be validated by
+    /// the control crate's `Limits`.
+    pub fn setpoint_over(&self, in_force: Option<&Setpoint>) -> Setpoint {
+        Setpoint::requested(
+            self.desired,
+            self.up_delta,
+            self.down_delta,
+            self.mode,
+            self.policy,
+            in_force,
+        )
+    }
+}
+
+/// The body of `PUT /api/v1/sensors/{id}/setpoint`: the setpoint alone (the sensor is in the path, the
+/// version in `If-Match`), mode and policy optional as in every write.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetpointBody {
+    pub desired: f64,
+    pub up_delta: f64,
+    pub down_delta: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+impl SetpointBody {
+    /// The write this body asks for on `sensor`.
+    pub fn write(self, sensor: SensorId, base_version: Option<u64>) -> SetpointWrite {
+        SetpointWrite {
+            request_id: String::new(),
+            sensor,
+            desired: self.desired,
+            up_delta: self.up_delta,
+            down_delta: self.down_delta,
+            mode: self.mode,
+            policy: self.policy,
+            base_version,
+        }
     }
 }
 

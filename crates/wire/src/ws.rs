@@ -13,7 +13,7 @@
 //! API does; an unknown `type` or a wrong field type is a typed [`ProtocolError`].
 
 use serde::{Deserialize, Serialize};
-use setpoint_control::{Config, Decision, SensorId, SensorReading, Setpoint, TimeMs};
+use setpoint_control::{Config, Decision, Mode, Policy, SensorId, SensorReading, Setpoint, TimeMs};
 
 use crate::view::{check_subscription, ViewMsg, ViewRequest};
 use crate::write::{check_writes, Door};
@@ -187,6 +187,12 @@ pub struct SetpointMsg {
     pub desired: f64,
     pub up_delta: f64,
     pub down_delta: f64,
+    /// Heat or off (absent from a server that predates modes: heat).
+    #[serde(default)]
+    pub mode: Mode,
+    /// The control policy (absent from a server that predates policies: hysteresis).
+    #[serde(default)]
+    pub policy: Policy,
     pub version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
@@ -204,6 +210,8 @@ impl SetpointMsg {
             desired: sp.desired,
             up_delta: sp.up_delta,
             down_delta: sp.down_delta,
+            mode: sp.mode,
+            policy: sp.policy,
             version,
             t_ms,
             author: None,
@@ -213,6 +221,8 @@ impl SetpointMsg {
     /// The setpoint as the control crate takes it.
     pub fn setpoint(&self) -> Setpoint {
         Setpoint::new(self.desired, self.up_delta, self.down_delta)
+            .with_mode(self.mode)
+            .with_policy(self.policy)
     }
 }
 

@@ -249,6 +249,11 @@ fn controller_state_keeps_absent_and_zero_apart() {
         newest_ms: Some(1_700_000_000_123),
         last_temperature: Some(19.5),
         stale: true,
+        cycle: Some(setpoint_control::TpiCycle {
+            start_ms: 0,
+            on_until_ms: 0,
+            version: 0,
+        }),
     };
     let never_bytes = ControllerState::from_memory(7, &never).encode_to_vec();
     // Only field 1 (sensorID = 7): nothing else is written for an empty memory.
@@ -269,4 +274,61 @@ fn controller_state_keeps_absent_and_zero_apart() {
     assert!(ControllerState::decode_value(&unknown)
         .and_then(|m| m.memory())
         .is_err());
+}
+
+/// Mode and policy are extension fields 15 and 16: a heat/hysteresis setpoint encodes exactly as before (a
+/// reference reader and an older setpoint see the same bytes), an off/TPI one round-trips every parameter,
+/// and a reference reader decoding it still gets its three numbers.
+#[test]
+fn mode_and_policy_are_extensions_reference_readers_skip() {
+    use setpoint_control::{Mode, Policy, Tpi};
+    let plain = Setpoint::new(21.5, 1.0, 1.0);
+    let plain_bytes = TemperatureControl::from_setpoint(3, &plain, 0, "", 0).encode_to_vec();
+    assert_eq!(
+        plain_bytes,
+        cat(&[&[0x08, 0x03, 0x11], &D21_5, &[0x19], &D1, &[0x21], &D1])
+    );
+    let tpi = Tpi {
+        k_ext: 0.02,
+        outdoor_sensor: Some(-4),
+        min_on_s: 30,
+        min_off_s: 20,
+        ..Tpi::new(600, 0.6)
+    };
+    let rich = plain.with_mode(Mode::Off).with_policy(Policy::Tpi(tpi));
+    let bytes = TemperatureControl::from_setpoint(3, &rich, 2, "a", 5).encode_to_vec();
+    let decoded = TemperatureControl::decode_value(&bytes).expect("decodes");
+    assert_eq!(decoded.setpoint(), rich);
+    // A reader that knows only fields 1-4 (prost skips unknown fields, as every protobuf reader does).
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct ReferenceTemperatureControl {
+        #[prost(int32, tag = "1")]
+        sensor_id: i32,
+        #[prost(double, tag = "2")]
+        desired: f64,
+        #[prost(double, tag = "3")]
+        up_delta: f64,
+        #[prost(double, tag = "4")]
+        down_delta: f64,
+    }
+    let reference = ReferenceTemperatureControl::decode(bytes.as_slice()).expect("reference decodes");
+    assert_eq!(
+        (
+            reference.sensor_id,
+            reference.desired,
+            reference.up_delta,
+            reference.down_delta
+        ),
+        (3, 21.5, 1.0, 1.0)
+    );
+    // A mode outside the enum is a typed error, not a guess.
+    let bad = TemperatureControl {
+        mode: 7,
+        ..TemperatureControl::from_setpoint(3, &plain, 0, "", 0)
+    }
+    .encode_to_vec();
+    assert_eq!(
+        TemperatureControl::decode_value(&bad),
+        Err(DecodeError::UnknownMode(7))
+    );
 }

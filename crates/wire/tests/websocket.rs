@@ -180,7 +180,12 @@ fn client_messages_decode_from_the_documented_json() {
         panic!("{m:?}")
     };
     assert_eq!(
-        (s.request_id.as_str(), s.sensor, s.setpoint(), s.base_version),
+        (
+            s.request_id.as_str(),
+            s.sensor,
+            s.setpoint_over(None),
+            s.base_version
+        ),
         ("r1", 1, Setpoint::new(45.0, 1.0, 1.0), Some(3))
     );
     let json = serde_json::to_string(&ClientMessage::SetSetpoint(s.clone())).expect("json");
@@ -309,8 +314,10 @@ fn history_messages_have_their_documented_shapes() {
         serde_json::to_value(&history).expect("json"),
         serde_json::json!({"type": "setpoint_history", "sensor": 3, "changes": [{
             "version": 2, "author": "alice", "t_ms": 10,
-            "from": {"desired": 20.0, "up_delta": 1.0, "down_delta": 1.0},
-            "to": {"desired": 21.0, "up_delta": 1.0, "down_delta": 1.0}}]})
+            "from": {"desired": 20.0, "up_delta": 1.0, "down_delta": 1.0,
+                "mode": "heat", "policy": {"kind": "hysteresis"}},
+            "to": {"desired": 21.0, "up_delta": 1.0, "down_delta": 1.0,
+                "mode": "heat", "policy": {"kind": "hysteresis"}}}]})
     );
     let d = Decision {
         sensor: 3,

@@ -5,7 +5,7 @@
 //! record what they touched in [`Changes`], and [`Model::dispatch`] bumps exactly those revisions, here and
 //! nowhere else.
 
-use setpoint_control::{SensorId, SetpointField};
+use setpoint_control::{Mode, Policy, SensorId, SetpointField};
 use setpoint_wire::ws::{ClientMessage, ServerMessage};
 
 use crate::model::schedules::ScheduleAction;
@@ -26,6 +26,10 @@ pub enum Action {
         field: SetpointField,
         value: f64,
     },
+    /// The user picked a mode (heat or off) on a card.
+    SetMode { sensor: SensorId, mode: Mode },
+    /// The user picked a policy (hysteresis or TPI) on a card.
+    SetPolicy { sensor: SensorId, policy: Policy },
     /// The user released a slider, pressed Enter or clicked Save: commit once the debounce has passed.
     Commit { sensor: SensorId, now: f64 },
     /// The user abandoned a draft.
@@ -101,6 +105,12 @@ impl Model {
             Action::Server { msg, now } => self.on_server(msg, now, &mut changes),
             Action::Closed => self.on_close(&mut changes),
             Action::Edit { sensor, field, value } => self.edit_draft(sensor, field, value, &mut changes),
+            Action::SetMode { sensor, mode } => {
+                self.change_draft(sensor, &mut changes, |e, c| e.set_mode(c, mode))
+            }
+            Action::SetPolicy { sensor, policy } => {
+                self.change_draft(sensor, &mut changes, |e, c| e.set_policy(c, policy))
+            }
             Action::Commit { sensor, now } => self.request_commit(sensor, now),
             Action::Revert { sensor } => self.revert(sensor, &mut changes),
             Action::ToggleHistory { sensor } => self.toggle_history(sensor, &mut changes),

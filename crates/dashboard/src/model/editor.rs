@@ -4,7 +4,7 @@
 //! retried, a commit is validated by the control crate's `Limits` before it is sent (the same function the server
 //! runs), and a write in flight when the connection drops is reported as lost rather than left "pending" forever.
 
-use setpoint_control::{Limits, SensorId, Setpoint, SetpointField};
+use setpoint_control::{Limits, Mode, Policy, SensorId, Setpoint, SetpointField, Tpi};
 use setpoint_wire::ws::{ErrorCode, ErrorMsg, SetpointMsg, SetpointWrite};
 
 /// How long after a slider release or Enter the write goes out; repeated commits within it collapse into one.
@@ -32,19 +32,45 @@ impl FieldExt for SetpointField {
         SetpointField::DownDelta,
     ];
 
+    /// A TPI parameter of a room under hysteresis reads as NaN (the card shows no such input).
     fn get(self, sp: &Setpoint) -> f64 {
+        let tpi = match sp.policy {
+            Policy::Tpi(t) => Some(t),
+            Policy::Hysteresis => None,
+        };
+        let param = |f: fn(&Tpi) -> f64| tpi.as_ref().map_or(f64::NAN, f);
         match self {
             SetpointField::Desired => sp.desired,
             SetpointField::UpDelta => sp.up_delta,
             SetpointField::DownDelta => sp.down_delta,
+            SetpointField::CycleS => param(|t| f64::from(t.cycle_s)),
+            SetpointField::KInt => param(|t| t.k_int),
+            SetpointField::KExt => param(|t| t.k_ext),
+            SetpointField::MinOnS => param(|t| f64::from(t.min_on_s)),
+            SetpointField::MinOffS => param(|t| f64::from(t.min_off_s)),
+            SetpointField::OutdoorSensor => param(|t| t.outdoor_sensor.map_or(f64::NAN, f64::from)),
         }
     }
 
+    /// Setting a TPI parameter of a room under hysteresis does nothing; seconds and ids are rounded (the
+    /// number inputs step by one).
     fn set(self, sp: &mut Setpoint, value: f64) {
-        match self {
-            SetpointField::Desired => sp.desired = value,
-            SetpointField::UpDelta => sp.up_delta = value,
-            SetpointField::DownDelta => sp.down_delta = value,
+        let seconds = value.round().clamp(0.0, f64::from(u32::MAX)) as u32;
+        match (self, &mut sp.policy) {
+            (SetpointField::Desired, _) => sp.desired = value,
+            (SetpointField::UpDelta, _) => sp.up_delta = value,
+            (SetpointField::DownDelta, _) => sp.down_delta = value,
+            (_, Policy::Hysteresis) => {}
+            (SetpointField::CycleS, Policy::Tpi(t)) => t.cycle_s = seconds,
+            (SetpointField::KInt, Policy::Tpi(t)) => t.k_int = value,
+            (SetpointField::KExt, Policy::Tpi(t)) => t.k_ext = value,
+            (SetpointField::MinOnS, Policy::Tpi(t)) => t.min_on_s = seconds,
+            (SetpointField::MinOffS, Policy::Tpi(t)) => t.min_off_s = seconds,
+            (SetpointField::OutdoorSensor, Policy::Tpi(t)) => {
+                t.outdoor_sensor = value
+                    .is_finite()
+                    .then(|| value.round().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32);
+            }
         }
     }
 }
@@ -129,12 +155,17 @@ impl Editor {
         }
     }
 
-    /// Changes one field of the draft (starting one from the setpoint in force if needed). Non-finite input —
-    /// a half-typed number — is ignored so the field keeps what the user is typing.
-    pub fn edit(&mut self, committed: Option<&SetpointMsg>, field: SetpointField, value: f64) {
-        if !value.is_finite() {
-            return;
-        }
+    /// Switches the draft's mode (heat or off); committed like a released slider.
+    pub fn set_mode(&mut self, committed: Option<&SetpointMsg>, mode: Mode) {
+        self.change(committed, |d| d.mode = mode);
+    }
+
+    /// Switches the draft's policy, keeping its band.
+    pub fn set_policy(&mut self, committed: Option<&SetpointMsg>, policy: Policy) {
+        self.change(committed, |d| d.policy = policy);
+    }
+
+    fn change(&mut self, committed: Option<&SetpointMsg>, f: impl FnOnce(&mut Setpoint)) {
         let mut d = match self.draft {
             Some(d) => d,
             None => {
@@ -142,7 +173,7 @@ impl Editor {
                 committed.map_or(DEFAULT_SETPOINT, SetpointMsg::setpoint)
             }
         };
-        field.set(&mut d, tidy(value));
+        f(&mut d);
         self.draft = Some(d);
         if !matches!(
             self.status,
@@ -150,6 +181,15 @@ impl Editor {
         ) {
             self.status = SaveStatus::Idle;
         }
+    }
+
+    /// Changes one field of the draft (starting one from the setpoint in force if needed). Non-finite input —
+    /// a half-typed number — is ignored so the field keeps what the user is typing.
+    pub fn edit(&mut self, committed: Option<&SetpointMsg>, field: SetpointField, value: f64) {
+        if !value.is_finite() {
+            return;
+        }
+        self.change(committed, |d| field.set(d, tidy(value)));
     }
 
     /// Takes a whole setpoint as the draft, based on the version in force now: a group write gives every

@@ -2,6 +2,7 @@
 //! a lost connection) can reach a pending write.
 
 use super::*;
+use setpoint_control::Mode;
 
 fn committed(desired: f64, version: u64) -> SetpointMsg {
     SetpointMsg {
@@ -9,6 +10,8 @@ fn committed(desired: f64, version: u64) -> SetpointMsg {
         desired,
         up_delta: 0.5,
         down_delta: 0.5,
+        mode: Mode::Heat,
+        policy: Policy::Hysteresis,
         version,
         t_ms: None,
         author: None,

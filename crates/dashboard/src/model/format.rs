@@ -1,6 +1,6 @@
 //! Number and time formatting shared by the cards, the header and the log, kept pure so it is tested once.
 
-use setpoint_control::{Setpoint, TimeMs};
+use setpoint_control::{Mode, Setpoint, TimeMs};
 use setpoint_wire::schedule::{NextStep, ScheduleStep, Weekday};
 
 /// Short day names, Monday first (the order of [`Weekday::ALL`]).
@@ -106,7 +106,11 @@ pub fn days(days: &[Weekday]) -> String {
 
 /// One step of a schedule: `Mon–Fri 06:30 → 21.0 °C +0.5/−0.5`.
 pub fn step(step: &ScheduleStep) -> String {
-    format!("{} {} → {}", days(&step.days), step.time, band(&step.setpoint()))
+    let sp = step.setpoint_over(None);
+    match step.mode {
+        Some(Mode::Off) => format!("{} {} → off", days(&step.days), step.time),
+        _ => format!("{} {} → {}", days(&step.days), step.time, band(&sp)),
+    }
 }
 
 /// A weekday's short name (for the step editor's checkboxes).
@@ -221,6 +225,7 @@ mod tests {
             desired: 17.0,
             up_delta: 0.5,
             down_delta: 0.5,
+            mode: None,
         };
         assert_eq!(next_step(&next, 0), "next 17.0 °C · Mon 22:00 · office");
         use Weekday::*;
@@ -235,6 +240,8 @@ mod tests {
             desired: 21.0,
             up_delta: 0.5,
             down_delta: 0.5,
+            mode: None,
+            policy: None,
         };
         assert_eq!(step(&st), "Mon–Fri 06:30 → 21.0 °C +0.5/−0.5");
         assert_eq!(weekday(Sun), "Sun");

@@ -7,7 +7,7 @@
 //! numbers). Times and zones are the server's to judge: its answer names the step and field, and the panel
 //! shows it.
 
-use setpoint_control::{Limits, SensorId, Setpoint, SetpointField};
+use setpoint_control::{Limits, Mode, Policy, SensorId, Setpoint, SetpointField};
 use setpoint_wire::schedule::{is_schedule_name, Schedule, ScheduleBody, ScheduleStep, Weekday};
 
 use crate::model::editor::{tidy, FieldExt, DEFAULT_SETPOINT};
@@ -20,6 +20,10 @@ pub struct StepRow {
     /// `HH:MM` or `HH:MM:SS`, as the time input gives it.
     pub time: String,
     pub setpoint: Setpoint,
+    /// The mode and policy the step sets, if any: kept as loaded (the form edits the numbers; the API sets
+    /// these), so saving a schedule from the page does not drop them.
+    pub mode: Option<Mode>,
+    pub policy: Option<Policy>,
 }
 
 impl Default for StepRow {
@@ -29,6 +33,8 @@ impl Default for StepRow {
             days: [true, true, true, true, true, false, false],
             time: "07:00".into(),
             setpoint: DEFAULT_SETPOINT,
+            mode: None,
+            policy: None,
         }
     }
 }
@@ -123,7 +129,9 @@ impl ScheduleForm {
                 .map(|st| StepRow {
                     days: Weekday::ALL.map(|d| st.days.contains(&d)),
                     time: st.time.clone(),
-                    setpoint: st.setpoint(),
+                    setpoint: st.setpoint_over(None),
+                    mode: st.mode,
+                    policy: st.policy,
                 })
                 .collect(),
             sensors: sensor_list(&s.sensors),
@@ -164,6 +172,8 @@ impl ScheduleForm {
                 desired: row.setpoint.desired,
                 up_delta: row.setpoint.up_delta,
                 down_delta: row.setpoint.down_delta,
+                mode: row.mode,
+                policy: row.policy,
             });
         }
         let sensors = parse_sensors(&self.sensors)?;
@@ -214,6 +224,8 @@ mod tests {
             days: [false, false, false, false, false, true, true],
             time: "22:00:30".into(),
             setpoint: Setpoint::new(17.0, 0.5, 1.0),
+            mode: None,
+            policy: None,
         });
         let (name, body) = f.to_body(&Limits::default()).expect("valid");
         assert_eq!(name, "office");

@@ -3,10 +3,10 @@
 //! one card's write; this holds what spans cards (request ids, the in-flight table, the connection).
 
 use setpoint_control::{SensorId, SetpointField};
-use setpoint_wire::ws::ClientMessage;
+use setpoint_wire::ws::{ClientMessage, SetpointMsg};
 
 use crate::model::action::Changes;
-use crate::model::editor::SaveStatus;
+use crate::model::editor::{Editor, SaveStatus};
 use crate::model::{ConnState, Model};
 
 impl Model {
@@ -19,6 +19,18 @@ impl Model {
     ) {
         if let Some(v) = self.sensors.get_mut(&sensor) {
             v.editor.edit(v.setpoint.as_ref(), field, value);
+            changes.sensor(sensor);
+        }
+    }
+
+    pub(super) fn change_draft(
+        &mut self,
+        sensor: SensorId,
+        changes: &mut Changes,
+        f: impl FnOnce(&mut Editor, Option<&SetpointMsg>),
+    ) {
+        if let Some(v) = self.sensors.get_mut(&sensor) {
+            f(&mut v.editor, v.setpoint.as_ref());
             changes.sensor(sensor);
         }
     }

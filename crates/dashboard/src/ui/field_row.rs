@@ -29,6 +29,34 @@ fn names(field: SetpointField) -> (&'static str, &'static str, &'static str) {
         SetpointField::Desired => ("Desired", "slider-desired", "num-desired"),
         SetpointField::UpDelta => ("Up Δ (off above)", "slider-up", "num-up"),
         SetpointField::DownDelta => ("Down Δ (on below)", "slider-down", "num-down"),
+        SetpointField::CycleS => ("Cycle (s)", "slider-cycle", "num-cycle"),
+        SetpointField::KInt => ("k_int (per °C)", "slider-kint", "num-kint"),
+        SetpointField::KExt => ("k_ext (per °C)", "slider-kext", "num-kext"),
+        SetpointField::MinOnS => ("Min on (s)", "slider-minon", "num-minon"),
+        SetpointField::MinOffS => ("Min off (s)", "slider-minoff", "num-minoff"),
+        SetpointField::OutdoorSensor => ("Outdoor sensor", "slider-outdoor", "num-outdoor"),
+    }
+}
+
+/// The unit a field's value is shown in (the number input's label and the slider's spoken value).
+fn unit(field: SetpointField) -> &'static str {
+    match field {
+        SetpointField::Desired | SetpointField::UpDelta | SetpointField::DownDelta => "°C",
+        SetpointField::CycleS | SetpointField::MinOnS | SetpointField::MinOffS => "s",
+        SetpointField::KInt | SetpointField::KExt => "per °C",
+        SetpointField::OutdoorSensor => "id",
+    }
+}
+
+/// Slider step: tenths of a degree and of a coefficient, whole seconds and ids.
+fn step(field: SetpointField) -> &'static str {
+    match field {
+        SetpointField::CycleS
+        | SetpointField::MinOnS
+        | SetpointField::MinOffS
+        | SetpointField::OutdoorSensor => "1",
+        SetpointField::KInt | SetpointField::KExt => "0.05",
+        SetpointField::Desired | SetpointField::UpDelta | SetpointField::DownDelta => "0.1",
     }
 }
 
@@ -44,6 +72,10 @@ fn slider_range(field: SetpointField, limits: &Limits, committed: Option<Setpoin
             )
         }
         SetpointField::UpDelta | SetpointField::DownDelta => (0.0, limits.max_delta.min(10.0)),
+        SetpointField::CycleS => (60.0, 3_600.0),
+        SetpointField::KInt | SetpointField::KExt => (0.0, 2.0),
+        SetpointField::MinOnS | SetpointField::MinOffS => (0.0, 300.0),
+        SetpointField::OutdoorSensor => full_range(field, limits),
     }
 }
 
@@ -51,6 +83,13 @@ fn full_range(field: SetpointField, limits: &Limits) -> (f64, f64) {
     match field {
         SetpointField::Desired => (limits.desired_min, limits.desired_max),
         SetpointField::UpDelta | SetpointField::DownDelta => (0.0, limits.max_delta),
+        SetpointField::CycleS => (
+            f64::from(setpoint_control::TPI_CYCLE_S.0),
+            f64::from(setpoint_control::TPI_CYCLE_S.1),
+        ),
+        SetpointField::KInt | SetpointField::KExt => (0.0, setpoint_control::TPI_MAX_COEFFICIENT),
+        SetpointField::MinOnS | SetpointField::MinOffS => (0.0, f64::from(setpoint_control::TPI_CYCLE_S.1)),
+        SetpointField::OutdoorSensor => (f64::from(i32::MIN), f64::from(i32::MAX)),
     }
 }
 
@@ -87,11 +126,12 @@ pub fn FieldRow(p: &FieldRowProps) -> Html {
         <div class="field">
             <label for={slider_id.clone()}>{ label.to_owned() }</label>
             <input id={slider_id} class={slider_class} type="range" min={smin.to_string()} max={smax.to_string()}
-                step="0.1" value={v.clone()} disabled={p.disabled}
-                aria-valuetext={format::temp(p.value)}
+                step={step(p.field)} value={v.clone()} disabled={p.disabled}
+                aria-valuetext={match unit(p.field) { "°C" => format::temp(p.value), u => format!("{v} {u}") }}
                 oninput={on_input.clone()} onchange={on_change.clone()} onkeydown={on_enter.clone()} />
-            <input class={num_class} type="number" min={nmin.to_string()} max={nmax.to_string()} step="0.1"
-                value={v} disabled={p.disabled} aria-label={format!("{label} (°C), exact value")}
+            <input class={num_class} type="number" min={nmin.to_string()} max={nmax.to_string()}
+                step={step(p.field)} value={v} disabled={p.disabled}
+                aria-label={format!("{label} ({}), exact value", unit(p.field))}
                 oninput={on_input} onchange={on_change} onkeydown={on_enter} />
         </div>
     }

@@ -31,6 +31,8 @@ pub mod next_step;
 #[cfg(target_arch = "wasm32")]
 pub mod pager;
 #[cfg(target_arch = "wasm32")]
+pub mod policy_picker;
+#[cfg(target_arch = "wasm32")]
 pub mod schedule_editor;
 #[cfg(target_arch = "wasm32")]
 pub mod schedules_panel;

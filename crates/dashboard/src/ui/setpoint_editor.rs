@@ -1,4 +1,4 @@
-//! A card's setpoint editor: the three numbers, Save and Revert, and how the latest write went.
+//! A card's setpoint editor: the three numbers, mode and policy, Save and Revert, and how the latest write went.
 
 use setpoint_control::{Limits, SensorId, Setpoint, SetpointField};
 use yew::prelude::*;
@@ -7,6 +7,7 @@ use crate::hooks::store::{now, use_store};
 use crate::model::editor::{FieldExt, SaveStatus};
 use crate::model::Action;
 use crate::ui::field_row::FieldRow;
+use crate::ui::policy_picker::PolicyPicker;
 
 #[derive(Properties, PartialEq)]
 pub struct SetpointEditorProps {
@@ -53,6 +54,8 @@ pub fn SetpointEditor(p: &SetpointEditorProps) -> Html {
         <fieldset class="editor">
             <legend>{ "Setpoint" }</legend>
             { for rows }
+            <PolicyPicker sensor={sensor} shown={p.shown} committed={p.committed} limits={p.limits}
+                disabled={disabled} />
             <div class="actions">
                 <button type="button" onclick={save} disabled={disabled || !p.dirty}>{ "Save" }</button>
                 <button type="button" onclick={revert} disabled={!p.has_draft}>{ "Revert" }</button>

@@ -19,6 +19,8 @@ pub fn step(days: &[Weekday], time: &str, desired: f64) -> ScheduleStep {
         desired,
         up_delta: 0.5,
         down_delta: 0.5,
+        mode: None,
+        policy: None,
     }
 }
 

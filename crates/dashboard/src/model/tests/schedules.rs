@@ -17,6 +17,7 @@ fn next(sensor: SensorId, at_ms: TimeMs, desired: f64) -> NextStep {
         desired,
         up_delta: 0.5,
         down_delta: 0.5,
+        mode: None,
     }
 }
 
@@ -30,6 +31,8 @@ fn office(sensors: Vec<SensorId>) -> Schedule {
             desired: 17.0,
             up_delta: 0.5,
             down_delta: 0.5,
+            mode: None,
+            policy: None,
         }],
         sensors,
     }

@@ -12,9 +12,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use setpoint_control::SensorId;
-use setpoint_control::Setpoint;
+
 use setpoint_wire::api::{ApiError, WriteOutcome};
-use setpoint_wire::write::{check_writes, Door, SetpointWrite};
+use setpoint_wire::write::{check_writes, Door, SetpointBody, SetpointWrite};
 use setpoint_wire::ws::{ErrorCode, ServerMessage, SetpointMsg};
 
 use super::error::*;
@@ -187,7 +187,7 @@ pub(super) async fn setpoint<B: Bus>(
         SensorPath,
         ("If-Match" = Option<String>, Header, description = "The version this write replaces, as its `ETag` gives it (`\"3\"`; a bare `3` too); `*` or none: any"),
     ),
-    request_body = Setpoint,
+    request_body = SetpointBody,
     responses(
         (status = 200, description = "In force: the new setpoint, with its version", body = SetpointMsg, headers(("ETag" = String, description = "The setpoint's version as an entity tag, e.g. `\"3\"`"))),
         (status = 202, description = "`unconfirmed`: saved, but not read back in time to know whether it took effect", body = ApiError),
@@ -209,8 +209,8 @@ pub(super) async fn put_setpoint<B: Bus>(
     let author = writer(&bridge, &headers)?;
     let sensor = sensor_id(&id)?;
     let base_version = if_match(&headers)?;
-    let setpoint: Setpoint = json_body(&bridge, body).await?;
-    let write = SetpointWrite::new("", sensor, setpoint, base_version);
+    let body: SetpointBody = json_body(&bridge, body).await?;
+    let write = body.write(sensor, base_version);
     let mut outcomes = self::write(&bridge, &author, vec![write]).await;
     let outcome = outcomes
         .pop()

@@ -61,6 +61,8 @@ fn building(rooms: i32) -> HubState {
         desired: 20.123_456_789_012_345,
         up_delta: 0.5,
         down_delta: 0.5,
+        mode: None,
+        policy: None,
     };
     let record = ScheduleRecord {
         schedule: Schedule {
@@ -149,6 +151,8 @@ fn a_list_of_schedules_past_one_frame_comes_in_parts_and_is_shown_whole() {
         desired: 20.123_456_789_012_345,
         up_delta: 0.5,
         down_delta: 0.5,
+        mode: None,
+        policy: None,
     };
     let mut names = vec!["n".repeat(setpoint_wire::MAX_NAME_LEN)];
     for i in 0..19 {

@@ -762,6 +762,8 @@ fn schedules_and_each_sensors_next_step_reach_new_and_connected_clients() {
         desired,
         up_delta: 0.5,
         down_delta: 0.5,
+        mode: None,
+        policy: None,
     };
     let record = ScheduleRecord {
         schedule: Schedule {
@@ -924,6 +926,8 @@ fn records_the_controller_would_refuse_are_refused_and_change_nothing() {
                 desired,
                 up_delta: 0.5,
                 down_delta: 0.5,
+                mode: None,
+                policy: None,
             }],
             sensors: vec![1],
         },

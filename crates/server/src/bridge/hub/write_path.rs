@@ -31,7 +31,13 @@ impl HubState {
                 }),
             )
         };
-        let setpoint = req.setpoint();
+        // This bridge's own writes in flight count, so one client's quick succession of writes chains up
+        // instead of conflicting with itself, and a write this bridge already knows to be stale is refused
+        // without a record. The stream has the final word on the rest. A write without a mode or policy
+        // keeps the ones of the value it replaces (the record is conditional on that value's version).
+        let latest = self.latest_value(req.sensor);
+        let latest_version = latest.as_ref().map_or(0, |c| c.version);
+        let setpoint = req.setpoint_over(latest.as_ref().map(SetpointMsg::setpoint).as_ref());
         // The table's checks, as every reader will apply them to the record (limits, sizes, the sensor
         // bound); the version is checked below, once the base is known.
         let draft = SetpointChange::new(req.sensor, setpoint, 0, author, now);
@@ -60,11 +66,6 @@ impl HubState {
             ));
             return None;
         }
-        // This bridge's own writes in flight count, so one client's quick succession of writes chains up
-        // instead of conflicting with itself, and a write this bridge already knows to be stale is refused
-        // without a record. The stream has the final word on the rest.
-        let latest = self.latest_value(req.sensor);
-        let latest_version = latest.as_ref().map_or(0, |c| c.version);
         if let Some(base) = req.base_version {
             if base != latest_version {
                 self.outputs.push(refuse(

@@ -153,6 +153,7 @@ async fn the_controllers_changelog_is_compacted_once_half_stale_not_only_when_fu
             newest_ms: Some(t),
             last_temperature: Some(20.0),
             stale: false,
+            cycle: None,
         },
     };
     for t in 0..3_000 {

@@ -60,16 +60,18 @@ pub fn tick(join: &mut Join, now_ms: i64) -> Vec<Effect> {
     publish(join, failsafes)
 }
 
-/// Commands, then the memories that explain them; nothing for no commands.
-fn publish(join: &Join, decisions: Vec<Decision>) -> Vec<Effect> {
-    if decisions.is_empty() {
-        return Vec::new();
-    }
+/// Commands, then the memories that explain them, and those of heaters whose TPI cycle started without
+/// a command (the next owner must continue that cycle, not start its own); nothing when neither.
+fn publish(join: &mut Join, decisions: Vec<Decision>) -> Vec<Effect> {
     let memories = join.memories_for(&decisions);
-    vec![
-        Effect::PublishCommands(decisions),
-        Effect::PublishMemories(memories),
-    ]
+    let mut effects = Vec::with_capacity(2);
+    if !decisions.is_empty() {
+        effects.push(Effect::PublishCommands(decisions));
+    }
+    if !memories.is_empty() {
+        effects.push(Effect::PublishMemories(memories));
+    }
+    effects
 }
 
 #[cfg(test)]

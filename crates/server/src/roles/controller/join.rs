@@ -29,6 +29,8 @@ pub struct Join {
     clamped: u64,
     /// Setpoint records the table refused (the controller core never sees them).
     refused_setpoints: u64,
+    /// Sensors whose TPI cycle started (or ended) since the last changelog records were taken.
+    cycles_started: Vec<SensorId>,
 }
 
 impl Join {
@@ -40,6 +42,7 @@ impl Join {
             owned: HashMap::new(),
             clamped: 0,
             refused_setpoints: 0,
+            cycles_started: Vec::new(),
         }
     }
 
@@ -90,6 +93,9 @@ impl Join {
             }
             keep
         });
+        // A released sensor's memory is the next owner's to write now.
+        let owned = &self.owned;
+        self.cycles_started.retain(|sensor| owned.contains_key(sensor));
     }
 
     /// Decides one reading from `partition`. A sensor this instance did not own a moment ago first takes
@@ -120,8 +126,15 @@ impl Join {
                 self.controller.restore_heater(event.sensor, memory);
             }
         }
-        self.controller
-            .on_reading_at(event.sensor, event.reading(), arrival)
+        let cycle = |c: &Controller| c.sensor(event.sensor).and_then(|s| s.cycle);
+        let before = cycle(&self.controller);
+        let decided = self
+            .controller
+            .on_reading_at(event.sensor, event.reading(), arrival);
+        if cycle(&self.controller) != before {
+            self.cycles_started.push(event.sensor);
+        }
+        decided
     }
 
     /// Heater memories restored with a future time and clamped.
@@ -135,9 +148,11 @@ impl Join {
     }
 
     /// The changelog records that explain `decisions`: each commanded heater's memory as it is now (after
-    /// the whole batch), one record per sensor.
-    pub fn memories_for(&self, decisions: &[Decision]) -> Vec<HeaterMemoryRecord> {
+    /// the whole batch), one record per sensor — and of each heater whose TPI cycle changed since the last
+    /// call, commanded or not.
+    pub fn memories_for(&mut self, decisions: &[Decision]) -> Vec<HeaterMemoryRecord> {
         let mut sensors: Vec<SensorId> = decisions.iter().map(|d| d.sensor).collect();
+        sensors.append(&mut self.cycles_started);
         sensors.sort_unstable();
         sensors.dedup();
         sensors
@@ -225,6 +240,7 @@ mod tests {
                 newest_ms: Some(2_000),
                 last_temperature: Some(25.0),
                 stale: false,
+                cycle: None,
             },
         });
         assert_eq!(
@@ -309,6 +325,7 @@ mod tests {
                 newest_ms: Some(TEN_YEARS_MS),
                 last_temperature: Some(10.0),
                 stale: false,
+                cycle: None,
             },
         });
         let off = join

@@ -164,7 +164,10 @@ impl Gateway {
 
     /// Every topic to subscribe to after each connection.
     pub fn subscriptions(&self) -> Vec<String> {
-        let mut topics = vec![format!("{}/room/+/target/set", self.opts.topic_prefix)];
+        let mut topics = vec![
+            format!("{}/room/+/target/set", self.opts.topic_prefix),
+            format!("{}/room/+/mode/set", self.opts.topic_prefix),
+        ];
         if let Some(p) = &self.opts.discovery_prefix {
             topics.push(format!("{p}/status"));
         }
@@ -221,8 +224,11 @@ impl Gateway {
                 return;
             }
         }
-        if let Some(sensor) = self.target_set_topic(topic) {
+        if let Some(sensor) = self.set_topic(topic, "/target/set") {
             return self.on_target_set(sensor, payload, now, out);
+        }
+        if let Some(sensor) = self.set_topic(topic, "/mode/set") {
+            return self.on_mode_set(sensor, payload, now, out);
         }
         let Some(listens) = self.listening.get(topic).cloned() else {
             return;
@@ -246,11 +252,12 @@ impl Gateway {
         self.resend_due(now, out);
     }
 
-    fn target_set_topic(&self, topic: &str) -> Option<SensorId> {
+    /// The room of a command topic of Home Assistant's (`<prefix>/room/<id><suffix>`).
+    fn set_topic(&self, topic: &str, suffix: &str) -> Option<SensorId> {
         let rest = topic
             .strip_prefix(self.opts.topic_prefix.as_str())?
             .strip_prefix("/room/")?;
-        rest.strip_suffix("/target/set")?.parse().ok()
+        rest.strip_suffix(suffix)?.parse().ok()
     }
 
     fn publish(&self, out: &mut Vec<Effect>, topic: String, payload: String, retain: bool) {

@@ -1,9 +1,10 @@
 //! What Home Assistant sees of the gateway and says to it: each room announced (discovery config and
-//! state) as the client takes them, the target, action and temperature kept current, and `set_temperature`
-//! as a conditional setpoint write judged by the one [`SetpointTable`] rule. Part of [`Gateway`].
+//! state) as the client takes them, the target, mode, action and temperature kept current, and
+//! `set_temperature` and `set_hvac_mode` (heat or off) as conditional setpoint writes judged by the one
+//! [`SetpointTable`] rule. Part of [`Gateway`].
 
 use setpoint_control::{
-    Command, SensorId, SensorReading, Setpoint, SetpointChange, SetpointTable, TimeMs, Verdict,
+    Command, Mode, SensorId, SensorReading, Setpoint, SetpointChange, SetpointTable, TimeMs, Verdict,
 };
 
 use super::{refuse, Effect, Gateway, AUTHOR, DEFAULT_DELTA, MAX_PENDING_WRITES, TEMPERATURE_EVERY_MS};
@@ -51,6 +52,7 @@ impl Gateway {
                     self.announce(change.sensor, out);
                 } else {
                     self.publish_target(change.sensor, out);
+                    self.publish_action(change.sensor, out);
                 }
             }
             Verdict::Restated { .. } => {}
@@ -111,14 +113,60 @@ impl Gateway {
             );
             return self.publish_target(sensor, out);
         };
-        let (base, up, down) = match self.table.in_force(sensor) {
-            Some(f) => (f.version, f.setpoint.up_delta, f.setpoint.down_delta),
-            None => (0, DEFAULT_DELTA, DEFAULT_DELTA),
+        self.write(sensor, now, out, "set_temperature_refused", |sp| {
+            sp.desired = desired
+        });
+    }
+
+    /// Home Assistant's `set_hvac_mode`: `heat` or `off`, the room's numbers and policy kept.
+    pub(super) fn on_mode_set(
+        &mut self,
+        sensor: SensorId,
+        payload: &[u8],
+        now: TimeMs,
+        out: &mut Vec<Effect>,
+    ) {
+        if !self.announced.contains(&sensor) {
+            return refuse(
+                out,
+                "set_hvac_mode_unknown_room",
+                format!("room {sensor} is not one of ours"),
+            );
+        }
+        let mode = match payload {
+            b"heat" => Mode::Heat,
+            b"off" => Mode::Off,
+            _ => {
+                refuse(
+                    out,
+                    "set_hvac_mode_unknown",
+                    format!("room {sensor}: {} (heat or off)", shown(payload)),
+                );
+                return self.publish_target(sensor, out);
+            }
         };
+        self.write(sensor, now, out, "set_hvac_mode_refused", |sp| sp.mode = mode);
+    }
+
+    /// A conditional write of the value in force changed by `change` (the default band for a room without
+    /// one), by the author `homeassistant`.
+    fn write(
+        &mut self,
+        sensor: SensorId,
+        now: TimeMs,
+        out: &mut Vec<Effect>,
+        refusal: &'static str,
+        change: impl FnOnce(&mut Setpoint),
+    ) {
+        let (base, mut setpoint) = match self.table.in_force(sensor) {
+            Some(f) => (f.version, f.setpoint),
+            None => (0, Setpoint::new(0.0, DEFAULT_DELTA, DEFAULT_DELTA)),
+        };
+        change(&mut setpoint);
         self.next_write += 1;
         let write_id = format!("{}-{}", self.opts.writer, self.next_write);
         let change = SetpointTable::next_version(sensor, base).and_then(|version| {
-            let change = SetpointChange::new(sensor, Setpoint::new(desired, up, down), version, AUTHOR, now)
+            let change = SetpointChange::new(sensor, setpoint, version, AUTHOR, now)
                 .conditional(base, write_id.clone());
             self.table.check(&change, None).map(|()| change)
         });
@@ -131,7 +179,7 @@ impl Gateway {
                 out.push(Effect::Setpoint(change));
             }
             Err(e) => {
-                refuse(out, "set_temperature_refused", e.to_string());
+                refuse(out, refusal, e.to_string());
                 self.publish_target(sensor, out);
             }
         }
@@ -155,7 +203,6 @@ impl Gateway {
                 true,
             );
         }
-        self.publish(out, self.room_topic(sensor, "mode"), "heat".into(), true);
         self.publish_target(sensor, out);
         self.publish_action(sensor, out);
         if let Some(value) = self.temperatures.get(&sensor).and_then(|s| s.pending) {
@@ -163,16 +210,32 @@ impl Gateway {
         }
     }
 
+    /// The setpoint in force as Home Assistant shows it: its target and its mode (and the action, which
+    /// reads `off` in mode off).
     pub(super) fn publish_target(&mut self, sensor: SensorId, out: &mut Vec<Effect>) {
         if let Some(desired) = self.table.in_force(sensor).map(|f| f.setpoint.desired) {
             self.publish(out, self.room_topic(sensor, "target"), number(desired), true);
         }
+        self.publish_mode(sensor, out);
+    }
+
+    /// The mode in force (`heat` for a room without a setpoint, as the controller treats it).
+    fn publish_mode(&mut self, sensor: SensorId, out: &mut Vec<Effect>) {
+        let mode = self.mode(sensor);
+        self.publish(out, self.room_topic(sensor, "mode"), mode.as_str().into(), true);
+    }
+
+    fn mode(&self, sensor: SensorId) -> Mode {
+        self.table
+            .in_force(sensor)
+            .map_or(Mode::Heat, |f| f.setpoint.mode)
     }
 
     pub(super) fn publish_action(&mut self, sensor: SensorId, out: &mut Vec<Effect>) {
-        let action = match self.commands.get(&sensor) {
-            Some(Command::On) => "heating",
-            _ => "idle",
+        let action = match (self.mode(sensor), self.commands.get(&sensor)) {
+            (Mode::Off, _) => "off",
+            (Mode::Heat, Some(Command::On)) => "heating",
+            (Mode::Heat, _) => "idle",
         };
         self.publish(out, self.room_topic(sensor, "action"), action.into(), true);
     }

@@ -1,4 +1,4 @@
-use setpoint_control::{Command, Config, Decision, DecisionCause, Setpoint};
+use setpoint_control::{Command, Config, Decision, DecisionCause, Mode, Policy, Setpoint, Tpi};
 
 use super::*;
 use crate::bus::Record;
@@ -252,13 +252,16 @@ fn set_temperature_is_a_conditional_write_keeping_the_deltas_and_a_lost_one_is_r
             .any(|e| matches!(e, Effect::Setpoint(r) if r.version == 2 && r.base_version == Some(2))),
         "{out:?}"
     );
-    assert_eq!(published(&out).last(), Some(&("setpoint/room/9/target", "19")));
+    assert!(published(&out).contains(&("setpoint/room/9/target", "19")));
     // Out of range or not a number: refused, and the target in force shown again.
     for bad in [&b"500"[..], b"hot", b""] {
         out.clear();
         g.on_message("setpoint/room/9/target/set", bad, NOW, &mut out);
         assert!(matches!(out.first(), Some(Effect::Refused(_))), "{out:?}");
-        assert_eq!(published(&out), vec![("setpoint/room/9/target", "19")]);
+        assert_eq!(
+            published(&out),
+            vec![("setpoint/room/9/target", "19"), ("setpoint/room/9/mode", "heat")]
+        );
     }
     out.clear();
     g.on_message("setpoint/room/77/target/set", b"20", NOW, &mut out);
@@ -295,4 +298,42 @@ fn temperatures_are_published_at_most_every_five_seconds_the_latest_kept() {
         &mut out,
     );
     assert!(out.is_empty());
+}
+
+/// Home Assistant's `set_hvac_mode`: off and back to heat are conditional writes that keep the room's
+/// numbers and policy (a TPI room stays TPI), the mode and action are shown, and anything else is refused.
+#[test]
+fn set_hvac_mode_writes_the_mode_and_keeps_numbers_and_policy() {
+    let mut g = connected();
+    let mut out = Vec::new();
+    let tpi = Setpoint::new(20.0, 0.3, 0.7).with_policy(Policy::Tpi(Tpi::new(600, 0.5)));
+    g.on_setpoint(
+        &record(SetpointChange::new(9, tpi, 1, "admin", NOW), 0),
+        NOW,
+        &mut out,
+    );
+    out.clear();
+    g.on_message("setpoint/room/9/mode/set", b"off", NOW, &mut out);
+    let Some(Effect::Setpoint(write)) = out.first().cloned() else {
+        panic!("no write: {out:?}")
+    };
+    assert_eq!(write.setpoint, tpi.with_mode(Mode::Off));
+    assert_eq!((write.version, write.base_version), (2, Some(1)));
+    out.clear();
+    g.on_setpoint(&record(write, 1), NOW, &mut out);
+    let shown = published(&out);
+    assert!(shown.contains(&("setpoint/room/9/mode", "off")), "{shown:?}");
+    assert!(shown.contains(&("setpoint/room/9/action", "off")), "{shown:?}");
+    for bad in [&b"cool"[..], b"", b"OFF"] {
+        out.clear();
+        g.on_message("setpoint/room/9/mode/set", bad, NOW, &mut out);
+        assert!(
+            matches!(out.first(), Some(Effect::Refused(r)) if r.kind == "set_hvac_mode_unknown"),
+            "{out:?}"
+        );
+        assert!(published(&out).contains(&("setpoint/room/9/mode", "off")));
+    }
+    out.clear();
+    g.on_message("setpoint/room/9/mode/set", b"heat", NOW, &mut out);
+    assert!(matches!(out.first(), Some(Effect::Setpoint(w)) if w.setpoint == tpi));
 }
