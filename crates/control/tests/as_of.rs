@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use setpoint_control::{Command, Config, Controller, Reading, SensorId, Setpoint, MAX_SETPOINT_VERSIONS};
+use setpoint_control::{
+    Command, Config, Controller, Mode, Policy, Reading, SensorId, Setpoint, Tpi, MAX_SETPOINT_VERSIONS,
+};
 use setpoint_testkit::reference::{compare, expected_commands, Expected, LoggedReading, LoggedSetpoint};
 
 const BAND: Setpoint = Setpoint::new(20.0, 1.0, 1.0);
@@ -148,7 +150,8 @@ struct Log {
 
 fn log() -> impl Strategy<Value = Log> {
     let reading = (0..3i32, 0..300i64, 0..60i32);
-    let setpoint = (0..3i32, 0..6_000i64, 15..25i32, 0..4i32, 0..200usize);
+    // The last number picks the room's mode and policy: hysteresis, TPI (two sets of parameters) or off.
+    let setpoint = (0..3i32, 0..6_000i64, 15..25i32, 0..4i32, 0..200usize, 0..5u8);
     (
         proptest::collection::vec(reading, 1..200),
         proptest::collection::vec(setpoint, 0..12),
@@ -169,15 +172,23 @@ fn log() -> impl Strategy<Value = Log> {
             let setpoints = sps
                 .into_iter()
                 .enumerate()
-                .map(|(i, (sensor, t_ms, desired, delta, arrival))| {
+                .map(|(i, (sensor, t_ms, desired, delta, arrival, kind))| {
+                    let band =
+                        Setpoint::new(f64::from(desired), f64::from(delta) * 0.5, f64::from(delta) * 0.5);
+                    let setpoint = match kind {
+                        0 | 1 => band,
+                        2 => band.with_policy(Policy::Tpi(Tpi::new(10, 0.4))),
+                        3 => band.with_policy(Policy::Tpi(Tpi {
+                            min_on_s: 2,
+                            min_off_s: 3,
+                            ..Tpi::new(12, 1.5)
+                        })),
+                        _ => band.with_mode(Mode::Off),
+                    };
                     let setpoint = LoggedSetpoint {
                         sensor,
                         t_ms,
-                        setpoint: Setpoint::new(
-                            f64::from(desired),
-                            f64::from(delta) * 0.5,
-                            f64::from(delta) * 0.5,
-                        ),
+                        setpoint,
                         version: i as u64 + 1,
                     };
                     (setpoint, arrival)

@@ -76,10 +76,12 @@ impl Log {
     }
 }
 
-/// Setpoints for every sensor at `t_ms` (see `setpoint_testkit::logs`).
+/// Setpoints for every sensor at `t_ms`: a building of hysteresis, TPI and off rooms (see
+/// `setpoint_testkit::logs::mixed_round`), so every schedule also checks TPI's cycles across batches,
+/// restarts and slow consumers against the reference.
 fn round(entries: &mut Vec<Entry>, sensors: i32, t_ms: i64, desired: f64) {
     entries.extend(
-        logs::setpoint_round(sensors, t_ms, desired)
+        logs::mixed_round(sensors, t_ms, desired)
             .into_iter()
             .map(Entry::Setpoint),
     );
@@ -94,8 +96,8 @@ fn readings(entries: &mut Vec<Entry>, sensors: i32, from_ms: i64, count: usize) 
     );
 }
 
-/// Writes entries as the reference tools do (no extension fields), with the event time as the record
-/// timestamp; resolves once the broker has acknowledged every record.
+/// Writes entries as the reference tools do (no event-time extension; a TPI or off room's record carries
+/// its mode and policy fields), with the event time as the record timestamp; resolves once the broker has acknowledged every record.
 async fn write(producer: &FutureProducer, topics: &Topics, entries: &[Entry]) {
     let mut deliveries = Vec::with_capacity(entries.len());
     for e in entries {
@@ -252,6 +254,14 @@ async fn a_backlog_with_a_setpoint_change_half_way_is_decided_as_of_each_reading
     assert!(
         total(&expected) > 10 * SENSORS as usize,
         "the log exercises the rule"
+    );
+    // The building's kinds of room are all exercised: a TPI room (1) switches in several cycles, a room
+    // in mode off (7) gets one Off and nothing else.
+    println!("TPI room 1: {:?}\nroom 7 (off): {:?}", expected[&1], expected[&7]);
+    assert!(expected[&1].len() >= 4, "TPI cycles: {:?}", expected[&1]);
+    assert_eq!(
+        expected[&7].iter().map(|e| e.command).collect::<Vec<_>>(),
+        vec![setpoint_control::Command::Off]
     );
 }
 

@@ -353,10 +353,13 @@ async fn with_the_broker_down_writes_are_refused_and_the_bridge_stays_up() {
     server.shutdown().await;
 }
 
+/// Two controllers share the readings; one is killed (`kill -9`) and the other takes its partitions over
+/// from the changelog: hysteresis rooms and TPI rooms (whose cycles the new owner must continue) get exactly
+/// the commands one controller that never failed would have sent (the offline reference).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed() {
     use setpoint::bus::{Bus, SensorReading, SetpointChange};
-    use setpoint_control::{Config, Setpoint};
+    use setpoint_control::{Config, Policy, Setpoint, Tpi};
     use setpoint_testkit::reference::{compare, expected_commands, Expected, LoggedReading, LoggedSetpoint};
     use std::collections::HashMap;
     use std::process::{Command as Process, Stdio};
@@ -370,8 +373,17 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
     o.partitions = 4;
     let bus = KafkaBus::new(o, Arc::new(Metrics::default())).expect("bus");
     bus.ensure_topics().await.expect("topics");
+    // Half the rooms under TPI (10 s cycles; at 15 or 25 °C their share is 90 or 30 %, so every cycle
+    // switches On and Off): the new owner must continue their cycles exactly.
+    let room = |sensor: i32| {
+        if sensor > SENSORS / 2 {
+            Setpoint::new(30.0, 1.0, 1.0).with_policy(Policy::Tpi(Tpi::new(10, 0.06)))
+        } else {
+            Setpoint::new(20.0, 1.0, 1.0)
+        }
+    };
     let setpoints: Vec<SetpointChange> = (1..=SENSORS)
-        .map(|sensor| SetpointChange::new(sensor, Setpoint::new(20.0, 1.0, 1.0), 1, "test", 0))
+        .map(|sensor| SetpointChange::new(sensor, room(sensor), 1, "test", 0))
         .collect();
     bus.publish(setpoints).await.expect("setpoints");
 
@@ -498,7 +510,7 @@ async fn two_controllers_split_the_work_and_one_survives_the_other_being_killed(
         .map(|sensor| LoggedSetpoint {
             sensor,
             t_ms: 0,
-            setpoint: Setpoint::new(20.0, 1.0, 1.0),
+            setpoint: room(sensor),
             version: 1,
         })
         .collect();

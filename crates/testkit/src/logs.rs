@@ -1,7 +1,7 @@
 //! Deterministic logs for stream tests and benchmarks: setpoint rounds and readings that wander across the
 //! band, so every round sees both commands.
 
-use setpoint_control::{SensorId, Setpoint};
+use setpoint_control::{Mode, Policy, SensorId, Setpoint, Tpi};
 
 use crate::reference::{LoggedReading, LoggedSetpoint};
 
@@ -19,6 +19,32 @@ pub fn setpoint_round(sensors: SensorId, t_ms: i64, desired: f64) -> Vec<LoggedS
             sensor,
             t_ms,
             setpoint: Setpoint::new(desired, 1.0, 1.0),
+            version: 0,
+        })
+        .collect()
+}
+
+/// A building of mixed rooms: every seventh in mode off; every third under TPI, wanting 2 °C more so that
+/// the wandering temperatures give partial shares (10 s cycles at 25 % per °C: most cycles switch On and
+/// then Off, and the logs' readings cross several); the rest under hysteresis; all ± 1 °C.
+pub fn mixed_setpoint(sensor: SensorId, desired: f64) -> Setpoint {
+    let band = Setpoint::new(desired, 1.0, 1.0);
+    if sensor % 7 == 0 {
+        band.with_mode(Mode::Off)
+    } else if sensor % 3 == 1 {
+        Setpoint::new(desired + 2.0, 1.0, 1.0).with_policy(Policy::Tpi(Tpi::new(10, 0.25)))
+    } else {
+        band
+    }
+}
+
+/// [`setpoint_round`] for a building of mixed rooms ([`mixed_setpoint`]).
+pub fn mixed_round(sensors: SensorId, t_ms: i64, desired: f64) -> Vec<LoggedSetpoint> {
+    (1..=sensors)
+        .map(|sensor| LoggedSetpoint {
+            sensor,
+            t_ms,
+            setpoint: mixed_setpoint(sensor, desired),
             version: 0,
         })
         .collect()

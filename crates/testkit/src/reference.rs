@@ -16,13 +16,21 @@
 //! effect as the version in force + 1; a versioned one takes effect only above the version in force; the
 //! first valid record of a sensor always takes effect.
 //!
+//! Mode and policy (the setpoint record's): in mode off the rule wants Off whatever the temperature. Under
+//! TPI (`k_ext` is not modelled: its outdoor reading depends on arrival across partitions) a sensor's cycle
+//! starts at a reading when it has none, when the version in force is not the one it started under, or
+//! when the reading is a whole cycle or more after its start (or before it); at its start the heater's
+//! share is `clamp(k_int·(desired − T), 0, 1)` of the cycle, rounded to the millisecond, made 0 if shorter
+//! than `min_on_s` and the whole cycle if the rest is shorter than `min_off_s`; the rule wants On before
+//! start + share, Off from then. Hysteresis and mode off end any cycle. Dedup and dwell as above.
+//!
 //! Clock errors: with [`expected_commands_logged_by`], a reading or setpoint dated more than
 //! `config.max_clock_skew_ms` after the time by which every record was in the log is refused, as a live
 //! reader refuses it (the test writes its log live, so its clock bounds the log times).
 
 use std::collections::HashMap;
 
-use setpoint_control::{Command, Config, SensorId, Setpoint, TimeMs};
+use setpoint_control::{Command, Config, Mode, Policy, SensorId, Setpoint, TimeMs};
 
 /// A setpoint as written to the log.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -77,6 +85,8 @@ pub fn expected_commands_logged_by(
     let setpoints = &numbered(&setpoints);
     let mut out: HashMap<SensorId, Vec<Expected>> = HashMap::new();
     let mut newest: HashMap<SensorId, TimeMs> = HashMap::new();
+    // Per sensor: (start, on until, version) of its TPI cycle.
+    let mut cycles: HashMap<SensorId, (TimeMs, TimeMs, u64)> = HashMap::new();
     for r in readings {
         if !r.temperature.is_finite() || r.temperature < -273.15 || r.t_ms > latest_ok {
             continue;
@@ -94,12 +104,47 @@ pub fn expected_commands_logged_by(
             }
         }
         let Some(sp) = in_force else { continue };
-        let wanted = if r.temperature > sp.setpoint.desired + sp.setpoint.up_delta {
-            Command::Off
-        } else if r.temperature < sp.setpoint.desired - sp.setpoint.down_delta {
-            Command::On
-        } else {
-            continue;
+        let wanted = match (sp.setpoint.mode, sp.setpoint.policy) {
+            (Mode::Off, _) => {
+                cycles.remove(&r.sensor);
+                Command::Off
+            }
+            (Mode::Heat, Policy::Hysteresis) => {
+                cycles.remove(&r.sensor);
+                if r.temperature > sp.setpoint.desired + sp.setpoint.up_delta {
+                    Command::Off
+                } else if r.temperature < sp.setpoint.desired - sp.setpoint.down_delta {
+                    Command::On
+                } else {
+                    continue;
+                }
+            }
+            (Mode::Heat, Policy::Tpi(p)) => {
+                let cycle_ms = p.cycle_s as i64 * 1000;
+                let current = cycles
+                    .get(&r.sensor)
+                    .filter(|(start, _, version)| {
+                        *version == sp.version && r.t_ms >= *start && r.t_ms - *start < cycle_ms
+                    })
+                    .copied();
+                let (_, on_until, _) = current.unwrap_or_else(|| {
+                    let share = (p.k_int * (sp.setpoint.desired - r.temperature)).clamp(0.0, 1.0);
+                    let mut on = (share * cycle_ms as f64).round() as i64;
+                    if on < p.min_on_s as i64 * 1000 {
+                        on = 0;
+                    } else if cycle_ms - on < p.min_off_s as i64 * 1000 {
+                        on = cycle_ms;
+                    }
+                    let started = (r.t_ms, r.t_ms + on, sp.version);
+                    cycles.insert(r.sensor, started);
+                    started
+                });
+                if r.t_ms < on_until {
+                    Command::On
+                } else {
+                    Command::Off
+                }
+            }
         };
         let history = out.entry(r.sensor).or_default();
         if let Some(last) = history.last() {
@@ -240,5 +285,61 @@ mod tests {
             &got
         )
         .is_err());
+    }
+
+    /// TPI and mode off, worked by hand.
+    #[test]
+    fn the_reference_runs_tpi_cycles_and_mode_off() {
+        use setpoint_control::Tpi;
+        let tpi = |t_ms, version| {
+            policy_of(
+                Setpoint::new(20.0, 1.0, 1.0),
+                Policy::Tpi(Tpi::new(10, 0.5)),
+                t_ms,
+                version,
+            )
+        };
+        let setpoints = [
+            tpi(0, 1),
+            LoggedSetpoint {
+                sensor: 1,
+                t_ms: 25_000,
+                setpoint: Setpoint::new(20.0, 1.0, 1.0).with_mode(Mode::Off),
+                version: 2,
+            },
+        ];
+        let readings = [
+            r(1, 0, 19.0),      // cycle 0–10 s at 50 %: On until 5 s
+            r(1, 4_000, 25.0),  // still On (the share is fixed for the cycle)
+            r(1, 5_000, 10.0),  // Off from 5 s, however cold
+            r(1, 10_000, 19.6), // new cycle at 20 %: On until 12 s
+            r(1, 12_500, 19.6), // Off
+            r(1, 20_000, 21.0), // new cycle at 0 %: Off already
+            r(1, 25_000, 5.0),  // mode off: Off already, nothing
+        ];
+        let got = expected_commands(&Config::default(), &setpoints, &readings);
+        let e = |t_ms, command| Expected {
+            t_ms,
+            command,
+            version: 1,
+        };
+        assert_eq!(
+            got[&1],
+            vec![
+                e(0, Command::On),
+                e(5_000, Command::Off),
+                e(10_000, Command::On),
+                e(12_500, Command::Off)
+            ]
+        );
+    }
+
+    fn policy_of(setpoint: Setpoint, policy: Policy, t_ms: TimeMs, version: u64) -> LoggedSetpoint {
+        LoggedSetpoint {
+            sensor: 1,
+            t_ms,
+            setpoint: setpoint.with_policy(policy),
+            version,
+        }
     }
 }

@@ -7,10 +7,11 @@ use axum::Json;
 use setpoint_wire::api::ApiError;
 use setpoint_wire::ws::{ErrorCode, ErrorMsg};
 
-/// An error answer: the HTTP status and the one error body ([`ApiError`]).
+/// An error answer: the HTTP status and the one error body ([`ApiError`]), boxed: it may carry the
+/// value in force, and every extractor returns `Result<_, Failure>`.
 pub(crate) struct Failure {
     pub(super) status: StatusCode,
-    pub(super) body: ApiError,
+    pub(super) body: Box<ApiError>,
 }
 
 impl Failure {
@@ -23,11 +24,11 @@ impl Failure {
         let message: String = message.into();
         Self {
             status,
-            body: ApiError {
+            body: Box::new(ApiError {
                 code,
                 message: setpoint_wire::clip(&message, setpoint_wire::MAX_MESSAGE_CHARS).to_owned(),
                 current: None,
-            },
+            }),
         }
     }
 
@@ -49,7 +50,7 @@ impl Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body)).into_response();
+        let mut response = (self.status, Json(*self.body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

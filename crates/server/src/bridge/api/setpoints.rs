@@ -262,7 +262,7 @@ pub(super) async fn put_setpoints<B: Bus>(
                 sensor,
                 status: f.status.as_u16(),
                 setpoint: None,
-                error: Some(f.body),
+                error: Some(*f.body),
             },
         })
         .collect();
