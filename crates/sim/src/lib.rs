@@ -1,14 +1,18 @@
 //! A heater/room simulator, so setpoint is alive with no hardware.
 //!
-//! Each room is a first-order thermal model: with the heater On its temperature approaches a heater-driven
-//! temperature, with it Off it decays toward ambient, both with the room's time constant. Time constants are
+//! Each room is a first-order thermal model — with the heater On its temperature approaches a heater-driven
+//! temperature, with it Off it decays toward ambient, both with the room's time constant — or, with
+//! [`RoomModel::Lagging`], heated through an emitter that keeps heating after Off (see [`thermal`]). Time constants are
 //! tens of seconds rather than the hours of a real room, which time-accelerates the physics so a person sees
 //! the heater cycle within a minute. Parameters and sensor noise come from a seeded PRNG, so a seed gives the
 //! same rooms and the same readings every time. Like the control crate it is sans-IO: [`Simulator::step`]
 //! takes the current time as an argument and the runtime decides where readings go.
 
+pub mod thermal;
+
 use serde::{Deserialize, Serialize};
 use setpoint_control::{Command, Reading, SensorId, Setpoint, TimeMs};
+pub use thermal::RoomModel;
 
 /// How many rooms, their ids, the seed and the reading interval.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -19,6 +23,9 @@ pub struct SimConfig {
     pub seed: u64,
     /// One reading per room every `interval_ms` of event time.
     pub interval_ms: i64,
+    /// The rooms' physics.
+    #[serde(default)]
+    pub model: RoomModel,
 }
 
 impl Default for SimConfig {
@@ -28,6 +35,7 @@ impl Default for SimConfig {
             first_sensor: 1,
             seed: 42,
             interval_ms: 100,
+            model: RoomModel::FirstOrder,
         }
     }
 }
@@ -43,6 +51,9 @@ pub struct RoomParams {
     pub time_constant_ms: f64,
     /// Standard deviation of the sensor's Gaussian noise, °C.
     pub noise_std: f64,
+    /// Time constant of the heat emitter, ms; `None` for a first-order room (no emitter).
+    #[serde(default)]
+    pub emitter_time_constant_ms: Option<f64>,
 }
 
 /// One simulated room: its physics, its true temperature and its heater.
@@ -52,6 +63,9 @@ pub struct Room {
     pub params: RoomParams,
     /// The true temperature (what the sensor measures before noise).
     pub temperature: f64,
+    /// The emitter's temperature (the room's own in a first-order room).
+    #[serde(default)]
+    pub emitter: f64,
     pub heater: Command,
     /// A setpoint that suits this room, used to seed the setpoint stream so a new installation is alive.
     pub suggested: Setpoint,
@@ -73,26 +87,48 @@ pub struct Simulator {
 }
 
 impl Simulator {
+    /// A simulator of the given rooms (a benchmark's own building), readings every `interval_ms`.
+    pub fn with_rooms(rooms: Vec<Room>, seed: u64, interval_ms: i64, start_ms: TimeMs) -> Self {
+        Self {
+            rooms,
+            rng: SplitMix64(seed),
+            interval_ms: interval_ms.max(1),
+            now_ms: start_ms,
+            next_reading_ms: start_ms + interval_ms.max(1),
+        }
+    }
+
     /// Creates the rooms for `config`, with the clock starting at `start_ms`.
     pub fn new(config: SimConfig, start_ms: TimeMs) -> Self {
         let mut rng = SplitMix64(config.seed);
         let rooms = (0..config.rooms)
             .map(|i| {
                 let ambient = rng.range(8.0, 16.0);
+                let heated = rng.range(30.0, 40.0);
+                let time_constant_ms = rng.range(15_000.0, 45_000.0);
+                // From a generator of its own, so the rooms' other numbers are the same whichever model
+                // is chosen (and as before the lagging model existed).
+                let emitter_share =
+                    SplitMix64(config.seed ^ (i as u64 + 1).wrapping_mul(0xa076_1d64_78bd_642f))
+                        .range(0.25, 0.5);
                 let params = RoomParams {
                     ambient,
-                    heated: rng.range(30.0, 40.0),
-                    time_constant_ms: rng.range(15_000.0, 45_000.0),
+                    heated,
+                    time_constant_ms,
                     noise_std: rng.range(0.02, 0.08),
+                    emitter_time_constant_ms: (config.model == RoomModel::Lagging)
+                        .then_some(time_constant_ms * emitter_share),
                 };
                 let desired = (rng.range(19.0, 23.0) * 2.0).round() / 2.0;
                 let delta = (rng.range(0.5, 1.0) * 4.0).round() / 4.0;
+                let temperature = ambient + rng.range(0.0, 8.0);
                 Room {
                     sensor: config
                         .first_sensor
                         .saturating_add(i32::try_from(i).unwrap_or(i32::MAX)),
                     params,
-                    temperature: ambient + rng.range(0.0, 8.0),
+                    temperature,
+                    emitter: temperature,
                     heater: Command::Off,
                     suggested: Setpoint::new(desired, delta, delta),
                 }
@@ -172,12 +208,8 @@ impl Simulator {
             return;
         }
         for room in &mut self.rooms {
-            let target = match room.heater {
-                Command::On => room.params.heated,
-                Command::Off => room.params.ambient,
-            };
-            let k = 1.0 - (-dt / room.params.time_constant_ms).exp();
-            room.temperature += (target - room.temperature) * k;
+            (room.temperature, room.emitter) =
+                thermal::advance(room.temperature, room.emitter, room.heater, &room.params, dt);
         }
         self.now_ms = t_ms;
     }

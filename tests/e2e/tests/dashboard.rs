@@ -68,6 +68,7 @@ async fn start_server_with(rooms: usize, interval_ms: i64) -> (std::net::SocketA
             first_sensor: 1,
             seed: 11,
             interval_ms,
+            model: setpoint_sim::RoomModel::FirstOrder,
         }),
         seed_setpoints: true,
         run_scheduler: true,

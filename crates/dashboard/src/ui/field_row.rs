@@ -79,7 +79,8 @@ fn slider_range(field: SetpointField, limits: &Limits, committed: Option<Setpoin
     }
 }
 
-fn full_range(field: SetpointField, limits: &Limits) -> (f64, f64) {
+/// The range a field's number input accepts: the installation's limits.
+pub fn full_range(field: SetpointField, limits: &Limits) -> (f64, f64) {
     match field {
         SetpointField::Desired => (limits.desired_min, limits.desired_max),
         SetpointField::UpDelta | SetpointField::DownDelta => (0.0, limits.max_delta),

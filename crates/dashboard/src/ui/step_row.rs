@@ -27,6 +27,8 @@ fn names(field: SetpointField) -> (&'static str, &'static str) {
         SetpointField::Desired => ("step-desired", "desired (°C)"),
         SetpointField::UpDelta => ("step-up", "up Δ (°C)"),
         SetpointField::DownDelta => ("step-down", "down Δ (°C)"),
+        // A step row shows the band's numbers only (`SetpointField::ALL`); a step's policy is the API's.
+        other => ("step-other", other.as_str()),
     }
 }
 
@@ -66,10 +68,7 @@ pub fn StepRowEditor(p: &StepRowProps) -> Html {
     let numbers = SetpointField::ALL.into_iter().map(|field| {
         let store = store.clone();
         let (class, label) = names(field);
-        let (min, max) = match field {
-            SetpointField::Desired => (p.limits.desired_min, p.limits.desired_max),
-            SetpointField::UpDelta | SetpointField::DownDelta => (0.0, p.limits.max_delta),
-        };
+        let (min, max) = crate::ui::field_row::full_range(field, &p.limits);
         let oninput = Callback::from(move |e: InputEvent| {
             let input: HtmlInputElement = e.target_unchecked_into();
             // A half-typed number is not a value yet; the input keeps it until it is.

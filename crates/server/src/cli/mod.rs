@@ -326,6 +326,16 @@ struct SimArgs {
     /// Do not publish suggested setpoints for rooms that have none.
     #[arg(long, env = "SETPOINT_NO_SEED_SETPOINTS")]
     no_seed_setpoints: bool,
+    /// The simulated rooms' physics: `first-order`, or `lagging` (heated through an emitter that keeps
+    /// heating after Off, as radiators and floors do: hysteresis overshoots its band).
+    #[arg(long, env = "SETPOINT_SIM_MODEL", value_enum, default_value_t = SimModel::FirstOrder)]
+    sim_model: SimModel,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SimModel {
+    FirstOrder,
+    Lagging,
 }
 
 impl ControlArgs {
@@ -354,6 +364,10 @@ impl SimArgs {
             first_sensor: 1,
             seed: self.seed,
             interval_ms: self.interval_ms.max(1),
+            model: match self.sim_model {
+                SimModel::FirstOrder => setpoint_sim::RoomModel::FirstOrder,
+                SimModel::Lagging => setpoint_sim::RoomModel::Lagging,
+            },
         }
     }
 }

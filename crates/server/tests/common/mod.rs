@@ -50,6 +50,7 @@ pub fn options(rooms: usize, interval_ms: i64) -> RunOptions {
             first_sensor: 1,
             seed: 3,
             interval_ms,
+            model: setpoint_sim::RoomModel::FirstOrder,
         }),
         seed_setpoints: true,
         run_scheduler: true,
