@@ -150,8 +150,9 @@ struct Log {
 
 fn log() -> impl Strategy<Value = Log> {
     let reading = (0..3i32, 0..300i64, 0..60i32);
-    // The last number picks the room's mode and policy: hysteresis, TPI (two sets of parameters) or off.
-    let setpoint = (0..3i32, 0..6_000i64, 15..25i32, 0..4i32, 0..200usize, 0..5u8);
+    // The last number picks the room's mode and policy: hysteresis, TPI (three sets of parameters, one with
+    // sensor 2 as the outdoor sensor) or off.
+    let setpoint = (0..3i32, 0..6_000i64, 15..25i32, 0..4i32, 0..200usize, 0..6u8);
     (
         proptest::collection::vec(reading, 1..200),
         proptest::collection::vec(setpoint, 0..12),
@@ -182,6 +183,11 @@ fn log() -> impl Strategy<Value = Log> {
                             min_on_s: 2,
                             min_off_s: 3,
                             ..Tpi::new(12, 1.5)
+                        })),
+                        4 => band.with_policy(Policy::Tpi(Tpi {
+                            k_ext: 0.1,
+                            outdoor_sensor: Some(2),
+                            ..Tpi::new(10, 0.3)
                         })),
                         _ => band.with_mode(Mode::Off),
                     };

@@ -17,10 +17,12 @@
 //! first valid record of a sensor always takes effect.
 //!
 //! Mode and policy (the setpoint record's): in mode off the rule wants Off whatever the temperature. Under
-//! TPI (`k_ext` is not modelled: its outdoor reading depends on arrival across partitions) a sensor's cycle
+//! TPI a sensor's cycle
 //! starts at a reading when it has none, when the version in force is not the one it started under, or
 //! when the reading is a whole cycle or more after its start (or before it); at its start the heater's
-//! share is `clamp(k_int·(desired − T), 0, 1)` of the cycle, rounded to the millisecond, made 0 if shorter
+//! share is `clamp(k_int·(desired − T) + k_ext·(desired − T_out), 0, 1)` of the cycle — `T_out` the
+//! newest reading taken of the outdoor sensor before, in log order (no term while there is none) —
+//! rounded to the millisecond, made 0 if shorter
 //! than `min_on_s` and the whole cycle if the rest is shorter than `min_off_s`; the rule wants On before
 //! start + share, Off from then. Hysteresis and mode off end any cycle. Dedup and dwell as above.
 //!
@@ -85,6 +87,8 @@ pub fn expected_commands_logged_by(
     let setpoints = &numbered(&setpoints);
     let mut out: HashMap<SensorId, Vec<Expected>> = HashMap::new();
     let mut newest: HashMap<SensorId, TimeMs> = HashMap::new();
+    // Per sensor: the temperature of its newest reading taken.
+    let mut latest: HashMap<SensorId, f64> = HashMap::new();
     // Per sensor: (start, on until, version) of its TPI cycle.
     let mut cycles: HashMap<SensorId, (TimeMs, TimeMs, u64)> = HashMap::new();
     for r in readings {
@@ -95,6 +99,8 @@ pub fn expected_commands_logged_by(
             continue;
         }
         newest.insert(r.sensor, r.t_ms);
+        // (A room that names itself its outdoor sensor sees its previous reading, as the controller does.)
+        let previous = latest.insert(r.sensor, r.temperature);
         let mut in_force: Option<&LoggedSetpoint> = None;
         for s in setpoints {
             let valid = config.limits.validate(&s.setpoint).is_ok();
@@ -128,7 +134,19 @@ pub fn expected_commands_logged_by(
                     })
                     .copied();
                 let (_, on_until, _) = current.unwrap_or_else(|| {
-                    let share = (p.k_int * (sp.setpoint.desired - r.temperature)).clamp(0.0, 1.0);
+                    let desired = sp.setpoint.desired;
+                    let outdoor = p.outdoor_sensor.and_then(|o| {
+                        if o == r.sensor {
+                            previous
+                        } else {
+                            latest.get(&o).copied()
+                        }
+                    });
+                    let share = match outdoor {
+                        Some(t_out) => p.k_int * (desired - r.temperature) + p.k_ext * (desired - t_out),
+                        None => p.k_int * (desired - r.temperature),
+                    }
+                    .clamp(0.0, 1.0);
                     let mut on = (share * cycle_ms as f64).round() as i64;
                     if on < p.min_on_s as i64 * 1000 {
                         on = 0;

@@ -26,8 +26,10 @@ pub enum Bench {
     Scale,
     /// the same building on Kafka: 2 controllers, 2 bridges behind the harness as load balancer
     Scaleout,
-    /// seconds-long pipeline, backfill and scale runs for CI that fail only on gross regressions or wrong
-    /// answers
+    /// control quality in the loop: rooms × 24 simulated hours per model, policy and decision delay
+    Comfort,
+    /// seconds-long comfort, pipeline, backfill and scale runs for CI that fail only on gross regressions,
+    /// missed comfort targets or wrong answers
     Smoke,
 }
 
@@ -51,7 +53,12 @@ pub fn bench(which: Bench) -> Result {
             run(cargo().args(["build", "--release", "-p", "setpoint"]))?;
             run(release_bin("scaleout"))
         }
+        Bench::Comfort => run(release_bin("comfort").env("BENCH_ASSERT", "1")),
         Bench::Smoke => {
+            // A small building, every answer checked against the offline reference and the targets held.
+            run(release_bin("comfort")
+                .env("COMFORT_ROOMS", "4")
+                .env("BENCH_ASSERT", "1"))?;
             run(release_bin("setpoint-bench")
                 .env("BENCH_SECS", "1")
                 .env("BENCH_ASSERT", "1"))?;

@@ -19,8 +19,14 @@ pub struct PolicyPickerProps {
     pub disabled: bool,
 }
 
-/// The TPI numbers a card offers; the rest (k_ext with an outdoor sensor, minimum times) through the API.
-const TPI_FIELDS: [SetpointField; 2] = [SetpointField::CycleS, SetpointField::KInt];
+/// The TPI numbers a card offers (the minimum times through the API): k_ext with an outdoor sensor is what
+/// holds a room at its target rather than below it.
+const TPI_FIELDS: [SetpointField; 4] = [
+    SetpointField::CycleS,
+    SetpointField::KInt,
+    SetpointField::KExt,
+    SetpointField::OutdoorSensor,
+];
 
 #[function_component]
 pub fn PolicyPicker(p: &PolicyPickerProps) -> Html {
