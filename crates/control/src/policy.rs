@@ -44,7 +44,8 @@ pub enum Policy {
     /// The reference thermostat's rule: On below `desired − down_delta`, Off above `desired + up_delta`.
     #[default]
     Hysteresis,
-    /// Time-proportional control, see the module's documentation.
+    /// Time-proportional control: each cycle On for clamp(k_int·(desired − T) + k_ext·(desired − T_out), 0, 1)
+    /// of it, then Off.
     Tpi(Tpi),
 }
 

@@ -788,3 +788,132 @@ async fn an_invalid_schedule_is_refused_with_the_rule_it_breaks() {
     assert_eq!(get(a, "/api/v1/schedules").await.body, "[]");
     server.shutdown().await;
 }
+
+/// The next live decision for `sensor` under setpoint `version`, from the page's stream.
+async fn decision_under(
+    page: &mut setpoint_testkit::ws::Client,
+    sensor: i32,
+    version: u64,
+) -> setpoint_control::Decision {
+    page.until(|m| {
+        let live = match m {
+            ServerMessage::Decision(d) => vec![*d],
+            ServerMessage::Decisions(b) if !b.backfill => b.items.clone(),
+            _ => Vec::new(),
+        };
+        live.into_iter()
+            .find(|d| d.sensor == sensor && d.setpoint_version == version)
+    })
+    .await
+}
+
+/// A script switches a room to mode off and to TPI over HTTP, and the simulated heater follows: Off and
+/// no On after it however far below the target; TPI On for its formula's share of the cycle, then Off;
+/// a write of the numbers alone keeps the policy; `GET` shows mode and policy; bad parameters are refused
+/// with their field, a misspelt one as a malformed message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_switches_a_room_to_off_and_to_tpi_and_the_heater_follows() {
+    use setpoint_control::{Command, Mode, Policy};
+    let server = start_unlimited(3, 50).await;
+    let a = addr(&server);
+    let mut page = connect(a, None, None).await.expect("connects");
+    page.until(|m| matches!(m, ServerMessage::Hello(_)).then_some(()))
+        .await;
+    page.subscribe(Some(&[2])).await;
+    let auth = [("authorization", BEARER)];
+    let write = |body: Value| async move {
+        let r = put(
+            a,
+            "/api/v1/sensors/2/setpoint",
+            &[("authorization", BEARER)],
+            &body.to_string(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        setpoint(&r)
+    };
+    // Far below 35 °C: the heater goes On.
+    let hot = write(json!({"desired": 35, "up_delta": 0.5, "down_delta": 0.5})).await;
+    assert_eq!((hot.mode, hot.policy), (Mode::Heat, Policy::Hysteresis));
+    assert_eq!(
+        decision_under(&mut page, 2, hot.version).await.command,
+        Command::On
+    );
+    // Mode off: one Off, then nothing for the next two seconds of readings, though the room is cold.
+    let off = write(json!({"desired": 35, "up_delta": 0.5, "down_delta": 0.5, "mode": "off"})).await;
+    assert_eq!(off.mode, Mode::Off);
+    assert_eq!(
+        decision_under(&mut page, 2, off.version).await.command,
+        Command::Off
+    );
+    let mut readings = 0;
+    page.until(|m| {
+        match m {
+            ServerMessage::Readings(b) => readings += b.items.iter().filter(|r| r.sensor == 2).count(),
+            ServerMessage::Decision(d) if d.sensor == 2 => panic!("a decision in mode off: {d:?}"),
+            ServerMessage::Decisions(b) if !b.backfill && b.items.iter().any(|d| d.sensor == 2) => {
+                panic!("a decision in mode off: {b:?}")
+            }
+            _ => {}
+        }
+        (readings >= 40).then_some(())
+    })
+    .await;
+    // TPI with 10 s cycles: On at the cycle's start for k_int·(desired − T) of it, then Off.
+    let tpi = write(
+        json!({"desired": 35, "up_delta": 0.5, "down_delta": 0.5, "mode": "heat",
+        "policy": {"kind": "tpi", "cycle_s": 10, "k_int": 0.05}}),
+    )
+    .await;
+    let Policy::Tpi(params) = tpi.policy else {
+        panic!("not TPI: {tpi:?}")
+    };
+    let on = decision_under(&mut page, 2, tpi.version).await;
+    assert_eq!(on.command, Command::On, "{on:?}");
+    let off = decision_under(&mut page, 2, tpi.version).await;
+    assert_eq!(off.command, Command::Off, "{off:?}");
+    let on_ms = params.on_ms(35.0, on.temperature, None);
+    let lasted = off.t_ms - on.t_ms;
+    assert!(
+        (on_ms..on_ms + 100).contains(&lasted),
+        "On for {lasted} ms; the formula says {on_ms} ms (readings every 50 ms)"
+    );
+    // The numbers alone keep the policy; GET shows mode and policy.
+    let moved = write(json!({"desired": 34, "up_delta": 0.5, "down_delta": 0.5})).await;
+    assert_eq!((moved.mode, moved.policy), (Mode::Heat, tpi.policy));
+    let shown = get(a, "/api/v1/sensors/2/setpoint").await;
+    assert_eq!(shown.json()["policy"]["kind"], "tpi", "{}", shown.body);
+    assert_eq!(shown.json()["policy"]["cycle_s"], 10, "{}", shown.body);
+    assert_eq!(shown.json()["mode"], "heat", "{}", shown.body);
+    // Refused: a cycle too short (its field named), k_ext without an outdoor sensor, a misspelt field.
+    for (body, status, want, field) in [
+        (
+            json!({"kind": "tpi", "cycle_s": 5, "k_int": 0.5}),
+            422,
+            ErrorCode::InvalidSetpoint,
+            "policy.cycle_s",
+        ),
+        (
+            json!({"kind": "tpi", "cycle_s": 600, "k_int": 0.5, "k_ext": 0.1}),
+            422,
+            ErrorCode::InvalidSetpoint,
+            "policy.outdoor_sensor",
+        ),
+        (
+            json!({"kind": "tpi", "cycle_s": 600, "kint": 0.5}),
+            400,
+            ErrorCode::InvalidMessage,
+            "kint",
+        ),
+    ] {
+        let body = json!({"desired": 21, "up_delta": 0.5, "down_delta": 0.5, "policy": body});
+        let r = put(a, "/api/v1/sensors/2/setpoint", &auth, &body.to_string()).await;
+        assert_eq!((r.status, code(&r)), (status, want), "{}", r.body);
+        assert!(
+            r.json()["message"].as_str().is_some_and(|m| m.contains(field)),
+            "{}",
+            r.body
+        );
+    }
+    server.shutdown().await;
+}

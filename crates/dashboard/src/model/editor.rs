@@ -243,7 +243,14 @@ impl Editor {
             request_id: request_id.clone(),
             sent_at: now,
         };
-        Some(SetpointWrite::new(request_id, sensor, draft, self.base_version))
+        // Mode and policy go out only when the draft changes them: absent, the write keeps those of the
+        // version it is conditional on (which the draft started from), and a group write of 500 rooms
+        // stays inside one frame.
+        let base = committed.map_or(DEFAULT_SETPOINT, SetpointMsg::setpoint);
+        let mut write = SetpointWrite::new(request_id, sensor, draft, self.base_version);
+        write.mode = write.mode.filter(|m| *m != base.mode);
+        write.policy = write.policy.filter(|p| *p != base.policy);
+        Some(write)
     }
 
     fn owns(&self, request_id: &str) -> bool {

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use setpoint_control::{SensorId, Setpoint, SetpointField};
-use setpoint_wire::ws::ClientMessage;
+use setpoint_wire::ws::{ClientMessage, SetpointMsg};
 
 use crate::model::action::Changes;
 use crate::model::editor::{tidy, FieldExt, SaveStatus, DEFAULT_SETPOINT};
@@ -203,7 +203,18 @@ impl Model {
             };
             // A debounced single commit still due would otherwise send the group's value a second time.
             self.commits_due.remove(id);
-            v.editor.adopt(v.setpoint.as_ref(), draft);
+            // The group's numbers, each room's own mode and policy: moving a floor to 21 °C must not switch
+            // its TPI rooms back to hysteresis.
+            let in_force = v.setpoint.as_ref().map(SetpointMsg::setpoint);
+            let own = Setpoint::requested(
+                draft.desired,
+                draft.up_delta,
+                draft.down_delta,
+                None,
+                None,
+                in_force.as_ref(),
+            );
+            v.editor.adopt(v.setpoint.as_ref(), own);
             changes.sensor(*id);
             match v
                 .editor

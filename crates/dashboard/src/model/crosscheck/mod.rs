@@ -31,7 +31,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use setpoint_control::{
-    Config, Decision, DecisionCause, SensorId, SensorReading, SensorState, TimeMs, VersionedSetpoint,
+    Config, Decision, DecisionCause, Policy, SensorId, SensorReading, SensorState, TimeMs, VersionedSetpoint,
 };
 use setpoint_wire::ws::SetpointMsg;
 
@@ -240,6 +240,19 @@ impl CrossCheck {
         }
 
         let before = s.state.clone();
+        // A TPI room's cycle (when it started, which the server's heater memory holds) is not sent to the
+        // page, so a witness starting mid-stream would cut its own cycles: such a room is followed, not
+        // judged (the offline reference and the property tests check TPI instead).
+        if before
+            .setpoints
+            .at(item.t_ms)
+            .is_some_and(|v| matches!(v.setpoint.policy, Policy::Tpi(_)))
+        {
+            let server = s.server.remove(&item.t_ms);
+            let _ = s.state.step(&config, item.sensor, &item.reading());
+            follow_server(&mut s.state, server, &before);
+            return;
+        }
         let local = match s.state.step(&config, item.sensor, &item.reading()) {
             Ok((_, d)) => d,
             // A reading the control core refuses (not finite, below absolute zero) is refused by the server's

@@ -278,3 +278,45 @@ fn backfilled_decisions_only_bring_the_state_forward() {
         "history is not compared"
     );
 }
+
+/// A TPI room watched mid-stream: the server's cycles started before the page saw the room, so its
+/// decisions fall where the page's own cycles would not — followed, never an alarm; a hysteresis room
+/// beside it is still judged.
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn a_tpi_room_is_followed_not_judged() {
+    use setpoint_control::{Policy, Setpoint, Tpi};
+    let tpi = SetpointMsg::new(
+        2,
+        &Setpoint::new(21.0, 0.5, 0.5).with_policy(Policy::Tpi(Tpi::new(10, 0.5))),
+        1,
+        None,
+    );
+    let readings = wave(2, 600);
+    // The server's cycles are offset by 3 readings from what the page would start.
+    let mut server = server_decisions(&readings[3..], &tpi);
+    assert!(server.len() >= 4, "the fixture switches");
+    server.iter_mut().for_each(|d| d.sensor = 2);
+    let mut cc = CrossCheck::default();
+    start(&mut cc, Config::default(), &[tpi], &[]);
+    server.iter().for_each(|d| cc.on_server_decision(*d));
+    readings.iter().for_each(|r| cc.on_reading(*r, 0.0));
+    cc.settle_all();
+    assert_eq!(cc.divergence(), None);
+    // A hysteresis room's wrong decision is still caught.
+    let band = sp(1, 20.0, 1);
+    start(&mut cc, Config::default(), &[band], &[]);
+    let mut wrong = Decision {
+        sensor: 1,
+        command: Command::On,
+        t_ms: 1_000,
+        temperature: 25.0,
+        setpoint_version: 1,
+        cause: DecisionCause::Band,
+    };
+    cc.on_server_decision(wrong);
+    cc.on_reading(item(1, 1_000, 25.0), 0.0);
+    cc.settle_all();
+    wrong.command = Command::Off;
+    assert!(cc.divergence().is_some(), "{wrong:?}");
+}

@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use setpoint_control::{Command, Decision, DecisionCause, SensorReading, Setpoint};
+use setpoint_control::{Command, Decision, DecisionCause, Mode, Policy, SensorReading, Setpoint, Tpi};
 use setpoint_wire::api::{ApiError, RoomSource, SensorHistory, SensorView, WriteOutcome};
 use setpoint_wire::schedule::{NextStep, Schedule, ScheduleBody, ScheduleStep, Weekday};
-use setpoint_wire::write::SetpointWrite;
+use setpoint_wire::write::{SetpointBody, SetpointWrite};
 use setpoint_wire::ws::{ErrorCode, SetpointChangeEntry, SetpointMsg};
 
 /// The `{id}` of the sensor routes, as the document describes it (the handlers parse it themselves, so a
@@ -66,6 +66,10 @@ pub(super) struct SchedulePath {
         Command,
         DecisionCause,
         Setpoint,
+        Mode,
+        Policy,
+        Tpi,
+        SetpointBody,
         SetpointMsg,
         SetpointWrite,
         WriteOutcome,
