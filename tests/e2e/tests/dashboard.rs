@@ -926,3 +926,116 @@ async fn a_building_of_a_hundred_thousand_rooms_opens_and_a_far_room_is_found_by
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(badges.iter().all(|b| b.contains("ON")), "{badges:?}");
 }
+
+/// Picks an option of a `<select>` and fires `change`, as a person choosing it does.
+async fn choose(s: &Session, css: &str, value: &str) {
+    let e = s.find(css).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+    let script =
+        "const [el, v] = arguments; el.value = v; el.dispatchEvent(new Event('change', {bubbles: true}));";
+    s.execute(script, vec![Session::arg(&e), json!(value)])
+        .await
+        .unwrap_or_else(|e| panic!("choose {css}: {e}"));
+}
+
+/// Waits until sensor 1's setpoint in force (API) satisfies `ok`, and its card says saved; returns it.
+async fn in_force(s: &Session, addr: SocketAddr, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let sp = s
+        .wait_for(what, PATIENCE, async |_| {
+            Some(api_get(addr, "/api/v1/sensors/1/setpoint").await).filter(|v| ok(v))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.wait_for(&format!("{what}: saved"), PATIENCE, async |s| {
+        s.text_of(&card(1, ".save-status"))
+            .await
+            .filter(|t| t.contains("saved"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    sp
+}
+
+/// A person switches a room to TPI from its card, shortens the cycle and sets a target just above the
+/// room, and the heater runs TPI's cycle (On, then Off, under that setpoint's version); then switches the
+/// room off: the heater goes Off and stays Off while readings keep coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_is_switched_to_tpi_and_to_off_from_its_card() {
+    let (addr, _stop) = start_server_with(3, 100).await;
+    let mut driver = Driver::start().await.expect("chromedriver");
+    let (s, _) = writer_page(&mut driver, addr, 3).await;
+
+    choose(&s, &card(1, ".policy-kind"), "tpi").await;
+    let sp = in_force(&s, addr, "policy TPI", |v| v["policy"]["kind"] == "tpi").await;
+    assert_eq!(sp["policy"]["cycle_s"], 600, "the default cycle: {sp}");
+    set_input(&s, &card(1, ".num-cycle"), 10.0, true).await;
+    in_force(&s, addr, "a 10 s cycle", |v| v["policy"]["cycle_s"] == 10).await;
+    // A target 0.8 °C above the room: a share of 0.6 × 0.8 ≈ 48 % of each cycle.
+    let room = api_get(addr, "/api/v1/sensors/1").await;
+    let temperature = room["reading"]["temperature"].as_f64().expect("a reading");
+    let target = ((temperature + 0.8) * 10.0).round() / 10.0;
+    set_input(&s, &card(1, ".num-desired"), target, true).await;
+    let sp = in_force(&s, addr, "the new target", |v| {
+        v["desired"].as_f64() == Some(target)
+    })
+    .await;
+    let version = sp["version"].as_u64().expect("version");
+    assert_eq!(
+        sp["policy"]["kind"], "tpi",
+        "the target alone keeps the policy: {sp}"
+    );
+    let switched = s
+        .wait_for("On and Off under the TPI setpoint", PATIENCE, async |_| {
+            let history = api_get(addr, "/api/v1/sensors/1/history").await;
+            let commands: Vec<String> = history["decisions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|d| d["setpoint_version"].as_u64() == Some(version))
+                .filter_map(|d| d["command"].as_str().map(str::to_owned))
+                .collect();
+            (commands.contains(&"on".to_owned()) && commands.contains(&"off".to_owned())).then_some(commands)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("TPI decisions under version {version}: {switched:?}");
+    let band = s.text_of(&card(1, ".band")).await.unwrap_or_default();
+    assert!(band.contains("TPI 10 s × 0.6"), "the card says how the room is controlled: {band}");
+    s.screenshot(&artifact("policy-tpi.png"))
+        .await
+        .expect("screenshot");
+
+    choose(&s, &card(1, ".mode"), "off").await;
+    let sp = in_force(&s, addr, "mode off", |v| v["mode"] == "off").await;
+    assert_eq!(
+        sp["policy"]["kind"], "tpi",
+        "the mode alone keeps the policy: {sp}"
+    );
+    s.wait_for("heater OFF", PATIENCE, async |s| {
+        s.text_of(&card(1, ".heater-badge")).await.filter(|t| t == "OFF")
+    })
+    .await
+    .expect("the heater goes off");
+    // Three more seconds of readings: still Off, and no On decided under the mode-off version.
+    let off_version = sp["version"].as_u64().expect("version");
+    let since = api_get(addr, "/api/v1/sensors/1").await["reading"]["t_ms"]
+        .as_i64()
+        .expect("t_ms");
+    s.wait_for("3 s of readings in mode off", PATIENCE, async |_| {
+        let now = api_get(addr, "/api/v1/sensors/1").await;
+        now["reading"]["t_ms"].as_i64().filter(|t| *t >= since + 3_000)
+    })
+    .await
+    .expect("readings keep coming");
+    let history = api_get(addr, "/api/v1/sensors/1/history").await;
+    let on_after = history["decisions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["setpoint_version"].as_u64() == Some(off_version) && d["command"] == "on")
+        .count();
+    assert_eq!(on_after, 0, "On in mode off: {history}");
+    assert_eq!(s.text_of(&card(1, ".heater-badge")).await.as_deref(), Some("OFF"));
+    s.screenshot(&artifact("policy-off.png"))
+        .await
+        .expect("screenshot");
+}

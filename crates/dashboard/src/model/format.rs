@@ -1,6 +1,6 @@
 //! Number and time formatting shared by the cards, the header and the log, kept pure so it is tested once.
 
-use setpoint_control::{Mode, Setpoint, TimeMs};
+use setpoint_control::{Mode, Policy, Setpoint, TimeMs};
 use setpoint_wire::schedule::{NextStep, ScheduleStep, Weekday};
 
 /// Short day names, Monday first (the order of [`Weekday::ALL`]).
@@ -33,6 +33,22 @@ pub fn band(sp: &Setpoint) -> String {
         num(sp.up_delta),
         num(sp.down_delta)
     )
+}
+
+/// How a room is controlled, in a few words: `hysteresis`, `TPI 600 s × 0.6` (`+ 0.03 × outdoor 7`), or
+/// `off`.
+pub fn regime(sp: &Setpoint) -> String {
+    match (sp.mode, sp.policy) {
+        (Mode::Off, _) => "off".to_owned(),
+        (Mode::Heat, Policy::Hysteresis) => "hysteresis".to_owned(),
+        (Mode::Heat, Policy::Tpi(t)) => {
+            let outdoor = match t.outdoor_sensor {
+                Some(o) if t.k_ext > 0.0 => format!(" + {} × outdoor {o}", num(t.k_ext)),
+                _ => String::new(),
+            };
+            format!("TPI {} s × {}{outdoor}", t.cycle_s, num(t.k_int))
+        }
+    }
 }
 
 /// Wall-clock time of an event, `HH:MM:SS.mmm`, shifted by the browser's UTC offset (minutes east of UTC).
@@ -244,6 +260,23 @@ mod tests {
             policy: None,
         };
         assert_eq!(step(&st), "Mon–Fri 06:30 → 21.0 °C +0.5/−0.5");
+        let off = ScheduleStep {
+            mode: Some(Mode::Off),
+            ..st.clone()
+        };
+        assert_eq!(step(&off), "Mon–Fri 06:30 → off");
+        let sp = st.setpoint_over(None);
+        assert_eq!(regime(&sp), "hysteresis");
+        let tpi = setpoint_control::Tpi {
+            k_ext: 0.03,
+            outdoor_sensor: Some(7),
+            ..setpoint_control::Tpi::new(600, 0.6)
+        };
+        assert_eq!(
+            regime(&sp.with_policy(Policy::Tpi(tpi))),
+            "TPI 600 s × 0.6 + 0.03 × outdoor 7"
+        );
+        assert_eq!(regime(&sp.with_mode(Mode::Off)), "off");
         assert_eq!(weekday(Sun), "Sun");
         for d in Weekday::ALL {
             let api = serde_json::to_string(&d).expect("json");

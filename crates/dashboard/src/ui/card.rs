@@ -144,11 +144,12 @@ pub fn Card(props: &CardProps) -> Html {
     let dirty = view.editor.is_dirty(view.setpoint.as_ref());
     let band_text = match committed {
         Some(sp) => format!(
-            "band {} … {} (desired {}, v{})",
+            "band {} … {} (desired {}, v{}) · {}",
             format::num(sp.lower()),
             format::temp(sp.upper()),
             format::num(sp.desired),
-            view.setpoint.as_ref().map_or(0, |s| s.version)
+            view.setpoint.as_ref().map_or(0, |s| s.version),
+            format::regime(&sp)
         ),
         None => "no setpoint yet".to_owned(),
     };
