@@ -481,3 +481,52 @@ fn a_clock_that_goes_back_fires_nothing_already_applied() {
     assert_eq!(s.poll(ten - 60 * MINUTE), vec![]);
     assert_eq!(s.poll(ten), vec![]);
 }
+
+/// A step may set the mode (off at night, heat in the morning); a step that sets none keeps the room's
+/// mode and policy, so a TPI room stays TPI when a schedule moves its target.
+#[test]
+fn a_step_sets_the_mode_and_keeps_what_it_does_not_set() {
+    use setpoint_control::{Mode, Policy, Tpi};
+    let mut s = Scheduler::new("a");
+    let night_off = setpoint_wire::schedule::ScheduleStep {
+        mode: Some(Mode::Off),
+        ..daily("22:00", 17.0)
+    };
+    let morning = setpoint_wire::schedule::ScheduleStep {
+        mode: Some(Mode::Heat),
+        ..daily("06:00", 21.0)
+    };
+    s.on_schedule(&saved(
+        schedule("heat", "UTC", vec![morning, night_off], &[1, 2]),
+        0,
+    ))
+    .expect("valid");
+    let tpi = SP(19.0).with_policy(Policy::Tpi(Tpi::new(600, 0.6)));
+    let five = ms("2026-01-05T05:00:00Z");
+    s.on_setpoint(
+        &SetpointChange::new(1, tpi, 1, "bob", five).conditional(0, "bridge-1"),
+        five,
+    );
+    s.on_setpoint(&manual(2, 1, five, 19.0), five);
+    let six = ms("2026-01-05T06:00:00Z");
+    let out = s.poll(six);
+    let by_sensor: BTreeMap<SensorId, Setpoint> = out.iter().map(|r| (r.sensor, r.setpoint)).collect();
+    assert_eq!(
+        by_sensor[&1],
+        SP(21.0).with_policy(Policy::Tpi(Tpi::new(600, 0.6)))
+    );
+    assert_eq!(by_sensor[&2], SP(21.0));
+    for r in &out {
+        s.on_setpoint(r, six);
+    }
+    let ten = ms("2026-01-05T22:00:00Z");
+    let out = s.poll(ten);
+    let by_sensor: BTreeMap<SensorId, Setpoint> = out.iter().map(|r| (r.sensor, r.setpoint)).collect();
+    assert_eq!(
+        by_sensor[&1],
+        SP(17.0)
+            .with_mode(Mode::Off)
+            .with_policy(Policy::Tpi(Tpi::new(600, 0.6)))
+    );
+    assert_eq!(by_sensor[&2], SP(17.0).with_mode(Mode::Off));
+}

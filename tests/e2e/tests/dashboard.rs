@@ -999,7 +999,10 @@ async fn a_room_is_switched_to_tpi_and_to_off_from_its_card() {
         .unwrap_or_else(|e| panic!("{e}"));
     println!("TPI decisions under version {version}: {switched:?}");
     let band = s.text_of(&card(1, ".band")).await.unwrap_or_default();
-    assert!(band.contains("TPI 10 s × 0.6"), "the card says how the room is controlled: {band}");
+    assert!(
+        band.contains("TPI 10 s × 0.6"),
+        "the card says how the room is controlled: {band}"
+    );
     s.screenshot(&artifact("policy-tpi.png"))
         .await
         .expect("screenshot");
