@@ -258,7 +258,7 @@ async fn devices_readings_in_commands_out_and_resent_after_device_and_broker_res
 
 /// Home Assistant's documented MQTT climate keys (https://www.home-assistant.io/integrations/climate.mqtt/)
 /// that a discovery config of ours may carry, with the JSON type each must have.
-const CLIMATE_SCHEMA: [(&str, &str); 22] = [
+const CLIMATE_SCHEMA: [(&str, &str); 23] = [
     ("name", "string|null"),
     ("unique_id", "string"),
     ("object_id", "string"),
@@ -271,6 +271,7 @@ const CLIMATE_SCHEMA: [(&str, &str); 22] = [
     ("temperature_command_topic", "string"),
     ("action_topic", "string"),
     ("mode_state_topic", "string"),
+    ("mode_command_topic", "string"),
     ("modes", "array"),
     ("min_temp", "number"),
     ("max_temp", "number"),
@@ -323,6 +324,10 @@ fn check_climate_config(sensor: u32, config: &Value) {
         format!("setpoint/room/{sensor}/temperature")
     );
     assert_eq!(config["action_topic"], format!("setpoint/room/{sensor}/action"));
+    assert_eq!(
+        config["mode_command_topic"],
+        format!("setpoint/room/{sensor}/mode/set")
+    );
     assert_eq!(config["availability_topic"], "setpoint/status");
     assert_eq!(
         (
@@ -354,6 +359,7 @@ fn check_climate_config(sensor: u32, config: &Value) {
         "temperature_command_topic",
         "action_topic",
         "mode_state_topic",
+        "mode_command_topic",
     ] {
         let t = config[topic].as_str().expect("topic");
         assert!(!t.is_empty() && !t.contains(['+', '#']), "{topic} {t:?}");
@@ -446,6 +452,29 @@ async fn every_room_is_a_home_assistant_climate_entity_that_sets_the_setpoint() 
     assert_eq!(
         sensor(&server, 2).await["setpoint"]["version"],
         sp_after["version"]
+    );
+
+    // climate.set_hvac_mode off on room 2: a write of the mode alone (target and deltas kept); Home
+    // Assistant shown mode and action off; the heater Off. Then heat again.
+    let off_sent = Instant::now();
+    ha.publish("setpoint/room/2/mode/set", "off", false).await;
+    ha.expect_on(PATIENCE, "setpoint/room/2/mode", "off").await;
+    ha.expect_on(PATIENCE, "setpoint/room/2/action", "off").await;
+    println!(
+        "Home Assistant set_hvac_mode off -> mode and action off: {:.1} ms",
+        ms(off_sent.elapsed())
+    );
+    let off = sensor(&server, 2).await;
+    assert_eq!(off["setpoint"]["mode"], "off", "{off}");
+    assert_eq!(off["setpoint"]["desired"], 23.5, "{off}");
+    assert_eq!(off["setpoint"]["author"], "homeassistant", "{off}");
+    ha.publish("setpoint/room/2/mode/set", "cool", false).await;
+    ha.publish("setpoint/room/2/mode/set", "heat", false).await;
+    ha.expect_on(PATIENCE, "setpoint/room/2/mode", "heat").await;
+    assert_eq!(
+        sensor(&server, 2).await["setpoint"]["version"].as_u64(),
+        off["setpoint"]["version"].as_u64().map(|v| v + 1),
+        "`cool` wrote nothing; `heat` one version"
     );
 
     // Home Assistant restarts and announces itself: every config again.
