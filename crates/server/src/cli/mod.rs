@@ -4,6 +4,7 @@
 
 mod listener;
 mod mqtt;
+mod sim;
 mod store;
 
 pub use store::StoreArgs;
@@ -19,7 +20,7 @@ use setpoint::bridge::BridgeOptions;
 use setpoint::bus::kafka::{KafkaOptions, Topics};
 use setpoint::roles::controller::ControllerOptions;
 use setpoint_control::{Config, Limits};
-use setpoint_sim::SimConfig;
+use sim::SimArgs;
 
 /// Dynamically controlled streams: heaters publish temperature readings, people publish setpoints, and a
 /// controller joins both into heater On/Off commands — with a live dashboard to watch and steer it.
@@ -312,32 +313,6 @@ struct ControlArgs {
     max_delta: f64,
 }
 
-#[derive(Args, Debug, Clone)]
-struct SimArgs {
-    /// Number of simulated rooms (sensor ids 1..=N).
-    #[arg(long, env = "SETPOINT_SENSORS", default_value_t = 6)]
-    sensors: usize,
-    /// Seed of the simulated rooms and their noise.
-    #[arg(long, env = "SETPOINT_SEED", default_value_t = 42)]
-    seed: u64,
-    /// Milliseconds between two readings of one room.
-    #[arg(long, env = "SETPOINT_INTERVAL_MS", default_value_t = 100)]
-    interval_ms: i64,
-    /// Do not publish suggested setpoints for rooms that have none.
-    #[arg(long, env = "SETPOINT_NO_SEED_SETPOINTS")]
-    no_seed_setpoints: bool,
-    /// The simulated rooms' physics: `first-order`, or `lagging` (heated through an emitter that keeps
-    /// heating after Off, as radiators and floors do: hysteresis overshoots its band).
-    #[arg(long, env = "SETPOINT_SIM_MODEL", value_enum, default_value_t = SimModel::FirstOrder)]
-    sim_model: SimModel,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum SimModel {
-    FirstOrder,
-    Lagging,
-}
-
 impl ControlArgs {
     fn options(&self) -> ControllerOptions {
         ControllerOptions {
@@ -353,21 +328,6 @@ impl ControlArgs {
                 max_sensors: self.max_sensors.max(1),
             },
             ..ControllerOptions::default()
-        }
-    }
-}
-
-impl SimArgs {
-    fn config(&self) -> SimConfig {
-        SimConfig {
-            rooms: self.sensors,
-            first_sensor: 1,
-            seed: self.seed,
-            interval_ms: self.interval_ms.max(1),
-            model: match self.sim_model {
-                SimModel::FirstOrder => setpoint_sim::RoomModel::FirstOrder,
-                SimModel::Lagging => setpoint_sim::RoomModel::Lagging,
-            },
         }
     }
 }
