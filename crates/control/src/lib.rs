@@ -20,7 +20,7 @@ pub use sensor::{
     band_acts_on, HeaterMemory, ReadingOutcome, SensorState, SetpointHistory, TimedSetpoint,
     VersionedSetpoint, MAX_SETPOINT_VERSIONS,
 };
-pub use setpoint::{Limits, Setpoint, SetpointError, SetpointField};
+pub use setpoint::{Limits, Setpoint, SetpointError, SetpointField, DEFAULT_SETPOINT};
 pub use table::{
     Arrival, InForce, RecordError, SetpointChange, SetpointTable, TimeError, Verdict, MAX_AUTHOR_BYTES,
     MAX_VERSION, MAX_WRITE_ID_BYTES,

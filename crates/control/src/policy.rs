@@ -203,6 +203,11 @@ impl TpiCycle {
     /// (a new target, new coefficients) starts a new cycle at once rather than finishing one computed for
     /// the old target: the room answers a slider within one reading, as with hysteresis.
     pub fn covers(&self, t_ms: TimeMs, version: u64, cycle_ms: i64) -> bool {
-        self.version == version && t_ms >= self.start_ms && t_ms - self.start_ms < cycle_ms
+        // Checked: times come from outside (a reading dated near i64::MIN, a changelog record of another
+        // producer), and a wrapped difference would make a cycle that never ends.
+        self.version == version
+            && t_ms
+                .checked_sub(self.start_ms)
+                .is_some_and(|since| (0..cycle_ms).contains(&since))
     }
 }

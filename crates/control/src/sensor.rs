@@ -152,9 +152,15 @@ impl HeaterMemory {
         let clamped = Self {
             last_change_ms: clamp(self.last_change_ms),
             newest_ms: clamp(self.newest_ms),
-            cycle: self.cycle.map(|c| TpiCycle {
-                start_ms: c.start_ms.min(latest_ms),
-                ..c
+            // A cycle dated ahead moves back whole: its On keeps its length rather than lasting until the
+            // future end a wrong clock wrote.
+            cycle: self.cycle.map(|c| {
+                let shift = c.start_ms.saturating_sub(latest_ms).max(0);
+                TpiCycle {
+                    start_ms: c.start_ms - shift,
+                    on_until_ms: c.on_until_ms.saturating_sub(shift),
+                    ..c
+                }
             }),
             ..self
         };

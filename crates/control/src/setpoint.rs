@@ -32,6 +32,10 @@ pub struct Setpoint {
     pub policy: Policy,
 }
 
+/// Where a room without a setpoint starts when someone edits it (the dashboard's editor, Home Assistant's
+/// mode switch): 20 °C ± 0.5.
+pub const DEFAULT_SETPOINT: Setpoint = Setpoint::new(20.0, 0.5, 0.5);
+
 impl Setpoint {
     /// Builds a setpoint without validating it; validation happens where it is applied, against the
     /// [`Limits`] in force there.

@@ -258,3 +258,45 @@ fn policy_json_is_strict() {
         assert!(serde_json::from_str::<Policy>(bad).is_err(), "{bad}");
     }
 }
+
+/// Times from outside are not trusted: a reading dated at the far past starts a cycle, and the next
+/// correctly dated reading starts a new one instead of overflowing (or wrapping into a cycle that never
+/// ends); a cycle restored from a changelog record dated ahead moves back whole, keeping its On length.
+#[test]
+fn cycles_survive_times_at_the_ends_of_the_range() {
+    use setpoint_control::{HeaterMemory, TpiCycle};
+    let mut c = Controller::new(Config::default());
+    c.apply_setpoint(1, tpi_room(21.0, Tpi::new(600, 0.5)), 1)
+        .expect("valid");
+    let far_past = Reading {
+        t_ms: i64::MIN + 1,
+        temperature: 21.0,
+    };
+    assert_eq!(
+        c.on_reading(1, far_past).expect("valid").map(|d| d.command),
+        Some(Command::Off)
+    );
+    let now = Reading {
+        t_ms: T0,
+        temperature: 19.0,
+    };
+    let d = c.on_reading(1, now).expect("valid").expect("a new cycle");
+    assert_eq!(d.command, Command::On);
+    let cycle = c.sensor(1).and_then(|s| s.cycle).expect("a cycle");
+    assert_eq!((cycle.start_ms, cycle.on_until_ms), (T0, T0 + 600_000));
+
+    let ahead = HeaterMemory {
+        cycle: Some(TpiCycle {
+            start_ms: T0 + 3_600_000,
+            on_until_ms: T0 + 3_660_000,
+            version: 1,
+        }),
+        ..HeaterMemory::default()
+    };
+    let (clamped, changed) = ahead.clamped(T0);
+    assert!(changed);
+    assert_eq!(
+        clamped.cycle.map(|c| (c.start_ms, c.on_until_ms)),
+        Some((T0, T0 + 60_000))
+    );
+}

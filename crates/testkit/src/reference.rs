@@ -130,7 +130,9 @@ pub fn expected_commands_logged_by(
                 let current = cycles
                     .get(&r.sensor)
                     .filter(|(start, _, version)| {
-                        *version == sp.version && r.t_ms >= *start && r.t_ms - *start < cycle_ms
+                        *version == sp.version
+                            && r.t_ms >= *start
+                            && r.t_ms.checked_sub(*start).is_some_and(|d| d < cycle_ms)
                     })
                     .copied();
                 let (_, on_until, _) = current.unwrap_or_else(|| {
@@ -153,7 +155,7 @@ pub fn expected_commands_logged_by(
                     } else if cycle_ms - on < p.min_off_s as i64 * 1000 {
                         on = cycle_ms;
                     }
-                    let started = (r.t_ms, r.t_ms + on, sp.version);
+                    let started = (r.t_ms, r.t_ms.saturating_add(on), sp.version);
                     cycles.insert(r.sensor, started);
                     started
                 });

@@ -266,7 +266,11 @@ impl ControllerState {
             last_command: self.last_command.map(command).transpose()?,
             last_change_ms: self.last_change_ms,
             newest_ms: self.newest_ms,
-            last_temperature: self.last_temperature,
+            // A temperature no reading could have had (another producer's record) is not remembered: it
+            // would become a TPI room's outdoor temperature.
+            last_temperature: self
+                .last_temperature
+                .filter(|t| setpoint_control::check_temperature(self.sensor_id, *t).is_ok()),
             stale: self.stale,
             cycle: self.cycle_start_ms.map(|start_ms| TpiCycle {
                 start_ms,

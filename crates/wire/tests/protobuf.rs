@@ -266,6 +266,15 @@ fn controller_state_keeps_absent_and_zero_apart() {
         assert_eq!(decoded.sensor_id, 7);
         assert_eq!(decoded.memory(), Ok(memory));
     }
+    // A temperature no reading could have (another producer's record) is not remembered.
+    for bad in [f64::NAN, f64::INFINITY, -300.0] {
+        let record = ControllerState {
+            sensor_id: 7,
+            last_temperature: Some(bad),
+            ..ControllerState::default()
+        };
+        assert_eq!(record.memory().map(|m| m.last_temperature), Ok(None), "{bad}");
+    }
     let unknown = ControllerState {
         last_command: Some(9),
         ..ControllerState::default()

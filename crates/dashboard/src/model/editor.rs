@@ -14,8 +14,8 @@ const COMMIT_DEBOUNCE_MS: f64 = 250.0;
 /// bound on answering, so a slow publish's real answer is not dropped.
 const PENDING_TIMEOUT_MS: f64 = setpoint_wire::ws::WRITE_ANSWER_WITHIN_MS as f64;
 
-/// Where the draft starts when a sensor has no setpoint yet.
-pub const DEFAULT_SETPOINT: Setpoint = Setpoint::new(20.0, 0.5, 0.5);
+/// Where the draft starts when a sensor has no setpoint yet (the control crate's, as Home Assistant's).
+pub use setpoint_control::DEFAULT_SETPOINT;
 
 /// What the editor needs of the control crate's [`SetpointField`] beyond what that crate offers: every field,
 /// in the order a card shows them, and the number a field names in a setpoint.

@@ -26,8 +26,6 @@ use super::payload::is_online;
 
 /// The author of the setpoints Home Assistant writes (reserved: no token can take it).
 pub const AUTHOR: &str = "homeassistant";
-/// The deltas of a room's first setpoint written from Home Assistant, which sends only the target.
-pub const DEFAULT_DELTA: f64 = 0.5;
 /// A room's current temperature is published at most this often: Home Assistant records every state
 /// change, and a sensor reporting twice a second would fill its database.
 pub const TEMPERATURE_EVERY_MS: TimeMs = 5_000;

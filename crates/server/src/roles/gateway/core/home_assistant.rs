@@ -5,9 +5,10 @@
 
 use setpoint_control::{
     Command, Mode, SensorId, SensorReading, Setpoint, SetpointChange, SetpointTable, TimeMs, Verdict,
+    DEFAULT_SETPOINT,
 };
 
-use super::{refuse, Effect, Gateway, AUTHOR, DEFAULT_DELTA, MAX_PENDING_WRITES, TEMPERATURE_EVERY_MS};
+use super::{refuse, Effect, Gateway, AUTHOR, MAX_PENDING_WRITES, TEMPERATURE_EVERY_MS};
 use crate::bus::Record;
 use crate::roles::gateway::payload::{number, parse_number, shown};
 
@@ -148,8 +149,9 @@ impl Gateway {
         self.write(sensor, now, out, "set_hvac_mode_refused", |sp| sp.mode = mode);
     }
 
-    /// A conditional write of the value in force changed by `change` (the default band for a room without
-    /// one), by the author `homeassistant`.
+    /// A conditional write of the value in force changed by `change` (`DEFAULT_SETPOINT` for a room
+    /// without one: switching it off and on again leaves it at 20 °C, not at a made-up 0 °C), by the
+    /// author `homeassistant`.
     fn write(
         &mut self,
         sensor: SensorId,
@@ -160,7 +162,7 @@ impl Gateway {
     ) {
         let (base, mut setpoint) = match self.table.in_force(sensor) {
             Some(f) => (f.version, f.setpoint),
-            None => (0, Setpoint::new(0.0, DEFAULT_DELTA, DEFAULT_DELTA)),
+            None => (0, DEFAULT_SETPOINT),
         };
         change(&mut setpoint);
         self.next_write += 1;

@@ -336,4 +336,12 @@ fn set_hvac_mode_writes_the_mode_and_keeps_numbers_and_policy() {
     out.clear();
     g.on_message("setpoint/room/9/mode/set", b"heat", NOW, &mut out);
     assert!(matches!(out.first(), Some(Effect::Setpoint(w)) if w.setpoint == tpi));
+    // A real room without a setpoint switched off starts from the default band, not from 0 °C.
+    out.clear();
+    g.on_message("setpoint/room/10/mode/set", b"off", NOW, &mut out);
+    assert!(
+        matches!(out.first(), Some(Effect::Setpoint(w))
+            if w.setpoint == setpoint_control::DEFAULT_SETPOINT.with_mode(Mode::Off) && w.base_version == Some(0)),
+        "{out:?}"
+    );
 }
