@@ -365,3 +365,57 @@ fn release_forgets_the_heater_but_keeps_the_setpoint() {
     // an earlier timestamp than before the release is accepted (the other owner's history is not ours).
     assert_eq!(command(&mut c, 1, 5, 10.0), Some(Command::On));
 }
+
+/// Mode off: one Off, then nothing however cold (also in the browser, where the what-if runs this code).
+#[test]
+fn mode_off_sends_one_off_and_then_nothing() {
+    let mut c = Controller::new(Config::default());
+    c.apply_setpoint(1, BAND.with_mode(setpoint_control::Mode::Off), 1)
+        .expect("valid");
+    assert_eq!(command(&mut c, 1, 1, 5.0), Some(Command::Off));
+    for t in 2..50 {
+        assert_eq!(command(&mut c, 1, t, -20.0 + f64::from(t as i32)), None);
+    }
+}
+
+/// TPI: at a cycle's start the share k_int·(desired − T) of the cycle On, then Off; a new cycle after one
+/// cycle length. The replay the what-if runs gives the same.
+#[test]
+fn tpi_is_on_for_its_share_of_each_cycle() {
+    use setpoint_control::{Policy, Tpi};
+    let tpi = BAND.with_policy(Policy::Tpi(Tpi::new(10, 0.25)));
+    let mut c = Controller::new(Config::default());
+    c.apply_setpoint(1, tpi, 1).expect("valid");
+    // 2 °C below: 50 % of 10 s.
+    let readings: Vec<Reading> = (0..25).map(|i| r(i * 1_000, 18.0)).collect();
+    let got: Vec<(i64, Command)> = readings
+        .iter()
+        .filter_map(|&reading| c.on_reading(1, reading).expect("finite"))
+        .map(|d| (d.t_ms, d.command))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, Command::On),
+            (5_000, Command::Off),
+            (10_000, Command::On),
+            (15_000, Command::Off),
+            (20_000, Command::On)
+        ]
+    );
+    let replayed = replay(
+        &Config::default(),
+        1,
+        &SensorState::default(),
+        VersionedSetpoint {
+            setpoint: tpi,
+            version: 1,
+        },
+        &readings,
+    )
+    .expect("valid");
+    assert_eq!(
+        replayed.iter().map(|d| (d.t_ms, d.command)).collect::<Vec<_>>(),
+        got
+    );
+}
