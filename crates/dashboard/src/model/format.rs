@@ -82,9 +82,12 @@ pub fn day_time(t_ms: TimeMs, utc_offset_min: i64) -> String {
 
 /// A card's next scheduled change: `next 17.0 °C · Mon 22:00 · office`.
 pub fn next_step(step: &NextStep, utc_offset_min: i64) -> String {
+    let what = match step.mode {
+        Some(Mode::Off) => "off".to_owned(),
+        _ => temp(step.desired),
+    };
     format!(
-        "next {} · {} · {}",
-        temp(step.desired),
+        "next {what} · {} · {}",
         day_time(step.at_ms, utc_offset_min),
         step.schedule
     )
@@ -244,6 +247,11 @@ mod tests {
             mode: None,
         };
         assert_eq!(next_step(&next, 0), "next 17.0 °C · Mon 22:00 · office");
+        let off = NextStep {
+            mode: Some(Mode::Off),
+            ..next.clone()
+        };
+        assert_eq!(next_step(&off, 0), "next off · Mon 22:00 · office");
         use Weekday::*;
         assert_eq!(days(&[Mon, Tue, Wed, Thu, Fri]), "Mon–Fri");
         assert_eq!(days(&[Sun, Sat]), "Sat, Sun");

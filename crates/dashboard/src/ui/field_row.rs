@@ -100,7 +100,12 @@ pub fn FieldRow(p: &FieldRowProps) -> Html {
     let (smin, smax) = slider_range(p.field, &p.limits, p.committed);
     let (nmin, nmax) = full_range(p.field, &p.limits);
     let slider_id = format!("{slider_class}-{}", p.scope);
-    let v = format::num(p.value);
+    // Seconds and ids are whole numbers: `600`, not `600.0`.
+    let v = match unit(p.field) {
+        "s" | "id" if p.value.is_finite() => format!("{}", p.value.round()),
+        "id" => String::new(),
+        _ => format::num(p.value),
+    };
 
     let on_input = {
         let on_edit = p.on_edit.clone();
