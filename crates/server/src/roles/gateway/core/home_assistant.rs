@@ -99,12 +99,8 @@ impl Gateway {
         now: TimeMs,
         out: &mut Vec<Effect>,
     ) {
-        if !self.announced.contains(&sensor) {
-            return refuse(
-                out,
-                "set_temperature_unknown_room",
-                format!("room {sensor} is not one of ours"),
-            );
+        if !self.is_ours(sensor, "set_temperature_unknown_room", out) {
+            return;
         }
         let Some(desired) = parse_number(payload) else {
             refuse(
@@ -119,6 +115,16 @@ impl Gateway {
         });
     }
 
+    /// Whether a command of Home Assistant's is for one of our rooms (announced); if not, it is refused as
+    /// `kind`.
+    fn is_ours(&self, sensor: SensorId, kind: &'static str, out: &mut Vec<Effect>) -> bool {
+        let ours = self.announced.contains(&sensor);
+        if !ours {
+            refuse(out, kind, format!("room {sensor} is not one of ours"));
+        }
+        ours
+    }
+
     /// Home Assistant's `set_hvac_mode`: `heat` or `off`, the room's numbers and policy kept.
     pub(super) fn on_mode_set(
         &mut self,
@@ -127,12 +133,8 @@ impl Gateway {
         now: TimeMs,
         out: &mut Vec<Effect>,
     ) {
-        if !self.announced.contains(&sensor) {
-            return refuse(
-                out,
-                "set_hvac_mode_unknown_room",
-                format!("room {sensor} is not one of ours"),
-            );
+        if !self.is_ours(sensor, "set_hvac_mode_unknown_room", out) {
+            return;
         }
         let mode = match payload {
             b"heat" => Mode::Heat,
