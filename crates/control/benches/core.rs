@@ -113,7 +113,7 @@ fn replay_10k(c: &mut Criterion) {
     group.bench_function("10k_readings", |b| {
         b.iter_batched(
             SensorState::default,
-            |state| black_box(replay(&Config::default(), 1, &state, setpoint, &readings)),
+            |state| black_box(replay(&Config::default(), 1, &state, setpoint, &readings, &[])),
             BatchSize::SmallInput,
         )
     });

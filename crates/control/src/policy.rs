@@ -85,10 +85,12 @@ pub struct Tpi {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<i32>))]
     pub outdoor_sensor: Option<SensorId>,
-    /// Shortest On worth switching for, in seconds: a smaller share of the cycle stays Off.
+    /// Shortest On, in seconds: a smaller share of the cycle stays Off, and a heater switched On stays On
+    /// at least this long even when a new setpoint starts a new cycle.
     #[serde(default)]
     pub min_on_s: u32,
-    /// Shortest Off worth switching for, in seconds: a smaller rest of the cycle stays On.
+    /// Shortest Off, in seconds: a smaller rest of the cycle stays On, and a heater switched Off stays Off
+    /// at least this long.
     #[serde(default)]
     pub min_off_s: u32,
 }

@@ -271,10 +271,13 @@ impl SensorState {
         if self.last_command == Some(wanted) {
             return Ok((ReadingOutcome::Accepted, None));
         }
-        if let (Some(changed), Some(_)) = (self.last_change_ms, self.last_command) {
-            // Anti short-cycling: hold the current command until it has been in force for the dwell time.
+        if let (Some(changed), Some(last)) = (self.last_change_ms, self.last_command) {
+            // Anti short-cycling: hold the current command until it has been in force for the dwell time
+            // (and, under TPI, for the room's minimum on or off time: a new setpoint version starts a new
+            // cycle at once, which must not cut an On shorter than the heater allows).
             // The first command ever has nothing to protect and goes out at once.
-            if reading.t_ms.saturating_sub(changed) < config.min_dwell_ms {
+            let hold_ms = config.min_dwell_ms.max(active.setpoint.min_time_ms(last));
+            if reading.t_ms.saturating_sub(changed) < hold_ms {
                 return Ok((ReadingOutcome::Accepted, None));
             }
         }

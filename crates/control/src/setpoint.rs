@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::policy::{Mode, Policy};
+use crate::Command;
 
 /// A per-sensor comfort band: the heater turns On below `desired - down_delta` and Off above
 /// `desired + up_delta`. Between the two edges (inclusive) nothing is decided, which is what gives the
@@ -76,6 +77,17 @@ impl Setpoint {
             down_delta,
             mode: mode.or(in_force.map(|s| s.mode)).unwrap_or_default(),
             policy: policy.or(in_force.map(|s| s.policy)).unwrap_or_default(),
+        }
+    }
+
+    /// How long a heater last switched to `last` must stay so before this setpoint may switch it back: a
+    /// heated TPI room's minimum on (or off) time, 0 otherwise. Mode off is not held: turning a room off
+    /// is a person's decision and goes out at once (the global dwell aside).
+    pub fn min_time_ms(&self, last: Command) -> i64 {
+        match (self.mode, self.policy, last) {
+            (Mode::Heat, Policy::Tpi(t), Command::On) => i64::from(t.min_on_s) * 1000,
+            (Mode::Heat, Policy::Tpi(t), Command::Off) => i64::from(t.min_off_s) * 1000,
+            _ => 0,
         }
     }
 

@@ -108,6 +108,35 @@ proptest! {
         }
     }
 
+    /// The minimum on and off times hold across setpoint changes: a new version starts a new cycle at once,
+    /// but never cuts an On shorter than `min_on_s` or an Off shorter than `min_off_s`.
+    #[test]
+    fn minimum_times_hold_across_setpoint_changes(
+        min_on_s in 0u32..90,
+        min_off_s in 0u32..90,
+        temps in proptest::collection::vec(17.0f64..24.0, 100..600),
+        changes in proptest::collection::vec((0usize..600, 17.0f64..24.0), 1..30),
+    ) {
+        let tpi = Tpi { min_on_s, min_off_s, ..Tpi::new(120, 0.9) };
+        let mut c = Controller::new(Config::default());
+        c.apply_setpoint_at(1, tpi_room(21.0, tpi), 1, T0).expect("valid");
+        let mut version = 1;
+        let mut decisions = Vec::new();
+        for (i, t) in temps.iter().enumerate() {
+            let t_ms = T0 + i as i64 * 1_000;
+            for (_, desired) in changes.iter().filter(|(at, _)| *at == i) {
+                version += 1;
+                c.apply_setpoint_at(1, tpi_room(*desired, tpi), version, t_ms).expect("valid");
+            }
+            decisions.extend(c.on_reading(1, Reading { t_ms, temperature: *t }).expect("valid"));
+        }
+        for pair in decisions.windows(2) {
+            let lasted = pair[1].t_ms - pair[0].t_ms;
+            let min_s = match pair[0].command { Command::On => min_on_s, Command::Off => min_off_s };
+            prop_assert!(lasted >= i64::from(min_s) * 1000, "{:?} lasted {lasted} ms: {pair:?}", pair[0].command);
+        }
+    }
+
     /// A controller that takes over a heater's memory mid-cycle (a handover, a restart) decides exactly as
     /// the one that would have carried on.
     #[test]
@@ -208,6 +237,53 @@ fn a_new_setpoint_version_starts_a_new_cycle() {
     assert_eq!(
         on.map(|d| (d.command, d.setpoint_version)),
         Some((Command::On, 2))
+    );
+}
+
+/// A new cycle started by a new setpoint does not cut the On short: the heater stays On for `min_on_s`
+/// (then the new cycle's share decides), and a mode off still goes out at once.
+#[test]
+fn a_new_setpoint_version_does_not_cut_an_on_shorter_than_min_on() {
+    let tpi = Tpi {
+        min_on_s: 60,
+        ..Tpi::new(600, 1.0)
+    };
+    let mut c = Controller::new(Config::default());
+    c.apply_setpoint_at(1, tpi_room(21.0, tpi), 1, T0).expect("valid");
+    let at = |t: i64, temperature: f64| Reading {
+        t_ms: T0 + t,
+        temperature,
+    };
+    let command = |d: Option<Decision>| d.map(|d| d.command);
+    // 0.5 °C below with k_int 1: On for half the cycle.
+    assert_eq!(
+        command(c.on_reading(1, at(0, 20.5)).expect("valid")),
+        Some(Command::On)
+    );
+    // 5 s later the slider goes down: the new cycle's share is 0, but the On has lasted 5 s of its 60.
+    c.apply_setpoint_at(1, tpi_room(19.0, tpi), 2, T0 + 5_000)
+        .expect("valid");
+    for t in (5_000..60_000).step_by(5_000) {
+        assert_eq!(c.on_reading(1, at(t, 20.5)).expect("valid"), None, "at {t} ms");
+    }
+    let off = c.on_reading(1, at(60_000, 20.5)).expect("valid");
+    assert_eq!(
+        off.map(|d| (d.command, d.setpoint_version)),
+        Some((Command::Off, 2))
+    );
+
+    // Mode off is a person's decision: it is not held by the minimum on time.
+    let mut c = Controller::new(Config::default());
+    c.apply_setpoint_at(1, tpi_room(21.0, tpi), 1, T0).expect("valid");
+    assert_eq!(
+        command(c.on_reading(1, at(0, 20.5)).expect("valid")),
+        Some(Command::On)
+    );
+    c.apply_setpoint_at(1, tpi_room(21.0, tpi).with_mode(Mode::Off), 2, T0 + 5_000)
+        .expect("valid");
+    assert_eq!(
+        command(c.on_reading(1, at(5_000, 20.5)).expect("valid")),
+        Some(Command::Off)
     );
 }
 

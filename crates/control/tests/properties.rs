@@ -126,7 +126,7 @@ proptest! {
         let mut live = Controller::new(cfg);
         live.apply_setpoint(3, setpoint, 7).expect("valid");
         let live_decisions: Vec<_> = readings.iter().filter_map(|r| live.on_reading(3, *r).ok().flatten()).collect();
-        let replayed = replay(&cfg, 3, &SensorState::default(), VersionedSetpoint { setpoint, version: 7 }, &readings).expect("valid");
+        let replayed = replay(&cfg, 3, &SensorState::default(), VersionedSetpoint { setpoint, version: 7 }, &readings, &[]).expect("valid");
         prop_assert_eq!(replayed, live_decisions);
     }
 }

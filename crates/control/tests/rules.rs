@@ -331,7 +331,7 @@ fn replay_matches_live_processing_and_starts_from_the_given_state() {
         setpoint: BAND,
         version: 1,
     };
-    let replayed = replay(&Config::default(), 1, &SensorState::default(), vs, &readings).expect("valid");
+    let replayed = replay(&Config::default(), 1, &SensorState::default(), vs, &readings, &[]).expect("valid");
     assert_eq!(replayed, live_decisions);
     assert_eq!(
         replayed.iter().map(|d| d.command).collect::<Vec<_>>(),
@@ -342,14 +342,22 @@ fn replay_matches_live_processing_and_starts_from_the_given_state() {
         last_command: Some(Command::On),
         ..SensorState::default()
     };
-    let from_on = replay(&Config::default(), 1, &on_already, vs, &readings).expect("valid");
+    let from_on = replay(&Config::default(), 1, &on_already, vs, &readings, &[]).expect("valid");
     assert_eq!(from_on.len(), 2, "the first On is not repeated");
 
     let bad = VersionedSetpoint {
         setpoint: Setpoint::new(20.0, -1.0, 1.0),
         version: 2,
     };
-    assert!(replay(&Config::default(), 1, &SensorState::default(), bad, &readings).is_err());
+    assert!(replay(
+        &Config::default(),
+        1,
+        &SensorState::default(),
+        bad,
+        &readings,
+        &[]
+    )
+    .is_err());
 }
 
 #[test]
@@ -412,6 +420,7 @@ fn tpi_is_on_for_its_share_of_each_cycle() {
             version: 1,
         },
         &readings,
+        &[],
     )
     .expect("valid");
     assert_eq!(

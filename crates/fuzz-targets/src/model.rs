@@ -301,7 +301,7 @@ pub fn check(data: &[u8]) {
                     setpoint: sp,
                     version: version + 1,
                 };
-                let got = replay(&config, sensor, &initial, proposed, &readings);
+                let got = replay(&config, sensor, &initial, proposed, &readings, &[]);
                 let mut copy = model.clone();
                 if copy.setpoint(sensor, sp, version + 1) {
                     let want: Vec<(Command, TimeMs)> = readings

@@ -767,6 +767,13 @@ async fn an_invalid_schedule_is_refused_with_the_rule_it_breaks() {
         ),
         (
             "/api/v1/schedules/a",
+            r#"{"zone":"UTC","steps":[{"days":["mon"],"time":"07:00","desired":20,"up_delta":0.5,"down_delta":0.5,"polcy":{"kind":"tpi","cycle_s":600,"k_int":0.6}}]}"#.to_owned(),
+            400,
+            ErrorCode::InvalidMessage,
+            "polcy",
+        ),
+        (
+            "/api/v1/schedules/a",
             "{".to_owned(),
             400,
             ErrorCode::MalformedFrame,

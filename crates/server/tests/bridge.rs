@@ -316,7 +316,9 @@ async fn a_client_that_never_reads_neither_delays_others_nor_grows_memory() {
     }
     println!("live client: {batches} batches, worst lag {worst_lag_ms} ms");
     assert!(batches > 20, "{batches}");
-    assert!(worst_lag_ms < 1_000, "the live client lagged {worst_lag_ms} ms");
+    // A hub that waited on the stalled client would hold the live one back until the 3 s send deadline
+    // dropped it; the bound sits well under that, and well over what a loaded debug build takes to deliver.
+    assert!(worst_lag_ms < 2_000, "the live client lagged {worst_lag_ms} ms");
     let depths = server.hub.as_ref().expect("hub").queue_depths();
     assert!(
         depths[0] <= setpoint::bridge::outbox::MAX_QUEUED_BATCHES,
@@ -465,7 +467,13 @@ async fn health_readiness_and_the_not_built_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_writes_is_rate_limited_per_token_and_address_not_per_connection() {
-    let server = start(1, 100).await;
+    // No refill during the test, however slowly a loaded machine sends the frames: exactly the burst, and a
+    // second connection finds the budget still spent.
+    let mut slow_refill = options(1, 100);
+    if let Some(bridge) = slow_refill.bridge.as_mut() {
+        bridge.writes_per_second = 1e-6;
+    }
+    let server = start_with(slow_refill).await;
     let mut c = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
     c.next().await;
     for i in 0..15 {
@@ -488,11 +496,11 @@ async fn a_burst_of_writes_is_rate_limited_per_token_and_address_not_per_connect
             _ => {}
         }
     }
-    assert!(
-        (10..15).contains(&acked),
-        "a burst of 10 goes through: {acked} acked, {limited} limited"
+    assert_eq!(
+        (acked, limited),
+        (10, 5),
+        "a burst of 10 goes through, the rest is limited"
     );
-    assert!(limited >= 1);
     // Another connection does not bring a fresh budget: the token's (and the address's) is spent.
     let mut other = connect(addr(&server), Some(TOKEN), None).await.expect("connects");
     other.next().await;

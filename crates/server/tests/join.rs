@@ -201,7 +201,8 @@ impl Controller {
                 &format!("session.timeout.ms={SESSION_TIMEOUT_MS}"),
             ])
             .args(extra)
-            .env("RUST_LOG", "info")
+            // The catch-ups' end offsets and positions too (`read to end`), for a failure's post-mortem.
+            .env("RUST_LOG", "info,setpoint::bus::kafka::consumer=debug")
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

@@ -34,15 +34,23 @@ impl Broker {
                 advertised_port: 0,
             };
         }
-        let port = free_port();
-        let mut b = Self {
-            brokers: format!("127.0.0.1:{port}"),
-            child: None,
-            port,
-            advertised_port: port,
-        };
-        b.spawn();
-        b
+        // The port is free when chosen but released before Tansu binds it, so another test can take it in
+        // between: Tansu then exits, and a fresh port is tried.
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let mut b = Self {
+                brokers: format!("127.0.0.1:{port}"),
+                child: None,
+                port,
+                advertised_port: port,
+            };
+            match b.try_spawn() {
+                Ok(()) => return b,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("{last_error}")
     }
 
     /// A Tansu reachable only through a [`FaultProxy`] (it advertises the proxy's address, so clients
@@ -65,6 +73,10 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
+        self.try_spawn().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_spawn(&mut self) -> Result<(), String> {
         let tansu = tansu_path();
         assert!(
             tansu.exists(),
@@ -90,8 +102,18 @@ impl Broker {
         self.child = Some(child);
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {addr}");
+        loop {
+            // A Tansu that exited (its port taken) must not be mistaken for whoever listens there now.
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Err(format!("tansu exited ({status}) before listening on {addr}"));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("tansu did not listen on {addr}"));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

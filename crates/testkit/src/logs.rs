@@ -26,13 +26,23 @@ pub fn setpoint_round(sensors: SensorId, t_ms: i64, desired: f64) -> Vec<LoggedS
 
 /// A building of mixed rooms: every seventh in mode off; every third under TPI, wanting 2 °C more so that
 /// the wandering temperatures give partial shares (10 s cycles at 25 % per °C: most cycles switch On and
-/// then Off, and the logs' readings cross several); the rest under hysteresis; all ± 1 °C.
+/// then Off, and the logs' readings cross several), half of them (4, 10, 16…) with 2 s minimum on and off
+/// times, which a new round's setpoints must not cut short; the rest under hysteresis; all ± 1 °C.
 pub fn mixed_setpoint(sensor: SensorId, desired: f64) -> Setpoint {
     let band = Setpoint::new(desired, 1.0, 1.0);
     if sensor % 7 == 0 {
         band.with_mode(Mode::Off)
     } else if sensor % 3 == 1 {
-        Setpoint::new(desired + 2.0, 1.0, 1.0).with_policy(Policy::Tpi(Tpi::new(10, 0.25)))
+        let tpi = if sensor % 6 == 4 {
+            Tpi {
+                min_on_s: 2,
+                min_off_s: 2,
+                ..Tpi::new(10, 0.25)
+            }
+        } else {
+            Tpi::new(10, 0.25)
+        };
+        Setpoint::new(desired + 2.0, 1.0, 1.0).with_policy(Policy::Tpi(tpi))
     } else {
         band
     }

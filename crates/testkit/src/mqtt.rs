@@ -96,6 +96,10 @@ impl Mosquitto {
         let deadline = Instant::now() + Duration::from_secs(10);
         for port in std::iter::once(self.port).chain(self.tls_port) {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                // A Mosquitto that exited (its port taken) must not be mistaken for whoever listens there.
+                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    panic!("mosquitto exited ({status}) before listening on {port}");
+                }
                 assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
                 std::thread::sleep(Duration::from_millis(20));
             }

@@ -24,7 +24,9 @@
 //! newest reading taken of the outdoor sensor before, in log order (no term while there is none) —
 //! rounded to the millisecond, made 0 if shorter
 //! than `min_on_s` and the whole cycle if the rest is shorter than `min_off_s`; the rule wants On before
-//! start + share, Off from then. Hysteresis and mode off end any cycle. Dedup and dwell as above.
+//! start + share, Off from then. Hysteresis and mode off end any cycle. Dedup and dwell as above; in a
+//! heated TPI room a change is also held until the command in force has lasted `min_on_s` (an On) or
+//! `min_off_s` (an Off).
 //!
 //! Clock errors: with [`expected_commands_logged_by`], a reading or setpoint dated more than
 //! `config.max_clock_skew_ms` after the time by which every record was in the log is refused, as a live
@@ -168,7 +170,14 @@ pub fn expected_commands_logged_by(
         };
         let history = out.entry(r.sensor).or_default();
         if let Some(last) = history.last() {
-            if last.command == wanted || r.t_ms - last.t_ms < config.min_dwell_ms {
+            // The hold: the global dwell, and a heated TPI room's minimum time for the command in force.
+            let min_s = match (sp.setpoint.mode, sp.setpoint.policy, last.command) {
+                (Mode::Heat, Policy::Tpi(p), Command::On) => p.min_on_s,
+                (Mode::Heat, Policy::Tpi(p), Command::Off) => p.min_off_s,
+                _ => 0,
+            };
+            let hold_ms = config.min_dwell_ms.max(min_s as i64 * 1000);
+            if last.command == wanted || r.t_ms - last.t_ms < hold_ms {
                 continue;
             }
         }

@@ -62,6 +62,9 @@ impl Weekday {
 /// setpoint becomes this one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+// Unknown fields refused: a misspelt `"polcy"` in a step must be an error, not a step that silently keeps
+// the room's policy (the rule of every write body).
+#[serde(deny_unknown_fields)]
 pub struct ScheduleStep {
     pub days: Vec<Weekday>,
     pub time: String,
@@ -240,6 +243,10 @@ mod tests {
         assert_eq!(schedule.steps[1].days, vec![Weekday::Sat, Weekday::Sun]);
         assert_eq!(schedule.steps[1].setpoint_over(None).desired, 17.0);
         assert!(serde_json::from_str::<ScheduleBody>(r#"{"zone":"UTC","steps":[],"colour":1}"#).is_err());
+        // A misspelt field in a step is refused too, rather than silently keeping the room's policy.
+        let misspelt = r#"{"zone":"UTC","steps":[{"days":["mon"],"time":"07:00","desired":20.0,
+            "up_delta":0.5,"down_delta":0.5,"polcy":{"kind":"tpi","cycle_s":600,"k_int":0.6}}]}"#;
+        assert!(serde_json::from_str::<ScheduleBody>(misspelt).is_err());
     }
 
     #[test]

@@ -965,6 +965,26 @@ async fn a_room_is_switched_to_tpi_and_to_off_from_its_card() {
     let (s, _) = writer_page(&mut driver, addr, 3).await;
 
     choose(&s, &card(1, ".policy-kind"), "tpi").await;
+    // Picking a policy is a draft: the card previews what TPI would have done over the chart window, and
+    // nothing is sent until Save.
+    let preview = s
+        .wait_for("the what-if of TPI", PATIENCE, async |s| {
+            s.text_of(&card(1, ".whatif"))
+                .await
+                .filter(|t| t.contains("what-if:"))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("preview of TPI: {preview}");
+    s.screenshot(&artifact("policy-tpi-preview.png"))
+        .await
+        .expect("screenshot");
+    let before = api_get(addr, "/api/v1/sensors/1/setpoint").await;
+    assert_ne!(
+        before["policy"]["kind"], "tpi",
+        "a picked policy is not sent before Save: {before}"
+    );
+    click(&s, &card(1, ".save")).await;
     let sp = in_force(&s, addr, "policy TPI", |v| v["policy"]["kind"] == "tpi").await;
     assert_eq!(sp["policy"]["cycle_s"], 600, "the default cycle: {sp}");
     set_input(&s, &card(1, ".num-cycle"), 10.0, true).await;
@@ -1008,6 +1028,7 @@ async fn a_room_is_switched_to_tpi_and_to_off_from_its_card() {
         .expect("screenshot");
 
     choose(&s, &card(1, ".mode"), "off").await;
+    click(&s, &card(1, ".save")).await;
     let sp = in_force(&s, addr, "mode off", |v| v["mode"] == "off").await;
     assert_eq!(
         sp["policy"]["kind"], "tpi",

@@ -155,7 +155,7 @@ impl Editor {
         }
     }
 
-    /// Switches the draft's mode (heat or off); committed like a released slider.
+    /// Switches the draft's mode (heat or off); sent with the rest of the draft (Save, or a released slider).
     pub fn set_mode(&mut self, committed: Option<&SetpointMsg>, mode: Mode) {
         self.change(committed, |d| d.mode = mode);
     }

@@ -578,6 +578,7 @@ fn server_decides(readings: &[SensorReading]) -> Vec<Decision> {
             version: 1,
         },
         &rs,
+        &[],
     )
     .expect("valid setpoint")
 }

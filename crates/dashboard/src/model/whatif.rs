@@ -6,7 +6,7 @@
 //! switch, not an artefact of starting from "unknown".
 
 use setpoint_control::{
-    replay, Config, Decision, Reading, SensorId, SensorState, Setpoint, SetpointError, TimeMs,
+    replay, Config, Decision, Policy, Reading, SensorId, SensorState, Setpoint, SetpointError, TimeMs,
     VersionedSetpoint,
 };
 
@@ -20,14 +20,27 @@ pub struct WhatIf {
     pub would_switch: usize,
     /// Switches the server actually made in the same window.
     pub actual_switch: usize,
+    /// The outdoor sensor whose term the preview had to leave out: the proposed TPI policy has `k_ext`, but
+    /// this page holds no readings of that sensor for the window (it is not shown here).
+    pub outdoor_left_out: Option<SensorId>,
 }
 
-/// Replays `view`'s readings in `[from, to]` under `proposed`. Fails only if `proposed` is invalid under the
-/// configured limits, in which case the caller shows the validation error instead of a preview.
+/// The outdoor sensor a proposed setpoint's TPI policy reads, if it has an outdoor term.
+pub fn outdoor_sensor_of(proposed: &Setpoint) -> Option<SensorId> {
+    match proposed.policy {
+        Policy::Tpi(t) if t.k_ext > 0.0 => t.outdoor_sensor,
+        _ => None,
+    }
+}
+
+/// Replays `view`'s readings in `[from, to]` under `proposed`, with `outdoor` (the view of the policy's
+/// outdoor sensor, when this page has it) for TPI's outdoor term. Fails only if `proposed` is invalid under
+/// the configured limits, in which case the caller shows the validation error instead of a preview.
 pub fn what_if(
     config: &Config,
     sensor: SensorId,
     view: &SensorView,
+    outdoor: Option<&SensorView>,
     proposed: Setpoint,
     from: TimeMs,
     to: TimeMs,
@@ -38,6 +51,17 @@ pub fn what_if(
         initial.last_change_ms = Some(prev.t_ms);
     }
     let readings: Vec<Reading> = view.readings.range(from, to).copied().collect();
+    // The outdoor reading in force at the window's start, then those inside it.
+    let outdoor_readings: Vec<Reading> = outdoor
+        .map(|o| {
+            o.readings
+                .before(from)
+                .into_iter()
+                .chain(o.readings.range(from, to))
+                .copied()
+                .collect()
+        })
+        .unwrap_or_default();
     let version = view.setpoint.as_ref().map_or(0, |s| s.version + 1);
     let decisions = replay(
         config,
@@ -48,12 +72,14 @@ pub fn what_if(
             version,
         },
         &readings,
+        &outdoor_readings,
     )?;
     let actual_switch = view.decisions.range(from, to).count();
     Ok(WhatIf {
         would_switch: decisions.len(),
         actual_switch,
         decisions,
+        outdoor_left_out: outdoor_sensor_of(&proposed).filter(|_| outdoor_readings.is_empty()),
     })
 }
 
@@ -79,15 +105,63 @@ mod tests {
     fn narrow_band_switches_wide_band_does_not() {
         let v = view_with_wave();
         let cfg = Config::default();
-        let narrow = what_if(&cfg, 9, &v, Setpoint::new(20.0, 0.2, 0.2), 0, 30_000).expect("valid");
-        let wide = what_if(&cfg, 9, &v, Setpoint::new(20.0, 5.0, 5.0), 0, 30_000).expect("valid");
+        let narrow = what_if(&cfg, 9, &v, None, Setpoint::new(20.0, 0.2, 0.2), 0, 30_000).expect("valid");
+        let wide = what_if(&cfg, 9, &v, None, Setpoint::new(20.0, 5.0, 5.0), 0, 30_000).expect("valid");
         assert!(narrow.would_switch >= 4, "{narrow:?}");
         assert_eq!(wide.would_switch, 0);
         // Decisions alternate, as emit-on-change requires.
         for pair in narrow.decisions.windows(2) {
             assert_ne!(pair[0].command, pair[1].command);
         }
-        assert!(what_if(&cfg, 9, &v, Setpoint::new(20.0, -1.0, 0.2), 0, 30_000).is_err());
+        assert!(what_if(&cfg, 9, &v, None, Setpoint::new(20.0, -1.0, 0.2), 0, 30_000).is_err());
+    }
+
+    /// A TPI preview with an outdoor term uses the outdoor sensor's readings when the page has them: cold
+    /// outside, the heater is On for more of each cycle than with no outdoor term; without them the preview
+    /// says the term was left out.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn a_tpi_preview_takes_the_outdoor_term_from_the_outdoor_sensors_readings() {
+        use setpoint_control::Tpi;
+        let mut room = SensorView::new(9, 10_000);
+        for i in 0..120 {
+            room.readings.insert(Reading {
+                t_ms: i * 1_000,
+                temperature: 20.0,
+            });
+        }
+        let mut outside = SensorView::new(50, 10_000);
+        outside.readings.insert(Reading {
+            t_ms: -5_000,
+            temperature: 0.0,
+        });
+        // 0.1·(21 − 20) = 10 % of a 60 s cycle without the outdoor term; + 0.02·(21 − 0) = 52 % with it.
+        let tpi = Tpi {
+            k_ext: 0.02,
+            outdoor_sensor: Some(50),
+            ..Tpi::new(60, 0.1)
+        };
+        let proposed = Setpoint::new(21.0, 0.5, 0.5).with_policy(Policy::Tpi(tpi));
+        let cfg = Config::default();
+        let off_after = |w: &WhatIf| {
+            let on = w
+                .decisions
+                .iter()
+                .find(|d| d.command == Command::On)
+                .map(|d| d.t_ms);
+            let off = w
+                .decisions
+                .iter()
+                .find(|d| d.command == Command::Off)
+                .map(|d| d.t_ms);
+            on.zip(off).map(|(on, off)| off - on)
+        };
+        let with = what_if(&cfg, 9, &room, Some(&outside), proposed, 0, 119_000).expect("valid");
+        assert_eq!(with.outdoor_left_out, None);
+        assert_eq!(off_after(&with), Some(32_000), "{with:?}");
+        let without = what_if(&cfg, 9, &room, None, proposed, 0, 119_000).expect("valid");
+        assert_eq!(without.outdoor_left_out, Some(50));
+        assert_eq!(off_after(&without), Some(6_000), "{without:?}");
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -110,6 +184,7 @@ mod tests {
             &Config::default(),
             9,
             &v,
+            None,
             Setpoint::new(0.0, 0.0, 0.0),
             11_000,
             20_000,
@@ -121,6 +196,7 @@ mod tests {
             &Config::default(),
             9,
             &v,
+            None,
             Setpoint::new(100.0, 0.0, 0.0),
             11_000,
             20_000,

@@ -1,5 +1,7 @@
 //! A card's mode and policy: heat or off, hysteresis or time-proportional control, and TPI's two main
-//! numbers (cycle and k_int) when it is chosen. A choice is committed at once, like a released slider.
+//! numbers (cycle and k_int) when it is chosen. A choice changes the draft and is not sent: the card's
+//! what-if shows what the room would have done under it over the chart window, and Save (or the next
+//! released slider, which commits the whole draft) applies it. A number typed here commits like a slider.
 
 use setpoint_control::{Limits, Mode, Policy, SensorId, Setpoint, SetpointField, DEFAULT_TPI};
 use web_sys::HtmlSelectElement;
@@ -37,7 +39,7 @@ pub fn PolicyPicker(p: &PolicyPickerProps) -> Html {
         Callback::from(move |()| store.dispatch(Action::Commit { sensor, now: now() }))
     };
     let on_mode = {
-        let (store, commit) = (store.clone(), commit.clone());
+        let store = store.clone();
         Callback::from(move |e: Event| {
             let select: HtmlSelectElement = e.target_unchecked_into();
             let mode = if select.value() == "off" {
@@ -46,11 +48,10 @@ pub fn PolicyPicker(p: &PolicyPickerProps) -> Html {
                 Mode::Heat
             };
             store.dispatch(Action::SetMode { sensor, mode });
-            commit.emit(());
         })
     };
     let on_policy = {
-        let (store, commit) = (store.clone(), commit.clone());
+        let store = store.clone();
         Callback::from(move |e: Event| {
             let select: HtmlSelectElement = e.target_unchecked_into();
             let policy = if select.value() == "tpi" {
@@ -59,7 +60,6 @@ pub fn PolicyPicker(p: &PolicyPickerProps) -> Html {
                 Policy::Hysteresis
             };
             store.dispatch(Action::SetPolicy { sensor, policy });
-            commit.emit(());
         })
     };
     let mode = p.shown.mode;

@@ -57,8 +57,8 @@ pub fn SetpointEditor(p: &SetpointEditorProps) -> Html {
             <PolicyPicker sensor={sensor} shown={p.shown} committed={p.committed} limits={p.limits}
                 disabled={disabled} />
             <div class="actions">
-                <button type="button" onclick={save} disabled={disabled || !p.dirty}>{ "Save" }</button>
-                <button type="button" onclick={revert} disabled={!p.has_draft}>{ "Revert" }</button>
+                <button type="button" class="save" onclick={save} disabled={disabled || !p.dirty}>{ "Save" }</button>
+                <button type="button" class="revert" onclick={revert} disabled={!p.has_draft}>{ "Revert" }</button>
                 <span class={status_class} aria-live="polite">{ p.status.text() }</span>
             </div>
         </fieldset>

@@ -68,6 +68,7 @@ fn server_decisions(readings: &[SensorReading], setpoint: &SetpointMsg) -> Vec<D
         &SensorState::default(),
         vs,
         &rs,
+        &[],
     )
     .unwrap_or_default()
 }
