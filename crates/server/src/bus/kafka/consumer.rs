@@ -73,9 +73,17 @@ impl<T> KafkaConsumer<T> {
                 None => {
                     // Nothing read from it yet: start where the partition starts (retention may have
                     // emptied it, and then there is nothing to wait for). Once per partition.
-                    let (low, _) =
+                    let (low, high) =
                         blocking(|| self.bus.offsets.fetch_watermarks(&self.topic, partition, timeout))
                             .map_err(KafkaBusError::from)?;
+                    tracing::debug!(
+                        topic = self.topic,
+                        partition,
+                        low,
+                        high,
+                        end,
+                        "first catch-up of a partition"
+                    );
                     if low >= end {
                         self.pending.position.insert(partition, end);
                     }
