@@ -22,6 +22,20 @@ pub struct Stats {
     pub setpoints_rejected: u64,
     /// Setpoint versions pushed out of a sensor's history by its bound before any reading used them.
     pub setpoint_versions_dropped: u64,
+    /// Readings of TPI rooms with an outdoor term decided without an outdoor temperature: the outdoor
+    /// sensor has not reported to this controller (not since it started, or its partition is another
+    /// controller's), so the share lacked `k_ext`'s part.
+    #[serde(default)]
+    pub readings_without_outdoor: u64,
+}
+
+/// What a reading's room needs of the outdoors.
+enum OutdoorTerm {
+    /// No outdoor term (not TPI, or `k_ext` 0).
+    None,
+    /// An outdoor term, but its sensor has not reported to this controller.
+    Unknown,
+    Known(f64),
 }
 
 /// Sensor ids are small integers chosen by people, not attackers' keys into a shared table, and the map sits
@@ -263,7 +277,14 @@ impl Controller {
         heard_ms: Option<TimeMs>,
     ) -> Result<Option<Decision>, ReadingError> {
         let slot = self.slot(sensor);
-        let outdoor = self.outdoor_for(slot, reading.t_ms);
+        let outdoor = match self.outdoor_for(slot, reading.t_ms) {
+            OutdoorTerm::None => None,
+            OutdoorTerm::Unknown => {
+                self.stats.readings_without_outdoor += 1;
+                None
+            }
+            OutdoorTerm::Known(t) => Some(t),
+        };
         match self.states[slot].step_with(&self.config, sensor, &reading, heard_ms, outdoor) {
             Ok((ReadingOutcome::Accepted, decision)) => {
                 self.stats.readings += 1;
@@ -286,15 +307,19 @@ impl Controller {
     /// The outdoor temperature a TPI room with an outdoor term would use for a reading at `t_ms`: the
     /// newest reading of its outdoor sensor this controller has taken (in log order, like every decision).
     #[inline]
-    fn outdoor_for(&self, slot: usize, t_ms: TimeMs) -> Option<f64> {
-        let outdoor = match self.states[slot].setpoints.at(t_ms)?.setpoint.policy {
-            Policy::Tpi(Tpi {
+    fn outdoor_for(&self, slot: usize, t_ms: TimeMs) -> OutdoorTerm {
+        let outdoor = match self.states[slot].setpoints.at(t_ms).map(|s| s.setpoint.policy) {
+            Some(Policy::Tpi(Tpi {
                 outdoor_sensor: Some(outdoor),
+                k_ext,
                 ..
-            }) => outdoor,
-            _ => return None,
+            })) if k_ext > 0.0 => outdoor,
+            _ => return OutdoorTerm::None,
         };
-        self.sensor(outdoor)?.last_temperature
+        match self.sensor(outdoor).and_then(|s| s.last_temperature) {
+            Some(t) => OutdoorTerm::Known(t),
+            None => OutdoorTerm::Unknown,
+        }
     }
 
     /// Forgets what this controller knows of a sensor's heater (last command, dwell, newest reading,

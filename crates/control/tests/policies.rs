@@ -216,6 +216,38 @@ fn the_outdoor_term_uses_the_outdoor_sensors_newest_reading() {
     assert_eq!(off.map(|d| d.command), Some(Command::Off));
 }
 
+/// A room whose outdoor sensor never reported to this controller (on Kafka: its partition is another
+/// controller's) is decided without the outdoor term, and every such reading is counted, so an operator
+/// sees it; once the outdoor sensor reports, the count stops.
+#[test]
+fn readings_decided_without_their_outdoor_temperature_are_counted() {
+    let mut c = Controller::new(Config::default());
+    let tpi = Tpi {
+        k_ext: 0.05,
+        outdoor_sensor: Some(99),
+        ..Tpi::new(100, 0.1)
+    };
+    c.apply_setpoint(1, tpi_room(21.0, tpi), 1).expect("valid");
+    c.apply_setpoint(2, tpi_room(21.0, Tpi::new(100, 0.1)), 1)
+        .expect("valid");
+    let at = |t: i64, temperature| Reading {
+        t_ms: T0 + t,
+        temperature,
+    };
+    for t in 0..3 {
+        c.on_reading(1, at(t * 1_000, 20.0)).expect("valid");
+        c.on_reading(2, at(t * 1_000, 20.0)).expect("valid");
+    }
+    assert_eq!(
+        c.stats().readings_without_outdoor,
+        3,
+        "room 1 only: room 2 has no outdoor term"
+    );
+    c.on_reading(99, at(3_000, 5.0)).expect("valid");
+    c.on_reading(1, at(4_000, 20.0)).expect("valid");
+    assert_eq!(c.stats().readings_without_outdoor, 3);
+}
+
 /// A new setpoint version starts a new cycle at once: a slider moved mid-cycle acts on the next reading.
 #[test]
 fn a_new_setpoint_version_starts_a_new_cycle() {

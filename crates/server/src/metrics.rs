@@ -26,6 +26,7 @@ pub struct Metrics {
     pub readings: AtomicU64,
     pub rejected_readings: AtomicU64,
     pub out_of_order_readings: AtomicU64,
+    pub readings_without_outdoor: AtomicU64,
     pub decisions: AtomicU64,
     pub setpoint_changes: AtomicU64,
     pub rejected_setpoints: AtomicU64,
@@ -85,6 +86,8 @@ impl Metrics {
         self.rejected_setpoints.store(stats.setpoints_rejected, Relaxed);
         self.setpoint_versions_dropped
             .store(stats.setpoint_versions_dropped, Relaxed);
+        self.readings_without_outdoor
+            .store(stats.readings_without_outdoor, Relaxed);
     }
 
     /// Mirrors the bridge hub's counters ([`HubStats`]).
@@ -165,6 +168,11 @@ impl Metrics {
                 "setpoint_out_of_order_readings_total",
                 "Readings ignored as older than one already processed.",
                 &self.out_of_order_readings,
+            ),
+            (
+                "setpoint_readings_without_outdoor_total",
+                "Readings of TPI rooms with an outdoor term decided without the outdoor temperature (its sensor has not reported to this controller: not since it started, or its partition is another controller's).",
+                &self.readings_without_outdoor,
             ),
             (
                 "setpoint_decisions_total",
