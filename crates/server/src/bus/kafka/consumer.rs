@@ -122,6 +122,40 @@ pub(super) struct Pending {
     position: HashMap<i32, i64>,
     /// Dead-letter copies not yet acknowledged by the broker; offsets are not committed past them.
     dead_letters: Vec<DeliveryFuture>,
+    /// Partitions whose end the last fetch reached with nothing read since (librdkafka's partition EOF,
+    /// from the Fetch response's high watermark; direct readers only). What a catch-up confirms beyond
+    /// the end offsets: a broker's ListOffsets can under-report the end (Tansu's once said 0 for a
+    /// changelog partition its Fetch served records of), and a restart must not restore a short table.
+    at_end: HashMap<i32, bool>,
+}
+
+/// How long a catch-up that reached the end offsets waits for every partition's end-of-partition event
+/// before it goes on without: a bound on the cost of a broker or client that never sends one.
+const END_CONFIRMATION: Duration = Duration::from_secs(2);
+
+impl Pending {
+    /// What one event of the consumer's queue is: a message is accepted; a partition EOF is noted; any
+    /// other error is returned for the caller to log (and perhaps back off).
+    fn take<T: Payload>(
+        &mut self,
+        bus: &Inner,
+        topic: &str,
+        event: Result<rdkafka::message::BorrowedMessage<'_>, rdkafka::error::KafkaError>,
+        out: &mut Vec<Record<T>>,
+    ) -> Result<(), rdkafka::error::KafkaError> {
+        match event {
+            Ok(m) => {
+                self.at_end.insert(m.partition(), false);
+                accept(bus, topic, self, &m, out);
+                Ok(())
+            }
+            Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
+                self.at_end.insert(partition, true);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Decodes one message; bad ones are counted, logged once per kind, copied to the dead-letter topic when
@@ -197,18 +231,24 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<Record<T>>, BusError> {
         let mut out = Vec::new();
         loop {
-            match self.consumer.recv().await {
-                Ok(m) => accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out),
-                Err(e) => {
-                    tracing::debug!(topic = self.topic, "consume: {e}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
+            let event = self.consumer.recv().await;
+            if let Err(e) = self.pending.take(&self.bus, &self.topic, event, &mut out) {
+                tracing::debug!(topic = self.topic, "consume: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
             }
             while out.len() < max {
                 match self.consumer.recv().now_or_never() {
-                    Some(Ok(m)) => accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out),
-                    _ => break,
+                    Some(event) => {
+                        if self
+                            .pending
+                            .take(&self.bus, &self.topic, event, &mut out)
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    None => break,
                 }
             }
             if !out.is_empty() {
@@ -221,8 +261,16 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
         let mut out = Vec::new();
         while out.len() < max {
             match self.consumer.recv().now_or_never() {
-                Some(Ok(m)) => accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out),
-                _ => break,
+                Some(event) => {
+                    if self
+                        .pending
+                        .take(&self.bus, &self.topic, event, &mut out)
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                None => break,
             }
         }
         Ok(out)
@@ -231,31 +279,64 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
     async fn read_to_end(&mut self, timeout: Duration) -> Result<Vec<Record<T>>, BusError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let targets = self.unread_ends(timeout)?;
+        // Direct readers also wait (briefly) until every assigned partition's fetch reached its end.
+        let partitions: Vec<i32> = if self.grouped {
+            Vec::new()
+        } else {
+            let assignment = self.consumer.assignment().map_err(KafkaBusError::from)?;
+            assignment.elements().iter().map(|e| e.partition()).collect()
+        };
         let mut out = Vec::new();
-        while targets
-            .iter()
-            .any(|(p, end)| self.pending.position.get(p).copied().unwrap_or(-1) < *end)
-        {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
+        let mut ends_reached_at = None;
+        loop {
+            let behind = targets
+                .iter()
+                .any(|(p, end)| self.pending.position.get(p).copied().unwrap_or(-1) < *end);
+            let now = tokio::time::Instant::now();
+            if !behind {
+                let reached = *ends_reached_at.get_or_insert(now);
+                let unconfirmed: Vec<i32> = partitions
+                    .iter()
+                    .copied()
+                    .filter(|p| self.pending.at_end.get(p) != Some(&true))
+                    .collect();
+                if unconfirmed.is_empty() {
+                    break;
+                }
+                if now >= reached + END_CONFIRMATION {
+                    tracing::warn!(topic = self.topic, partitions = ?unconfirmed, "caught up to the end offsets, but no end-of-partition came for these within {END_CONFIRMATION:?}; going on without");
+                    break;
+                }
+            }
+            let mut until = deadline;
+            if let Some(reached) = ends_reached_at {
+                until = until.min(reached + END_CONFIRMATION);
+            }
+            if now >= deadline {
                 return Err(KafkaBusError::CatchUpTimeout {
                     topic: self.topic.clone(),
                     timeout,
                 }
                 .into());
             }
-            match tokio::time::timeout(remaining, self.consumer.recv()).await {
-                Ok(Ok(m)) => accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out),
-                Ok(Err(e)) => tracing::debug!(topic = self.topic, "consume: {e}"),
-                Err(_) => {}
+            if let Ok(event) = tokio::time::timeout_at(until, self.consumer.recv()).await {
+                if let Err(e) = self.pending.take(&self.bus, &self.topic, event, &mut out) {
+                    tracing::debug!(topic = self.topic, "consume: {e}");
+                }
             }
         }
         // Whatever the fetches that got us here delivered beyond the end offsets is in the local queue:
         // take it too. A catch-up reads at least to the ends; and Tansu reports a partition's high
         // watermark as its last batch's first offset + 1, so without this the rest of that batch — records
         // written before this call — would be left for later.
-        while let Some(Ok(m)) = self.consumer.recv().now_or_never() {
-            accept(&self.bus, &self.topic, &mut self.pending, &m, &mut out);
+        while let Some(event) = self.consumer.recv().now_or_never() {
+            if self
+                .pending
+                .take(&self.bus, &self.topic, event, &mut out)
+                .is_err()
+            {
+                break;
+            }
         }
         // What a catch-up aimed for and got, per partition: the evidence when a restored table looks short
         // (join.rs's restart test once restored one partition's heaters and not the other's).

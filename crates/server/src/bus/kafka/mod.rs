@@ -238,6 +238,11 @@ impl Bus for KafkaBus {
             .set("fetch.queue.backoff.ms", "10")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
+        if group.is_none() {
+            // A direct reader is told when a fetch reached a partition's end (from the Fetch response's
+            // high watermark), which its catch-up confirms: see `Pending::at_end`.
+            cfg.set("enable.partition.eof", "true");
+        }
         let context = self.inner.context.for_another_client();
         let consumer: StreamConsumer<Context> = o
             .finish(cfg)
