@@ -40,7 +40,8 @@ impl Drop for Server {
 impl Server {
     /// Starts `setpoint run --in-memory` on a free port with `args` after it, and waits for its URL.
     pub async fn start(args: &[&str]) -> Result<Server> {
-        let mut child = Command::new(root().join("target/release/setpoint"))
+        // Where cargo put it (a shared `CARGO_TARGET_DIR` too), as the other benchmarks find it.
+        let mut child = Command::new(setpoint_testkit::release_binary())
             .args(["run", "--in-memory", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("SETPOINT_TOKEN", TOKEN)
