@@ -10,12 +10,14 @@
 
 mod controller;
 mod policy;
+mod replay;
 mod sensor;
 mod setpoint;
 mod table;
 
-pub use controller::{replay, Controller, ControllerSnapshot, Stats};
+pub use controller::{Controller, ControllerSnapshot, Stats};
 pub use policy::{Mode, Policy, Tpi, TpiCycle, DEFAULT_TPI, TPI_CYCLE_S, TPI_MAX_COEFFICIENT};
+pub use replay::replay;
 pub use sensor::{
     band_acts_on, HeaterMemory, ReadingOutcome, SensorState, SetpointHistory, TimedSetpoint,
     VersionedSetpoint, MAX_SETPOINT_VERSIONS,

@@ -14,6 +14,14 @@ fn tpi_room(desired: f64, tpi: Tpi) -> Setpoint {
     Setpoint::new(desired, 0.5, 0.5).with_policy(Policy::Tpi(tpi))
 }
 
+/// A reading `t` ms after `T0`.
+fn at(t: i64, temperature: f64) -> Reading {
+    Reading {
+        t_ms: T0 + t,
+        temperature,
+    }
+}
+
 /// Readings every `period_ms` from `T0` for `n` readings at the temperatures `temp(i)`; the decisions.
 fn run(c: &mut Controller, sensor: i32, n: i64, period_ms: i64, temp: impl Fn(i64) -> f64) -> Vec<Decision> {
     (0..n)
@@ -200,10 +208,6 @@ fn the_outdoor_term_uses_the_outdoor_sensors_newest_reading() {
         ..Tpi::new(100, 0.1)
     };
     c.apply_setpoint(1, tpi_room(21.0, tpi), 1).expect("valid");
-    let at = |t: i64, temperature| Reading {
-        t_ms: T0 + t,
-        temperature,
-    };
     assert_eq!(c.on_reading(99, at(0, 1.0)), Ok(None));
     // 0.1·1 + 0.05·20 = 1.1 → On for the whole cycle.
     let on = c.on_reading(1, at(0, 20.0)).expect("valid");
@@ -230,10 +234,6 @@ fn readings_decided_without_their_outdoor_temperature_are_counted() {
     c.apply_setpoint(1, tpi_room(21.0, tpi), 1).expect("valid");
     c.apply_setpoint(2, tpi_room(21.0, Tpi::new(100, 0.1)), 1)
         .expect("valid");
-    let at = |t: i64, temperature| Reading {
-        t_ms: T0 + t,
-        temperature,
-    };
     for t in 0..3 {
         c.on_reading(1, at(t * 1_000, 20.0)).expect("valid");
         c.on_reading(2, at(t * 1_000, 20.0)).expect("valid");
@@ -254,10 +254,7 @@ fn a_new_setpoint_version_starts_a_new_cycle() {
     let mut c = Controller::new(Config::default());
     c.apply_setpoint_at(1, tpi_room(20.0, Tpi::new(600, 1.0)), 1, T0)
         .expect("valid");
-    let at = |t: i64| Reading {
-        t_ms: T0 + t,
-        temperature: 20.0,
-    };
+    let at = |t: i64| at(t, 20.0);
     // At the desired temperature: 0 % → Off.
     assert_eq!(
         c.on_reading(1, at(0)).expect("valid").map(|d| d.command),
@@ -282,10 +279,6 @@ fn a_new_setpoint_version_does_not_cut_an_on_shorter_than_min_on() {
     };
     let mut c = Controller::new(Config::default());
     c.apply_setpoint_at(1, tpi_room(21.0, tpi), 1, T0).expect("valid");
-    let at = |t: i64, temperature: f64| Reading {
-        t_ms: T0 + t,
-        temperature,
-    };
     let command = |d: Option<Decision>| d.map(|d| d.command);
     // 0.5 °C below with k_int 1: On for half the cycle.
     assert_eq!(

@@ -11,6 +11,7 @@ use setpoint_control::{
 };
 
 use crate::model::sensor::SensorView;
+use crate::model::Model;
 
 /// A preview result: the would-have decisions (for drawing) and the two switch counts shown side by side.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -26,11 +27,25 @@ pub struct WhatIf {
 }
 
 /// The outdoor sensor a proposed setpoint's TPI policy reads, if it has an outdoor term.
-pub fn outdoor_sensor_of(proposed: &Setpoint) -> Option<SensorId> {
+fn outdoor_sensor_of(proposed: &Setpoint) -> Option<SensorId> {
     match proposed.policy {
         Policy::Tpi(t) if t.k_ext > 0.0 => t.outdoor_sensor,
         _ => None,
     }
+}
+
+/// [`what_if`] for a card of the page: `view` is sensor `sensor`'s, and the outdoor sensor's readings are
+/// the page's view of it, when the page has one.
+pub fn preview(
+    model: &Model,
+    sensor: SensorId,
+    view: &SensorView,
+    proposed: Setpoint,
+    from: TimeMs,
+    to: TimeMs,
+) -> Result<WhatIf, SetpointError> {
+    let outdoor = outdoor_sensor_of(&proposed).and_then(|o| model.sensors.get(&o));
+    what_if(&model.config, sensor, view, outdoor, proposed, from, to)
 }
 
 /// Replays `view`'s readings in `[from, to]` under `proposed`, with `outdoor` (the view of the policy's

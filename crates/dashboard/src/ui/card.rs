@@ -12,7 +12,7 @@ use yew::prelude::*;
 use crate::hooks::store::{now, use_store};
 use crate::model::editor::DEFAULT_SETPOINT;
 use crate::model::format;
-use crate::model::whatif::{outdoor_sensor_of, what_if};
+use crate::model::whatif::preview;
 use crate::ui::card_head::CardHead;
 use crate::ui::chart::{draw, ChartSpec};
 use crate::ui::next_step::NextStepLine;
@@ -74,10 +74,9 @@ pub fn Card(props: &CardProps) -> Html {
             let from = to - if compact { COMPACT_WINDOW_MS } else { window_ms };
             let dirty = view.editor.is_dirty(view.setpoint.as_ref());
             let shown = view.editor.shown(view.setpoint.as_ref());
-            let wi = shown.filter(|_| dirty && !compact).and_then(|sp| {
-                let outdoor = outdoor_sensor_of(&sp).and_then(|o| model.sensors.get(&o));
-                what_if(&model.config, sensor, view, outdoor, sp, from, to).ok()
-            });
+            let wi = shown
+                .filter(|_| dirty && !compact)
+                .and_then(|sp| preview(&model, sensor, view, sp, from, to).ok());
             let spec = ChartSpec {
                 view,
                 shown,
@@ -161,10 +160,9 @@ pub fn Card(props: &CardProps) -> Html {
         None => html! {},
     };
     let to = server_now as i64;
-    let whatif = shown.filter(|_| dirty).map(|sp| {
-        let outdoor = outdoor_sensor_of(&sp).and_then(|o| model.sensors.get(&o));
-        what_if(&model.config, id, view, outdoor, sp, to - props.window_ms, to)
-    });
+    let whatif = shown
+        .filter(|_| dirty)
+        .map(|sp| preview(&model, id, view, sp, to - props.window_ms, to));
     let whatif_html = match &whatif {
         Some(Ok(w)) => html! {
             <p class="whatif" role="status">

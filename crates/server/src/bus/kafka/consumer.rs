@@ -98,6 +98,21 @@ impl<T> KafkaConsumer<T> {
     }
 }
 
+impl<T: Payload> KafkaConsumer<T> {
+    /// Takes what the local queue holds right now, up to `max` records, without waiting; stops early at
+    /// an error other than a partition EOF (the caller's next wait meets it again).
+    fn take_ready(&mut self, out: &mut Vec<Record<T>>, max: usize) {
+        while out.len() < max {
+            let Some(event) = self.consumer.recv().now_or_never() else {
+                break;
+            };
+            if self.pending.take(&self.bus, &self.topic, event, out).is_err() {
+                break;
+            }
+        }
+    }
+}
+
 /// A consumer of one topic.
 pub struct KafkaConsumer<T> {
     consumer: StreamConsumer<Context>,
@@ -237,20 +252,7 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
-            while out.len() < max {
-                match self.consumer.recv().now_or_never() {
-                    Some(event) => {
-                        if self
-                            .pending
-                            .take(&self.bus, &self.topic, event, &mut out)
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                    None => break,
-                }
-            }
+            self.take_ready(&mut out, max);
             if !out.is_empty() {
                 return Ok(out);
             }
@@ -259,20 +261,7 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
 
     fn try_batch(&mut self, max: usize) -> Result<Vec<Record<T>>, BusError> {
         let mut out = Vec::new();
-        while out.len() < max {
-            match self.consumer.recv().now_or_never() {
-                Some(event) => {
-                    if self
-                        .pending
-                        .take(&self.bus, &self.topic, event, &mut out)
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                None => break,
-            }
-        }
+        self.take_ready(&mut out, max);
         Ok(out)
     }
 
@@ -295,16 +284,13 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
             let now = tokio::time::Instant::now();
             if !behind {
                 let reached = *ends_reached_at.get_or_insert(now);
-                let unconfirmed: Vec<i32> = partitions
-                    .iter()
-                    .copied()
-                    .filter(|p| self.pending.at_end.get(p) != Some(&true))
-                    .collect();
-                if unconfirmed.is_empty() {
+                let unconfirmed = |p: &&i32| self.pending.at_end.get(p) != Some(&true);
+                if !partitions.iter().any(|p| unconfirmed(&p)) {
                     break;
                 }
                 if now >= reached + END_CONFIRMATION {
-                    tracing::warn!(topic = self.topic, partitions = ?unconfirmed, "caught up to the end offsets, but no end-of-partition came for these within {END_CONFIRMATION:?}; going on without");
+                    let missing: Vec<&i32> = partitions.iter().filter(unconfirmed).collect();
+                    tracing::warn!(topic = self.topic, partitions = ?missing, "caught up to the end offsets, but no end-of-partition came for these within {END_CONFIRMATION:?}; going on without");
                     break;
                 }
             }
@@ -329,15 +315,7 @@ impl<T: Payload> Consumer<T> for KafkaConsumer<T> {
         // take it too. A catch-up reads at least to the ends; and Tansu reports a partition's high
         // watermark as its last batch's first offset + 1, so without this the rest of that batch — records
         // written before this call — would be left for later.
-        while let Some(event) = self.consumer.recv().now_or_never() {
-            if self
-                .pending
-                .take(&self.bus, &self.topic, event, &mut out)
-                .is_err()
-            {
-                break;
-            }
-        }
+        self.take_ready(&mut out, usize::MAX);
         // What a catch-up aimed for and got, per partition: the evidence when a restored table looks short
         // (join.rs's restart test once restored one partition's heaters and not the other's).
         tracing::debug!(topic = self.topic, ends = ?targets, positions = ?self.pending.position, records = out.len(), "read to end");
